@@ -1,0 +1,283 @@
+//! GRU steps, gates in PyTorch's order r, z, n; h' = (1 − z)·n + z·h.
+//!
+//! Reset-after (PyTorch, cuDNN): n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn)),
+//! so one recurrent GEMM per step gives all three blocks.
+//!
+//! Reset-before (Cho et al. 2014): n = tanh(W_in x + b_in + W_hn (r ⊙ h) + b_hn).
+//! The n block's GEMM needs r first, so a step is GEMM (r, z) → kernel
+//! `gru_rb_forward_gates` → GEMM (n) → kernel `gru_rb_forward_out`, and
+//! backward mirrors it.
+
+use multiversion::multiversion;
+
+use super::{blocks, blocks_mut, StepMask};
+use crate::float::Float;
+
+/// Reset-after forward step for B rows.
+///
+/// - `gates` `[B, 3H]`: in, x·W_ihᵀ; out, activated r, z, n
+/// - `hg` `[B, 3H]`: h_prev·W_hhᵀ
+/// - `b_ih`, `b_hh` `[3H]`; `h_prev` `[B, H]`
+/// - `h_out` `[B, H]`: out, h'; `hn` `[B, H]`: out, W_hn h + b_hn (saved for backward)
+/// - `y`: out, row b at `b·y_stride` gets h' (zero for finished rows)
+#[allow(clippy::too_many_arguments)]
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx512dq+avx2+fma", "x86_64+avx2+fma"))]
+pub fn gru_forward_step<T: Float>(
+    h: usize,
+    gates: &mut [T],
+    hg: &[T],
+    b_ih: &[T],
+    b_hh: &[T],
+    h_prev: &[T],
+    h_out: &mut [T],
+    hn: &mut [T],
+    y: &mut [T],
+    y_stride: usize,
+    mask: StepMask,
+) {
+    let [bir, biz, bin] = blocks::<T, 3>(b_ih, h);
+    let [bhr, bhz, bhn] = blocks::<T, 3>(b_hh, h);
+    for b in 0..gates.len() / (3 * h) {
+        let hp = &h_prev[b * h..][..h];
+        let ho = &mut h_out[b * h..][..h];
+        let yr = &mut y[b * y_stride..][..h];
+        if !mask.active(b) {
+            ho.copy_from_slice(hp);
+            yr.fill(T::ZERO);
+            continue;
+        }
+        let hnr = &mut hn[b * h..][..h];
+        let [hr, hz, hnn] = blocks::<T, 3>(&hg[b * 3 * h..], h);
+        let [gr, gz, gn] = blocks_mut::<T, 3>(&mut gates[b * 3 * h..], h);
+        for j in 0..h {
+            let r = (gr[j] + bir[j] + hr[j] + bhr[j]).sigmoid();
+            let z = (gz[j] + biz[j] + hz[j] + bhz[j]).sigmoid();
+            let hnv = hnn[j] + bhn[j];
+            let n = (gn[j] + bin[j] + r * hnv).tanh();
+            gr[j] = r;
+            gz[j] = z;
+            gn[j] = n;
+            hnr[j] = hnv;
+            let hv = (T::ONE - z) * n + z * hp[j];
+            ho[j] = hv;
+            yr[j] = hv;
+        }
+    }
+}
+
+/// Reset-after backward step for B rows.
+///
+/// - `gates` `[B, 3H]`: saved r, z, n; `hn` `[B, H]`: saved W_hn h + b_hn; `h_prev` `[B, H]`
+/// - `dh` `[B, H]`: dL/dh' from later steps; `dy` rows at `dy_stride`: dL/dy
+/// - `dg_x` `[B, 3H]`: out, dL/d(x-side pre-activations) (r, z, n)
+/// - `dg_h` `[B, 3H]`: out, dL/d(h·W_hhᵀ + b_hh) (r, z, and r·dn for n)
+/// - `dh_prev` `[B, H]`: out, the part of dL/dh that bypasses W_hh
+///   (z·dh', or dh for finished rows); the layer then adds dg_h·W_hh.
+#[allow(clippy::too_many_arguments)]
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx512dq+avx2+fma", "x86_64+avx2+fma"))]
+pub fn gru_backward_step<T: Float>(
+    h: usize,
+    gates: &[T],
+    hn: &[T],
+    h_prev: &[T],
+    dh: &[T],
+    dy: &[T],
+    dy_stride: usize,
+    dg_x: &mut [T],
+    dg_h: &mut [T],
+    dh_prev: &mut [T],
+    mask: StepMask,
+) {
+    for b in 0..gates.len() / (3 * h) {
+        let dhr = &dh[b * h..][..h];
+        let dhp = &mut dh_prev[b * h..][..h];
+        let dxr = &mut dg_x[b * 3 * h..][..3 * h];
+        let dhg = &mut dg_h[b * 3 * h..][..3 * h];
+        if !mask.active(b) {
+            dxr.fill(T::ZERO);
+            dhg.fill(T::ZERO);
+            dhp.copy_from_slice(dhr);
+            continue;
+        }
+        let dyr = &dy[b * dy_stride..][..h];
+        let hp = &h_prev[b * h..][..h];
+        let hnr = &hn[b * h..][..h];
+        let [gr, gz, gn] = blocks::<T, 3>(&gates[b * 3 * h..], h);
+        let [dxr_r, dxr_z, dxr_n] = blocks_mut::<T, 3>(dxr, h);
+        let [dhg_r, dhg_z, dhg_n] = blocks_mut::<T, 3>(dhg, h);
+        for j in 0..h {
+            let (r, z, n) = (gr[j], gz[j], gn[j]);
+            let dht = dhr[j] + dyr[j];
+            let dn = dht * (T::ONE - z) * (T::ONE - n * n);
+            let dz = dht * (hp[j] - n) * z * (T::ONE - z);
+            let dr = dn * hnr[j] * r * (T::ONE - r);
+            dxr_r[j] = dr;
+            dxr_z[j] = dz;
+            dxr_n[j] = dn;
+            dhg_r[j] = dr;
+            dhg_z[j] = dz;
+            dhg_n[j] = dn * r;
+            dhp[j] = dht * z;
+        }
+    }
+}
+
+/// Reset-before forward, first half: the r and z gates and r ⊙ h.
+///
+/// - `gates` `[B, 3H]`: in, x·W_ihᵀ; out, r and z activated in blocks 0 and 1
+/// - `hg` `[B, 3H]`: blocks 0 and 1 hold h_prev·W_h{r,z}ᵀ
+/// - `b_ih`, `b_hh` `[3H]`; `h_prev` `[B, H]`
+/// - `rh` `[B, H]`: out, r ⊙ h_prev (the input of the n block's GEMM)
+#[allow(clippy::too_many_arguments)]
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx512dq+avx2+fma", "x86_64+avx2+fma"))]
+pub fn gru_rb_forward_gates<T: Float>(
+    h: usize,
+    gates: &mut [T],
+    hg: &[T],
+    b_ih: &[T],
+    b_hh: &[T],
+    h_prev: &[T],
+    rh: &mut [T],
+    mask: StepMask,
+) {
+    let [bir, biz, _] = blocks::<T, 3>(b_ih, h);
+    let [bhr, bhz, _] = blocks::<T, 3>(b_hh, h);
+    for b in 0..gates.len() / (3 * h) {
+        let rhr = &mut rh[b * h..][..h];
+        if !mask.active(b) {
+            rhr.fill(T::ZERO);
+            continue;
+        }
+        let hp = &h_prev[b * h..][..h];
+        let [hr, hz, _] = blocks::<T, 3>(&hg[b * 3 * h..], h);
+        let [gr, gz, _] = blocks_mut::<T, 3>(&mut gates[b * 3 * h..], h);
+        for j in 0..h {
+            let r = (gr[j] + bir[j] + hr[j] + bhr[j]).sigmoid();
+            gz[j] = (gz[j] + biz[j] + hz[j] + bhz[j]).sigmoid();
+            gr[j] = r;
+            rhr[j] = r * hp[j];
+        }
+    }
+}
+
+/// Reset-before forward, second half: n and the new state.
+///
+/// - `gates` `[B, 3H]`: r, z activated; block 2 in, x·W_inᵀ; out, n
+/// - `hg` `[B, 3H]`: block 2 holds (r ⊙ h_prev)·W_hnᵀ
+/// - `h_out` `[B, H]`: out, h'; `y`: out, row b at `b·y_stride` gets h'
+#[allow(clippy::too_many_arguments)]
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx512dq+avx2+fma", "x86_64+avx2+fma"))]
+pub fn gru_rb_forward_out<T: Float>(
+    h: usize,
+    gates: &mut [T],
+    hg: &[T],
+    b_ih: &[T],
+    b_hh: &[T],
+    h_prev: &[T],
+    h_out: &mut [T],
+    y: &mut [T],
+    y_stride: usize,
+    mask: StepMask,
+) {
+    let bin = &b_ih[2 * h..3 * h];
+    let bhn = &b_hh[2 * h..3 * h];
+    for b in 0..gates.len() / (3 * h) {
+        let hp = &h_prev[b * h..][..h];
+        let ho = &mut h_out[b * h..][..h];
+        let yr = &mut y[b * y_stride..][..h];
+        if !mask.active(b) {
+            ho.copy_from_slice(hp);
+            yr.fill(T::ZERO);
+            continue;
+        }
+        let hnn = &hg[b * 3 * h + 2 * h..][..h];
+        let [_, gz, gn] = blocks_mut::<T, 3>(&mut gates[b * 3 * h..], h);
+        for j in 0..h {
+            let n = (gn[j] + bin[j] + hnn[j] + bhn[j]).tanh();
+            gn[j] = n;
+            let z = gz[j];
+            let hv = (T::ONE - z) * n + z * hp[j];
+            ho[j] = hv;
+            yr[j] = hv;
+        }
+    }
+}
+
+/// Reset-before backward, first half (the mirror of `gru_rb_forward_out`).
+///
+/// - `gates` `[B, 3H]`: saved r, z, n; `h_prev` `[B, H]`
+/// - `dh` `[B, H]`: dL/dh' from later steps; `dy` rows at `dy_stride`: dL/dy
+/// - `d_gates` `[B, 3H]`: out, blocks 1 (z) and 2 (n) of dL/d(pre-activations)
+/// - `dh_prev` `[B, H]`: out, z·dh' (dh for finished rows)
+///
+/// The layer then computes d(r ⊙ h) = d_n·W_hn for `gru_rb_backward_gates`.
+#[allow(clippy::too_many_arguments)]
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx512dq+avx2+fma", "x86_64+avx2+fma"))]
+pub fn gru_rb_backward_out<T: Float>(
+    h: usize,
+    gates: &[T],
+    h_prev: &[T],
+    dh: &[T],
+    dy: &[T],
+    dy_stride: usize,
+    d_gates: &mut [T],
+    dh_prev: &mut [T],
+    mask: StepMask,
+) {
+    for b in 0..gates.len() / (3 * h) {
+        let dhr = &dh[b * h..][..h];
+        let dhp = &mut dh_prev[b * h..][..h];
+        let dgr = &mut d_gates[b * 3 * h..][..3 * h];
+        if !mask.active(b) {
+            dgr.fill(T::ZERO);
+            dhp.copy_from_slice(dhr);
+            continue;
+        }
+        let dyr = &dy[b * dy_stride..][..h];
+        let hp = &h_prev[b * h..][..h];
+        let [_, gz, gn] = blocks::<T, 3>(&gates[b * 3 * h..], h);
+        let [_, dz, dn] = blocks_mut::<T, 3>(dgr, h);
+        for j in 0..h {
+            let (z, n) = (gz[j], gn[j]);
+            let dht = dhr[j] + dyr[j];
+            dn[j] = dht * (T::ONE - z) * (T::ONE - n * n);
+            dz[j] = dht * (hp[j] - n) * z * (T::ONE - z);
+            dhp[j] = dht * z;
+        }
+    }
+}
+
+/// Reset-before backward, second half (the mirror of `gru_rb_forward_gates`).
+///
+/// - `gates` `[B, 3H]`: saved r, z, n; `h_prev` `[B, H]`
+/// - `d_rh` `[B, H]`: dL/d(r ⊙ h_prev) = d_n·W_hn
+/// - `d_gates` `[B, 3H]`: out, block 0 (r) of dL/d(pre-activations)
+/// - `dh_prev` `[B, H]`: in/out, gets r ⊙ d_rh added; the layer then adds
+///   d_{r,z}·W_h{r,z}.
+#[allow(clippy::too_many_arguments)]
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx512dq+avx2+fma", "x86_64+avx2+fma"))]
+pub fn gru_rb_backward_gates<T: Float>(
+    h: usize,
+    gates: &[T],
+    h_prev: &[T],
+    d_rh: &[T],
+    d_gates: &mut [T],
+    dh_prev: &mut [T],
+    mask: StepMask,
+) {
+    for b in 0..gates.len() / (3 * h) {
+        if !mask.active(b) {
+            continue;
+        }
+        let hp = &h_prev[b * h..][..h];
+        let drh = &d_rh[b * h..][..h];
+        let dhp = &mut dh_prev[b * h..][..h];
+        let gr = &gates[b * 3 * h..][..h];
+        let dr = &mut d_gates[b * 3 * h..][..h];
+        for j in 0..h {
+            let r = gr[j];
+            dr[j] = drh[j] * hp[j] * r * (T::ONE - r);
+            dhp[j] += drh[j] * r;
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! Typed errors of the library. The CLI turns them into messages.
+
+/// Everything that can go wrong in the library.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A configuration that cannot be built (zero sizes, dropout outside [0, 1), ...).
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// A buffer whose length does not match the shape it must have.
+    #[error("{name}: expected {expected} values for shape {shape}, got {got}")]
+    Shape {
+        /// Which argument.
+        name: &'static str,
+        /// The shape it must have, in the crate's dimension letters.
+        shape: String,
+        /// The number of values that shape holds.
+        expected: usize,
+        /// The number of values given.
+        got: usize,
+    },
+    /// A sequence length outside 1..=T.
+    #[error("lengths[{index}] = {len}: every sequence length must be between 1 and the number of steps T = {steps}")]
+    Length {
+        /// Which batch row.
+        index: usize,
+        /// Its length.
+        len: usize,
+        /// T.
+        steps: usize,
+    },
+    /// A method called out of order, such as backward before forward.
+    #[error("{0}")]
+    Order(String),
+}
+
+/// The library's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Checks that a buffer holds exactly `expected` values.
+pub(crate) fn check_len(
+    name: &'static str,
+    shape: impl FnOnce() -> String,
+    expected: usize,
+    got: usize,
+) -> Result<()> {
+    if expected == got {
+        Ok(())
+    } else {
+        Err(Error::Shape {
+            name,
+            shape: shape(),
+            expected,
+            got,
+        })
+    }
+}

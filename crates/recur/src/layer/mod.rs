@@ -1,0 +1,3 @@
+//! Layers: each is a forward/backward pair over preallocated buffers.
+
+pub mod rnn;

@@ -1,0 +1,52 @@
+//! recur: recurrent neural networks on the CPU.
+//!
+//! Elman RNN (tanh, relu), LSTM and GRU layers with PyTorch's weight layout,
+//! gate order and state indexing, run by fused kernels with hand-written
+//! backpropagation through time.
+//!
+//! # Dimension legend
+//! Every buffer is a flat row-major slice; its shape comment uses these letters.
+//!
+//! | letter | meaning |
+//! |---|---|
+//! | T | time steps |
+//! | B | batch rows (sequences) |
+//! | I | input features of the first layer |
+//! | H | hidden units per direction |
+//! | G | gate blocks: 1 RNN, 4 LSTM (i, f, g, o), 3 GRU (r, z, n) |
+//! | L | stacked layers |
+//! | D | directions: 1, or 2 when bidirectional |
+//! | V | vocabulary size |
+//!
+//! Sequences are time-major: `x` is `[T, B, I]`, row `t·B + b` is step t of
+//! sequence b. States are `[L·D, B, H]`, indexed by `layer·D + direction`.
+//!
+//! # Example
+//! ```
+//! use recur::{CellKind, Rnn, RnnConfig, RnnInput, RnnWorkspace};
+//! let cfg = RnnConfig::new(CellKind::Lstm, 3, 8).layers(2);
+//! let mut rnn = Rnn::<f32>::new(cfg).unwrap();
+//! rnn.init_uniform(42);
+//! let (t, b) = (5, 2);
+//! let x = vec![0.5f32; t * b * 3];
+//! let mut ws = RnnWorkspace::new();
+//! rnn.forward(&mut ws, RnnInput::new(&x, t, b), None).unwrap();
+//! assert_eq!(ws.output().len(), t * b * 8);
+//! let dy = vec![1.0f32; t * b * 8];
+//! rnn.backward(&mut ws, &dy, None, None).unwrap();
+//! assert!(rnn.grads.iter().any(|g| *g != 0.0));
+//! ```
+
+#![deny(missing_docs)]
+
+pub mod activation;
+pub mod cell;
+mod error;
+mod float;
+pub mod gemm;
+pub mod layer;
+
+pub use cell::{CellKind, StepMask};
+pub use error::{Error, Result};
+pub use float::Float;
+pub use layer::rnn::{ParamInfo, Rnn, RnnConfig, RnnInput, RnnWorkspace};

@@ -1,0 +1,198 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use recur::{CellKind, Float, Rnn, RnnConfig, RnnInput, RnnWorkspace};
+
+/// A PyTorch reference case: float64 tensors and string metadata.
+pub struct Fixture {
+    pub name: String,
+    pub tensors: HashMap<String, Vec<f64>>,
+    pub meta: HashMap<String, String>,
+}
+
+pub fn fixture_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/torch-rnn")
+}
+
+pub fn load_fixture(name: &str) -> Fixture {
+    let path = fixture_dir().join(format!("{name}.safetensors"));
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let meta = meta.metadata().clone().unwrap_or_default();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut tensors = HashMap::new();
+    for (k, v) in st.tensors() {
+        assert_eq!(v.dtype(), safetensors::Dtype::F64, "{k}");
+        let data = v
+            .data()
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
+            .collect();
+        tensors.insert(k.to_string(), data);
+    }
+    Fixture {
+        name: name.to_string(),
+        tensors,
+        meta,
+    }
+}
+
+impl Fixture {
+    pub fn t(&self, k: &str) -> &[f64] {
+        self.tensors
+            .get(k)
+            .unwrap_or_else(|| panic!("{}: no tensor {k}", self.name))
+    }
+    pub fn m(&self, k: &str) -> usize {
+        self.meta[k].parse().unwrap()
+    }
+    pub fn config(&self) -> RnnConfig {
+        let cell = match (
+            self.meta["mode"].as_str(),
+            self.meta["nonlinearity"].as_str(),
+        ) {
+            ("LSTM", _) => CellKind::Lstm,
+            ("GRU", _) => CellKind::Gru,
+            ("RNN", "relu") => CellKind::RnnRelu,
+            ("RNN", _) => CellKind::RnnTanh,
+            (m, _) => panic!("unknown mode {m}"),
+        };
+        RnnConfig::new(cell, self.m("input_size"), self.m("hidden_size"))
+            .layers(self.m("num_layers"))
+            .bidirectional(self.meta["bidirectional"] == "true")
+    }
+}
+
+pub fn cast<T: Float>(v: &[f64]) -> Vec<T> {
+    v.iter().map(|&x| T::from_f64(x)).collect()
+}
+
+/// Random numbers in [-1, 1) from a tiny LCG, so tests need no RNG crate.
+pub struct Lcg(pub u64);
+impl Lcg {
+    pub fn next(&mut self) -> f64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((self.0 >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+    }
+    pub fn vec(&mut self, n: usize, scale: f64) -> Vec<f64> {
+        (0..n).map(|_| self.next() * scale).collect()
+    }
+}
+
+/// Everything a forward/backward pair needs, in f64.
+#[derive(Clone)]
+pub struct Problem {
+    pub cfg: RnnConfig,
+    pub t: usize,
+    pub b: usize,
+    pub params: Vec<f64>,
+    pub x: Vec<f64>,
+    pub h0: Vec<f64>,
+    pub c0: Option<Vec<f64>>,
+    pub lengths: Option<Vec<usize>>,
+    pub gy: Vec<f64>,
+    pub gh: Vec<f64>,
+    pub gc: Option<Vec<f64>>,
+}
+
+impl Problem {
+    pub fn random(
+        cfg: RnnConfig,
+        t: usize,
+        b: usize,
+        lengths: Option<Vec<usize>>,
+        seed: u64,
+    ) -> Problem {
+        let mut r = Lcg(seed);
+        let rnn = Rnn::<f64>::new(cfg.clone()).unwrap();
+        let n_state = cfg.num_layers * cfg.directions() * b * cfg.hidden_size;
+        let lstm = cfg.cell.has_cell_state();
+        Problem {
+            params: r.vec(rnn.params.len(), 0.6),
+            x: r.vec(t * b * cfg.input_size, 1.0),
+            h0: r.vec(n_state, 0.5),
+            c0: lstm.then(|| r.vec(n_state, 0.5)),
+            lengths,
+            gy: r.vec(t * b * cfg.output_size(), 1.0),
+            gh: r.vec(n_state, 1.0),
+            gc: lstm.then(|| r.vec(n_state, 1.0)),
+            cfg,
+            t,
+            b,
+        }
+    }
+
+    pub fn input<'a, T>(
+        &self,
+        x: &'a [T],
+        h0: &'a [T],
+        c0: Option<&'a [T]>,
+        lengths: Option<&'a [usize]>,
+    ) -> RnnInput<'a, T> {
+        let mut inp = RnnInput::new(x, self.t, self.b).h0(h0);
+        inp.c0 = c0;
+        inp.lengths = lengths;
+        inp
+    }
+}
+
+/// Runs forward and backward in T; returns (y, h_n, c_n, dx, dh0, dc0, dparams) as f64.
+pub struct Outcome {
+    pub y: Vec<f64>,
+    pub h_n: Vec<f64>,
+    pub c_n: Vec<f64>,
+    pub dx: Vec<f64>,
+    pub dh0: Vec<f64>,
+    pub dc0: Vec<f64>,
+    pub grads: Vec<f64>,
+    pub loss: f64,
+}
+
+pub fn run<T: Float>(
+    p: &Problem,
+    rnn: &mut Rnn<T>,
+    ws: &mut RnnWorkspace<T>,
+    seed: Option<u64>,
+) -> Outcome {
+    use rand::SeedableRng;
+    rnn.params = cast(&p.params);
+    rnn.zero_grad();
+    let x: Vec<T> = cast(&p.x);
+    let h0: Vec<T> = cast(&p.h0);
+    let c0: Option<Vec<T>> = p.c0.as_deref().map(cast);
+    let mut rng = seed.map(rand_chacha::ChaCha8Rng::seed_from_u64);
+    let train = rng.as_mut().map(|r| r as &mut dyn rand::RngCore);
+    rnn.forward(
+        ws,
+        p.input(&x, &h0, c0.as_deref(), p.lengths.as_deref()),
+        train,
+    )
+    .unwrap();
+    let back = |v: &[T]| v.iter().map(|x| x.to_f64()).collect::<Vec<f64>>();
+    let (y, h_n, c_n) = (back(ws.output()), back(ws.h_n()), back(ws.c_n()));
+    let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
+    let mut loss = dot(&y, &p.gy) + dot(&h_n, &p.gh);
+    if let Some(gc) = &p.gc {
+        loss += dot(&c_n, gc);
+    }
+    let gy: Vec<T> = cast(&p.gy);
+    let gh: Vec<T> = cast(&p.gh);
+    let gc: Option<Vec<T>> = p.gc.as_deref().map(cast);
+    rnn.backward(ws, &gy, Some(&gh), gc.as_deref()).unwrap();
+    Outcome {
+        y,
+        h_n,
+        c_n,
+        dx: back(ws.dx()),
+        dh0: back(ws.dh0()),
+        dc0: back(ws.dc0()),
+        grads: back(&rnn.grads),
+        loss,
+    }
+}
