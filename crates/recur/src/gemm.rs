@@ -9,11 +9,20 @@
 //!   when it is true.
 //!
 //! Products under [`PAR_MIN_FLOPS`] run on the calling thread: below a few
-//! MFLOP, handing work to a second thread costs more than it saves.
+//! MFLOP, handing work to a second thread costs more than it saves. Larger
+//! ones are split into one block of output columns (or rows, whichever
+//! dimension is larger) per thread, each computed by faer's sequential
+//! kernel. The split depends only on the shape and the thread count, and
+//! every output element is a whole dot product computed by one thread, so
+//! results are repeatable; and unlike faer's own parallel mode (which
+//! allocates on every call) nothing is allocated, so the split is safe inside
+//! the time loop.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use faer::{Accum, MatMut, MatRef, Par};
+
+use crate::pool::{max_threads, pool};
 
 /// Whether an operand is used as stored or transposed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,15 +34,12 @@ pub enum Trans {
 }
 
 /// Products with fewer floating-point operations than this run single-threaded.
-pub const PAR_MIN_FLOPS: usize = 4_000_000;
+pub const PAR_MIN_FLOPS: usize = 2_000_000;
 
-/// 0 means "all of rayon's threads".
+/// 0 means "every core".
 static THREADS: AtomicUsize = AtomicUsize::new(0);
 
-/// Sets how many threads a large product may use (0: rayon's pool size).
-///
-/// The numbers do not depend on this: faer splits the output, never the
-/// inner dimension, so a dot product is always summed in the same order.
+/// Sets how many threads a large product may use (0: one per core).
 pub fn set_threads(n: usize) {
     THREADS.store(n, Ordering::Relaxed);
 }
@@ -41,22 +47,13 @@ pub fn set_threads(n: usize) {
 /// The number of threads a large product uses.
 pub fn threads() -> usize {
     match THREADS.load(Ordering::Relaxed) {
-        0 => rayon::current_num_threads(),
-        n => n,
-    }
-}
-
-fn par_for(flops: usize) -> Par {
-    let n = threads();
-    if n <= 1 || flops < PAR_MIN_FLOPS {
-        Par::Seq
-    } else {
-        Par::rayon(n)
+        0 => max_threads(),
+        n => n.min(max_threads()),
     }
 }
 
 /// Element types faer multiplies; implemented for f32 and f64 only.
-pub trait GemmScalar: Sized {
+pub trait GemmScalar: Sized + Copy + Send + Sync {
     /// See [`gemm`].
     #[allow(clippy::too_many_arguments)]
     fn gemm_impl(
@@ -73,6 +70,19 @@ pub trait GemmScalar: Sized {
         ldc: usize,
         accumulate: bool,
     );
+}
+
+/// A raw output pointer that may cross to a worker; each worker writes a
+/// disjoint block.
+#[derive(Clone, Copy)]
+struct OutPtr<T>(*mut T);
+unsafe impl<T> Send for OutPtr<T> {}
+unsafe impl<T> Sync for OutPtr<T> {}
+impl<T> OutPtr<T> {
+    /// A method, so closures capture the whole (Sync) wrapper.
+    fn at(self, offset: usize) -> *mut T {
+        self.0.wrapping_add(offset)
+    }
 }
 
 macro_rules! impl_gemm {
@@ -95,6 +105,7 @@ macro_rules! impl_gemm {
                 if m == 0 || n == 0 {
                     return;
                 }
+                assert!(c.len() >= (m - 1) * ldc + n, "gemm: output slice too short");
                 if k == 0 {
                     if !accumulate {
                         for i in 0..m {
@@ -105,22 +116,48 @@ macro_rules! impl_gemm {
                 }
                 let a = view(a, m, k, lda, ta);
                 let b = view(b, k, n, ldb, tb);
-                // Not `from_row_major_slice_with_stride_mut`: in faer 0.24.4
-                // it builds a column-major view, so go through the
-                // column-major constructor and transpose.
-                let c = MatMut::from_column_major_slice_with_stride_mut(
-                    &mut c[..(m - 1) * ldc + n],
-                    n,
-                    m,
-                    ldc,
-                )
-                .transpose_mut();
                 let beta = if accumulate {
                     Accum::Add
                 } else {
                     Accum::Replace
                 };
-                faer::linalg::matmul::matmul(c, beta, a, b, 1.0, par_for(2 * m * n * k));
+                let out = OutPtr(c.as_mut_ptr());
+                // SAFETY (both calls): `c` holds the m×n block at stride ldc
+                // (asserted above), and blocks given to different tasks are
+                // disjoint sets of columns or rows of it.
+                let block = |r0: usize, rows: usize, c0: usize, cols: usize| unsafe {
+                    let cm = MatMut::from_raw_parts_mut(
+                        out.at(r0 * ldc + c0),
+                        rows,
+                        cols,
+                        ldc as isize,
+                        1isize,
+                    );
+                    let am = a.subrows(r0, rows);
+                    let bm = b.subcols(c0, cols);
+                    faer::linalg::matmul::matmul(cm, beta, am, bm, 1.0, Par::Seq);
+                };
+                let threads = threads();
+                if threads <= 1 || 2 * m * n * k < PAR_MIN_FLOPS {
+                    return block(0, m, 0, n);
+                }
+                // Split the larger dimension, in multiples of the SIMD width
+                // (columns) or the micro-kernel height (rows).
+                let (len, align) = if n >= m { (n, 16) } else { (m, 8) };
+                let tasks = threads.min(len.div_ceil(align));
+                let chunk = len.div_ceil(tasks).div_ceil(align) * align;
+                let job = |i: usize| {
+                    let lo = i * chunk;
+                    let hi = len.min(lo + chunk);
+                    if lo < hi {
+                        if n >= m {
+                            block(0, m, lo, hi - lo)
+                        } else {
+                            block(lo, hi - lo, 0, n)
+                        }
+                    }
+                };
+                pool().run(tasks, &job);
             }
         }
     };
@@ -214,6 +251,25 @@ mod tests {
                     assert!((x - y).abs() < 1e-12);
                 }
             }
+        }
+    }
+
+    #[test]
+    fn threaded_split_matches_single_thread_exactly() {
+        for (m, n, k) in [(64, 2048, 512), (3000, 96, 40), (17, 301, 400)] {
+            let a: Vec<f32> = (0..m * k)
+                .map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5)
+                .collect();
+            let b: Vec<f32> = (0..k * n)
+                .map(|i| ((i * 104729) % 1000) as f32 / 1000.0 - 0.5)
+                .collect();
+            let mut c1 = vec![0.0f32; m * n];
+            let mut c2 = vec![0.0f32; m * n];
+            set_threads(1);
+            gemm(m, n, k, &a, k, Trans::N, &b, k, Trans::T, &mut c1, n, false);
+            set_threads(0);
+            gemm(m, n, k, &a, k, Trans::N, &b, k, Trans::T, &mut c2, n, false);
+            assert_eq!(c1, c2, "{m}x{n}x{k}");
         }
     }
 

@@ -45,6 +45,7 @@ mod error;
 mod float;
 pub mod gemm;
 pub mod layer;
+mod pool;
 
 pub use cell::{CellKind, StepMask};
 pub use error::{Error, Result};

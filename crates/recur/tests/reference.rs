@@ -125,7 +125,8 @@ fn fused_layer_matches_per_step_reference_on_odd_shapes() {
         CellKind::GruResetBefore,
     ];
     // (I, H, T, B, layers, bidirectional, lengths)
-    let shapes: [(usize, usize, usize, usize, usize, bool, Option<Vec<usize>>); 6] = [
+    type Shape = (usize, usize, usize, usize, usize, bool, Option<Vec<usize>>);
+    let shapes: [Shape; 6] = [
         (3, 7, 1, 1, 1, false, None),
         (3, 7, 1, 1, 2, true, None),
         (1, 1, 6, 2, 1, false, None),

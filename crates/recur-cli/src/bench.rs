@@ -1,0 +1,201 @@
+//! `recur bench`: throughput of the recurrent layer against the GEMM rate.
+
+use std::time::Instant;
+
+use clap::{Args, Subcommand};
+use recur::gemm::{gemm, set_threads, threads, Trans};
+use recur::{CellKind, Rnn, RnnConfig, RnnInput, RnnWorkspace};
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Forward + backward time of one recurrent layer, its GFLOP/s, and the
+    /// GEMM rate faer reaches on the same shapes.
+    Layer(LayerArgs),
+}
+
+#[derive(Args)]
+pub struct LayerArgs {
+    /// Cell: lstm, gru, gru-reset-before, rnn-tanh, rnn-relu.
+    #[arg(long, default_value = "lstm")]
+    cell: String,
+    /// Hidden units H.
+    #[arg(long, default_value_t = 512)]
+    hidden: usize,
+    /// Input features I (default: H).
+    #[arg(long)]
+    input: Option<usize>,
+    /// Batch B.
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// Time steps T.
+    #[arg(long, default_value_t = 100)]
+    steps: usize,
+    /// Threads (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Timed runs after one warm-up; the median is reported.
+    #[arg(long, default_value_t = 5)]
+    repeats: usize,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(cmd: BenchCommand) -> Result<(), String> {
+    match cmd {
+        BenchCommand::Layer(a) => layer(a),
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Median seconds of `f` over `repeats` runs after a warm-up.
+fn time(repeats: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    median(
+        (0..repeats.max(1))
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                t.elapsed().as_secs_f64()
+            })
+            .collect(),
+    )
+}
+
+/// GFLOP/s of `c[m,n] = op(a) op(b)` with the given transposes.
+fn gemm_rate(
+    m: usize,
+    n: usize,
+    k: usize,
+    ta: Trans,
+    tb: Trans,
+    repeats: usize,
+    reps_inner: usize,
+) -> f64 {
+    let a = vec![0.01f32; m * k];
+    let b = vec![0.02f32; k * n];
+    let mut c = vec![0.0f32; m * n];
+    let lda = if ta == Trans::N { k } else { m };
+    let ldb = if tb == Trans::N { n } else { k };
+    let s = time(repeats, || {
+        for _ in 0..reps_inner {
+            gemm(m, n, k, &a, lda, ta, &b, ldb, tb, &mut c, n, true);
+        }
+    });
+    2.0 * (m * n * k * reps_inner) as f64 / s / 1e9
+}
+
+fn layer(a: LayerArgs) -> Result<(), String> {
+    let cell = CellKind::from_name(&a.cell).ok_or_else(|| {
+        format!(
+            "--cell: unknown cell '{}', expected lstm, gru, gru-reset-before, rnn-tanh or rnn-relu",
+            a.cell
+        )
+    })?;
+    if a.hidden == 0 || a.batch == 0 || a.steps == 0 {
+        return Err("--hidden, --batch and --steps must be at least 1".into());
+    }
+    set_threads(a.threads);
+    let (h, b, t) = (a.hidden, a.batch, a.steps);
+    let i = a.input.unwrap_or(h);
+    let g = cell.gates();
+    let mut rnn = Rnn::<f32>::new(RnnConfig::new(cell, i, h)).map_err(|e| e.to_string())?;
+    rnn.init_uniform(0);
+    let x: Vec<f32> = (0..t * b * i)
+        .map(|k| ((k % 97) as f32 / 97.0) - 0.5)
+        .collect();
+    let dy = vec![0.01f32; t * b * h];
+    let mut ws = RnnWorkspace::new();
+    let fwd = time(a.repeats, || {
+        rnn.forward(&mut ws, RnnInput::new(&x, t, b), None).unwrap()
+    });
+    let both = time(a.repeats, || {
+        rnn.forward(&mut ws, RnnInput::new(&x, t, b), None).unwrap();
+        rnn.backward(&mut ws, &dy, None, None).unwrap();
+    });
+    // GEMM work only: forward x·W_ihᵀ and h·W_hhᵀ; backward the same three
+    // times over (dh, dW, dx). The reset-before GRU's split GEMMs add none.
+    let fwd_flops = 2.0 * (t * b * g * h * (i + h)) as f64;
+    let flops = 3.0 * fwd_flops;
+    // The same products as single GEMMs: the recurrent one at its per-step
+    // size, and the big ones over all T·B rows.
+    let reps = (t / 4).max(1);
+    let rate_step = gemm_rate(b, g * h, h, Trans::N, Trans::T, a.repeats, reps);
+    let rate_input = gemm_rate(t * b, g * h, i, Trans::N, Trans::T, a.repeats, 1);
+    let rate_dw = gemm_rate(g * h, i, t * b, Trans::T, Trans::N, a.repeats, 1);
+    let rate_dh = gemm_rate(b, h, g * h, Trans::N, Trans::N, a.repeats, reps);
+    // What the layer would take if every GEMM ran at its measured rate.
+    let step_flops = 2.0 * (t * b * g * h * h) as f64;
+    let input_flops = 2.0 * (t * b * g * h * i) as f64;
+    let dw_flops = 2.0 * (t * b * g * h * (i + h)) as f64;
+    let gemm_only = step_flops / rate_step
+        + input_flops / rate_input
+        + dw_flops / rate_dw
+        + step_flops / rate_dh
+        + input_flops / rate_input;
+    let gemm_only = gemm_only / 1e9;
+    let tok = (t * b) as f64;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "cell": cell.name(), "input": i, "hidden": h, "batch": b, "steps": t, "threads": threads(),
+                "forward_s": fwd, "forward_backward_s": both,
+                "forward_gflops": fwd_flops / fwd / 1e9, "forward_backward_gflops": flops / both / 1e9,
+                "train_tok_s": tok / both, "infer_tok_s": tok / fwd,
+                "gemm_gflops": {"recurrent_step": rate_step, "input": rate_input, "weight_grad": rate_dw, "backward_step": rate_dh},
+                "gemm_only_s": gemm_only,
+            })
+        );
+        return Ok(());
+    }
+    println!(
+        "{} layer, I={i} H={h} B={b} T={t}, {} thread(s), median of {} runs",
+        cell.name(),
+        threads(),
+        a.repeats
+    );
+    println!(
+        "  forward            {:8.1} ms  {:6.1} GFLOP/s  {:9.0} tokens/s",
+        fwd * 1e3,
+        fwd_flops / fwd / 1e9,
+        tok / fwd
+    );
+    println!(
+        "  forward + backward {:8.1} ms  {:6.1} GFLOP/s  {:9.0} tokens/s",
+        both * 1e3,
+        flops / both / 1e9,
+        tok / both
+    );
+    println!("faer GEMM on the same shapes (GFLOP/s):");
+    println!(
+        "  per-step recurrent [{b}x{h}]·[{h}x{}]      {rate_step:6.1}",
+        g * h
+    );
+    println!(
+        "  input, all steps   [{}x{i}]·[{i}x{}]    {rate_input:6.1}",
+        t * b,
+        g * h
+    );
+    println!(
+        "  weight gradient    [{}x{}]·[{}x{i}]    {rate_dw:6.1}",
+        g * h,
+        t * b,
+        t * b
+    );
+    println!(
+        "  backward per step  [{b}x{}]·[{}x{h}]      {rate_dh:6.1}",
+        g * h,
+        g * h
+    );
+    println!(
+        "  the layer's GEMMs at these rates alone: {:.1} ms, so the layer runs at {:.0}% of the GEMM limit",
+        gemm_only * 1e3,
+        100.0 * gemm_only / both
+    );
+    Ok(())
+}

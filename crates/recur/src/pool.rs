@@ -1,0 +1,132 @@
+//! A fixed set of worker threads that run one job at a time, split into as
+//! many tasks as there are threads, without allocating.
+//!
+//! Why not rayon: the recurrent GEMM runs once per time step, so a split must
+//! cost microseconds and must not allocate (rayon's injector and faer's
+//! parallel mode both allocate per call). Workers spin briefly after a job,
+//! so back-to-back steps find them awake, then park.
+
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, OnceLock};
+
+/// A job: called once with each task index in 0..tasks.
+type Job<'a> = &'a (dyn Fn(usize) + Sync);
+
+struct Shared {
+    /// Bumped once per job; workers run a job when they see a new value.
+    epoch: AtomicU64,
+    /// The current job, valid while `pending > 0`.
+    job: UnsafeCell<Option<Job<'static>>>,
+    tasks: AtomicUsize,
+    /// Workers that have not yet finished the current job.
+    pending: AtomicUsize,
+    sleep: Mutex<()>,
+    wake: Condvar,
+    /// Held by the thread that owns the workers for the length of a job.
+    busy: Mutex<()>,
+}
+
+// SAFETY: `job` is written only by the holder of `busy` while no worker reads
+// it (pending == 0), and read by workers only between the epoch bump
+// (Release/Acquire) and their decrement of `pending`.
+unsafe impl Sync for Shared {}
+
+/// The worker pool.
+pub(crate) struct Pool {
+    shared: &'static Shared,
+    workers: usize,
+}
+
+const SPIN: u32 = 20_000;
+
+impl Pool {
+    fn new(workers: usize) -> Pool {
+        let shared: &'static Shared = Box::leak(Box::new(Shared {
+            epoch: AtomicU64::new(0),
+            job: UnsafeCell::new(None),
+            tasks: AtomicUsize::new(0),
+            pending: AtomicUsize::new(0),
+            sleep: Mutex::new(()),
+            wake: Condvar::new(),
+            busy: Mutex::new(()),
+        }));
+        for w in 0..workers {
+            std::thread::Builder::new()
+                .name(format!("recur-{}", w + 1))
+                .spawn(move || worker(shared, w + 1))
+                .expect("spawning a worker thread");
+        }
+        Pool { shared, workers }
+    }
+
+    /// Runs `job(i)` for i in 0..tasks, task 0 on the calling thread, and
+    /// returns when all are done. Runs them all here when `tasks` exceeds the
+    /// workers + 1, or when the pool is already busy (a nested call).
+    pub(crate) fn run(&self, tasks: usize, job: Job<'_>) {
+        let guard = match self.shared.busy.try_lock() {
+            Ok(g) if tasks > 1 && tasks <= self.workers + 1 => g,
+            _ => {
+                (0..tasks).for_each(job);
+                return;
+            }
+        };
+        let s = self.shared;
+        // SAFETY: we hold `busy` and pending == 0, so no worker reads `job`;
+        // the reference outlives its use because we wait for pending == 0
+        // before returning.
+        unsafe { *s.job.get() = Some(std::mem::transmute::<Job<'_>, Job<'static>>(job)) };
+        s.tasks.store(tasks, Ordering::Relaxed);
+        s.pending.store(self.workers, Ordering::Relaxed);
+        s.epoch.fetch_add(1, Ordering::Release);
+        drop(s.sleep.lock().unwrap_or_else(|e| e.into_inner()));
+        s.wake.notify_all();
+        job(0);
+        while s.pending.load(Ordering::Acquire) != 0 {
+            std::hint::spin_loop();
+        }
+        unsafe { *s.job.get() = None };
+        drop(guard);
+    }
+}
+
+fn worker(s: &'static Shared, index: usize) {
+    let mut seen = 0u64;
+    loop {
+        let mut spins = 0;
+        while s.epoch.load(Ordering::Acquire) == seen {
+            if spins < SPIN {
+                spins += 1;
+                std::hint::spin_loop();
+                continue;
+            }
+            let g = s.sleep.lock().unwrap_or_else(|e| e.into_inner());
+            if s.epoch.load(Ordering::Acquire) == seen {
+                drop(s.wake.wait(g).unwrap_or_else(|e| e.into_inner()));
+            }
+        }
+        seen = s.epoch.load(Ordering::Acquire);
+        // SAFETY: see `Shared`.
+        if let Some(job) = unsafe { *s.job.get() } {
+            if index < s.tasks.load(Ordering::Relaxed) {
+                job(index);
+            }
+        }
+        s.pending.fetch_sub(1, Ordering::Release);
+    }
+}
+
+static POOL: OnceLock<Pool> = OnceLock::new();
+
+/// The process-wide pool, with one worker fewer than the machine has cores.
+pub(crate) fn pool() -> &'static Pool {
+    POOL.get_or_init(|| {
+        let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Pool::new(n.saturating_sub(1))
+    })
+}
+
+/// How many threads the machine offers: the most a job can use.
+pub(crate) fn max_threads() -> usize {
+    pool().workers + 1
+}
