@@ -31,6 +31,36 @@ pub enum Error {
     /// A method called out of order, such as backward before forward.
     #[error("{0}")]
     Order(String),
+    /// A file that cannot be read or written.
+    #[error("{path}: {message}")]
+    Io {
+        /// The file.
+        path: String,
+        /// What the operating system said.
+        message: String,
+    },
+    /// A file whose contents are not what was expected.
+    #[error("{path}: {message}")]
+    Data {
+        /// The file.
+        path: String,
+        /// What is wrong and what was expected.
+        message: String,
+    },
+    /// Too little data for one batch.
+    #[error("{what} has {have} tokens, but batch {batch} with sequence length {seq_len} needs at least {need} (batch × (seq_len + 1))")]
+    TooShort {
+        /// Which data, such as "training data in input.txt".
+        what: String,
+        /// Tokens available.
+        have: usize,
+        /// Tokens needed.
+        need: usize,
+        /// B.
+        batch: usize,
+        /// T.
+        seq_len: usize,
+    },
 }
 
 /// The library's result type.

@@ -41,10 +41,14 @@
 
 pub mod activation;
 pub mod cell;
+pub mod checkpoint;
+pub mod data;
 mod error;
 mod float;
 pub mod gemm;
 pub mod layer;
+pub mod model;
+pub mod optim;
 mod pool;
 
 pub use cell::{CellKind, StepMask};

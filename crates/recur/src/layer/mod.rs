@@ -1,3 +1,7 @@
 //! Layers: each is a forward/backward pair over preallocated buffers.
 
+pub mod dropout;
+pub mod embedding;
+pub mod linear;
 pub mod rnn;
+pub mod softmax;

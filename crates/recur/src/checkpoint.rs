@@ -1,0 +1,380 @@
+//! Checkpoints as safetensors files.
+//!
+//! A model file holds the tensors under PyTorch's `RNNModel` names
+//! (`encoder.weight`, `rnn.weight_ih_l0`, …, `decoder.weight`,
+//! `decoder.bias`), all f32, so PyTorch can load them directly, plus metadata:
+//! `format` = `recur-lm`, `config` (JSON of [`LmConfig`]) and `vocab` (JSON
+//! `{"level": …, "tokens": […]}`).
+//!
+//! Every file is written to a temporary file in the same directory and
+//! renamed over the target, so a crash never leaves a half-written file.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::Path;
+
+use safetensors::tensor::TensorView;
+use safetensors::{Dtype, SafeTensors};
+use serde::{Deserialize, Serialize};
+
+use crate::cell::CellKind;
+use crate::data::{Level, Vocab};
+use crate::error::{Error, Result};
+use crate::model::lm::{LanguageModel, LmConfig};
+
+/// The `format` metadata of a model file.
+pub const MODEL_FORMAT: &str = "recur-lm";
+
+/// The tensors and metadata of a safetensors file, as f32.
+#[derive(Clone, Debug, Default)]
+pub struct Tensors {
+    /// The `__metadata__` entries.
+    pub metadata: HashMap<String, String>,
+    /// name → (shape, values).
+    pub tensors: BTreeMap<String, (Vec<usize>, Vec<f32>)>,
+}
+
+impl Tensors {
+    /// A tensor that must exist with exactly this shape.
+    pub fn take(&mut self, path: &Path, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        let (s, v) = self.tensors.remove(name).ok_or_else(|| Error::Data {
+            path: path.display().to_string(),
+            message: format!("missing tensor '{name}' (expected shape {shape:?})"),
+        })?;
+        if s != shape {
+            return Err(Error::Data {
+                path: path.display().to_string(),
+                message: format!("tensor '{name}' has shape {s:?}, expected {shape:?}"),
+            });
+        }
+        Ok(v)
+    }
+}
+
+fn data_err(path: &Path, message: impl Into<String>) -> Error {
+    Error::Data {
+        path: path.display().to_string(),
+        message: message.into(),
+    }
+}
+
+fn io_err(path: &Path, e: std::io::Error) -> Error {
+    Error::Io {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// Reads every tensor of a safetensors file as f32 (f64 and f16/bf16 files are converted).
+pub fn read_tensors(path: &Path) -> Result<Tensors> {
+    let bytes = std::fs::read(path).map_err(|e| io_err(path, e))?;
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| {
+        data_err(
+            path,
+            format!("not a valid safetensors file ({e}); is it truncated or corrupt?"),
+        )
+    })?;
+    let (_, meta) =
+        SafeTensors::read_metadata(&bytes).map_err(|e| data_err(path, e.to_string()))?;
+    let mut out = Tensors {
+        metadata: meta.metadata().clone().unwrap_or_default(),
+        tensors: BTreeMap::new(),
+    };
+    for (name, view) in st.tensors() {
+        let d = view.data();
+        let values: Vec<f32> = match view.dtype() {
+            Dtype::F32 => d
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                .collect(),
+            Dtype::F64 => d
+                .chunks_exact(8)
+                .map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32)
+                .collect(),
+            other => {
+                return Err(data_err(
+                    path,
+                    format!("tensor '{name}' has dtype {other:?}, expected F32 or F64"),
+                ));
+            }
+        };
+        out.tensors.insert(name, (view.shape().to_vec(), values));
+    }
+    Ok(out)
+}
+
+/// Writes tensors (f32) and metadata to `path` through a temporary file and a rename.
+pub fn write_tensors(
+    path: &Path,
+    tensors: &[(String, Vec<usize>, &[f32])],
+    metadata: HashMap<String, String>,
+) -> Result<()> {
+    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+        .iter()
+        .map(|(n, s, v)| {
+            (
+                n.clone(),
+                s.clone(),
+                v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            )
+        })
+        .collect();
+    let views = bytes
+        .iter()
+        .map(|(n, s, b)| {
+            Ok((
+                n.clone(),
+                TensorView::new(Dtype::F32, s.clone(), b)
+                    .map_err(|e| data_err(path, e.to_string()))?,
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let data =
+        safetensors::serialize(views, Some(metadata)).map_err(|e| data_err(path, e.to_string()))?;
+    write_atomic(path, &data)
+}
+
+/// Writes bytes to `path` through a temporary file in the same directory,
+/// synced, then renamed over the target.
+pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io_err(path, e));
+    }
+    Ok(())
+}
+
+#[derive(Serialize, Deserialize)]
+struct VocabJson {
+    level: String,
+    tokens: Vec<String>,
+}
+
+/// Saves a language model with its vocabulary.
+pub fn save_lm(path: &Path, model: &LanguageModel, vocab: &Vocab) -> Result<()> {
+    let mut meta = HashMap::new();
+    meta.insert("format".to_string(), MODEL_FORMAT.to_string());
+    meta.insert(
+        "config".to_string(),
+        serde_json::to_string(model.config()).expect("config serialises"),
+    );
+    let v = VocabJson {
+        level: vocab.level.name().to_string(),
+        tokens: vocab.tokens.clone(),
+    };
+    meta.insert(
+        "vocab".to_string(),
+        serde_json::to_string(&v).expect("vocab serialises"),
+    );
+    let params = model.named_params();
+    write_tensors(
+        path,
+        &params
+            .iter()
+            .map(|(n, s, v)| (n.clone(), s.clone(), *v))
+            .collect::<Vec<_>>(),
+        meta,
+    )
+}
+
+/// Loads a language model saved by [`save_lm`].
+pub fn load_lm(path: &Path) -> Result<(LanguageModel, Vocab)> {
+    let mut t = read_tensors(path)?;
+    match t.metadata.get("format").map(String::as_str) {
+        Some(MODEL_FORMAT) => {}
+        Some(other) => {
+            return Err(data_err(
+                path,
+                format!(
+                    "is a '{other}' file, not a recur language model (format '{MODEL_FORMAT}')"
+                ),
+            ));
+        }
+        None => {
+            return Err(data_err(
+                path,
+                format!(
+                    "is not a recur language model (no '{MODEL_FORMAT}' format metadata); \
+                     for a PyTorch state_dict use `recur import`"
+                ),
+            ))
+        }
+    }
+    let config: LmConfig =
+        serde_json::from_str(t.metadata.get("config").map_or("", String::as_str)).map_err(|e| {
+            data_err(
+                path,
+                format!("metadata 'config' is not a valid model config: {e}"),
+            )
+        })?;
+    let vj: VocabJson = serde_json::from_str(t.metadata.get("vocab").map_or("", String::as_str))
+        .map_err(|e| data_err(path, format!("metadata 'vocab' is not valid: {e}")))?;
+    let level = Level::from_name(&vj.level).ok_or_else(|| {
+        data_err(
+            path,
+            format!(
+                "metadata 'vocab': level '{}', expected char or word",
+                vj.level
+            ),
+        )
+    })?;
+    let vocab = Vocab::from_tokens(level, vj.tokens).map_err(|e| data_err(path, e.to_string()))?;
+    if vocab.len() != config.vocab_size {
+        return Err(data_err(
+            path,
+            format!(
+                "vocabulary has {} tokens but the config says {}",
+                vocab.len(),
+                config.vocab_size
+            ),
+        ));
+    }
+    let mut model = LanguageModel::zeros(config).map_err(|e| data_err(path, e.to_string()))?;
+    let shapes: Vec<(String, Vec<usize>)> = model
+        .named_params()
+        .into_iter()
+        .map(|(n, s, _)| (n, s))
+        .collect();
+    for (name, shape) in shapes {
+        let v = t.take(path, &name, &shape)?;
+        model
+            .param_mut(&name)
+            .expect("named parameter exists")
+            .copy_from_slice(&v);
+    }
+    Ok((model, vocab))
+}
+
+/// Reads a plain PyTorch `RNNModel` state_dict, inferring its sizes, layer
+/// count and cell from the tensor shapes (G = 4 rows per unit: LSTM, 3: GRU,
+/// 1: RNN, whose nonlinearity `rnn_cell` gives; tanh by default).
+pub fn import_torch_lm(
+    path: &Path,
+    vocab: Vocab,
+    rnn_cell: Option<CellKind>,
+) -> Result<LanguageModel> {
+    let mut t = read_tensors(path)?;
+    let shape = |t: &Tensors, n: &str| -> Result<Vec<usize>> {
+        t.tensors
+            .get(n)
+            .map(|(s, _)| s.clone())
+            .ok_or_else(|| data_err(path, format!("missing tensor '{n}' of a PyTorch RNNModel")))
+    };
+    let enc = shape(&t, "encoder.weight")?;
+    let w0 = shape(&t, "rnn.weight_hh_l0")?;
+    if enc.len() != 2 || w0.len() != 2 {
+        return Err(data_err(
+            path,
+            "encoder.weight and rnn.weight_hh_l0 must be 2-dimensional",
+        ));
+    }
+    let (v, e, h) = (enc[0], enc[1], w0[1]);
+    if h == 0 || w0[0] % h != 0 {
+        return Err(data_err(
+            path,
+            format!("rnn.weight_hh_l0 has shape {w0:?}: rows must be a multiple of its columns"),
+        ));
+    }
+    let cell = match (w0[0] / h, rnn_cell) {
+        (4, _) => CellKind::Lstm,
+        (3, _) => CellKind::Gru,
+        (1, Some(c @ (CellKind::RnnTanh | CellKind::RnnRelu))) => c,
+        (1, _) => CellKind::RnnTanh,
+        (g, _) => {
+            return Err(data_err(
+                path,
+                format!("rnn.weight_hh_l0 has {g}·H rows: expected 4 (LSTM), 3 (GRU) or 1 (RNN)"),
+            ))
+        }
+    };
+    if t.tensors.keys().any(|k| k.ends_with("_reverse")) {
+        return Err(data_err(
+            path,
+            "bidirectional layers cannot be used in a language model",
+        ));
+    }
+    let layers = (0..)
+        .take_while(|l| t.tensors.contains_key(&format!("rnn.weight_ih_l{l}")))
+        .count();
+    if v != vocab.len() {
+        return Err(data_err(
+            path,
+            format!(
+                "encoder.weight has {v} rows but the vocabulary has {} tokens",
+                vocab.len()
+            ),
+        ));
+    }
+    let config = LmConfig {
+        cell: cell.name().to_string(),
+        vocab_size: v,
+        embed: e,
+        hidden: h,
+        layers,
+        dropout: 0.0,
+    };
+    let mut model = LanguageModel::zeros(config)?;
+    let shapes: Vec<(String, Vec<usize>)> = model
+        .named_params()
+        .into_iter()
+        .map(|(n, s, _)| (n, s))
+        .collect();
+    for (name, shape) in shapes {
+        let v = t.take(path, &name, &shape)?;
+        model
+            .param_mut(&name)
+            .expect("named parameter exists")
+            .copy_from_slice(&v);
+    }
+    if let Some(extra) = t.tensors.keys().next() {
+        return Err(data_err(
+            path,
+            format!(
+                "unexpected tensor '{extra}' for a {layers}-layer {} RNNModel",
+                cell.name()
+            ),
+        ));
+    }
+    Ok(model)
+}
+
+/// Writes a model as a plain PyTorch state_dict (no recur metadata) and its
+/// vocabulary as a JSON array: `DIR/state_dict.safetensors`, `DIR/vocab.json`.
+pub fn export_torch_lm(dir: &Path, model: &LanguageModel, vocab: &Vocab) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+    let params = model.named_params();
+    let tensors: Vec<_> = params
+        .iter()
+        .map(|(n, s, v)| (n.clone(), s.clone(), *v))
+        .collect();
+    write_tensors(
+        &dir.join("state_dict.safetensors"),
+        &tensors,
+        HashMap::new(),
+    )?;
+    let json = serde_json::to_string(&vocab.tokens).expect("tokens serialise");
+    write_atomic(&dir.join("vocab.json"), json.as_bytes())
+}
+
+/// Reads a JSON array of tokens in index order.
+pub fn read_vocab_json(path: &Path, level: Level) -> Result<Vocab> {
+    let text = std::fs::read_to_string(path).map_err(|e| io_err(path, e))?;
+    let tokens: Vec<String> = serde_json::from_str(&text)
+        .map_err(|e| data_err(path, format!("expected a JSON array of token strings: {e}")))?;
+    Vocab::from_tokens(level, tokens).map_err(|e| data_err(path, e.to_string()))
+}

@@ -1,0 +1,7 @@
+//! Text data: tokens, vocabularies and the batch layout of language models.
+
+mod batch;
+mod vocab;
+
+pub use batch::{split_train_val, Batcher};
+pub use vocab::{read_text, tokenize, Level, Vocab, EOS, UNK};

@@ -1,0 +1,502 @@
+//! Language model in the layout of PyTorch's word_language_model `RNNModel`:
+//! `encoder` (embedding `[V, E]`) → dropout → `rnn` (stack, dropout between
+//! layers) → dropout → `decoder` (linear `[V, H]` + bias `[V]`).
+//!
+//! Training is truncated BPTT: the state at the end of one batch starts the
+//! next (no gradient flows across), and [`LanguageModel::reset_state`] zeroes
+//! it at the start of each epoch.
+
+use rand::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::cell::CellKind;
+use crate::error::{check_len, Error, Result};
+use crate::layer::dropout::{dropout_backward, dropout_forward};
+use crate::layer::embedding::{embedding_backward, embedding_forward};
+use crate::layer::linear::{linear_backward, linear_forward};
+use crate::layer::rnn::{Rnn, RnnConfig, RnnInput, RnnWorkspace};
+use crate::layer::softmax::softmax_cross_entropy;
+
+/// Sizes of a language model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LmConfig {
+    /// "lstm", "gru", "gru-reset-before", "rnn-tanh" or "rnn-relu".
+    pub cell: String,
+    /// V.
+    pub vocab_size: usize,
+    /// E: embedding width.
+    pub embed: usize,
+    /// H.
+    pub hidden: usize,
+    /// L.
+    pub layers: usize,
+    /// Dropout on the embedding, between layers and on the output (training only).
+    pub dropout: f64,
+}
+
+impl LmConfig {
+    /// The cell kind, checked.
+    pub fn cell_kind(&self) -> Result<CellKind> {
+        CellKind::from_name(&self.cell).ok_or_else(|| {
+            Error::Config(format!(
+                "unknown cell '{}': expected lstm, gru, gru-reset-before, rnn-tanh or rnn-relu",
+                self.cell
+            ))
+        })
+    }
+}
+
+/// The model's parameters and their gradients.
+#[derive(Clone, Debug)]
+pub struct LanguageModel {
+    config: LmConfig,
+    /// `[V, E]`
+    pub encoder: Vec<f32>,
+    /// The recurrent stack (its own params and grads).
+    pub rnn: Rnn<f32>,
+    /// `[V, H]`
+    pub decoder_w: Vec<f32>,
+    /// `[V]`
+    pub decoder_b: Vec<f32>,
+    /// `[V, E]`
+    pub d_encoder: Vec<f32>,
+    /// `[V, H]`
+    pub d_decoder_w: Vec<f32>,
+    /// `[V]`
+    pub d_decoder_b: Vec<f32>,
+}
+
+/// Buffers of one model for one (T, B), reused across calls, and the state
+/// carried between batches.
+#[derive(Clone, Debug, Default)]
+pub struct LmWorkspace {
+    /// `[T·B]` input ids of the last forward.
+    ids: Vec<u32>,
+    /// `[T, B, E]` embeddings after dropout.
+    emb: Vec<f32>,
+    /// `[T, B, E]`
+    emb_mask: Vec<f32>,
+    rnn: RnnWorkspace<f32>,
+    /// `[T, B, H]` stack output after dropout.
+    out: Vec<f32>,
+    /// `[T, B, H]`
+    out_mask: Vec<f32>,
+    /// `[T·B, V]` logits, then dL/dlogits.
+    logits: Vec<f32>,
+    /// `[T, B, H]`
+    d_out: Vec<f32>,
+    /// `[L, B, H]` carried state (h, and c for LSTM); empty when zero.
+    state_h: Vec<f32>,
+    state_c: Vec<f32>,
+    state_batch: usize,
+    dropped: bool,
+}
+
+impl LmWorkspace {
+    /// An empty workspace.
+    pub fn new() -> LmWorkspace {
+        LmWorkspace::default()
+    }
+    /// `[B, V]` or `[T·B, V]` logits of the last forward (before any backward).
+    pub fn logits(&self) -> &[f32] {
+        &self.logits
+    }
+    /// `[L, B, H]` carried hidden state (empty when zero).
+    pub fn state_h(&self) -> &[f32] {
+        &self.state_h
+    }
+    /// `[L, B, H]` carried cell state (LSTM; empty when zero).
+    pub fn state_c(&self) -> &[f32] {
+        &self.state_c
+    }
+    /// Sets the carried state, for resuming; empty slices mean zero.
+    pub fn set_state(&mut self, h: &[f32], c: &[f32], batch: usize) {
+        self.state_h = h.to_vec();
+        self.state_c = c.to_vec();
+        self.state_batch = batch;
+    }
+    /// Zeroes the carried state (start of an epoch or of a stream).
+    pub fn reset_state(&mut self) {
+        self.state_h.clear();
+        self.state_c.clear();
+    }
+    /// Reorders the rows of the carried state: new row i = old row `from[i]`
+    /// (beam search).
+    pub fn reorder_state(&mut self, from: &[usize], h: usize) {
+        let b = self.state_batch;
+        for s in [&mut self.state_h, &mut self.state_c] {
+            if s.is_empty() {
+                continue;
+            }
+            let old = s.clone();
+            for (l, (new_layer, old_layer)) in s
+                .chunks_exact_mut(b * h)
+                .zip(old.chunks_exact(b * h))
+                .enumerate()
+            {
+                let _ = l;
+                for (i, &f) in from.iter().enumerate() {
+                    new_layer[i * h..(i + 1) * h].copy_from_slice(&old_layer[f * h..(f + 1) * h]);
+                }
+            }
+        }
+    }
+}
+
+/// Reborrows an optional random stream for one call.
+fn reborrow<'a>(r: &'a mut Option<&mut dyn RngCore>) -> Option<&'a mut dyn RngCore> {
+    match r {
+        Some(r) => Some(&mut **r),
+        None => None,
+    }
+}
+
+impl LanguageModel {
+    /// A model with every parameter drawn from U(−0.1, 0.1) for the
+    /// embedding and decoder (as word_language_model) and PyTorch's default
+    /// U(−1/√H, 1/√H) for the recurrent stack, decoder bias zero.
+    pub fn new(config: LmConfig, seed: u64) -> Result<LanguageModel> {
+        let mut m = LanguageModel::zeros(config)?;
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        use rand::Rng;
+        for p in m.encoder.iter_mut().chain(m.decoder_w.iter_mut()) {
+            *p = rng.random_range(-0.1f32..0.1);
+        }
+        m.rnn.init_uniform(rng.next_u64());
+        Ok(m)
+    }
+
+    /// A model with all parameters zero (to be loaded).
+    pub fn zeros(config: LmConfig) -> Result<LanguageModel> {
+        let cell = config.cell_kind()?;
+        let (v, e, h) = (config.vocab_size, config.embed, config.hidden);
+        if v == 0 || e == 0 || h == 0 || config.layers == 0 {
+            return Err(Error::Config(format!(
+                "vocab size, embedding width, hidden size and layers must be at least 1 (got {v}, {e}, {h}, {})",
+                config.layers
+            )));
+        }
+        let rnn = Rnn::new(
+            RnnConfig::new(cell, e, h)
+                .layers(config.layers)
+                .dropout(config.dropout),
+        )?;
+        Ok(LanguageModel {
+            encoder: vec![0.0; v * e],
+            decoder_w: vec![0.0; v * h],
+            decoder_b: vec![0.0; v],
+            d_encoder: vec![0.0; v * e],
+            d_decoder_w: vec![0.0; v * h],
+            d_decoder_b: vec![0.0; v],
+            rnn,
+            config,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &LmConfig {
+        &self.config
+    }
+
+    /// Sets the dropout probability (for fine-tuning an imported model).
+    pub fn set_dropout(&mut self, p: f64) -> Result<()> {
+        let mut cfg = self.config.clone();
+        cfg.dropout = p;
+        let mut fresh = LanguageModel::zeros(cfg)?;
+        fresh.encoder = std::mem::take(&mut self.encoder);
+        fresh.decoder_w = std::mem::take(&mut self.decoder_w);
+        fresh.decoder_b = std::mem::take(&mut self.decoder_b);
+        fresh.rnn.params = std::mem::take(&mut self.rnn.params);
+        *self = fresh;
+        Ok(())
+    }
+
+    /// Every parameter tensor with its PyTorch `RNNModel` name and shape.
+    pub fn named_params(&self) -> Vec<(String, Vec<usize>, &[f32])> {
+        let (v, e, h) = (
+            self.config.vocab_size,
+            self.config.embed,
+            self.config.hidden,
+        );
+        let mut out = vec![("encoder.weight".to_string(), vec![v, e], &self.encoder[..])];
+        for p in self.rnn.param_info() {
+            out.push((
+                format!("rnn.{}", p.name),
+                p.shape.clone(),
+                &self.rnn.params[p.offset..p.offset + p.len()],
+            ));
+        }
+        out.push((
+            "decoder.weight".to_string(),
+            vec![v, h],
+            &self.decoder_w[..],
+        ));
+        out.push(("decoder.bias".to_string(), vec![v], &self.decoder_b[..]));
+        out
+    }
+
+    /// A parameter tensor by name, mutable.
+    pub fn param_mut(&mut self, name: &str) -> Option<&mut [f32]> {
+        match name {
+            "encoder.weight" => Some(&mut self.encoder),
+            "decoder.weight" => Some(&mut self.decoder_w),
+            "decoder.bias" => Some(&mut self.decoder_b),
+            _ => self.rnn.param_mut(name.strip_prefix("rnn.")?),
+        }
+    }
+
+    /// The tensors the optimiser updates, in a fixed order, with their gradients.
+    pub fn params_and_grads(&mut self) -> (Vec<&mut [f32]>, Vec<&[f32]>) {
+        (
+            vec![
+                &mut self.encoder,
+                &mut self.rnn.params,
+                &mut self.decoder_w,
+                &mut self.decoder_b,
+            ],
+            vec![
+                &self.d_encoder,
+                &self.rnn.grads,
+                &self.d_decoder_w,
+                &self.d_decoder_b,
+            ],
+        )
+    }
+
+    /// The gradients, mutable, in the order of [`LanguageModel::params_and_grads`].
+    pub fn grads_mut(&mut self) -> Vec<&mut [f32]> {
+        vec![
+            &mut self.d_encoder,
+            &mut self.rnn.grads,
+            &mut self.d_decoder_w,
+            &mut self.d_decoder_b,
+        ]
+    }
+
+    /// Lengths of the tensors of [`LanguageModel::params_and_grads`].
+    pub fn param_sizes(&self) -> Vec<usize> {
+        vec![
+            self.encoder.len(),
+            self.rnn.params.len(),
+            self.decoder_w.len(),
+            self.decoder_b.len(),
+        ]
+    }
+
+    /// Total number of parameters.
+    pub fn num_params(&self) -> usize {
+        self.param_sizes().iter().sum()
+    }
+
+    /// Runs the model over `ids` `[T, B]` from the carried state, leaving
+    /// `[T·B, V]` logits in the workspace and the final state carried.
+    pub fn forward(
+        &self,
+        ws: &mut LmWorkspace,
+        ids: &[u32],
+        t: usize,
+        b: usize,
+        mut rng: Option<&mut dyn RngCore>,
+    ) -> Result<()> {
+        let (v, e, h, l) = (
+            self.config.vocab_size,
+            self.config.embed,
+            self.config.hidden,
+            self.config.layers,
+        );
+        check_len("ids", || format!("[T={t}, B={b}]"), t * b, ids.len())?;
+        if let Some(&bad) = ids.iter().find(|&&i| i as usize >= v) {
+            return Err(Error::Config(format!(
+                "token id {bad} is outside the vocabulary of {v}"
+            )));
+        }
+        let n = t * b;
+        ws.ids.clear();
+        ws.ids.extend_from_slice(ids);
+        ws.emb.resize(n * e, 0.0);
+        embedding_forward(&self.encoder, e, ids, &mut ws.emb);
+        let p = self.config.dropout;
+        ws.dropped = rng.is_some() && p > 0.0;
+        if ws.dropped {
+            ws.emb_mask.resize(n * e, 0.0);
+            dropout_forward(
+                &mut ws.emb,
+                &mut ws.emb_mask,
+                p,
+                reborrow(&mut rng).unwrap(),
+            );
+        }
+        if ws.state_batch != b {
+            ws.reset_state();
+        }
+        let mut input = RnnInput::new(&ws.emb[..], t, b);
+        if !ws.state_h.is_empty() {
+            input = input.h0(&ws.state_h);
+        }
+        if !ws.state_c.is_empty() {
+            input = input.c0(&ws.state_c);
+        }
+        self.rnn.forward(&mut ws.rnn, input, reborrow(&mut rng))?;
+        ws.state_h.clear();
+        ws.state_h.extend_from_slice(ws.rnn.h_n());
+        ws.state_c.clear();
+        ws.state_c.extend_from_slice(ws.rnn.c_n());
+        ws.state_batch = b;
+        debug_assert_eq!(ws.state_h.len(), l * b * h);
+        ws.out.clear();
+        ws.out.extend_from_slice(ws.rnn.output());
+        if ws.dropped {
+            ws.out_mask.resize(n * h, 0.0);
+            dropout_forward(&mut ws.out, &mut ws.out_mask, p, rng.unwrap());
+        }
+        ws.logits.resize(n * v, 0.0);
+        linear_forward(
+            &ws.out,
+            &self.decoder_w,
+            &self.decoder_b,
+            n,
+            h,
+            v,
+            &mut ws.logits,
+        );
+        Ok(())
+    }
+
+    /// Mean cross-entropy of predicting `targets` `[T, B]` from `inputs`,
+    /// without gradients (state carried).
+    pub fn loss(
+        &self,
+        ws: &mut LmWorkspace,
+        inputs: &[u32],
+        targets: &[u32],
+        t: usize,
+        b: usize,
+    ) -> Result<f64> {
+        self.forward(ws, inputs, t, b, None)?;
+        check_len(
+            "targets",
+            || format!("[T={t}, B={b}]"),
+            t * b,
+            targets.len(),
+        )?;
+        Ok(softmax_cross_entropy(
+            &mut ws.logits,
+            targets,
+            self.config.vocab_size,
+            false,
+        ))
+    }
+
+    /// One training pass: zeroes the gradients, runs forward and backward
+    /// (truncated at the batch boundary) and returns the mean cross-entropy.
+    /// `rng` drives dropout; `None` turns it off.
+    pub fn forward_backward(
+        &mut self,
+        ws: &mut LmWorkspace,
+        inputs: &[u32],
+        targets: &[u32],
+        t: usize,
+        b: usize,
+        rng: Option<&mut dyn RngCore>,
+    ) -> Result<f64> {
+        let (v, e, h) = (
+            self.config.vocab_size,
+            self.config.embed,
+            self.config.hidden,
+        );
+        check_len(
+            "targets",
+            || format!("[T={t}, B={b}]"),
+            t * b,
+            targets.len(),
+        )?;
+        if let Some(&bad) = targets.iter().find(|&&i| i as usize >= v) {
+            return Err(Error::Config(format!(
+                "target id {bad} is outside the vocabulary of {v}"
+            )));
+        }
+        self.forward(ws, inputs, t, b, rng)?;
+        for g in self.grads_mut() {
+            g.fill(0.0);
+        }
+        let n = t * b;
+        let loss = softmax_cross_entropy(&mut ws.logits, targets, v, true);
+        ws.d_out.resize(n * h, 0.0);
+        linear_backward(
+            &ws.out,
+            &self.decoder_w,
+            &ws.logits,
+            n,
+            h,
+            v,
+            &mut self.d_decoder_w,
+            &mut self.d_decoder_b,
+            Some(&mut ws.d_out),
+        );
+        if ws.dropped {
+            dropout_backward(&mut ws.d_out, &ws.out_mask);
+        }
+        self.rnn.backward(&mut ws.rnn, &ws.d_out, None, None)?;
+        let dx = ws.rnn.dx();
+        if ws.dropped {
+            // d_emb = dx ⊙ mask, reusing the embedding buffer.
+            for ((d, &g), &m) in ws.emb.iter_mut().zip(dx).zip(&ws.emb_mask) {
+                *d = g * m;
+            }
+            embedding_backward(&mut self.d_encoder, e, &ws.ids, &ws.emb);
+        } else {
+            embedding_backward(&mut self.d_encoder, e, &ws.ids, dx);
+        }
+        Ok(loss)
+    }
+}
+
+/// What [`LanguageModel::eval_stream`] measured.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StreamLoss {
+    /// Predictions made: tokens − 1.
+    pub predictions: usize,
+    /// Mean cross-entropy in nats.
+    pub mean_cross_entropy: f64,
+}
+
+impl LanguageModel {
+    /// Mean cross-entropy of predicting every token of `ids` from all the
+    /// tokens before it: one stream at batch 1 from a zero state, run in
+    /// chunks of `chunk` steps with the state carried throughout.
+    pub fn eval_stream(
+        &self,
+        ws: &mut LmWorkspace,
+        ids: &[u32],
+        chunk: usize,
+    ) -> Result<StreamLoss> {
+        if ids.len() < 2 {
+            return Err(Error::Config(format!(
+                "need at least 2 tokens to predict one, got {}",
+                ids.len()
+            )));
+        }
+        ws.reset_state();
+        let n = ids.len() - 1;
+        let mut total = 0.0f64;
+        let mut start = 0;
+        while start < n {
+            let t = chunk.max(1).min(n - start);
+            let mean = self.loss(
+                ws,
+                &ids[start..start + t],
+                &ids[start + 1..start + t + 1],
+                t,
+                1,
+            )?;
+            total += mean * t as f64;
+            start += t;
+        }
+        ws.reset_state();
+        Ok(StreamLoss {
+            predictions: n,
+            mean_cross_entropy: total / n as f64,
+        })
+    }
+}

@@ -1,0 +1,3 @@
+//! Models built from the layers.
+
+pub mod lm;
