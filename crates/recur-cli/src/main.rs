@@ -5,6 +5,12 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod convert;
+mod corpus;
+mod eval;
+mod generate;
+mod plot;
+mod train;
 
 /// recur: recurrent neural networks (RNN, LSTM, GRU) on the CPU.
 #[derive(Parser)]
@@ -16,14 +22,32 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Train a language model on a text file (or on recur's own source, with no --data).
+    Train(Box<train::TrainArgs>),
+    /// Write text with a trained model.
+    Generate(generate::GenerateArgs),
+    /// Measure a model's cross-entropy, perplexity and bits per token on a text file.
+    Eval(eval::EvalArgs),
+    /// Turn a PyTorch word_language_model state_dict into a recur model.
+    Import(convert::ImportArgs),
+    /// Write a recur model as a PyTorch state_dict and vocab.json.
+    Export(convert::ExportArgs),
     /// Measure throughput.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
 }
 
+/// Every failure reaches the user as one message and exit code 2.
+pub type CliResult = Result<(), String>;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Train(a) => train::run(*a),
+        Command::Generate(a) => generate::run(a),
+        Command::Eval(a) => eval::run(a),
+        Command::Import(a) => convert::import(a),
+        Command::Export(a) => convert::export(a),
         Command::Bench(cmd) => bench::run(cmd),
     };
     match result {

@@ -50,6 +50,8 @@ pub mod layer;
 pub mod model;
 pub mod optim;
 mod pool;
+pub mod sample;
+pub mod train;
 
 pub use cell::{CellKind, StepMask};
 pub use error::{Error, Result};

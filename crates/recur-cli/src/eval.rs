@@ -1,0 +1,64 @@
+//! `recur eval`: cross-entropy of a model on a text file.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use recur::checkpoint::load_lm;
+use recur::data::{read_text, tokenize};
+use recur::model::lm::LmWorkspace;
+
+use crate::CliResult;
+
+#[derive(Args)]
+pub struct EvalArgs {
+    /// A recur model.
+    #[arg(long, value_name = "FILE")]
+    model: PathBuf,
+    /// The text to evaluate on.
+    #[arg(long, value_name = "FILE")]
+    data: PathBuf,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(a: EvalArgs) -> CliResult {
+    let (model, vocab) = load_lm(&a.model).map_err(|e| e.to_string())?;
+    let text = read_text(&a.data).map_err(|e| e.to_string())?;
+    let ids = vocab
+        .encode(&tokenize(&text, vocab.level), &a.data.display().to_string())
+        .map_err(|e| e.to_string())?;
+    if ids.len() < 2 {
+        return Err(format!(
+            "{}: has {} tokens; at least 2 are needed to predict one",
+            a.data.display(),
+            ids.len()
+        ));
+    }
+    // One stream at batch 1, run 256 steps per call with the state carried.
+    let r = model
+        .eval_stream(&mut LmWorkspace::new(), &ids, 256)
+        .map_err(|e| e.to_string())?;
+    let ce = r.mean_cross_entropy;
+    let bits = ce / std::f64::consts::LN_2;
+    if a.json {
+        let v = serde_json::json!({
+            "tokens": ids.len(), "predictions": r.predictions, "mean_cross_entropy": ce,
+            "perplexity": ce.exp(), "bits_per_token": bits,
+        });
+        println!("{v}");
+    } else {
+        println!("tokens              {}", ids.len());
+        println!("mean cross-entropy  {ce:.6} nats");
+        println!("perplexity          {:.4}", ce.exp());
+        println!(
+            "bits per {:<10} {bits:.4}",
+            if vocab.level == recur::data::Level::Char {
+                "char"
+            } else {
+                "token"
+            }
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,291 @@
+//! Text generation from a language model: greedy, temperature with top-k and
+//! top-p (nucleus) filtering, and beam search. The prime text is run once;
+//! after that each new token costs one step of the model at batch 1 (W for
+//! beam search), with the state carried.
+
+use rand::{Rng, RngCore};
+
+use crate::data::{Level, Vocab, EOS};
+use crate::error::{Error, Result};
+use crate::layer::softmax::log_softmax_row;
+use crate::model::lm::{LanguageModel, LmWorkspace};
+
+/// How the next token is chosen.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Decoding {
+    /// The most likely token.
+    Greedy,
+    /// A draw from softmax(logits / temperature), optionally restricted to
+    /// the k most likely tokens and then to the smallest set whose
+    /// probability reaches p.
+    Sample {
+        /// > 0; below 1 sharpens, above 1 flattens.
+        temperature: f64,
+        /// Keep only the k most likely tokens.
+        top_k: Option<usize>,
+        /// Keep the most likely tokens up to cumulative probability p.
+        top_p: Option<f64>,
+    },
+    /// Beam search of the given width; returns the most likely continuation.
+    Beam {
+        /// W ≥ 1.
+        width: usize,
+    },
+}
+
+impl Decoding {
+    fn validate(&self) -> Result<()> {
+        match *self {
+            Decoding::Sample {
+                temperature,
+                top_k,
+                top_p,
+            } => {
+                if !(temperature.is_finite() && temperature > 0.0) {
+                    return Err(Error::Config(format!(
+                        "temperature must be a number > 0, got {temperature}"
+                    )));
+                }
+                if top_k == Some(0) {
+                    return Err(Error::Config("top-k must be at least 1".into()));
+                }
+                if let Some(p) = top_p {
+                    if !(p > 0.0 && p <= 1.0) {
+                        return Err(Error::Config(format!("top-p must be in (0, 1], got {p}")));
+                    }
+                }
+            }
+            Decoding::Beam { width: 0 } => {
+                return Err(Error::Config("beam width must be at least 1".into()))
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// The token a generation starts from when no prime text is given: a
+/// newline (char level) or `<eos>` (word level) when the vocabulary has it.
+pub fn default_start(vocab: &Vocab) -> u32 {
+    let t = if vocab.level == Level::Char {
+        "\n"
+    } else {
+        EOS
+    };
+    vocab.get(t).unwrap_or(0)
+}
+
+/// Chooses the next token from one row of logits `[V]`; `scratch` holds `[V]` probabilities.
+fn choose(
+    logits: &[f32],
+    how: Decoding,
+    rng: &mut dyn RngCore,
+    scratch: &mut Vec<(f64, u32)>,
+) -> u32 {
+    match how {
+        Decoding::Greedy | Decoding::Beam { .. } => {
+            let mut best = 0;
+            for (i, &x) in logits.iter().enumerate() {
+                if x > logits[best] {
+                    best = i;
+                }
+            }
+            best as u32
+        }
+        Decoding::Sample {
+            temperature,
+            top_k,
+            top_p,
+        } => {
+            let max = logits
+                .iter()
+                .fold(f64::NEG_INFINITY, |m, &x| m.max(x as f64));
+            scratch.clear();
+            scratch.extend(
+                logits
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &x)| (((x as f64 - max) / temperature).exp(), i as u32)),
+            );
+            if top_k.is_some() || top_p.is_some() {
+                // Most likely first; ties by index so results are repeatable.
+                scratch.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+                if let Some(k) = top_k {
+                    scratch.truncate(k.min(scratch.len()));
+                }
+                if let Some(p) = top_p {
+                    let total: f64 = scratch.iter().map(|x| x.0).sum();
+                    let mut acc = 0.0;
+                    let mut keep = scratch.len();
+                    for (i, x) in scratch.iter().enumerate() {
+                        acc += x.0 / total;
+                        if acc >= p {
+                            keep = i + 1;
+                            break;
+                        }
+                    }
+                    scratch.truncate(keep);
+                }
+            }
+            let total: f64 = scratch.iter().map(|x| x.0).sum();
+            let mut r = rng.random::<f64>() * total;
+            for &(w, i) in scratch.iter() {
+                if r < w {
+                    return i;
+                }
+                r -= w;
+            }
+            scratch.last().map_or(0, |x| x.1)
+        }
+    }
+}
+
+/// Generates `length` tokens after `prime` (which must be non-empty),
+/// calling `emit` with each as soon as it is chosen. Returns the tokens.
+pub fn generate(
+    model: &LanguageModel,
+    prime: &[u32],
+    length: usize,
+    how: Decoding,
+    rng: &mut dyn RngCore,
+    emit: &mut dyn FnMut(u32),
+) -> Result<Vec<u32>> {
+    how.validate()?;
+    if prime.is_empty() {
+        return Err(Error::Config(
+            "generation needs at least one token to start from".into(),
+        ));
+    }
+    if let Decoding::Beam { width } = how {
+        let out = beam_search(model, prime, length, width)?;
+        out.iter().for_each(|&t| emit(t));
+        return Ok(out);
+    }
+    let v = model.config().vocab_size;
+    let mut ws = LmWorkspace::new();
+    // Run the prime once; its last position gives the first prediction.
+    model.forward(&mut ws, prime, prime.len(), 1, None)?;
+    let mut scratch = Vec::with_capacity(v);
+    let mut out = Vec::with_capacity(length);
+    let mut next = choose(
+        &ws.logits()[(prime.len() - 1) * v..],
+        how,
+        rng,
+        &mut scratch,
+    );
+    for i in 0..length {
+        out.push(next);
+        emit(next);
+        if i + 1 < length {
+            model.forward(&mut ws, &[next], 1, 1, None)?;
+            next = choose(ws.logits(), how, rng, &mut scratch);
+        }
+    }
+    Ok(out)
+}
+
+/// Beam search: W hypotheses advance together as a batch of W rows.
+fn beam_search(
+    model: &LanguageModel,
+    prime: &[u32],
+    length: usize,
+    width: usize,
+) -> Result<Vec<u32>> {
+    let (v, h) = (model.config().vocab_size, model.config().hidden);
+    let mut ws = LmWorkspace::new();
+    model.forward(&mut ws, prime, prime.len(), 1, None)?;
+    let mut logp = vec![0.0f64; v];
+    log_softmax_row(&ws.logits()[(prime.len() - 1) * v..], &mut logp);
+    // Replicate the state into W rows.
+    let rep = |s: &[f32]| -> Vec<f32> {
+        s.chunks_exact(h)
+            .flat_map(|row| (0..width).flat_map(move |_| row.iter().copied()))
+            .collect()
+    };
+    let (sh, sc) = (rep(ws.state_h()), rep(ws.state_c()));
+    ws.set_state(&sh, &sc, width);
+    // Hypotheses: (score, tokens); only the first is live at the start.
+    let mut beams: Vec<(f64, Vec<u32>)> = vec![(0.0, Vec::new())];
+    let mut rows_logp: Vec<Vec<f64>> = vec![logp];
+    for step in 0..length {
+        let mut cand: Vec<(f64, usize, u32)> = Vec::with_capacity(beams.len() * v);
+        for (bi, (score, _)) in beams.iter().enumerate() {
+            cand.extend(
+                rows_logp[bi]
+                    .iter()
+                    .enumerate()
+                    .map(|(tok, &lp)| (score + lp, bi, tok as u32)),
+            );
+        }
+        cand.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+        cand.truncate(width);
+        beams = cand
+            .iter()
+            .map(|&(s, bi, tok)| {
+                let mut t = beams[bi].1.clone();
+                t.push(tok);
+                (s, t)
+            })
+            .collect();
+        if step + 1 == length {
+            break;
+        }
+        // Row i of the next step continues from the state of its parent.
+        let mut from: Vec<usize> = cand.iter().map(|c| c.1).collect();
+        let mut tokens: Vec<u32> = cand.iter().map(|c| c.2).collect();
+        from.resize(width, 0);
+        tokens.resize(width, 0);
+        ws.reorder_state(&from, h);
+        model.forward(&mut ws, &tokens, 1, width, None)?;
+        rows_logp = (0..beams.len())
+            .map(|i| {
+                let mut lp = vec![0.0; v];
+                log_softmax_row(&ws.logits()[i * v..(i + 1) * v], &mut lp);
+                lp
+            })
+            .collect();
+    }
+    Ok(beams.into_iter().next().map(|b| b.1).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn top_k_one_is_greedy_and_top_p_keeps_the_nucleus() {
+        let logits = [0.1f32, 3.0, 2.9, -1.0];
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+        let mut s = Vec::new();
+        for _ in 0..50 {
+            let k1 = Decoding::Sample {
+                temperature: 1.0,
+                top_k: Some(1),
+                top_p: None,
+            };
+            assert_eq!(choose(&logits, k1, &mut rng, &mut s), 1);
+            let p = Decoding::Sample {
+                temperature: 1.0,
+                top_k: None,
+                top_p: Some(0.9),
+            };
+            let t = choose(&logits, p, &mut rng, &mut s);
+            assert!(t == 1 || t == 2, "{t}");
+        }
+        assert_eq!(choose(&logits, Decoding::Greedy, &mut rng, &mut s), 1);
+    }
+
+    #[test]
+    fn low_temperature_concentrates() {
+        let logits = [1.0f32, 1.2, 0.9];
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let mut s = Vec::new();
+        let how = Decoding::Sample {
+            temperature: 0.01,
+            top_k: None,
+            top_p: None,
+        };
+        assert!((0..100).all(|_| choose(&logits, how, &mut rng, &mut s) == 1));
+    }
+}
