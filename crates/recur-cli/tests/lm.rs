@@ -1,0 +1,539 @@
+//! The language-model commands, run as the real binary in temp dirs.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn recur(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_recur"))
+        .args(args)
+        .output()
+        .expect("running recur")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = recur(args);
+    assert!(
+        out.status.success(),
+        "recur {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Runs a command that must fail cleanly; returns its message.
+fn fails(args: &[&str]) -> String {
+    let out = recur(args);
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "recur {args:?}: expected exit 2, got {:?}\n{err}",
+        out.status.code()
+    );
+    assert!(!err.contains("panicked"), "recur {args:?} panicked:\n{err}");
+    assert!(err.starts_with("error:"), "{err}");
+    err
+}
+
+fn fixture(case: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../recur/tests/fixtures/torch-lm")
+        .join(case)
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn tensors(path: &Path) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+    let bytes = std::fs::read(path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut v: Vec<_> = st
+        .tensors()
+        .into_iter()
+        .map(|(n, t)| {
+            let data = t
+                .data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                .collect();
+            (n, t.shape().to_vec(), data)
+        })
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+fn level(case: &str) -> &'static str {
+    if case.starts_with("word") {
+        "word"
+    } else {
+        "char"
+    }
+}
+
+fn import(case: &str, dir: &Path) -> PathBuf {
+    let model = dir.join(format!("{case}.safetensors"));
+    ok(&[
+        "import",
+        "--torch",
+        s(&fixture(case).join("state_dict.safetensors")),
+        "--vocab",
+        s(&fixture(case).join("vocab.json")),
+        "--level",
+        level(case),
+        "--out",
+        s(&model),
+    ]);
+    model
+}
+
+const CASES: [&str; 4] = [
+    "char_lstm_2l",
+    "char_gru_1l",
+    "char_rnn_tanh_1l",
+    "word_lstm_1l",
+];
+
+fn expected(case: &str) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(fixture(case).join("expected.json")).unwrap())
+        .unwrap()
+}
+
+#[test]
+fn import_then_eval_matches_pytorch() {
+    let dir = tempfile::tempdir().unwrap();
+    for case in CASES {
+        let model = import(case, dir.path());
+        let out = ok(&[
+            "eval",
+            "--model",
+            s(&model),
+            "--data",
+            s(&fixture(case).join("text.txt")),
+            "--json",
+        ]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let want = expected(case)["eval"]["mean_cross_entropy"]
+            .as_f64()
+            .unwrap();
+        let got = v["mean_cross_entropy"].as_f64().unwrap();
+        assert!((got - want).abs() <= 1e-5 * want, "{case}: {got} vs {want}");
+        assert_eq!(v["tokens"], expected(case)["tokens"]);
+        assert!((v["perplexity"].as_f64().unwrap() - got.exp()).abs() < 1e-9);
+        assert!(
+            (v["bits_per_token"].as_f64().unwrap() - got / std::f64::consts::LN_2).abs() < 1e-9
+        );
+    }
+}
+
+#[test]
+fn one_sgd_step_through_train_matches_pytorch() {
+    let dir = tempfile::tempdir().unwrap();
+    for case in CASES {
+        let model = import(case, dir.path());
+        let step = &expected(case)["sgd_step"];
+        let out = dir.path().join(format!("run-{case}"));
+        ok(&[
+            "train",
+            "--data",
+            s(&fixture(case).join("text.txt")),
+            "--level",
+            level(case),
+            "--init-from",
+            s(&model),
+            "--steps",
+            "1",
+            "--optimizer",
+            "sgd",
+            "--lr",
+            &step["lr"].to_string(),
+            "--clip-norm",
+            "0",
+            "--dropout",
+            "0",
+            "--batch",
+            &step["batch"].to_string(),
+            "--seq-len",
+            &step["seq_len"].to_string(),
+            "--val-fraction",
+            "0",
+            "--sample-length",
+            "0",
+            "--out",
+            s(&out),
+        ]);
+        let got = tensors(&out.join("last.safetensors"));
+        let want = tensors(&fixture(case).join("after_sgd_step.safetensors"));
+        assert_eq!(got.len(), want.len(), "{case}: tensor count");
+        for ((n, sh, g), (wn, wsh, w)) in got.iter().zip(&want) {
+            assert_eq!((n, sh), (wn, wsh), "{case}");
+            for (a, b) in g.iter().zip(w) {
+                assert!(
+                    (a - b).abs() <= 1e-5 * b.abs().max(1.0),
+                    "{case} {n}: {a} vs {b}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn export_round_trips_through_import() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = import("char_lstm_2l", dir.path());
+    let exp = dir.path().join("exported");
+    ok(&["export", "--model", s(&model), "--out", s(&exp)]);
+    // The exported state_dict has exactly PyTorch's names and the fixture's values.
+    let a = tensors(&exp.join("state_dict.safetensors"));
+    let b = tensors(&fixture("char_lstm_2l").join("state_dict.safetensors"));
+    assert_eq!(a, b);
+    let vocab: Vec<String> =
+        serde_json::from_str(&std::fs::read_to_string(exp.join("vocab.json")).unwrap()).unwrap();
+    let want: Vec<String> = serde_json::from_str(
+        &std::fs::read_to_string(fixture("char_lstm_2l").join("vocab.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(vocab, want);
+}
+
+fn tiny_corpus(dir: &Path) -> PathBuf {
+    let p = dir.join("tiny.txt");
+    std::fs::write(
+        &p,
+        "the cat sat on the mat.\nthe dog ate the log.\n".repeat(6),
+    )
+    .unwrap();
+    p
+}
+
+fn last_train_loss(out: &Path) -> f64 {
+    let text = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    last["train_loss"].as_f64().unwrap()
+}
+
+#[test]
+fn overfits_a_tiny_corpus() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = tiny_corpus(dir.path());
+    let out = dir.path().join("run");
+    let text = ok(&[
+        "train",
+        "--data",
+        s(&data),
+        "--hidden",
+        "64",
+        "--embed",
+        "16",
+        "--layers",
+        "1",
+        "--dropout",
+        "0",
+        "--batch",
+        "4",
+        "--seq-len",
+        "16",
+        "--lr",
+        "0.01",
+        "--steps",
+        "300",
+        "--val-fraction",
+        "0",
+        "--eval-every",
+        "50",
+        "--sample-length",
+        "40",
+        "--out",
+        s(&out),
+    ]);
+    let loss = last_train_loss(&out);
+    assert!(loss < 0.05, "final training loss {loss}");
+    for f in [
+        "model.safetensors",
+        "last.safetensors",
+        "train_state.safetensors",
+        "metrics.jsonl",
+        "loss.svg",
+        "run.json",
+    ] {
+        assert!(out.join(f).exists(), "{f} missing");
+    }
+    assert!(std::fs::read_to_string(out.join("loss.svg"))
+        .unwrap()
+        .contains("<svg"));
+    assert!(text.contains("--- sample"), "{text}");
+    // Nothing temporary is left behind.
+    let leftovers: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty());
+}
+
+#[test]
+fn resume_continues_bit_for_bit() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = tiny_corpus(dir.path());
+    let common = |out: &Path, steps: &str| -> Vec<String> {
+        [
+            "train",
+            "--data",
+            s(&data),
+            "--hidden",
+            "24",
+            "--embed",
+            "8",
+            "--layers",
+            "2",
+            "--dropout",
+            "0.3",
+            "--batch",
+            "3",
+            "--seq-len",
+            "7",
+            "--steps",
+            steps,
+            "--val-fraction",
+            "0.2",
+            "--eval-every",
+            "4",
+            "--sample-length",
+            "0",
+            "--out",
+            s(out),
+        ]
+        .iter()
+        .map(|x| x.to_string())
+        .collect()
+    };
+    let whole = dir.path().join("whole");
+    let a = common(&whole, "13");
+    ok(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let parts = dir.path().join("parts");
+    let b = common(&parts, "6");
+    ok(&b.iter().map(String::as_str).collect::<Vec<_>>());
+    // The first run stopped mid-epoch; resume and go on to step 13.
+    ok(&[
+        "train",
+        "--resume",
+        s(&parts),
+        "--steps",
+        "13",
+        "--sample-length",
+        "0",
+    ]);
+    assert_eq!(
+        tensors(&whole.join("last.safetensors")),
+        tensors(&parts.join("last.safetensors"))
+    );
+    assert_eq!(
+        tensors(&whole.join("train_state.safetensors")),
+        tensors(&parts.join("train_state.safetensors"))
+    );
+    assert_eq!(
+        tensors(&whole.join("model.safetensors")),
+        tensors(&parts.join("model.safetensors"))
+    );
+}
+
+#[test]
+fn generate_in_every_mode_and_eval_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = tiny_corpus(dir.path());
+    let out = dir.path().join("run");
+    ok(&[
+        "train",
+        "--data",
+        s(&data),
+        "--hidden",
+        "32",
+        "--embed",
+        "8",
+        "--layers",
+        "1",
+        "--batch",
+        "2",
+        "--seq-len",
+        "8",
+        "--steps",
+        "20",
+        "--val-fraction",
+        "0.1",
+        "--sample-length",
+        "0",
+        "--out",
+        s(&out),
+    ]);
+    let model = out.join("model.safetensors");
+    let m = s(&model);
+    let g1 = ok(&[
+        "generate", "--model", m, "--prime", "the ", "--length", "30", "--seed", "3",
+    ]);
+    let g2 = ok(&[
+        "generate", "--model", m, "--prime", "the ", "--length", "30", "--seed", "3",
+    ]);
+    assert_eq!(g1, g2, "same seed, same text");
+    assert!(g1.starts_with("the ") && g1.chars().count() >= 34, "{g1:?}");
+    for extra in [
+        &["--greedy"][..],
+        &["--top-k", "3"],
+        &["--top-p", "0.9"],
+        &["--beam", "3"],
+        &["--temperature", "1.5"],
+    ] {
+        let mut args = vec!["generate", "--model", m, "--length", "25"];
+        args.extend_from_slice(extra);
+        let text = ok(&args);
+        assert!(text.chars().count() >= 25, "{extra:?}: {text:?}");
+    }
+    let text = ok(&["eval", "--model", m, "--data", s(&data)]);
+    assert!(
+        text.contains("perplexity") && text.contains("bits per char"),
+        "{text}"
+    );
+}
+
+#[test]
+fn word_level_training_uses_unk_for_rare_words() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("words.txt");
+    std::fs::write(&data, "a b c a b\nrare a b\n\na b c\n".repeat(10)).unwrap();
+    let out = dir.path().join("run");
+    ok(&[
+        "train",
+        "--data",
+        s(&data),
+        "--level",
+        "word",
+        "--min-count",
+        "11",
+        "--hidden",
+        "16",
+        "--embed",
+        "8",
+        "--layers",
+        "1",
+        "--batch",
+        "2",
+        "--seq-len",
+        "5",
+        "--steps",
+        "3",
+        "--val-fraction",
+        "0",
+        "--sample-length",
+        "5",
+        "--out",
+        s(&out),
+    ]);
+    let exp = dir.path().join("exp");
+    ok(&[
+        "export",
+        "--model",
+        s(&out.join("model.safetensors")),
+        "--out",
+        s(&exp),
+    ]);
+    let vocab: Vec<String> =
+        serde_json::from_str(&std::fs::read_to_string(exp.join("vocab.json")).unwrap()).unwrap();
+    assert_eq!(vocab, ["<eos>", "<unk>", "a", "b", "c"]);
+    // Unseen words map to <unk> in eval.
+    let other = dir.path().join("other.txt");
+    std::fs::write(&other, "a zebra b\n").unwrap();
+    ok(&[
+        "eval",
+        "--model",
+        s(&out.join("model.safetensors")),
+        "--data",
+        s(&other),
+        "--json",
+    ]);
+}
+
+#[test]
+fn bad_input_gives_clear_errors_and_no_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = d.join("out");
+    let o = s(&out);
+    let missing = d.join("nope.txt");
+    let e = fails(&["train", "--data", s(&missing), "--out", o]);
+    assert!(e.contains("nope.txt"), "{e}");
+    let empty = d.join("empty.txt");
+    std::fs::write(&empty, "").unwrap();
+    let e = fails(&["train", "--data", s(&empty), "--out", o]);
+    assert!(e.contains("empty.txt") && e.contains("empty"), "{e}");
+    let short = d.join("short.txt");
+    std::fs::write(&short, "just a few characters").unwrap();
+    let e = fails(&[
+        "train",
+        "--data",
+        s(&short),
+        "--batch",
+        "4",
+        "--seq-len",
+        "10",
+        "--out",
+        o,
+    ]);
+    assert!(
+        e.contains("short.txt") && e.contains("needs at least 44"),
+        "{e}"
+    );
+    let bad = d.join("bad.txt");
+    std::fs::write(&bad, b"ok so far \xff\xfe then not").unwrap();
+    let e = fails(&["train", "--data", s(&bad), "--out", o]);
+    assert!(e.contains("bad.txt") && e.contains("byte offset 10"), "{e}");
+    let text = tiny_corpus(d);
+    let t = s(&text);
+    let e = fails(&["train", "--data", t, "--batch", "0", "--out", o]);
+    assert!(e.contains("batch") && e.contains('0'), "{e}");
+    let e = fails(&["train", "--data", t, "--seq-len", "0", "--out", o]);
+    assert!(e.contains("sequence length"), "{e}");
+    for lr in ["-0.1", "NaN", "nan"] {
+        let e = fails(&["train", "--data", t, "--lr", lr, "--out", o]);
+        assert!(e.contains("learning rate"), "{lr}: {e}");
+    }
+    assert!(
+        !out.exists() || std::fs::read_dir(&out).unwrap().next().is_none(),
+        "a failed run left files in {o}"
+    );
+
+    // Checkpoints: truncated, corrupt, wrong kind.
+    let model = import("char_gru_1l", d);
+    let bytes = std::fs::read(&model).unwrap();
+    let truncated = d.join("truncated.safetensors");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let e = fails(&["generate", "--model", s(&truncated)]);
+    assert!(
+        e.contains("truncated.safetensors") && e.contains("not a valid safetensors"),
+        "{e}"
+    );
+    let corrupt = d.join("corrupt.safetensors");
+    std::fs::write(
+        &corrupt,
+        b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all}",
+    )
+    .unwrap();
+    let e = fails(&["eval", "--model", s(&corrupt), "--data", t]);
+    assert!(e.contains("corrupt.safetensors"), "{e}");
+    let e = fails(&[
+        "eval",
+        "--model",
+        s(&fixture("char_gru_1l").join("state_dict.safetensors")),
+        "--data",
+        t,
+    ]);
+    assert!(
+        e.contains("not a recur language model") && e.contains("recur import"),
+        "{e}"
+    );
+    // A symbol the vocabulary lacks, with no <unk>.
+    let odd = d.join("odd.txt");
+    std::fs::write(&odd, "abc€").unwrap();
+    let e = fails(&["eval", "--model", s(&model), "--data", s(&odd)]);
+    assert!(e.contains("'€'") || e.contains("\"€\""), "{e}");
+    assert!(e.contains("token 3"), "{e}");
+}
