@@ -7,6 +7,8 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod convert;
 mod corpus;
+mod data;
+mod esn;
 mod eval;
 mod generate;
 mod plot;
@@ -32,6 +34,12 @@ enum Command {
     Import(convert::ImportArgs),
     /// Write a recur model as a PyTorch state_dict and vocab.json.
     Export(convert::ExportArgs),
+    /// Echo state networks: fit a reservoir's readout, predict, generate.
+    #[command(subcommand)]
+    Esn(esn::EsnCommand),
+    /// Write generated data sets.
+    #[command(subcommand)]
+    Data(data::DataCommand),
     /// Measure throughput.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -48,6 +56,8 @@ fn main() -> ExitCode {
         Command::Eval(a) => eval::run(a),
         Command::Import(a) => convert::import(a),
         Command::Export(a) => convert::export(a),
+        Command::Esn(cmd) => esn::run(cmd),
+        Command::Data(cmd) => data::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
     };
     match result {

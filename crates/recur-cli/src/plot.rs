@@ -4,6 +4,20 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
+/// 1200000 → "1.2M", 35000 → "35k", 250 → "250".
+fn short_number(v: f64) -> String {
+    let a = v.abs();
+    if a >= 1e6 {
+        format!("{:.1}M", v / 1e6)
+    } else if a >= 1e4 {
+        format!("{:.0}k", v / 1e3)
+    } else if v.fract() == 0.0 || a >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
 /// One line of the plot: (x, y) points and a label.
 pub struct Series<'a> {
     pub label: &'a str,
@@ -50,6 +64,7 @@ pub fn line_plot(
         .configure_mesh()
         .x_desc(x_desc)
         .y_desc(y_desc)
+        .x_label_formatter(&|v| short_number(*v))
         .draw()
         .map_err(|e| err(&e))?;
     for s in series {

@@ -378,3 +378,69 @@ pub fn read_vocab_json(path: &Path, level: Level) -> Result<Vocab> {
         .map_err(|e| data_err(path, format!("expected a JSON array of token strings: {e}")))?;
     Vocab::from_tokens(level, tokens).map_err(|e| data_err(path, e.to_string()))
 }
+
+/// Writes f64 tensors and metadata to `path` through a temporary file and a rename.
+pub fn write_tensors_f64(
+    path: &Path,
+    tensors: &[(String, Vec<usize>, &[f64])],
+    metadata: HashMap<String, String>,
+) -> Result<()> {
+    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+        .iter()
+        .map(|(n, s, v)| {
+            (
+                n.clone(),
+                s.clone(),
+                v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            )
+        })
+        .collect();
+    let views = bytes
+        .iter()
+        .map(|(n, s, b)| {
+            Ok((
+                n.clone(),
+                TensorView::new(Dtype::F64, s.clone(), b)
+                    .map_err(|e| data_err(path, e.to_string()))?,
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let data =
+        safetensors::serialize(views, Some(metadata)).map_err(|e| data_err(path, e.to_string()))?;
+    write_atomic(path, &data)
+}
+
+/// Reads a safetensors file of f64 tensors: (metadata, name → (shape, values)).
+#[allow(clippy::type_complexity)]
+pub fn read_tensors_f64(
+    path: &Path,
+) -> Result<(
+    HashMap<String, String>,
+    HashMap<String, (Vec<usize>, Vec<f64>)>,
+)> {
+    let bytes = std::fs::read(path).map_err(|e| io_err(path, e))?;
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| {
+        data_err(
+            path,
+            format!("not a valid safetensors file ({e}); is it truncated or corrupt?"),
+        )
+    })?;
+    let (_, meta) =
+        SafeTensors::read_metadata(&bytes).map_err(|e| data_err(path, e.to_string()))?;
+    let mut out = HashMap::new();
+    for (name, view) in st.tensors() {
+        if view.dtype() != Dtype::F64 {
+            return Err(data_err(
+                path,
+                format!("tensor '{name}' has dtype {:?}, expected F64", view.dtype()),
+            ));
+        }
+        let v = view
+            .data()
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
+            .collect();
+        out.insert(name, (view.shape().to_vec(), v));
+    }
+    Ok((meta.metadata().clone().unwrap_or_default(), out))
+}

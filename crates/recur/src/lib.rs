@@ -47,9 +47,11 @@ mod error;
 mod float;
 pub mod gemm;
 pub mod layer;
+pub mod linalg;
 pub mod model;
 pub mod optim;
 mod pool;
+pub mod reservoir;
 pub mod sample;
 pub mod train;
 

@@ -1,7 +1,9 @@
 //! Text data: tokens, vocabularies and the batch layout of language models.
 
 mod batch;
+mod csv;
 mod vocab;
 
 pub use batch::{split_train_val, Batcher};
+pub use csv::{read_column, Column};
 pub use vocab::{read_text, tokenize, Level, Vocab, EOS, UNK};

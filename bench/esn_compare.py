@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""recur vs ReservoirPy on the Mackey-Glass forecasting protocol of issue 6.
+
+Needs `pip install reservoirpy==0.4.2` and a built `target/release/recur`; never run in CI.
+
+Protocol: Mackey-Glass tau=17 (ReservoirPy's generator), rescaled to [-1, 1];
+leak 0.3, spectral radius 1.25, input scaling 1, connectivity 0.1, input
+connectivity 0.2, ridge 1e-8, 2000 training steps (the first 100 a warm-up left
+out of the fit), then 2000 test steps, predicting H = 10 and 100 steps ahead.
+NRMSE = RMSE / (max - min) of the truth. Both readouts use the reservoir state
+and a constant (recur: --no-input-readout). Each side's wall time is the whole
+process: recur's is its two commands (fit, then predict), CSV in and out
+included; ReservoirPy's is model construction, fit and run inside Python.
+
+Usage: bench/esn_compare.py [--units 100 1000] [--seed 1]
+"""
+import argparse, os, subprocess, sys, tempfile, time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RECUR = os.path.join(ROOT, "target", "release", "recur")
+
+
+def metrics(truth, pred):
+    rmse = np.sqrt(np.mean((truth - pred) ** 2))
+    nrmse = rmse / (truth.max() - truth.min())
+    r2 = 1 - np.sum((truth - pred) ** 2) / np.sum((truth - truth.mean()) ** 2)
+    return nrmse, r2
+
+
+def series(n):
+    from reservoirpy.datasets import mackey_glass
+    x = mackey_glass(n, tau=17).ravel()
+    return 2 * (x - x.min()) / (x.max() - x.min()) - 1
+
+
+def run_reservoirpy(x, units, h, seed):
+    import reservoirpy
+    from reservoirpy.nodes import Reservoir, Ridge
+    reservoirpy.verbosity(0)
+    t0 = time.perf_counter()
+    res = Reservoir(units=units, lr=0.3, sr=1.25, input_scaling=1.0, rc_connectivity=0.1,
+                    input_connectivity=0.2, seed=seed)
+    esn = res >> Ridge(ridge=1e-8)
+    xin, yout = x[:-h, None], x[h:, None]
+    esn.fit(xin[:2000], yout[:2000], warmup=100)
+    pred = esn.run(xin[2000:4000]).ravel()
+    return time.perf_counter() - t0, metrics(yout[2000:4000].ravel(), pred)
+
+
+def run_recur(x, units, h, seed, tmp):
+    data = os.path.join(tmp, "mg.csv")
+    train = os.path.join(tmp, "train.csv")
+    model = os.path.join(tmp, "esn.safetensors")
+    pred = os.path.join(tmp, "pred.csv")
+    np.savetxt(data, x[: 4000 + h], header="x", comments="", fmt="%.17g")
+    np.savetxt(train, x[: 2000 + h], header="x", comments="", fmt="%.17g")
+    common = ["--units", str(units), "--leak", "0.3", "--spectral-radius", "1.25", "--input-scaling", "1",
+              "--connectivity", "0.1", "--input-connectivity", "0.2", "--ridge", "1e-8", "--washout", "100",
+              "--horizon", str(h), "--seed", str(seed), "--test-fraction", "0", "--no-input-readout"]
+    t0 = time.perf_counter()
+    subprocess.run([RECUR, "esn", "fit", "--data", train, "--out", model] + common, check=True, capture_output=True)
+    # Predictions over the whole file from a zero state; the first 2000 rows
+    # drive the reservoir exactly as in training.
+    subprocess.run([RECUR, "esn", "predict", "--model", model, "--data", data, "--warmup", "2000", "--out", pred],
+                   check=True, capture_output=True)
+    dt = time.perf_counter() - t0
+    p = np.loadtxt(pred, delimiter=",", skiprows=1)
+    steps, values = p[:, 0].astype(int), p[:, 1]
+    keep = steps < 4000 + h
+    return dt, metrics(x[steps[keep]], values[keep])
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--units", type=int, nargs="+", default=[100, 1000])
+    ap.add_argument("--seed", type=int, default=1)
+    a = ap.parse_args()
+    x = series(4200)
+    print(f"{'units':>5} {'H':>4} | {'recur NRMSE':>12} {'R2':>9} {'time s':>7} | {'ReservoirPy NRMSE':>17} {'R2':>9} {'time s':>7} | speed-up")
+    with tempfile.TemporaryDirectory() as tmp:
+        for units in a.units:
+            for h in (10, 100):
+                rt, (rn, rr) = run_recur(x, units, h, a.seed, tmp)
+                pt, (pn, pr) = run_reservoirpy(x, units, h, a.seed)
+                print(f"{units:>5} {h:>4} | {rn:12.3e} {rr:9.5f} {rt:7.3f} | {pn:17.3e} {pr:9.5f} {pt:7.3f} | {pt / rt:6.1f}x")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

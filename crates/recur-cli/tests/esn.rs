@@ -1,0 +1,210 @@
+//! `recur data` and `recur esn`, run as the real binary in temp dirs.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn recur(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_recur"))
+        .args(args)
+        .output()
+        .expect("running recur")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = recur(args);
+    assert!(
+        out.status.success(),
+        "recur {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn fails(args: &[&str]) -> String {
+    let out = recur(args);
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "recur {args:?}: expected exit 2\n{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    err
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// A safetensors file's metadata and tensors, in a comparable form.
+fn contents(p: &Path) -> (Vec<(String, String)>, Vec<(String, Vec<usize>, Vec<u8>)>) {
+    let bytes = std::fs::read(p).unwrap();
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let mut m: Vec<_> = meta
+        .metadata()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    m.sort();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut t: Vec<_> = st
+        .tensors()
+        .into_iter()
+        .map(|(n, v)| (n, v.shape().to_vec(), v.data().to_vec()))
+        .collect();
+    t.sort();
+    (m, t)
+}
+
+#[test]
+fn mackey_glass_fit_predict_and_generate() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("mg.csv");
+    ok(&[
+        "data",
+        "mackey-glass",
+        "--length",
+        "1500",
+        "--out",
+        s(&data),
+    ]);
+    let text = std::fs::read_to_string(&data).unwrap();
+    assert!(text.starts_with("t,x\n0,1.2\n"), "{}", &text[..40]);
+    assert_eq!(text.lines().count(), 1501);
+    let model = dir.path().join("esn.safetensors");
+    let out = ok(&[
+        "esn",
+        "fit",
+        "--data",
+        s(&data),
+        "--column",
+        "x",
+        "--units",
+        "100",
+        "--horizon",
+        "10",
+        "--out",
+        s(&model),
+        "--json",
+    ]);
+    let m: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(m["test_nrmse"].as_f64().unwrap() < 0.02, "{m}");
+    assert!(m["test_r2"].as_f64().unwrap() > 0.99, "{m}");
+    assert!(dir.path().join("prediction.svg").exists());
+    let pred = dir.path().join("pred.csv");
+    ok(&[
+        "esn",
+        "predict",
+        "--model",
+        s(&model),
+        "--data",
+        s(&data),
+        "--warmup",
+        "200",
+        "--out",
+        s(&pred),
+    ]);
+    let p = std::fs::read_to_string(&pred).unwrap();
+    assert!(p.starts_with("step,prediction\n210,"), "{}", &p[..30]);
+    assert_eq!(p.lines().count(), 1 + 1300);
+    // Closed loop needs a horizon-1 model.
+    let e = fails(&[
+        "esn",
+        "predict",
+        "--model",
+        s(&model),
+        "--data",
+        s(&data),
+        "--generate",
+        "50",
+    ]);
+    assert!(e.contains("horizon 1"), "{e}");
+    let m1 = dir.path().join("esn1.safetensors");
+    ok(&["esn", "fit", "--data", s(&data), "--out", s(&m1)]);
+    let g = ok(&[
+        "esn",
+        "predict",
+        "--model",
+        s(&m1),
+        "--data",
+        s(&data),
+        "--warmup",
+        "500",
+        "--generate",
+        "50",
+    ]);
+    assert_eq!(g.lines().count(), 51);
+    assert!(g.lines().nth(1).unwrap().starts_with("500,"));
+    // Same seed, same model: tensors and metadata (the header's key order
+    // comes from a hash map, so raw bytes may differ).
+    let m2 = dir.path().join("esn2.safetensors");
+    ok(&["esn", "fit", "--data", s(&data), "--out", s(&m2)]);
+    assert_eq!(contents(&m1), contents(&m2));
+}
+
+#[test]
+fn esn_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let model = d.join("m.safetensors");
+    let csv = d.join("a.csv");
+    std::fs::write(&csv, "t,x\n0,1\n1,2\n2,oops\n").unwrap();
+    let e = fails(&[
+        "esn",
+        "fit",
+        "--data",
+        s(&csv),
+        "--column",
+        "x",
+        "--out",
+        s(&model),
+    ]);
+    assert!(e.contains("line 4") && e.contains("oops"), "{e}");
+    let e = fails(&[
+        "esn",
+        "fit",
+        "--data",
+        s(&csv),
+        "--column",
+        "y",
+        "--out",
+        s(&model),
+    ]);
+    assert!(e.contains("no column named 'y'"), "{e}");
+    let short = d.join("short.csv");
+    std::fs::write(&short, "x\n1\n2\n3\n").unwrap();
+    let e = fails(&[
+        "esn",
+        "fit",
+        "--data",
+        s(&short),
+        "--washout",
+        "10",
+        "--out",
+        s(&model),
+    ]);
+    assert!(e.contains("fewer than washout 10"), "{e}");
+    let ok_csv = d.join("ok.csv");
+    std::fs::write(
+        &ok_csv,
+        (0..300)
+            .map(|i| format!("{}\n", (i as f64 * 0.1).sin()))
+            .collect::<String>(),
+    )
+    .unwrap();
+    for sr in ["0", "-1"] {
+        let e = fails(&[
+            "esn",
+            "fit",
+            "--data",
+            s(&ok_csv),
+            "--spectral-radius",
+            sr,
+            "--out",
+            s(&model),
+        ]);
+        assert!(e.contains("spectral radius"), "{e}");
+    }
+    assert!(!model.exists());
+}
