@@ -12,7 +12,7 @@ and a constant (recur: --no-input-readout). Each side's wall time is the whole
 process: recur's is its two commands (fit, then predict), CSV in and out
 included; ReservoirPy's is model construction, fit and run inside Python.
 
-Usage: bench/esn_compare.py [--units 100 1000] [--seed 1]
+Usage: bench/esn_compare.py [--units 100 1000] [--seeds 1 2 3 4 5]   (medians over the seeds)
 """
 import argparse, os, subprocess, sys, tempfile, time
 
@@ -36,9 +36,8 @@ def series(n):
 
 
 def run_reservoirpy(x, units, h, seed):
-    import reservoirpy
+    import reservoirpy  # noqa: F401
     from reservoirpy.nodes import Reservoir, Ridge
-    reservoirpy.verbosity(0)
     t0 = time.perf_counter()
     res = Reservoir(units=units, lr=0.3, sr=1.25, input_scaling=1.0, rc_connectivity=0.1,
                     input_connectivity=0.2, seed=seed)
@@ -75,15 +74,19 @@ def run_recur(x, units, h, seed, tmp):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--units", type=int, nargs="+", default=[100, 1000])
-    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     a = ap.parse_args()
     x = series(4200)
     print(f"{'units':>5} {'H':>4} | {'recur NRMSE':>12} {'R2':>9} {'time s':>7} | {'ReservoirPy NRMSE':>17} {'R2':>9} {'time s':>7} | speed-up")
+    # One reservoir draw varies a lot: report the median over seeds.
+    med = lambda v: float(np.median(v))
     with tempfile.TemporaryDirectory() as tmp:
         for units in a.units:
             for h in (10, 100):
-                rt, (rn, rr) = run_recur(x, units, h, a.seed, tmp)
-                pt, (pn, pr) = run_reservoirpy(x, units, h, a.seed)
+                r = [run_recur(x, units, h, s, tmp) for s in a.seeds]
+                p = [run_reservoirpy(x, units, h, s) for s in a.seeds]
+                rt, rn, rr = med([v[0] for v in r]), med([v[1][0] for v in r]), med([v[1][1] for v in r])
+                pt, pn, pr = med([v[0] for v in p]), med([v[1][0] for v in p]), med([v[1][1] for v in p])
                 print(f"{units:>5} {h:>4} | {rn:12.3e} {rr:9.5f} {rt:7.3f} | {pn:17.3e} {pr:9.5f} {pt:7.3f} | {pt / rt:6.1f}x")
 
 

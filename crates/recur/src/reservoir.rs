@@ -12,9 +12,10 @@
 //! - everything is drawn from one ChaCha8 stream seeded with `seed`.
 //!
 //! Readout: y_t = W_out f_t with features f_t = [1; u_t; x_t] (`[F]`,
-//! F = 1 + I + N; u_t is optional), W_out = Y Fᵀ (F Fᵀ + λI)⁻¹ computed by Cholesky on the
-//! accumulated F Fᵀ and Y Fᵀ, which are summed over any number of sequences
-//! without storing the states.
+//! F = 1 + I + N; u_t is optional). The weights on z = [u; x] are the ridge
+//! solution W = Ỹ Z̃ᵀ (Z̃ Z̃ᵀ + λI)⁻¹ on centred data, computed by Cholesky
+//! from sums accumulated over any number of sequences without storing the
+//! states; the weight on the constant is the unpenalised intercept.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -163,18 +164,32 @@ pub struct Esn {
     scale: f64,
 }
 
-/// Sums of a ridge regression: F Fᵀ `[F, F]` and F Yᵀ `[F, O]`.
+/// Sums of a ridge regression with an unpenalised intercept.
+///
+/// Features arrive as [1; z] (z = [u; x]); the fit centres z and y, solves
+/// (Z̃ Z̃ᵀ + λI) W = Z̃ Ỹᵀ by Cholesky, and sets the intercept to
+/// ȳ − W z̄, so the constant is not shrunk and the Gram matrix is far better
+/// conditioned than with a raw constant column. Sums are accumulated with GEMMs
+/// over chunks of rows, across any number of sequences.
 #[derive(Clone, Debug)]
 pub struct RidgeSums {
-    f: usize,
+    /// Features without the constant: F − 1.
+    d: usize,
     o: usize,
-    /// `[F, F]`
-    pub fft: Vec<f64>,
-    /// `[F, O]`
-    pub fyt: Vec<f64>,
-    /// Rows gathered so far into the chunk buffers.
+    /// `[D, D]` Σ z zᵀ
+    pub zzt: Vec<f64>,
+    /// `[D, O]` Σ z yᵀ
+    pub zyt: Vec<f64>,
+    /// `[D]` Σ z
+    pub z_sum: Vec<f64>,
+    /// `[O]` Σ y
+    pub y_sum: Vec<f64>,
+    /// `[D + O]` the first row's z and y: every row is accumulated relative
+    /// to it (centring is unchanged by a shift, and the sums stay small, so
+    /// Σzzᵀ − n z̄z̄ᵀ loses far fewer digits).
+    shift: Vec<f64>,
     rows: usize,
-    /// `[CHUNK, F]` features waiting to be added.
+    /// `[CHUNK, D]` features waiting to be added.
     feat: Vec<f64>,
     /// `[CHUNK, O]` targets waiting to be added.
     targ: Vec<f64>,
@@ -185,24 +200,45 @@ pub struct RidgeSums {
 const CHUNK: usize = 256;
 
 impl RidgeSums {
-    /// Empty sums for F features and O outputs.
+    /// Empty sums for F features (the first being the constant 1) and O outputs.
     pub fn new(f: usize, o: usize) -> RidgeSums {
+        let d = f - 1;
         RidgeSums {
-            f,
+            d,
             o,
-            fft: vec![0.0; f * f],
-            fyt: vec![0.0; f * o],
+            zzt: vec![0.0; d * d],
+            zyt: vec![0.0; d * o],
+            z_sum: vec![0.0; d],
+            y_sum: vec![0.0; o],
+            shift: Vec::new(),
             rows: 0,
-            feat: vec![0.0; CHUNK * f],
+            feat: vec![0.0; CHUNK * d],
             targ: vec![0.0; CHUNK * o],
             count: 0,
         }
     }
 
-    /// Adds one (features, target) pair; pairs are batched into GEMMs.
+    /// Adds one (features [1; z], target) pair; pairs are batched into GEMMs.
     pub fn add(&mut self, features: &[f64], target: &[f64]) {
-        self.feat[self.rows * self.f..(self.rows + 1) * self.f].copy_from_slice(features);
-        self.targ[self.rows * self.o..(self.rows + 1) * self.o].copy_from_slice(target);
+        let (d, o) = (self.d, self.o);
+        if self.shift.is_empty() {
+            self.shift.extend_from_slice(&features[1..]);
+            self.shift.extend_from_slice(target);
+        }
+        let row = &mut self.feat[self.rows * d..(self.rows + 1) * d];
+        for ((r, v), s) in row.iter_mut().zip(&features[1..]).zip(&self.shift[..d]) {
+            *r = v - s;
+        }
+        for (s, r) in self.z_sum.iter_mut().zip(row.iter()) {
+            *s += r;
+        }
+        let row = &mut self.targ[self.rows * o..(self.rows + 1) * o];
+        for ((r, v), s) in row.iter_mut().zip(target).zip(&self.shift[d..]) {
+            *r = v - s;
+        }
+        for (s, r) in self.y_sum.iter_mut().zip(row.iter()) {
+            *s += r;
+        }
         self.rows += 1;
         self.count += 1;
         if self.rows == CHUNK {
@@ -211,33 +247,33 @@ impl RidgeSums {
     }
 
     fn flush(&mut self) {
-        let (r, f, o) = (self.rows, self.f, self.o);
+        let (r, d, o) = (self.rows, self.d, self.o);
         if r > 0 {
             gemm(
-                f,
-                f,
+                d,
+                d,
                 r,
                 &self.feat,
-                f,
+                d,
                 Trans::T,
                 &self.feat,
-                f,
+                d,
                 Trans::N,
-                &mut self.fft,
-                f,
+                &mut self.zzt,
+                d,
                 true,
             );
             gemm(
-                f,
+                d,
                 o,
                 r,
                 &self.feat,
-                f,
+                d,
                 Trans::T,
                 &self.targ,
                 o,
                 Trans::N,
-                &mut self.fyt,
+                &mut self.zyt,
                 o,
                 true,
             );
@@ -245,24 +281,47 @@ impl RidgeSums {
         self.rows = 0;
     }
 
-    /// W_out `[O, F]` = Y Fᵀ (F Fᵀ + λI)⁻¹, by Cholesky.
+    /// W_out `[O, F]`: column 0 the intercept, then the ridge weights.
     pub fn solve(&mut self, ridge: f64) -> Result<Vec<f64>> {
         self.flush();
-        let (f, o) = (self.f, self.o);
-        let mut a = self.fft.clone();
-        for i in 0..f {
-            a[i * f + i] += ridge;
+        let (d, o) = (self.d, self.o);
+        let n = self.count.max(1) as f64;
+        // Means of the shifted data; the shift is added back for the intercept.
+        let zm: Vec<f64> = self.z_sum.iter().map(|s| s / n).collect();
+        let ym: Vec<f64> = self.y_sum.iter().map(|s| s / n).collect();
+        let no_shift = vec![0.0; d + o];
+        let shift = if self.shift.is_empty() {
+            &no_shift
+        } else {
+            &self.shift
+        };
+        // Centred sums: Σ(z − z̄)(z − z̄)ᵀ = Σ z zᵀ − n z̄ z̄ᵀ, and likewise for z yᵀ.
+        let mut a = self.zzt.clone();
+        for i in 0..d {
+            for j in 0..d {
+                a[i * d + j] -= n * zm[i] * zm[j];
+            }
+            a[i * d + i] += ridge;
         }
-        // (F Fᵀ + λI) Z = F Yᵀ, Z = W_outᵀ `[F, O]`.
-        let mut z = self.fyt.clone();
-        solve_spd(&a, f, &mut z, o)?;
-        let mut w = vec![0.0; o * f];
-        for i in 0..f {
+        let mut w = self.zyt.clone();
+        for i in 0..d {
             for j in 0..o {
-                w[j * f + i] = z[i * o + j];
+                w[i * o + j] -= n * zm[i] * ym[j];
             }
         }
-        Ok(w)
+        solve_spd(&a, d, &mut w, o)?;
+        let f = d + 1;
+        let mut out = vec![0.0; o * f];
+        for j in 0..o {
+            out[j * f] = (ym[j] + shift[d + j])
+                - (0..d)
+                    .map(|i| w[i * o + j] * (zm[i] + shift[i]))
+                    .sum::<f64>();
+            for i in 0..d {
+                out[j * f + 1 + i] = w[i * o + j];
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -759,34 +818,55 @@ mod tests {
                 rows.push((f, series[t + 1]));
             }
         }
-        let mut a = vec![vec![0.0; fl + 1]; fl];
-        for i in 0..fl {
-            for j in 0..fl {
-                a[i][j] = rows.iter().map(|(f, _)| f[i] * f[j]).sum::<f64>()
+        // Centre z = f[1..] and y, then solve (Z̃ Z̃ᵀ + λI) w = Z̃ ỹ by
+        // Gauss–Jordan elimination with partial pivoting.
+        let d = fl - 1;
+        let n = rows.len() as f64;
+        let zm: Vec<f64> = (0..d)
+            .map(|i| rows.iter().map(|(f, _)| f[1 + i]).sum::<f64>() / n)
+            .collect();
+        let ym = rows.iter().map(|(_, y)| y).sum::<f64>() / n;
+        let mut a = vec![vec![0.0; d + 1]; d];
+        for i in 0..d {
+            for j in 0..d {
+                a[i][j] = rows
+                    .iter()
+                    .map(|(f, _)| (f[1 + i] - zm[i]) * (f[1 + j] - zm[j]))
+                    .sum::<f64>()
                     + if i == j { cfg.ridge } else { 0.0 };
             }
-            a[i][fl] = rows.iter().map(|(f, y)| f[i] * y).sum();
+            a[i][d] = rows
+                .iter()
+                .map(|(f, y)| (f[1 + i] - zm[i]) * (y - ym))
+                .sum();
         }
-        for c in 0..fl {
-            let p = (c..fl)
+        for c in 0..d {
+            let p = (c..d)
                 .max_by(|&x, &y| a[x][c].abs().total_cmp(&a[y][c].abs()))
                 .unwrap();
             a.swap(c, p);
-            for r in 0..fl {
+            for r in 0..d {
                 if r != c {
                     let m = a[r][c] / a[c][c];
-                    for k in c..=fl {
-                        a[r][k] -= m * a[c][k];
+                    let pivot_row = a[c].clone();
+                    for (x, pv) in a[r].iter_mut().zip(&pivot_row).skip(c) {
+                        *x -= m * pv;
                     }
                 }
             }
         }
-        for i in 0..fl {
-            let w = a[i][fl] / a[i][i];
+        let w: Vec<f64> = (0..d).map(|i| a[i][d] / a[i][i]).collect();
+        let intercept = ym - w.iter().zip(&zm).map(|(a, b)| a * b).sum::<f64>();
+        assert!(
+            (intercept - esn.w_out[0]).abs() < 1e-8 * intercept.abs().max(1.0),
+            "intercept {intercept} vs {}",
+            esn.w_out[0]
+        );
+        for (i, wi) in w.iter().enumerate() {
+            let got = esn.w_out[1 + i];
             assert!(
-                (w - esn.w_out[i]).abs() < 1e-8 * w.abs().max(1.0),
-                "w[{i}]: {w} vs {}",
-                esn.w_out[i]
+                (wi - got).abs() < 1e-8 * wi.abs().max(1.0),
+                "w[{i}]: {wi} vs {got}"
             );
         }
     }
