@@ -3,8 +3,145 @@
 use std::time::Instant;
 
 use clap::{Args, Subcommand};
+use rand::SeedableRng;
 use recur::gemm::{gemm, set_threads, threads, Trans};
+use recur::model::lm::{LanguageModel, LmConfig, LmWorkspace};
+use recur::optim::{clip_grad_norm, OptimConfig, Optimizer, OptimizerKind};
+use recur::sample::{generate, Decoding};
 use recur::{CellKind, Rnn, RnnConfig, RnnInput, RnnWorkspace};
+
+/// `recur bench`: the language-model configs of `../shared/bench/pytorch_baseline.py`,
+/// or `recur bench layer`.
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    command: Option<BenchCommand>,
+    /// Configs to run (default: all): char-lstm-128x2, char-lstm-512x2, char-gru-512x2,
+    /// char-rnn-512x2, word-lstm-200x2, word-lstm-650x2, char-lstm-1024x1.
+    #[arg(long = "config", value_name = "NAME")]
+    configs: Vec<String>,
+    /// Threads (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Timed training and inference steps per config, after 2 warm-up steps; the median is reported.
+    #[arg(long, default_value_t = 10)]
+    steps: usize,
+    /// Print one JSON object per config.
+    #[arg(long)]
+    json: bool,
+}
+
+/// (name, cell, vocab, embed, hidden, layers, batch, seq), as pytorch_baseline.py.
+const CONFIGS: [(&str, &str, usize, usize, usize, usize, usize, usize); 7] = [
+    ("char-lstm-128x2", "lstm", 65, 128, 128, 2, 50, 50),
+    ("char-lstm-512x2", "lstm", 65, 512, 512, 2, 64, 100),
+    ("char-gru-512x2", "gru", 65, 512, 512, 2, 64, 100),
+    ("char-rnn-512x2", "rnn-tanh", 65, 512, 512, 2, 64, 100),
+    ("word-lstm-200x2", "lstm", 10000, 200, 200, 2, 20, 20),
+    ("word-lstm-650x2", "lstm", 10000, 650, 650, 2, 20, 35),
+    ("char-lstm-1024x1", "lstm", 65, 1024, 1024, 1, 32, 100),
+];
+
+pub fn run_args(a: BenchArgs) -> Result<(), String> {
+    if let Some(cmd) = a.command {
+        return run(cmd);
+    }
+    set_threads(a.threads);
+    for name in &a.configs {
+        if !CONFIGS.iter().any(|c| c.0 == name) {
+            let names: Vec<&str> = CONFIGS.iter().map(|c| c.0).collect();
+            return Err(format!(
+                "--config: unknown config '{name}', expected one of {}",
+                names.join(", ")
+            ));
+        }
+    }
+    if a.steps == 0 {
+        return Err("--steps must be at least 1".into());
+    }
+    for &(name, cell, v, e, h, l, b, t) in &CONFIGS {
+        if !a.configs.is_empty() && !a.configs.iter().any(|c| c == name) {
+            continue;
+        }
+        let cfg = LmConfig {
+            cell: cell.into(),
+            vocab_size: v,
+            embed: e,
+            hidden: h,
+            layers: l,
+            dropout: 0.0,
+        };
+        let mut model = LanguageModel::new(cfg, 0).map_err(|e| e.to_string())?;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+        use rand::Rng;
+        let x: Vec<u32> = (0..t * b).map(|_| rng.random_range(0..v as u32)).collect();
+        let y: Vec<u32> = (0..t * b).map(|_| rng.random_range(0..v as u32)).collect();
+        let mut opt = Optimizer::new(
+            OptimConfig::new(OptimizerKind::Adam, 2e-3),
+            &model.param_sizes(),
+        )
+        .map_err(|e| e.to_string())?;
+        let mut ws = LmWorkspace::new();
+        let mut train_step = || {
+            ws.reset_state();
+            model.forward_backward(&mut ws, &x, &y, t, b, None).unwrap();
+            clip_grad_norm(&mut model.grads_mut(), 5.0);
+            let (mut p, g) = model.params_and_grads();
+            opt.step(&mut p, &g, 2e-3);
+        };
+        for _ in 0..2 {
+            train_step();
+        }
+        let t_train = median((0..a.steps).map(|_| timed(&mut train_step)).collect());
+        let mut iws = LmWorkspace::new();
+        let mut infer = || {
+            iws.reset_state();
+            model.forward(&mut iws, &x, t, b, None).unwrap();
+        };
+        for _ in 0..2 {
+            infer();
+        }
+        let t_infer = median((0..a.steps).map(|_| timed(&mut infer)).collect());
+        let n_gen = 200;
+        let how = Decoding::Sample {
+            temperature: 0.8,
+            top_k: None,
+            top_p: None,
+        };
+        let mut grng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let mut gen = || {
+            generate(&model, &[0], n_gen, how, &mut grng, &mut |_| {}).unwrap();
+        };
+        gen();
+        let t_gen = median((0..3).map(|_| timed(&mut gen)).collect());
+        // A training token costs about 6 FLOPs per recurrent and output weight.
+        let weights = model.rnn.params.len() + model.decoder_w.len();
+        let tokens = (t * b) as f64;
+        let train_gflops = 6.0 * weights as f64 * tokens / t_train / 1e9;
+        let (train_tok_s, infer_tok_s, gen_tok_s) =
+            (tokens / t_train, tokens / t_infer, n_gen as f64 / t_gen);
+        if a.json {
+            let o = serde_json::json!({
+                "name": name, "cell": cell, "vocab": v, "embed": e, "hidden": h, "layers": l, "batch": b, "seq": t,
+                "threads": threads(), "train_tok_s": train_tok_s, "infer_tok_s": infer_tok_s, "gen_tok_s": gen_tok_s,
+                "train_gflops": train_gflops, "train_step_ms": t_train * 1e3,
+            });
+            println!("{o}");
+        } else {
+            println!(
+                "{name:18} train {train_tok_s:10.0} tok/s ({train_gflops:5.1} GFLOP/s)  infer {infer_tok_s:10.0} tok/s  gen(b=1) {gen_tok_s:8.0} tok/s"
+            );
+        }
+    }
+    Ok(())
+}
+
+fn timed(f: &mut dyn FnMut()) -> f64 {
+    let t = Instant::now();
+    f();
+    t.elapsed().as_secs_f64()
+}
 
 #[derive(Subcommand)]
 pub enum BenchCommand {

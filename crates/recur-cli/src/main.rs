@@ -40,9 +40,8 @@ enum Command {
     /// Write generated data sets.
     #[command(subcommand)]
     Data(data::DataCommand),
-    /// Measure throughput.
-    #[command(subcommand)]
-    Bench(bench::BenchCommand),
+    /// Measure throughput: the PyTorch baseline's language-model configs, or `bench layer`.
+    Bench(bench::BenchArgs),
 }
 
 /// Every failure reaches the user as one message and exit code 2.
@@ -58,7 +57,7 @@ fn main() -> ExitCode {
         Command::Export(a) => convert::export(a),
         Command::Esn(cmd) => esn::run(cmd),
         Command::Data(cmd) => data::run(cmd),
-        Command::Bench(cmd) => bench::run(cmd),
+        Command::Bench(a) => bench::run_args(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
