@@ -22,10 +22,18 @@ const LN2_LO: f32 = -2.121_944_4e-4;
 const ROUND_MAGIC: f32 = 12_582_912.0;
 
 /// e^x for f32, with the input clamped to the finite range of the result.
+///
+/// Every step is a select, multiply-add or integer op on the float's bits
+/// (no `clamp`, whose NaN rules, and no saturating float-to-int cast), so a
+/// loop of these compiles to straight SIMD code.
 #[inline(always)]
 pub fn exp_f32(x: f32) -> f32 {
-    let x = x.clamp(-87.3, 88.3);
-    let n = (x * LOG2E + ROUND_MAGIC) - ROUND_MAGIC;
+    let x = if x < -87.3 { -87.3 } else { x };
+    let x = if x > 88.3 { 88.3 } else { x };
+    // t holds n = round(x·log2 e) in its low mantissa bits.
+    let t = x * LOG2E + ROUND_MAGIC;
+    let n = t - ROUND_MAGIC;
+    let ni = t.to_bits() as i32 - ROUND_MAGIC.to_bits() as i32;
     let r = x - n * LN2_HI - n * LN2_LO;
     // Cephes expf minimax polynomial on [-ln2/2, ln2/2].
     let mut p = 1.987_569_1e-4_f32;
@@ -36,7 +44,7 @@ pub fn exp_f32(x: f32) -> f32 {
     p = p * r + 5.000_000_1e-1;
     let e = p * r * r + r + 1.0;
     // Scale by 2^n by building the float's exponent field directly.
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    let scale = f32::from_bits(((ni + 127) as u32) << 23);
     e * scale
 }
 

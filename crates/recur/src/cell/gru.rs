@@ -49,19 +49,22 @@ pub fn gru_forward_step<T: Float>(
         let hnr = &mut hn[b * h..][..h];
         let [hr, hz, hnn] = blocks::<T, 3>(&hg[b * 3 * h..], h);
         let [gr, gz, gn] = blocks_mut::<T, 3>(&mut gates[b * 3 * h..], h);
-        for j in 0..h {
-            let r = (gr[j] + bir[j] + hr[j] + bhr[j]).sigmoid();
-            let z = (gz[j] + biz[j] + hz[j] + bhz[j]).sigmoid();
-            let hnv = hnn[j] + bhn[j];
-            let n = (gn[j] + bin[j] + r * hnv).tanh();
-            gr[j] = r;
-            gz[j] = z;
-            gn[j] = n;
-            hnr[j] = hnv;
-            let hv = (T::ONE - z) * n + z * hp[j];
-            ho[j] = hv;
-            yr[j] = hv;
+        for (g, (bi, (hh, bh))) in gr.iter_mut().zip(bir.iter().zip(hr.iter().zip(bhr))) {
+            *g = (*g + *bi + *hh + *bh).sigmoid();
         }
+        for (g, (bi, (hh, bh))) in gz.iter_mut().zip(biz.iter().zip(hz.iter().zip(bhz))) {
+            *g = (*g + *bi + *hh + *bh).sigmoid();
+        }
+        for (o, (a, bh)) in hnr.iter_mut().zip(hnn.iter().zip(bhn)) {
+            *o = *a + *bh;
+        }
+        for (g, (bi, (r, hv))) in gn.iter_mut().zip(bin.iter().zip(gr.iter().zip(hnr.iter()))) {
+            *g = (*g + *bi + *r * *hv).tanh();
+        }
+        for (o, (z, (n, p))) in ho.iter_mut().zip(gz.iter().zip(gn.iter().zip(hp))) {
+            *o = (T::ONE - *z) * *n + *z * *p;
+        }
+        yr.copy_from_slice(ho);
     }
 }
 
@@ -105,19 +108,29 @@ pub fn gru_backward_step<T: Float>(
         let [gr, gz, gn] = blocks::<T, 3>(&gates[b * 3 * h..], h);
         let [dxr_r, dxr_z, dxr_n] = blocks_mut::<T, 3>(dxr, h);
         let [dhg_r, dhg_z, dhg_n] = blocks_mut::<T, 3>(dhg, h);
-        for j in 0..h {
-            let (r, z, n) = (gr[j], gz[j], gn[j]);
-            let dht = dhr[j] + dyr[j];
-            let dn = dht * (T::ONE - z) * (T::ONE - n * n);
-            let dz = dht * (hp[j] - n) * z * (T::ONE - z);
-            let dr = dn * hnr[j] * r * (T::ONE - r);
-            dxr_r[j] = dr;
-            dxr_z[j] = dz;
-            dxr_n[j] = dn;
-            dhg_r[j] = dr;
-            dhg_z[j] = dz;
-            dhg_n[j] = dn * r;
-            dhp[j] = dht * z;
+        // dh_prev first holds dL/dh'.
+        for (d, (a, y)) in dhp.iter_mut().zip(dhr.iter().zip(dyr)) {
+            *d = *a + *y;
+        }
+        for (d, (t, (z, n))) in dxr_n.iter_mut().zip(dhp.iter().zip(gz.iter().zip(gn))) {
+            *d = *t * (T::ONE - *z) * (T::ONE - *n * *n);
+        }
+        for (d, (t, (p, (n, z)))) in dxr_z
+            .iter_mut()
+            .zip(dhp.iter().zip(hp.iter().zip(gn.iter().zip(gz))))
+        {
+            *d = *t * (*p - *n) * *z * (T::ONE - *z);
+        }
+        for (d, (dn, (hn, r))) in dxr_r.iter_mut().zip(dxr_n.iter().zip(hnr.iter().zip(gr))) {
+            *d = *dn * *hn * *r * (T::ONE - *r);
+        }
+        dhg_r.copy_from_slice(dxr_r);
+        dhg_z.copy_from_slice(dxr_z);
+        for (d, (dn, r)) in dhg_n.iter_mut().zip(dxr_n.iter().zip(gr)) {
+            *d = *dn * *r;
+        }
+        for (d, z) in dhp.iter_mut().zip(gz) {
+            *d *= *z;
         }
     }
 }
@@ -151,11 +164,14 @@ pub fn gru_rb_forward_gates<T: Float>(
         let hp = &h_prev[b * h..][..h];
         let [hr, hz, _] = blocks::<T, 3>(&hg[b * 3 * h..], h);
         let [gr, gz, _] = blocks_mut::<T, 3>(&mut gates[b * 3 * h..], h);
-        for j in 0..h {
-            let r = (gr[j] + bir[j] + hr[j] + bhr[j]).sigmoid();
-            gz[j] = (gz[j] + biz[j] + hz[j] + bhz[j]).sigmoid();
-            gr[j] = r;
-            rhr[j] = r * hp[j];
+        for (g, (bi, (hh, bh))) in gr.iter_mut().zip(bir.iter().zip(hr.iter().zip(bhr))) {
+            *g = (*g + *bi + *hh + *bh).sigmoid();
+        }
+        for (g, (bi, (hh, bh))) in gz.iter_mut().zip(biz.iter().zip(hz.iter().zip(bhz))) {
+            *g = (*g + *bi + *hh + *bh).sigmoid();
+        }
+        for (o, (r, p)) in rhr.iter_mut().zip(gr.iter().zip(hp)) {
+            *o = *r * *p;
         }
     }
 }
@@ -192,14 +208,13 @@ pub fn gru_rb_forward_out<T: Float>(
         }
         let hnn = &hg[b * 3 * h + 2 * h..][..h];
         let [_, gz, gn] = blocks_mut::<T, 3>(&mut gates[b * 3 * h..], h);
-        for j in 0..h {
-            let n = (gn[j] + bin[j] + hnn[j] + bhn[j]).tanh();
-            gn[j] = n;
-            let z = gz[j];
-            let hv = (T::ONE - z) * n + z * hp[j];
-            ho[j] = hv;
-            yr[j] = hv;
+        for (g, (bi, (hh, bh))) in gn.iter_mut().zip(bin.iter().zip(hnn.iter().zip(bhn))) {
+            *g = (*g + *bi + *hh + *bh).tanh();
         }
+        for (o, (z, (n, p))) in ho.iter_mut().zip(gz.iter().zip(gn.iter().zip(hp))) {
+            *o = (T::ONE - *z) * *n + *z * *p;
+        }
+        yr.copy_from_slice(ho);
     }
 }
 
@@ -237,12 +252,20 @@ pub fn gru_rb_backward_out<T: Float>(
         let hp = &h_prev[b * h..][..h];
         let [_, gz, gn] = blocks::<T, 3>(&gates[b * 3 * h..], h);
         let [_, dz, dn] = blocks_mut::<T, 3>(dgr, h);
-        for j in 0..h {
-            let (z, n) = (gz[j], gn[j]);
-            let dht = dhr[j] + dyr[j];
-            dn[j] = dht * (T::ONE - z) * (T::ONE - n * n);
-            dz[j] = dht * (hp[j] - n) * z * (T::ONE - z);
-            dhp[j] = dht * z;
+        for (d, (a, y)) in dhp.iter_mut().zip(dhr.iter().zip(dyr)) {
+            *d = *a + *y;
+        }
+        for (d, (t, (z, n))) in dn.iter_mut().zip(dhp.iter().zip(gz.iter().zip(gn))) {
+            *d = *t * (T::ONE - *z) * (T::ONE - *n * *n);
+        }
+        for (d, (t, (p, (n, z)))) in dz
+            .iter_mut()
+            .zip(dhp.iter().zip(hp.iter().zip(gn.iter().zip(gz))))
+        {
+            *d = *t * (*p - *n) * *z * (T::ONE - *z);
+        }
+        for (d, z) in dhp.iter_mut().zip(gz) {
+            *d *= *z;
         }
     }
 }
@@ -274,10 +297,11 @@ pub fn gru_rb_backward_gates<T: Float>(
         let dhp = &mut dh_prev[b * h..][..h];
         let gr = &gates[b * 3 * h..][..h];
         let dr = &mut d_gates[b * 3 * h..][..h];
-        for j in 0..h {
-            let r = gr[j];
-            dr[j] = drh[j] * hp[j] * r * (T::ONE - r);
-            dhp[j] += drh[j] * r;
+        for (d, (g, (p, r))) in dr.iter_mut().zip(drh.iter().zip(hp.iter().zip(gr))) {
+            *d = *g * *p * *r * (T::ONE - *r);
+        }
+        for (d, (g, r)) in dhp.iter_mut().zip(drh.iter().zip(gr)) {
+            *d += *g * *r;
         }
     }
 }

@@ -36,13 +36,17 @@ pub fn rnn_forward_step<T: Float>(
             yr.fill(T::ZERO);
             continue;
         }
-        for j in 0..h {
-            let a = p[j] + bi[j] + bh[j];
-            let v = if relu { a.max(T::ZERO) } else { a.tanh() };
-            p[j] = v;
-            ho[j] = v;
-            yr[j] = v;
+        if relu {
+            for (v, (bi, bh)) in p.iter_mut().zip(bi.iter().zip(bh)) {
+                *v = (*v + *bi + *bh).max(T::ZERO);
+            }
+        } else {
+            for (v, (bi, bh)) in p.iter_mut().zip(bi.iter().zip(bh)) {
+                *v = (*v + *bi + *bh).tanh();
+            }
         }
+        ho.copy_from_slice(p);
+        yr.copy_from_slice(p);
     }
 }
 
@@ -77,20 +81,15 @@ pub fn rnn_backward_step<T: Float>(
             dhp.copy_from_slice(dhr);
             continue;
         }
-        for j in 0..h {
-            let g = dhr[j] + dyr[j];
-            let v = a[j];
-            let d = if relu {
-                if v > T::ZERO {
-                    g
-                } else {
-                    T::ZERO
-                }
-            } else {
-                g * (T::ONE - v * v)
-            };
-            dp[j] = d;
-            dhp[j] = T::ZERO;
+        if relu {
+            for (d, (v, (g, y))) in dp.iter_mut().zip(a.iter().zip(dhr.iter().zip(dyr))) {
+                *d = if *v > T::ZERO { *g + *y } else { T::ZERO };
+            }
+        } else {
+            for (d, (v, (g, y))) in dp.iter_mut().zip(a.iter().zip(dhr.iter().zip(dyr))) {
+                *d = (*g + *y) * (T::ONE - *v * *v);
+            }
         }
+        dhp.fill(T::ZERO);
     }
 }
