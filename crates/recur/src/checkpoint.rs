@@ -65,8 +65,11 @@ fn io_err(path: &Path, e: std::io::Error) -> Error {
     }
 }
 
-/// Reads every tensor of a safetensors file as f32 (f64 and f16/bf16 files are converted).
-pub fn read_tensors(path: &Path) -> Result<Tensors> {
+/// A tensor as stored: name, shape, dtype and little-endian bytes.
+type RawTensor = (String, Vec<usize>, Dtype, Vec<u8>);
+
+/// Reads a safetensors file: its metadata and every tensor as stored.
+fn read_raw(path: &Path) -> Result<(HashMap<String, String>, Vec<RawTensor>)> {
     let bytes = std::fs::read(path).map_err(|e| io_err(path, e))?;
     let st = SafeTensors::deserialize(&bytes).map_err(|e| {
         data_err(
@@ -76,29 +79,63 @@ pub fn read_tensors(path: &Path) -> Result<Tensors> {
     })?;
     let (_, meta) =
         SafeTensors::read_metadata(&bytes).map_err(|e| data_err(path, e.to_string()))?;
+    let tensors = st
+        .tensors()
+        .into_iter()
+        .map(|(n, v)| (n, v.shape().to_vec(), v.dtype(), v.data().to_vec()))
+        .collect();
+    Ok((meta.metadata().clone().unwrap_or_default(), tensors))
+}
+
+/// Writes tensors as stored, with metadata, through a temporary file and a rename.
+fn write_raw(
+    path: &Path,
+    tensors: Vec<RawTensor>,
+    metadata: HashMap<String, String>,
+) -> Result<()> {
+    let views = tensors
+        .iter()
+        .map(|(n, s, d, b)| {
+            Ok((
+                n.clone(),
+                TensorView::new(*d, s.clone(), b).map_err(|e| data_err(path, e.to_string()))?,
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let data =
+        safetensors::serialize(views, Some(metadata)).map_err(|e| data_err(path, e.to_string()))?;
+    write_atomic(path, &data)
+}
+
+fn f32s(b: &[u8]) -> impl Iterator<Item = f32> + '_ {
+    b.chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
+}
+
+fn f64s(b: &[u8]) -> impl Iterator<Item = f64> + '_ {
+    b.chunks_exact(8)
+        .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
+}
+
+/// Reads every tensor of a safetensors file as f32 (f64 files are converted).
+pub fn read_tensors(path: &Path) -> Result<Tensors> {
+    let (metadata, raw) = read_raw(path)?;
     let mut out = Tensors {
-        metadata: meta.metadata().clone().unwrap_or_default(),
+        metadata,
         tensors: BTreeMap::new(),
     };
-    for (name, view) in st.tensors() {
-        let d = view.data();
-        let values: Vec<f32> = match view.dtype() {
-            Dtype::F32 => d
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-                .collect(),
-            Dtype::F64 => d
-                .chunks_exact(8)
-                .map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32)
-                .collect(),
+    for (name, shape, dtype, bytes) in raw {
+        let values: Vec<f32> = match dtype {
+            Dtype::F32 => f32s(&bytes).collect(),
+            Dtype::F64 => f64s(&bytes).map(|v| v as f32).collect(),
             other => {
                 return Err(data_err(
                     path,
                     format!("tensor '{name}' has dtype {other:?}, expected F32 or F64"),
-                ));
+                ))
             }
         };
-        out.tensors.insert(name, (view.shape().to_vec(), values));
+        out.tensors.insert(name, (shape, values));
     }
     Ok(out)
 }
@@ -109,29 +146,18 @@ pub fn write_tensors(
     tensors: &[(String, Vec<usize>, &[f32])],
     metadata: HashMap<String, String>,
 ) -> Result<()> {
-    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+    let raw = tensors
         .iter()
         .map(|(n, s, v)| {
             (
                 n.clone(),
                 s.clone(),
+                Dtype::F32,
                 v.iter().flat_map(|x| x.to_le_bytes()).collect(),
             )
         })
         .collect();
-    let views = bytes
-        .iter()
-        .map(|(n, s, b)| {
-            Ok((
-                n.clone(),
-                TensorView::new(Dtype::F32, s.clone(), b)
-                    .map_err(|e| data_err(path, e.to_string()))?,
-            ))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let data =
-        safetensors::serialize(views, Some(metadata)).map_err(|e| data_err(path, e.to_string()))?;
-    write_atomic(path, &data)
+    write_raw(path, raw, metadata)
 }
 
 /// Writes bytes to `path` through a temporary file in the same directory,
@@ -385,62 +411,35 @@ pub fn write_tensors_f64(
     tensors: &[(String, Vec<usize>, &[f64])],
     metadata: HashMap<String, String>,
 ) -> Result<()> {
-    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+    let raw = tensors
         .iter()
         .map(|(n, s, v)| {
             (
                 n.clone(),
                 s.clone(),
+                Dtype::F64,
                 v.iter().flat_map(|x| x.to_le_bytes()).collect(),
             )
         })
         .collect();
-    let views = bytes
-        .iter()
-        .map(|(n, s, b)| {
-            Ok((
-                n.clone(),
-                TensorView::new(Dtype::F64, s.clone(), b)
-                    .map_err(|e| data_err(path, e.to_string()))?,
-            ))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let data =
-        safetensors::serialize(views, Some(metadata)).map_err(|e| data_err(path, e.to_string()))?;
-    write_atomic(path, &data)
+    write_raw(path, raw, metadata)
 }
 
-/// Reads a safetensors file of f64 tensors: (metadata, name → (shape, values)).
-#[allow(clippy::type_complexity)]
-pub fn read_tensors_f64(
-    path: &Path,
-) -> Result<(
-    HashMap<String, String>,
-    HashMap<String, (Vec<usize>, Vec<f64>)>,
-)> {
-    let bytes = std::fs::read(path).map_err(|e| io_err(path, e))?;
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| {
-        data_err(
-            path,
-            format!("not a valid safetensors file ({e}); is it truncated or corrupt?"),
-        )
-    })?;
-    let (_, meta) =
-        SafeTensors::read_metadata(&bytes).map_err(|e| data_err(path, e.to_string()))?;
+/// The tensors of an f64 file: name → (shape, values).
+pub type TensorsF64 = HashMap<String, (Vec<usize>, Vec<f64>)>;
+
+/// Reads a safetensors file of f64 tensors: (metadata, tensors).
+pub fn read_tensors_f64(path: &Path) -> Result<(HashMap<String, String>, TensorsF64)> {
+    let (metadata, raw) = read_raw(path)?;
     let mut out = HashMap::new();
-    for (name, view) in st.tensors() {
-        if view.dtype() != Dtype::F64 {
+    for (name, shape, dtype, bytes) in raw {
+        if dtype != Dtype::F64 {
             return Err(data_err(
                 path,
-                format!("tensor '{name}' has dtype {:?}, expected F64", view.dtype()),
+                format!("tensor '{name}' has dtype {dtype:?}, expected F64"),
             ));
         }
-        let v = view
-            .data()
-            .chunks_exact(8)
-            .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
-            .collect();
-        out.insert(name, (view.shape().to_vec(), v));
+        out.insert(name, (shape, f64s(&bytes).collect()));
     }
-    Ok((meta.metadata().clone().unwrap_or_default(), out))
+    Ok((metadata, out))
 }

@@ -437,6 +437,22 @@ impl Dims {
     }
 }
 
+/// The four consecutive tensors of lengths `lens` at the start of `s`.
+fn split4<T>(s: &[T], lens: [usize; 4]) -> [&[T]; 4] {
+    let (a, s) = s.split_at(lens[0]);
+    let (b, s) = s.split_at(lens[1]);
+    let (c, s) = s.split_at(lens[2]);
+    [a, b, c, &s[..lens[3]]]
+}
+
+/// [`split4`], mutable.
+fn split4_mut<T>(s: &mut [T], lens: [usize; 4]) -> [&mut [T]; 4] {
+    let (a, s) = s.split_at_mut(lens[0]);
+    let (b, s) = s.split_at_mut(lens[1]);
+    let (c, s) = s.split_at_mut(lens[2]);
+    [a, b, c, &mut s[..lens[3]]]
+}
+
 /// Slot `a` of `buf` read-only and slot `b` mutable, each `n` long (a ≠ b).
 fn slot_pair<T>(buf: &mut [T], a: usize, b: usize, n: usize) -> (&[T], &mut [T]) {
     if a < b {
@@ -999,15 +1015,12 @@ impl<T: Float> Rnn<T> {
 
     fn dir_params(&self, l: usize, dir: usize) -> DirParams<'_, T> {
         let (start, lens) = self.slot_offsets(l, dir);
-        let s = &self.params[start..];
-        let (w_ih, s) = s.split_at(lens[0]);
-        let (w_hh, s) = s.split_at(lens[1]);
-        let (b_ih, s) = s.split_at(lens[2]);
+        let [w_ih, w_hh, b_ih, b_hh] = split4(&self.params[start..], lens);
         DirParams {
             w_ih,
             w_hh,
             b_ih,
-            b_hh: &s[..lens[3]],
+            b_hh,
         }
     }
 
@@ -1227,31 +1240,20 @@ impl<T: Float> Rnn<T> {
                     rev: dir == 1,
                 };
                 let k = l * d + dir;
-                let p = {
-                    let (start, lens) = self.slot_offsets(l, dir);
-                    let s = &self.params[start..];
-                    let (w_ih, s) = s.split_at(lens[0]);
-                    let (w_hh, s) = s.split_at(lens[1]);
-                    let (b_ih, s) = s.split_at(lens[2]);
-                    DirParams {
-                        w_ih,
-                        w_hh,
-                        b_ih,
-                        b_hh: &s[..lens[3]],
-                    }
+                let (start, lens) = self.slot_offsets(l, dir);
+                let [w_ih, w_hh, b_ih, b_hh] = split4(&self.params[start..], lens);
+                let p = DirParams {
+                    w_ih,
+                    w_hh,
+                    b_ih,
+                    b_hh,
                 };
-                let g = {
-                    let (start, lens) = self.slot_offsets(l, dir);
-                    let s = &mut self.grads[start..];
-                    let (w_ih, s) = s.split_at_mut(lens[0]);
-                    let (w_hh, s) = s.split_at_mut(lens[1]);
-                    let (b_ih, s) = s.split_at_mut(lens[2]);
-                    DirGrads {
-                        w_ih,
-                        w_hh,
-                        b_ih,
-                        b_hh: &mut s[..lens[3]],
-                    }
+                let [w_ih, w_hh, b_ih, b_hh] = split4_mut(&mut self.grads[start..], lens);
+                let g = DirGrads {
+                    w_ih,
+                    w_hh,
+                    b_ih,
+                    b_hh,
                 };
                 let dh_n_k = dh_n.map(|s| &s[k * bh..][..bh]);
                 let dc_n_k = dc_n.map(|s| &s[k * bh..][..bh]);

@@ -363,6 +363,23 @@ impl LanguageModel {
         Ok(())
     }
 
+    /// Checks that `targets` is `[T, B]` of ids inside the vocabulary.
+    fn check_targets(&self, targets: &[u32], t: usize, b: usize) -> Result<()> {
+        let v = self.config.vocab_size;
+        check_len(
+            "targets",
+            || format!("[T={t}, B={b}]"),
+            t * b,
+            targets.len(),
+        )?;
+        match targets.iter().find(|&&i| i as usize >= v) {
+            Some(bad) => Err(Error::Config(format!(
+                "target id {bad} is outside the vocabulary of {v}"
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// Mean cross-entropy of predicting `targets` `[T, B]` from `inputs`,
     /// without gradients (state carried).
     pub fn loss(
@@ -373,13 +390,8 @@ impl LanguageModel {
         t: usize,
         b: usize,
     ) -> Result<f64> {
+        self.check_targets(targets, t, b)?;
         self.forward(ws, inputs, t, b, None)?;
-        check_len(
-            "targets",
-            || format!("[T={t}, B={b}]"),
-            t * b,
-            targets.len(),
-        )?;
         Ok(softmax_cross_entropy(
             &mut ws.logits,
             targets,
@@ -405,17 +417,7 @@ impl LanguageModel {
             self.config.embed,
             self.config.hidden,
         );
-        check_len(
-            "targets",
-            || format!("[T={t}, B={b}]"),
-            t * b,
-            targets.len(),
-        )?;
-        if let Some(&bad) = targets.iter().find(|&&i| i as usize >= v) {
-            return Err(Error::Config(format!(
-                "target id {bad} is outside the vocabulary of {v}"
-            )));
-        }
+        self.check_targets(targets, t, b)?;
         self.forward(ws, inputs, t, b, rng)?;
         for g in self.grads_mut() {
             g.fill(0.0);
@@ -498,5 +500,35 @@ impl LanguageModel {
             predictions: n,
             mean_cross_entropy: total / n as f64,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn out_of_vocabulary_ids_are_errors_not_panics() {
+        let cfg = LmConfig {
+            cell: "gru".into(),
+            vocab_size: 3,
+            embed: 2,
+            hidden: 4,
+            layers: 1,
+            dropout: 0.0,
+        };
+        let mut m = LanguageModel::new(cfg, 1).unwrap();
+        let mut ws = LmWorkspace::new();
+        let e = m
+            .loss(&mut ws, &[0, 1], &[2, 5], 2, 1)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("target id 5"), "{e}");
+        let e = m
+            .forward_backward(&mut ws, &[0, 7], &[1, 2], 2, 1, None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("token id 7"), "{e}");
+        assert!(m.loss(&mut ws, &[0, 1], &[2, 0], 2, 1).unwrap().is_finite());
     }
 }
