@@ -25,6 +25,8 @@ struct Shared {
     wake: Condvar,
     /// Held by the thread that owns the workers for the length of a job.
     busy: Mutex<()>,
+    /// Workers that have started and reached their loop.
+    started: AtomicUsize,
 }
 
 // SAFETY: `job` is written only by the holder of `busy` while no worker reads
@@ -50,12 +52,19 @@ impl Pool {
             sleep: Mutex::new(()),
             wake: Condvar::new(),
             busy: Mutex::new(()),
+            started: AtomicUsize::new(0),
         }));
         for w in 0..workers {
             std::thread::Builder::new()
                 .name(format!("recur-{}", w + 1))
                 .spawn(move || worker(shared, w + 1))
                 .expect("spawning a worker thread");
+        }
+        // Wait until every worker runs, so that thread start-up (and its
+        // allocations) is over before the first job: later calls never
+        // overlap it.
+        while shared.started.load(Ordering::Acquire) < workers {
+            std::thread::yield_now();
         }
         Pool { shared, workers }
     }
@@ -92,6 +101,7 @@ impl Pool {
 
 fn worker(s: &'static Shared, index: usize) {
     let mut seen = 0u64;
+    s.started.fetch_add(1, Ordering::Release);
     loop {
         let mut spins = 0;
         while s.epoch.load(Ordering::Acquire) == seen {
