@@ -19,13 +19,9 @@ pub fn softmax_cross_entropy<T: Float>(
     let inv_n = T::from_f64(1.0 / n as f64);
     let mut total = 0.0f64;
     for (row, &tgt) in logits.chunks_exact_mut(v).zip(targets) {
-        let max = row.iter().fold(row[0], |m, &x| m.max(x));
-        let mut sum = T::ZERO;
-        for x in row.iter() {
-            sum += (*x - max).exp();
-        }
-        let log_sum = sum.to_f64().ln();
-        total += log_sum - (row[tgt as usize] - max).to_f64();
+        let max = lanes_max(row);
+        let sum = lanes_sum_exp(row, max);
+        total += sum.to_f64().ln() - (row[tgt as usize] - max).to_f64();
         if grad {
             let scale = inv_n / sum;
             for x in row.iter_mut() {
@@ -35,6 +31,45 @@ pub fn softmax_cross_entropy<T: Float>(
         }
     }
     total / n as f64
+}
+
+/// Reductions in 16 fixed lanes: they vectorise (a single running sum cannot,
+/// as float addition is not associative) and stay deterministic.
+const LANES: usize = 16;
+
+#[inline(always)]
+fn lanes_max<T: Float>(row: &[T]) -> T {
+    let mut acc = [row[0]; LANES];
+    let mut it = row.chunks_exact(LANES);
+    for c in &mut it {
+        for l in 0..LANES {
+            acc[l] = if c[l] > acc[l] { c[l] } else { acc[l] };
+        }
+    }
+    let m = it
+        .remainder()
+        .iter()
+        .fold(acc[0], |m, &x| if x > m { x } else { m });
+    acc.iter().fold(m, |m, &x| if x > m { x } else { m })
+}
+
+#[inline(always)]
+fn lanes_sum_exp<T: Float>(row: &[T], max: T) -> T {
+    let mut acc = [T::ZERO; LANES];
+    let mut it = row.chunks_exact(LANES);
+    for c in &mut it {
+        for l in 0..LANES {
+            acc[l] += (c[l] - max).exp();
+        }
+    }
+    let mut s = T::ZERO;
+    for &x in it.remainder() {
+        s += (x - max).exp();
+    }
+    for a in acc {
+        s += a;
+    }
+    s
 }
 
 /// Log-softmax of one row `[V]` into `out`, in f64 (for sampling and beam search).
