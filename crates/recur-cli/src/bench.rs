@@ -33,7 +33,17 @@ pub struct BenchArgs {
 }
 
 /// (name, cell, vocab, embed, hidden, layers, batch, seq), as pytorch_baseline.py.
-const CONFIGS: [(&str, &str, usize, usize, usize, usize, usize, usize); 7] = [
+type Config = (
+    &'static str,
+    &'static str,
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+);
+const CONFIGS: [Config; 7] = [
     ("char-lstm-128x2", "lstm", 65, 128, 128, 2, 50, 50),
     ("char-lstm-512x2", "lstm", 65, 512, 512, 2, 64, 100),
     ("char-gru-512x2", "gru", 65, 512, 512, 2, 64, 100),
