@@ -194,10 +194,13 @@ pub fn run(a: TrainArgs) -> CliResult {
         }
     }
     let (out, mut trainer, run_file, mut metrics_history) = if let Some(dir) = &a.resume {
-        let rf: RunFile = serde_json::from_str(
-            &std::fs::read_to_string(dir.join("run.json"))
-                .map_err(|e| format!("{}: {e}", dir.join("run.json").display()))?,
-        )
+        let rf: RunFile = serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).map_err(|e| {
+            format!(
+                "--resume {}: not a recur run folder ({}: {e}); expected the --out folder of an earlier `recur train`",
+                dir.display(),
+                dir.join("run.json").display()
+            )
+        })?)
         .map_err(|e| format!("{}: {e}", dir.join("run.json").display()))?;
         let (text, source) = load_data(rf.data.as_deref())?;
         let (_, vocab) = load_lm(&dir.join("last.safetensors")).map_err(|e| e.to_string())?;
