@@ -1,40 +1,8 @@
 //! `recur data` and `recur esn`, run as the real binary in temp dirs.
 
+mod common;
+use common::{fails, ok, s};
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn recur(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_recur"))
-        .args(args)
-        .output()
-        .expect("running recur")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = recur(args);
-    assert!(
-        out.status.success(),
-        "recur {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn fails(args: &[&str]) -> String {
-    let out = recur(args);
-    let err = String::from_utf8_lossy(&out.stderr).to_string();
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "recur {args:?}: expected exit 2\n{err}"
-    );
-    assert!(!err.contains("panicked"), "{err}");
-    err
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 /// A safetensors file's metadata and tensors, in a comparable form.
 fn contents(p: &Path) -> (Vec<(String, String)>, Vec<(String, Vec<usize>, Vec<u8>)>) {

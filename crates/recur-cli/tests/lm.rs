@@ -1,48 +1,13 @@
 //! The language-model commands, run as the real binary in temp dirs.
 
+mod common;
+use common::{fails, ok, s};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn recur(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_recur"))
-        .args(args)
-        .output()
-        .expect("running recur")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = recur(args);
-    assert!(
-        out.status.success(),
-        "recur {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// Runs a command that must fail cleanly; returns its message.
-fn fails(args: &[&str]) -> String {
-    let out = recur(args);
-    let err = String::from_utf8_lossy(&out.stderr).to_string();
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "recur {args:?}: expected exit 2, got {:?}\n{err}",
-        out.status.code()
-    );
-    assert!(!err.contains("panicked"), "recur {args:?} panicked:\n{err}");
-    assert!(err.starts_with("error:"), "{err}");
-    err
-}
 
 fn fixture(case: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../recur/tests/fixtures/torch-lm")
         .join(case)
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 fn tensors(path: &Path) -> Vec<(String, Vec<usize>, Vec<f32>)> {
