@@ -5,6 +5,7 @@ use faer::linalg::solvers::Solve;
 use faer::{MatMut, MatRef, Side};
 
 use crate::error::{Error, Result};
+use crate::gemm::{gemm, Trans};
 
 /// The largest eigenvalue magnitude of the `[n, n]` row-major matrix `a`,
 /// from all its eigenvalues (Hessenberg QR), so a dominant complex pair is
@@ -124,6 +125,8 @@ pub fn spectral_radius_arnoldi(
         .collect();
     let mut v = vec![0.0f64; (m + 1) * n]; // [m+1, n] Krylov basis
     let mut w = vec![0.0f64; n];
+    let mut proj = vec![0.0f64; n];
+    let mut coef = vec![0.0f64; m + 1];
     for _ in 0..restarts {
         let norm = start.iter().map(|x| x * x).sum::<f64>().sqrt();
         if norm == 0.0 || !norm.is_finite() {
@@ -138,13 +141,41 @@ pub fn spectral_radius_arnoldi(
         let mut k = m;
         for j in 0..m {
             matvec(&v[j * n..(j + 1) * n], &mut w);
-            // Modified Gram–Schmidt, twice for stability.
+            // Classical Gram–Schmidt, done twice for stability, as two
+            // matrix–vector products: c = V_j w, then w −= V_jᵀ c.
             for _ in 0..2 {
-                for i in 0..=j {
-                    let vi = &v[i * n..(i + 1) * n];
-                    let hij: f64 = vi.iter().zip(&w).map(|(a, b)| a * b).sum();
-                    w.iter_mut().zip(vi).for_each(|(x, a)| *x -= hij * a);
-                    hm[(i, j)] += hij;
+                let basis = &v[..(j + 1) * n];
+                gemm(
+                    j + 1,
+                    1,
+                    n,
+                    basis,
+                    n,
+                    Trans::N,
+                    &w,
+                    1,
+                    Trans::N,
+                    &mut coef[..j + 1],
+                    1,
+                    false,
+                );
+                gemm(
+                    1,
+                    n,
+                    j + 1,
+                    &coef[..j + 1],
+                    j + 1,
+                    Trans::N,
+                    basis,
+                    n,
+                    Trans::N,
+                    &mut proj,
+                    n,
+                    false,
+                );
+                w.iter_mut().zip(&proj).for_each(|(x, p)| *x -= p);
+                for (i, c) in coef[..=j].iter().enumerate() {
+                    hm[(i, j)] += c;
                 }
             }
             let hn = w.iter().map(|x| x * x).sum::<f64>().sqrt();
