@@ -140,24 +140,50 @@ pub fn read_tensors(path: &Path) -> Result<Tensors> {
     Ok(out)
 }
 
+/// An element type stored in safetensors files.
+trait Stored: Copy {
+    const DTYPE: Dtype;
+    fn extend_le(self, out: &mut Vec<u8>);
+}
+
+impl Stored for f32 {
+    const DTYPE: Dtype = Dtype::F32;
+    fn extend_le(self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_le_bytes());
+    }
+}
+
+impl Stored for f64 {
+    const DTYPE: Dtype = Dtype::F64;
+    fn extend_le(self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_le_bytes());
+    }
+}
+
+/// Writes typed tensors and metadata through a temporary file and a rename.
+fn write_typed<T: Stored>(
+    path: &Path,
+    tensors: &[(String, Vec<usize>, &[T])],
+    metadata: HashMap<String, String>,
+) -> Result<()> {
+    let raw = tensors
+        .iter()
+        .map(|(n, s, v)| {
+            let mut bytes = Vec::with_capacity(std::mem::size_of_val(*v));
+            v.iter().for_each(|x| x.extend_le(&mut bytes));
+            (n.clone(), s.clone(), T::DTYPE, bytes)
+        })
+        .collect();
+    write_raw(path, raw, metadata)
+}
+
 /// Writes tensors (f32) and metadata to `path` through a temporary file and a rename.
 pub fn write_tensors(
     path: &Path,
     tensors: &[(String, Vec<usize>, &[f32])],
     metadata: HashMap<String, String>,
 ) -> Result<()> {
-    let raw = tensors
-        .iter()
-        .map(|(n, s, v)| {
-            (
-                n.clone(),
-                s.clone(),
-                Dtype::F32,
-                v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-            )
-        })
-        .collect();
-    write_raw(path, raw, metadata)
+    write_typed(path, tensors, metadata)
 }
 
 /// Writes bytes to `path` through a temporary file in the same directory,
@@ -411,18 +437,7 @@ pub fn write_tensors_f64(
     tensors: &[(String, Vec<usize>, &[f64])],
     metadata: HashMap<String, String>,
 ) -> Result<()> {
-    let raw = tensors
-        .iter()
-        .map(|(n, s, v)| {
-            (
-                n.clone(),
-                s.clone(),
-                Dtype::F64,
-                v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-            )
-        })
-        .collect();
-    write_raw(path, raw, metadata)
+    write_typed(path, tensors, metadata)
 }
 
 /// The tensors of an f64 file: name → (shape, values).

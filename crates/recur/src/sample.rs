@@ -204,48 +204,61 @@ fn beam_search(
     };
     let (sh, sc) = (rep(ws.state_h()), rep(ws.state_c()));
     ws.set_state(&sh, &sc, width);
-    // Hypotheses: (score, tokens); only the first is live at the start.
-    let mut beams: Vec<(f64, Vec<u32>)> = vec![(0.0, Vec::new())];
-    let mut rows_logp: Vec<Vec<f64>> = vec![logp];
+    // Live hypotheses: scores `[W]` and, per step, each one's (parent row,
+    // token), so histories are rebuilt once at the end instead of copied
+    // every step. Only the first hypothesis is live at the start.
+    let mut scores: Vec<f64> = vec![0.0];
+    let mut history: Vec<(usize, u32)> = Vec::with_capacity(length * width);
+    // Where each step's entries start in `history`.
+    let mut starts: Vec<usize> = Vec::with_capacity(length);
+    // `[W, V]` log-probabilities of each live row's next token.
+    let mut rows_logp = vec![0.0f64; width * v];
+    rows_logp[..v].copy_from_slice(&logp);
+    let mut cand: Vec<(f64, usize, u32)> = Vec::with_capacity(width * v);
+    let (mut from, mut tokens) = (vec![0usize; width], vec![0u32; width]);
     for step in 0..length {
-        let mut cand: Vec<(f64, usize, u32)> = Vec::with_capacity(beams.len() * v);
-        for (bi, (score, _)) in beams.iter().enumerate() {
+        cand.clear();
+        for (bi, score) in scores.iter().enumerate() {
+            let row = &rows_logp[bi * v..(bi + 1) * v];
             cand.extend(
-                rows_logp[bi]
-                    .iter()
+                row.iter()
                     .enumerate()
                     .map(|(tok, &lp)| (score + lp, bi, tok as u32)),
             );
         }
         cand.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
         cand.truncate(width);
-        beams = cand
-            .iter()
-            .map(|&(s, bi, tok)| {
-                let mut t = beams[bi].1.clone();
-                t.push(tok);
-                (s, t)
-            })
-            .collect();
+        scores.clear();
+        scores.extend(cand.iter().map(|c| c.0));
+        starts.push(history.len());
+        history.extend(cand.iter().map(|c| (c.1, c.2)));
         if step + 1 == length {
             break;
         }
         // Row i of the next step continues from the state of its parent.
-        let mut from: Vec<usize> = cand.iter().map(|c| c.1).collect();
-        let mut tokens: Vec<u32> = cand.iter().map(|c| c.2).collect();
-        from.resize(width, 0);
-        tokens.resize(width, 0);
+        from.fill(0);
+        tokens.fill(0);
+        for (i, c) in cand.iter().enumerate() {
+            (from[i], tokens[i]) = (c.1, c.2);
+        }
         ws.reorder_state(&from, h);
         model.forward(&mut ws, &tokens, 1, width, None)?;
-        rows_logp = (0..beams.len())
-            .map(|i| {
-                let mut lp = vec![0.0; v];
-                log_softmax_row(&ws.logits()[i * v..(i + 1) * v], &mut lp);
-                lp
-            })
-            .collect();
+        for i in 0..scores.len() {
+            log_softmax_row(
+                &ws.logits()[i * v..(i + 1) * v],
+                &mut rows_logp[i * v..(i + 1) * v],
+            );
+        }
     }
-    Ok(beams.into_iter().next().map(|b| b.1).unwrap_or_default())
+    // Walk the best hypothesis (row 0 of the last step) back to the start.
+    let mut out = vec![0u32; length];
+    let mut row = 0;
+    for step in (0..length).rev() {
+        let (parent, tok) = history[starts[step] + row];
+        out[step] = tok;
+        row = parent;
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

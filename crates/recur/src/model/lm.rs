@@ -91,6 +91,8 @@ pub struct LmWorkspace {
     state_c: Vec<f32>,
     state_batch: usize,
     dropped: bool,
+    /// `[L, B, H]` scratch for reordering the carried state (beam search).
+    scratch: Vec<f32>,
 }
 
 impl LmWorkspace {
@@ -129,17 +131,14 @@ impl LmWorkspace {
             if s.is_empty() {
                 continue;
             }
-            let old = s.clone();
-            for (l, (new_layer, old_layer)) in s
-                .chunks_exact_mut(b * h)
-                .zip(old.chunks_exact(b * h))
-                .enumerate()
-            {
-                let _ = l;
-                for (i, &f) in from.iter().enumerate() {
-                    new_layer[i * h..(i + 1) * h].copy_from_slice(&old_layer[f * h..(f + 1) * h]);
+            // Gather into the reused scratch buffer, then copy back.
+            self.scratch.clear();
+            for layer in s.chunks_exact(b * h) {
+                for &f in from {
+                    self.scratch.extend_from_slice(&layer[f * h..(f + 1) * h]);
                 }
             }
+            s.copy_from_slice(&self.scratch);
         }
     }
 }
