@@ -217,6 +217,23 @@ struct VocabJson {
     tokens: Vec<String>,
 }
 
+/// Copies every parameter of `model` out of `t`, by name, checking shapes.
+fn fill_params(model: &mut LanguageModel, t: &mut Tensors, path: &Path) -> Result<()> {
+    let shapes: Vec<(String, Vec<usize>)> = model
+        .named_params()
+        .into_iter()
+        .map(|(n, s, _)| (n, s))
+        .collect();
+    for (name, shape) in shapes {
+        let v = t.take(path, &name, &shape)?;
+        model
+            .param_mut(&name)
+            .expect("named parameter exists")
+            .copy_from_slice(&v);
+    }
+    Ok(())
+}
+
 /// Saves a language model with its vocabulary.
 pub fn save_lm(path: &Path, model: &LanguageModel, vocab: &Vocab) -> Result<()> {
     let mut meta = HashMap::new();
@@ -297,18 +314,7 @@ pub fn load_lm(path: &Path) -> Result<(LanguageModel, Vocab)> {
         ));
     }
     let mut model = LanguageModel::zeros(config).map_err(|e| data_err(path, e.to_string()))?;
-    let shapes: Vec<(String, Vec<usize>)> = model
-        .named_params()
-        .into_iter()
-        .map(|(n, s, _)| (n, s))
-        .collect();
-    for (name, shape) in shapes {
-        let v = t.take(path, &name, &shape)?;
-        model
-            .param_mut(&name)
-            .expect("named parameter exists")
-            .copy_from_slice(&v);
-    }
+    fill_params(&mut model, &mut t, path)?;
     Ok((model, vocab))
 }
 
@@ -381,18 +387,7 @@ pub fn import_torch_lm(
         dropout: 0.0,
     };
     let mut model = LanguageModel::zeros(config)?;
-    let shapes: Vec<(String, Vec<usize>)> = model
-        .named_params()
-        .into_iter()
-        .map(|(n, s, _)| (n, s))
-        .collect();
-    for (name, shape) in shapes {
-        let v = t.take(path, &name, &shape)?;
-        model
-            .param_mut(&name)
-            .expect("named parameter exists")
-            .copy_from_slice(&v);
-    }
+    fill_params(&mut model, &mut t, path)?;
     if let Some(extra) = t.tensors.keys().next() {
         return Err(data_err(
             path,
