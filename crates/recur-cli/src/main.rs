@@ -12,6 +12,7 @@ mod esn;
 mod eval;
 mod generate;
 mod plot;
+mod task;
 mod train;
 
 /// recur: recurrent neural networks (RNN, LSTM, GRU) on the CPU.
@@ -40,6 +41,10 @@ enum Command {
     /// Write generated data sets.
     #[command(subcommand)]
     Data(data::DataCommand),
+    /// Train and test a net on a long-memory task: binary-addition, adding or copy.
+    Task(Box<task::TaskArgs>),
+    /// Record how gradients flow back through time while a net learns a task, and plot it.
+    Diagnose(Box<task::DiagnoseArgs>),
     /// Measure throughput: the PyTorch baseline's language-model configs, or `bench layer`.
     Bench(bench::BenchArgs),
 }
@@ -58,6 +63,8 @@ fn main() -> ExitCode {
         Command::Esn(cmd) => esn::run(cmd),
         Command::Data(cmd) => data::run(cmd),
         Command::Bench(a) => bench::run_args(a),
+        Command::Task(a) => task::run_task(*a),
+        Command::Diagnose(a) => task::run_diagnose(*a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -90,3 +90,121 @@ pub fn line_plot(
     root.present().map_err(|e| err(&e))?;
     Ok(())
 }
+
+/// The gradient-flow figure of `recur diagnose`: on top ‖dL/dh_t‖ against t
+/// (log scale), below σ_max(∂h_t/∂h_{t−1}) against t, one line per record,
+/// from light (early in training) to dark (late).
+pub fn gradient_flow_plot(
+    path: &Path,
+    title: &str,
+    flows: &[recur::task::GradientFlow],
+) -> Result<(), String> {
+    let err =
+        |e: &dyn std::fmt::Display| format!("{}: drawing the plot failed: {e}", path.display());
+    let tn = flows
+        .iter()
+        .map(|f| f.state_grad_norm.len())
+        .max()
+        .unwrap_or(0);
+    if tn == 0 {
+        return Ok(());
+    }
+    let positive = |v: &f64| v.is_finite() && *v > 0.0;
+    let g: Vec<f64> = flows
+        .iter()
+        .flat_map(|f| f.state_grad_norm.iter().copied())
+        .filter(positive)
+        .collect();
+    let (g0, g1) = g
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(*v), b.max(*v)));
+    let (g0, g1) = if g.is_empty() {
+        (1e-12, 1.0)
+    } else {
+        (g0 / 2.0, g1 * 2.0)
+    };
+    let j1 = flows
+        .iter()
+        .flat_map(|f| f.jacobian_norm.iter().copied())
+        .filter(|v| v.is_finite())
+        .fold(0.0f64, f64::max)
+        .max(1.05)
+        * 1.05;
+    let color = |k: usize| {
+        let s = if flows.len() > 1 {
+            k as f64 / (flows.len() - 1) as f64
+        } else {
+            1.0
+        };
+        let mix = |a: f64, b: f64| (a + (b - a) * s) as u8;
+        RGBColor(mix(158.0, 8.0), mix(202.0, 48.0), mix(225.0, 107.0))
+    };
+    let root = SVGBackend::new(path, (900, 800)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    let root = root
+        .titled(title, ("sans-serif", 22))
+        .map_err(|e| err(&e))?;
+    let (top, bottom) = root.split_vertically(440);
+    let x1 = tn.saturating_sub(1).max(1) as f64;
+    let mut up = ChartBuilder::on(&top)
+        .caption("‖∂L/∂h_t‖ (mean over the batch)", ("sans-serif", 16))
+        .margin(15)
+        .x_label_area_size(35)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0f64..x1, (g0..g1).log_scale())
+        .map_err(|e| err(&e))?;
+    up.configure_mesh()
+        .x_desc("time step t")
+        .y_desc("gradient norm")
+        .y_label_formatter(&|v| format!("{v:.0e}"))
+        .draw()
+        .map_err(|e| err(&e))?;
+    for (k, f) in flows.iter().enumerate() {
+        let c = color(k);
+        let pts = f
+            .state_grad_norm
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| positive(v))
+            .map(|(t, v)| (t as f64, *v));
+        up.draw_series(LineSeries::new(pts, c.stroke_width(2)))
+            .map_err(|e| err(&e))?
+            .label(format!("step {}", f.step))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+    }
+    up.configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| err(&e))?;
+    let mut down = ChartBuilder::on(&bottom)
+        .caption(
+            "σ_max(∂s_t/∂s_t−1), first sequence of the batch",
+            ("sans-serif", 16),
+        )
+        .margin(15)
+        .x_label_area_size(35)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0f64..x1, 0f64..j1)
+        .map_err(|e| err(&e))?;
+    down.configure_mesh()
+        .x_desc("time step t")
+        .y_desc("spectral norm")
+        .draw()
+        .map_err(|e| err(&e))?;
+    down.draw_series(LineSeries::new(vec![(0.0, 1.0), (x1, 1.0)], BLACK.mix(0.4)))
+        .map_err(|e| err(&e))?;
+    for (k, f) in flows.iter().enumerate() {
+        let pts = f
+            .jacobian_norm
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.is_finite())
+            .map(|(t, v)| (t as f64, *v));
+        down.draw_series(LineSeries::new(pts, color(k).stroke_width(2)))
+            .map_err(|e| err(&e))?;
+    }
+    root.present().map_err(|e| err(&e))?;
+    Ok(())
+}

@@ -220,3 +220,22 @@ pub fn spectral_radius_arnoldi(
     }
     None
 }
+
+/// A random `[n, n]` orthogonal matrix (row-major), as
+/// `torch.nn.init.orthogonal_`: Q of the QR factorisation of a standard
+/// normal matrix, with each column's sign set by the diagonal of R so that
+/// the result is uniformly (Haar) distributed.
+pub fn random_orthogonal(n: usize, rng: &mut impl rand::Rng) -> Vec<f64> {
+    use rand_distr::{Distribution, StandardNormal};
+    let g: Vec<f64> = (0..n * n).map(|_| StandardNormal.sample(rng)).collect();
+    let qr = faer::linalg::solvers::Qr::new(MatRef::from_row_major_slice(&g, n, n));
+    let (q, r) = (qr.compute_Q(), qr.R());
+    let mut out = vec![0.0; n * n];
+    for i in 0..n {
+        for j in 0..n {
+            let sign = if r[(j, j)] < 0.0 { -1.0 } else { 1.0 };
+            out[i * n + j] = q[(i, j)] * sign;
+        }
+    }
+    out
+}

@@ -3,5 +3,7 @@
 pub mod dropout;
 pub mod embedding;
 pub mod linear;
+pub mod loss;
 pub mod rnn;
 pub mod softmax;
+pub mod srn;

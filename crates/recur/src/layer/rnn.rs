@@ -218,6 +218,9 @@ struct DirWs<T> {
     dc: Vec<T>,
     /// `[B, H]` dL/d(r ⊙ h_prev) (reset-before GRU).
     d_rh: Vec<T>,
+    /// `[T, B, H]` the total dL/dh_t of each step, kept only when the
+    /// workspace records state gradients (diagnostics).
+    dh_record: Vec<T>,
 }
 
 /// Buffers of one layer.
@@ -261,12 +264,22 @@ pub struct RnnWorkspace<T> {
     dh0: Vec<T>,
     /// `[L·D, B, H]`
     dc0: Vec<T>,
+    /// Whether backward keeps dL/dh_t of every step (see `state_grads`).
+    record: bool,
 }
 
 impl<T: Float> RnnWorkspace<T> {
     /// An empty workspace; the first forward sizes it.
     pub fn new() -> RnnWorkspace<T> {
         RnnWorkspace::default()
+    }
+    /// T of the last forward.
+    pub fn steps(&self) -> usize {
+        self.steps
+    }
+    /// B of the last forward.
+    pub fn batch(&self) -> usize {
+        self.batch
     }
     /// `[T, B, D·H]` the output of the last layer.
     pub fn output(&self) -> &[T] {
@@ -291,6 +304,52 @@ impl<T: Float> RnnWorkspace<T> {
     /// `[L·D, B, H]` dL/dc0 after [`Rnn::backward`] (LSTM; empty otherwise).
     pub fn dc0(&self) -> &[T] {
         &self.dc0
+    }
+    /// Makes later backward passes keep the total dL/dh_t of every step
+    /// (through the output and through later steps), for gradient-flow
+    /// diagnostics. Off by default: it costs a `[T, B, H]` buffer per
+    /// layer and direction.
+    pub fn record_state_grads(&mut self, on: bool) {
+        self.record = on;
+    }
+    /// `[T, B, H]` the total dL/dh_t of layer `layer`, direction `dir`, from
+    /// the last backward; empty unless [`RnnWorkspace::record_state_grads`]
+    /// was on.
+    pub fn state_grads(&self, layer: usize, dir: usize) -> &[T] {
+        self.layers
+            .get(layer)
+            .and_then(|l| l.dirs.get(dir))
+            .map_or(&[], |d| &d.dh_record[..])
+    }
+    /// What the last forward saved for step `t` of row `b` of (layer, dir):
+    /// the activated gates `[G·H]`, h and c before the step `[H]`, c after
+    /// it, and the cell's extra buffer (tanh c' for LSTM, W_hn h + b_hn for
+    /// GRU). c slices are empty without a cell state.
+    pub(crate) fn saved_step(
+        &self,
+        layer: usize,
+        dir: usize,
+        t: usize,
+        b: usize,
+    ) -> SavedStep<'_, T> {
+        let cfg = self.config.as_ref().expect("a forward pass ran");
+        let (h, g, bn, tn) = (cfg.hidden_size, cfg.cell.gates(), self.batch, self.steps);
+        let dm = Dims {
+            cell: cfg.cell,
+            tn,
+            bn,
+            h,
+            inp: 0,
+            rev: dir == 1,
+        };
+        let d = &self.layers[layer].dirs[dir];
+        let (before, _) = dm.slots(t);
+        SavedStep {
+            gates: &d.gates[(t * bn + b) * g * h..][..g * h],
+            h_prev: state_row(&d.hs, before * bn + b, h),
+            c_prev: state_row(&d.cs, before * bn + b, h),
+            extra: state_row(&d.extra, t * bn + b, h),
+        }
     }
 
     fn size_forward(&mut self, cfg: &RnnConfig, tn: usize, bn: usize) {
@@ -359,9 +418,33 @@ impl<T: Float> RnnWorkspace<T> {
                     },
                     T::ZERO,
                 );
+                dw.dh_record
+                    .resize(if self.record { tn * bn * h } else { 0 }, T::ZERO);
             }
         }
     }
+}
+
+/// Row `row` (of width `h`) of `buf`, or nothing when `buf` is unused.
+fn state_row<T>(buf: &[T], row: usize, h: usize) -> &[T] {
+    if buf.is_empty() {
+        &[]
+    } else {
+        &buf[row * h..][..h]
+    }
+}
+
+/// One step's saved forward values for one row; see
+/// [`RnnWorkspace::saved_step`].
+pub(crate) struct SavedStep<'a, T> {
+    /// `[G·H]` activated gates.
+    pub gates: &'a [T],
+    /// `[H]` the state before the step.
+    pub h_prev: &'a [T],
+    /// `[H]` the cell state before the step (LSTM), else empty.
+    pub c_prev: &'a [T],
+    /// `[H]` tanh(c') (LSTM), W_hn h + b_hn (GRU), else empty.
+    pub extra: &'a [T],
 }
 
 /// The four parameter tensors of one direction of one layer.
@@ -691,6 +774,15 @@ fn dir_backward<T: Float>(
         let gates = &d.gates[t * bn * gh..][..bn * gh];
         let d_gates = &mut d.d_gates[t * bn * gh..][..bn * gh];
         let dy_t = &dy[t * bn * dy_stride + dy_off..];
+        if !d.dh_record.is_empty() {
+            let rec = &mut d.dh_record[t * bh..][..bh];
+            for (b, r) in rec.chunks_exact_mut(h).enumerate() {
+                let dyr = &dy_t[b * dy_stride..][..h];
+                for ((r, g), y) in r.iter_mut().zip(&d.dh[b * h..][..h]).zip(dyr) {
+                    *r = *g + *y;
+                }
+            }
+        }
         match cell {
             CellKind::RnnTanh | CellKind::RnnRelu => {
                 let relu = cell == CellKind::RnnRelu;

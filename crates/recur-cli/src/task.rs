@@ -1,0 +1,340 @@
+//! `recur task` and `recur diagnose`: the long-memory tasks, and how the
+//! gradient flows back through time while a net learns one.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::Args;
+use recur::init::RecurrentInit;
+use recur::layer::srn::Leak;
+use recur::optim::OptimizerKind;
+use recur::task::{GradientFlow, TaskCell, TaskConfig, TaskKind, TaskMetrics, TaskRun};
+
+use crate::plot::gradient_flow_plot;
+use crate::CliResult;
+
+/// Settings shared by `task` and `diagnose`; unset ones take the task's defaults.
+#[derive(Args)]
+pub struct NetArgs {
+    /// tanh, relu, irnn (relu + identity W_hh), jordan (output fed back), lstm or gru.
+    #[arg(long, default_value = "lstm")]
+    cell: String,
+    /// Hidden units H [binary-addition 16, adding and copy 128].
+    #[arg(long)]
+    hidden: Option<usize>,
+    /// adding: sequence length T [100]; copy: blank steps T [50].
+    #[arg(long)]
+    length: Option<usize>,
+    /// Training steps [binary-addition 2000, adding and copy 4000].
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Sequences per batch [binary-addition 32, adding and copy 50].
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Seed of initialisation, training data and test data.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// sgd, adam, adamw, rmsprop or adagrad.
+    #[arg(long, default_value = "adam")]
+    optimizer: String,
+    /// Learning rate [binary-addition 0.01, adding and copy 0.001].
+    #[arg(long)]
+    lr: Option<f32>,
+    /// Clip the global gradient norm to this; 0 turns it off.
+    #[arg(long, default_value_t = 1.0)]
+    clip_norm: f32,
+    /// Clip each gradient element to ±this; 0 turns it off.
+    #[arg(long, default_value_t = 0.0)]
+    clip_value: f32,
+    /// Recurrent weights: uniform, orthogonal or identity [identity for irnn, else uniform].
+    #[arg(long)]
+    init: Option<String>,
+    /// LSTM forget-gate bias at the start.
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
+    forget_bias: f64,
+    /// Leaky units: h_t = (1−α)·h_{t−1} + α·f(…) with this α in (0, 1].
+    #[arg(long)]
+    leak: Option<f64>,
+    /// Learn α per unit, starting from --leak (default 0.5).
+    #[arg(long)]
+    learn_leak: bool,
+    /// Skip connection in time: h_{t−d} also feeds step t (d ≥ 2).
+    #[arg(long, default_value_t = 0)]
+    skip: usize,
+    /// Jordan net: feed the target back in training instead of the prediction.
+    #[arg(long)]
+    teacher_forcing: bool,
+    /// binary-addition: the target is the sum bit this many steps later.
+    #[arg(long, default_value_t = 0)]
+    delay: usize,
+    /// binary-addition: bits of the training numbers.
+    #[arg(long, default_value_t = 8)]
+    train_bits: usize,
+    /// binary-addition: bits of the test numbers.
+    #[arg(long, default_value_t = 64)]
+    test_bits: usize,
+    /// Test sequences [binary-addition and adding 1000, copy 500].
+    #[arg(long)]
+    test_size: Option<usize>,
+    /// Evaluate every this many steps [steps/20].
+    #[arg(long)]
+    eval_every: Option<usize>,
+}
+
+impl NetArgs {
+    fn config(&self, task: &str) -> Result<TaskConfig, String> {
+        let kind = TaskKind::from_name(task).ok_or_else(|| {
+            format!(
+                "unknown task '{task}': expected one of {}",
+                names(TaskKind::ALL.map(|(n, _)| n))
+            )
+        })?;
+        let cell = TaskCell::from_name(&self.cell).ok_or_else(|| {
+            format!(
+                "--cell: unknown cell '{}': expected one of {}",
+                self.cell,
+                names(TaskCell::ALL.map(|(n, _)| n))
+            )
+        })?;
+        let mut c = TaskConfig::new(kind, cell);
+        c.hidden = self.hidden.unwrap_or(c.hidden);
+        c.length = self.length.unwrap_or(c.length);
+        c.steps = self.steps.unwrap_or(c.steps);
+        c.batch = self.batch.unwrap_or(c.batch);
+        c.seed = self.seed;
+        c.optimizer = OptimizerKind::from_name(&self.optimizer).ok_or_else(|| {
+            format!("--optimizer: unknown optimiser '{}': expected sgd, adam, adamw, rmsprop or adagrad", self.optimizer)
+        })?;
+        c.lr = self.lr.unwrap_or(c.lr);
+        c.clip_norm = self.clip_norm;
+        c.clip_value = self.clip_value;
+        if let Some(init) = &self.init {
+            c.init = RecurrentInit::from_name(init).ok_or_else(|| {
+                format!("--init: unknown initialisation '{init}': expected uniform, orthogonal or identity")
+            })?;
+        }
+        c.forget_bias = self.forget_bias;
+        c.leak = match (self.leak, self.learn_leak) {
+            (None, false) => Leak::None,
+            (Some(a), false) => Leak::Fixed(a),
+            (a, true) => Leak::Learned(a.unwrap_or(0.5)),
+        };
+        c.skip = self.skip;
+        c.teacher_forcing = self.teacher_forcing;
+        c.delay = self.delay;
+        c.train_bits = self.train_bits;
+        c.test_bits = self.test_bits;
+        c.test_size = self.test_size.unwrap_or(c.test_size);
+        c.eval_every = self.eval_every.unwrap_or((c.steps / 20).max(1));
+        Ok(c)
+    }
+}
+
+#[derive(Args)]
+pub struct TaskArgs {
+    /// binary-addition, adding or copy.
+    #[arg(value_name = "NAME")]
+    task: String,
+    #[command(flatten)]
+    net: NetArgs,
+    /// Print only the final metrics, as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct DiagnoseArgs {
+    /// binary-addition, adding or copy.
+    #[arg(long, default_value = "adding")]
+    task: String,
+    #[command(flatten)]
+    net: NetArgs,
+    /// Where gradients.jsonl and gradient_flow.svg go.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// How many times over training to record the gradient flow.
+    #[arg(long, default_value_t = 8)]
+    records: usize,
+}
+
+fn names<const N: usize>(all: [&str; N]) -> String {
+    all.join(", ")
+}
+
+/// One line describing the test metrics.
+fn metrics_line(m: &TaskMetrics) -> String {
+    let mut s = format!(
+        "step {:>6}  train loss {:.4}  test loss {:.4}",
+        m.step, m.train_loss, m.test_loss
+    );
+    if let Some(a) = m.test_accuracy {
+        s += &format!("  test accuracy {a:.4}");
+    }
+    if let Some(e) = m.test_mse {
+        s += &format!("  test mse {e:.5}");
+    }
+    if let Some(b) = m.baseline {
+        s += &format!("  (baseline {b:.4})");
+    }
+    s
+}
+
+/// Trains, evaluating every `eval_every` steps; `hook` sees each step.
+/// Returns the final metrics and the first step at which the test set
+/// counted as solved.
+fn train(
+    run: &mut TaskRun,
+    quiet: bool,
+    mut hook: impl FnMut(&TaskRun) -> CliResult,
+) -> Result<(TaskMetrics, Option<usize>), String> {
+    let cfg = run.config().clone();
+    let mut solved_at = None;
+    let mut last = None;
+    for step in 1..=cfg.steps {
+        run.train_step().map_err(|e| e.to_string())?;
+        hook(run)?;
+        if step % cfg.eval_every.max(1) == 0 || step == cfg.steps {
+            let m = run.evaluate().map_err(|e| e.to_string())?;
+            if m.solved && solved_at.is_none() {
+                solved_at = Some(step);
+            }
+            if !quiet {
+                eprintln!("{}", metrics_line(&m));
+            }
+            last = Some(m);
+        }
+    }
+    match last {
+        Some(m) => Ok((m, solved_at)),
+        None => Err("--steps must be at least 1".into()),
+    }
+}
+
+fn summary_json(
+    run: &TaskRun,
+    m: &TaskMetrics,
+    solved_at: Option<usize>,
+    seconds: f64,
+) -> serde_json::Value {
+    let c = run.config();
+    let mut v = serde_json::json!({
+        "task": c.task.name(),
+        "cell": c.cell.name(),
+        "hidden": c.hidden,
+        "steps": c.steps,
+        "batch": c.batch,
+        "seed": c.seed,
+        "params": run.param_count(),
+        "train_loss": m.train_loss,
+        "test_loss": m.test_loss,
+        "solved": m.solved,
+        "solved_at_step": solved_at,
+        "seconds": seconds,
+    });
+    let o = v.as_object_mut().expect("object");
+    match c.task {
+        TaskKind::BinaryAddition => {
+            o.insert("delay".into(), c.delay.into());
+            o.insert("train_bits".into(), c.train_bits.into());
+            o.insert("test_bits".into(), c.test_bits.into());
+        }
+        TaskKind::Adding | TaskKind::Copy => {
+            o.insert("length".into(), c.length.into());
+        }
+    }
+    if let Some(a) = m.test_accuracy {
+        o.insert("test_accuracy".into(), a.into());
+    }
+    if let Some(e) = m.test_mse {
+        o.insert("test_mse".into(), e.into());
+    }
+    if let Some(b) = m.baseline {
+        let key = if c.task == TaskKind::Adding {
+            "baseline_mse"
+        } else {
+            "baseline_loss"
+        };
+        o.insert(key.into(), b.into());
+    }
+    v
+}
+
+pub fn run_task(a: TaskArgs) -> CliResult {
+    let cfg = a.net.config(&a.task)?;
+    let mut run = TaskRun::new(cfg).map_err(|e| e.to_string())?;
+    if !a.json {
+        let c = run.config();
+        eprintln!(
+            "{} with a {} net, H = {}, {} parameters, {} steps of batch {}",
+            c.task.name(),
+            c.cell.name(),
+            c.hidden,
+            run.param_count(),
+            c.steps,
+            c.batch
+        );
+    }
+    let start = Instant::now();
+    let (m, solved_at) = train(&mut run, a.json, |_| Ok(()))?;
+    let secs = start.elapsed().as_secs_f64();
+    if a.json {
+        println!("{}", summary_json(&run, &m, solved_at, secs));
+    } else {
+        println!("{}", metrics_line(&m));
+        match solved_at {
+            Some(s) => println!("solved at step {s} ({secs:.1} s)"),
+            None => println!("not solved ({secs:.1} s)"),
+        }
+    }
+    Ok(())
+}
+
+pub fn run_diagnose(a: DiagnoseArgs) -> CliResult {
+    let cfg = a.net.config(&a.task)?;
+    if cfg.cell == TaskCell::Jordan || cfg.skip > 0 {
+        return Err("diagnose measures the step Jacobian of Elman nets (tanh, relu, irnn) and of lstm and gru cells, not of a Jordan net or skip connections".into());
+    }
+    if a.records == 0 {
+        return Err("--records must be at least 1".into());
+    }
+    let title = format!(
+        "{} T={}, {} H={}",
+        cfg.task.name(),
+        cfg.length,
+        cfg.cell.name(),
+        cfg.hidden
+    );
+    let mut run = TaskRun::new(cfg.clone()).map_err(|e| e.to_string())?;
+    run.record_gradients();
+    std::fs::create_dir_all(&a.out)
+        .map_err(|e| format!("{}: cannot create the folder: {e}", a.out.display()))?;
+    let jsonl = a.out.join("gradients.jsonl");
+    let mut file =
+        std::fs::File::create(&jsonl).map_err(|e| format!("{}: {e}", jsonl.display()))?;
+    let every = (cfg.steps / a.records).max(1);
+    let mut flows: Vec<GradientFlow> = Vec::new();
+    let (m, solved_at) = train(&mut run, false, |run| {
+        let s = run.steps_done();
+        if s == 1 || s % every == 0 {
+            let f = run.gradient_flow().map_err(|e| e.to_string())?;
+            let line = serde_json::json!({
+                "step": f.step,
+                "loss": f.loss,
+                "state_grad_norm": f.state_grad_norm,
+                "jacobian_norm": f.jacobian_norm,
+            });
+            writeln!(file, "{line}").map_err(|e| format!("{}: {e}", jsonl.display()))?;
+            flows.push(f);
+        }
+        Ok(())
+    })?;
+    let svg = a.out.join("gradient_flow.svg");
+    gradient_flow_plot(&svg, &title, &flows)?;
+    println!("{}", metrics_line(&m));
+    if let Some(s) = solved_at {
+        println!("solved at step {s}");
+    }
+    println!("wrote {} and {}", jsonl.display(), svg.display());
+    Ok(())
+}

@@ -1,0 +1,132 @@
+//! `recur task` and `recur diagnose`, run as the real binary.
+
+mod common;
+use common::{fails, ok, s};
+
+#[test]
+fn binary_addition_json_reaches_full_accuracy_on_64_bits() {
+    let out = ok(&["task", "binary-addition", "--cell", "tanh", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["task"], "binary-addition");
+    assert_eq!(
+        (v["train_bits"].as_u64(), v["test_bits"].as_u64()),
+        (Some(8), Some(64))
+    );
+    assert_eq!(v["test_accuracy"].as_f64(), Some(1.0), "{v}");
+    assert_eq!(v["solved"], true);
+    assert!(v["solved_at_step"].as_u64().unwrap() <= 2000);
+}
+
+#[test]
+fn adding_and_copy_report_their_metrics() {
+    let out = ok(&[
+        "task",
+        "adding",
+        "--cell",
+        "gru",
+        "--hidden",
+        "8",
+        "--length",
+        "20",
+        "--steps",
+        "5",
+        "--test-size",
+        "50",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert!(v["test_mse"].as_f64().unwrap() >= 0.0);
+    assert!((0.1..0.25).contains(&v["baseline_mse"].as_f64().unwrap()));
+    assert_eq!(v["length"].as_u64(), Some(20));
+    // Human-readable output names the metric.
+    let out = ok(&[
+        "task",
+        "copy",
+        "--cell",
+        "tanh",
+        "--leak",
+        "0.5",
+        "--skip",
+        "3",
+        "--hidden",
+        "8",
+        "--length",
+        "5",
+        "--steps",
+        "4",
+        "--test-size",
+        "20",
+    ]);
+    assert!(out.contains("test accuracy"), "{out}");
+}
+
+#[test]
+fn diagnose_writes_gradients_and_plot() {
+    let dir = tempfile::tempdir().unwrap();
+    for cell in ["tanh", "lstm"] {
+        let out_dir = dir.path().join(cell);
+        let out = ok(&[
+            "diagnose",
+            "--task",
+            "adding",
+            "--cell",
+            cell,
+            "--hidden",
+            "8",
+            "--length",
+            "30",
+            "--steps",
+            "6",
+            "--records",
+            "3",
+            "--test-size",
+            "20",
+            "--out",
+            s(&out_dir),
+        ]);
+        assert!(out.contains("gradient_flow.svg"), "{out}");
+        let lines: Vec<serde_json::Value> =
+            std::fs::read_to_string(out_dir.join("gradients.jsonl"))
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+        // Step 1, then every 6/3 = 2 steps.
+        let steps: Vec<u64> = lines.iter().map(|l| l["step"].as_u64().unwrap()).collect();
+        assert_eq!(steps, vec![1, 2, 4, 6]);
+        for l in &lines {
+            assert_eq!(l["state_grad_norm"].as_array().unwrap().len(), 30);
+            assert_eq!(l["jacobian_norm"].as_array().unwrap().len(), 30);
+        }
+        let svg = std::fs::read_to_string(out_dir.join("gradient_flow.svg")).unwrap();
+        assert!(svg.starts_with("<svg") && svg.contains("step 6"));
+    }
+}
+
+#[test]
+fn task_bad_input() {
+    let e = fails(&["task", "multiply"]);
+    assert!(
+        e.contains("unknown task 'multiply'") && e.contains("binary-addition"),
+        "{e}"
+    );
+    let e = fails(&["task", "adding", "--cell", "transformer"]);
+    assert!(e.contains("--cell") && e.contains("lstm"), "{e}");
+    let e = fails(&["task", "adding", "--cell", "lstm", "--leak", "0.5"]);
+    assert!(e.contains("not lstm"), "{e}");
+    let e = fails(&["task", "adding", "--cell", "tanh", "--teacher-forcing"]);
+    assert!(e.contains("jordan"), "{e}");
+    let e = fails(&["task", "adding", "--init", "zeros"]);
+    assert!(e.contains("--init"), "{e}");
+    let dir = tempfile::tempdir().unwrap();
+    let e = fails(&[
+        "diagnose",
+        "--cell",
+        "jordan",
+        "--steps",
+        "1",
+        "--out",
+        s(dir.path()),
+    ]);
+    assert!(e.contains("Elman"), "{e}");
+}

@@ -1,0 +1,783 @@
+//! Long-memory benchmark tasks: binary addition, the adding problem and the
+//! copy task, each with its data generator, loss, metric and training loop.
+//!
+//! - **binary-addition**: two input bits per step, least significant first;
+//!   the target is the sum bit, `delay` steps later. Train on numbers of at
+//!   most `train_bits` bits, test on `test_bits`: one set of shared weights
+//!   must carry for lengths it never saw. Metric: the fraction of test sums
+//!   that are exactly right.
+//! - **adding** (Hochreiter & Schmidhuber 1997; Le et al. 2015): T steps of
+//!   (value in [0, 1], marker); one marker in each half; the target at the
+//!   last step is the sum of the two marked values. Predicting 1 always
+//!   gives MSE 1/6 ≈ 0.167; solved means test MSE < 0.01.
+//! - **copy** (Arjovsky et al. 2016): 10 symbols from 8, T − 1 blanks, a
+//!   delimiter, 10 blanks; the net must then output the 10 symbols. Loss
+//!   over every step; metric: accuracy per recalled symbol.
+//!
+//! Fresh training batches are drawn every step from a ChaCha8 stream seeded
+//! with `seed`; the test set comes from a separate stream, so runs with the
+//! same settings give the same numbers.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::cell::CellKind;
+use crate::diagnose::{rnn_jacobian_norms, srn_jacobian_norms, state_grad_norms};
+use crate::error::{Error, Result};
+use crate::init::{init_params, set_lstm_forget_bias, RecurrentInit};
+use crate::layer::linear::{linear_backward, linear_forward};
+use crate::layer::loss::{bce_with_logits, mse};
+use crate::layer::rnn::{Rnn, RnnConfig, RnnInput, RnnWorkspace};
+use crate::layer::softmax::softmax_cross_entropy;
+use crate::layer::srn::{Leak, OutputKind, Srn, SrnActivation, SrnConfig, SrnWorkspace};
+use crate::optim::{clip_grad_norm, clip_grad_value, OptimConfig, Optimizer, OptimizerKind};
+
+/// Symbols of the copy task are classes 1..=8; 0 is blank, 9 the delimiter.
+const COPY_SYMBOLS: usize = 8;
+/// How many symbols the copy task asks the net to remember.
+const COPY_LEN: usize = 10;
+
+/// Which task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TaskKind {
+    /// Binary addition with an optional output delay.
+    BinaryAddition,
+    /// The adding problem.
+    Adding,
+    /// The copy task.
+    Copy,
+}
+
+impl TaskKind {
+    /// Every task, by its command-line name.
+    pub const ALL: [(&'static str, TaskKind); 3] = [
+        ("binary-addition", TaskKind::BinaryAddition),
+        ("adding", TaskKind::Adding),
+        ("copy", TaskKind::Copy),
+    ];
+    /// The command-line name.
+    pub fn name(self) -> &'static str {
+        TaskKind::ALL
+            .iter()
+            .find(|(_, k)| *k == self)
+            .map_or("", |(n, _)| n)
+    }
+    /// The task called `s`.
+    pub fn from_name(s: &str) -> Option<TaskKind> {
+        TaskKind::ALL.iter().find(|(n, _)| *n == s).map(|(_, k)| *k)
+    }
+}
+
+/// The recurrent net that learns the task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TaskCell {
+    /// Elman net, tanh units.
+    Tanh,
+    /// Elman net, relu units.
+    Relu,
+    /// Elman net, relu units, identity-initialised W_hh (Le et al. 2015).
+    Irnn,
+    /// Jordan net: tanh units fed the previous output instead of h_{t−1}.
+    Jordan,
+    /// LSTM.
+    Lstm,
+    /// GRU (PyTorch's reset-after form).
+    Gru,
+}
+
+impl TaskCell {
+    /// Every cell, by its command-line name.
+    pub const ALL: [(&'static str, TaskCell); 6] = [
+        ("tanh", TaskCell::Tanh),
+        ("relu", TaskCell::Relu),
+        ("irnn", TaskCell::Irnn),
+        ("jordan", TaskCell::Jordan),
+        ("lstm", TaskCell::Lstm),
+        ("gru", TaskCell::Gru),
+    ];
+    /// The command-line name.
+    pub fn name(self) -> &'static str {
+        TaskCell::ALL
+            .iter()
+            .find(|(_, k)| *k == self)
+            .map_or("", |(n, _)| n)
+    }
+    /// The cell called `s`.
+    pub fn from_name(s: &str) -> Option<TaskCell> {
+        TaskCell::ALL.iter().find(|(n, _)| *n == s).map(|(_, k)| *k)
+    }
+    fn gated(self) -> bool {
+        matches!(self, TaskCell::Lstm | TaskCell::Gru)
+    }
+}
+
+/// Everything that defines a task run. [`TaskConfig::new`] gives each task
+/// the usual settings of the papers that introduced it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TaskConfig {
+    /// The task.
+    pub task: TaskKind,
+    /// The net.
+    pub cell: TaskCell,
+    /// H.
+    pub hidden: usize,
+    /// T: sequence length for adding, blank steps for copy (binary addition
+    /// takes its length from the bit counts).
+    pub length: usize,
+    /// Training steps (batches).
+    pub steps: usize,
+    /// B.
+    pub batch: usize,
+    /// Seeds initialisation, training data, test data.
+    pub seed: u64,
+    /// The optimiser.
+    pub optimizer: OptimizerKind,
+    /// Its learning rate.
+    pub lr: f32,
+    /// Clip the global gradient norm to this (0: no clipping).
+    pub clip_norm: f32,
+    /// Clip every gradient element to ±this (0: no clipping).
+    pub clip_value: f32,
+    /// How recurrent matrices start.
+    pub init: RecurrentInit,
+    /// LSTM forget-gate bias at the start.
+    pub forget_bias: f64,
+    /// Leaky units (Elman and Jordan nets).
+    pub leak: Leak,
+    /// Skip connection in time from h_{t−d} (Elman and Jordan nets; 0: none).
+    pub skip: usize,
+    /// Jordan net: feed the target back in training instead of the output.
+    pub teacher_forcing: bool,
+    /// Binary addition: the target is the sum bit this many steps later.
+    pub delay: usize,
+    /// Binary addition: training numbers have at most this many bits.
+    pub train_bits: usize,
+    /// Binary addition: test numbers have this many bits.
+    pub test_bits: usize,
+    /// Test sequences (rounded up to whole batches).
+    pub test_size: usize,
+    /// Evaluate every this many steps (0: only at the end).
+    pub eval_every: usize,
+}
+
+impl TaskConfig {
+    /// The defaults for `task` learned by `cell`.
+    pub fn new(task: TaskKind, cell: TaskCell) -> TaskConfig {
+        let (hidden, length, steps, batch, lr, test_size) = match task {
+            TaskKind::BinaryAddition => (16, 0, 2000, 32, 1e-2, 1000),
+            TaskKind::Adding => (128, 100, 4000, 50, 1e-3, 1000),
+            TaskKind::Copy => (128, 50, 4000, 50, 1e-3, 500),
+        };
+        TaskConfig {
+            task,
+            cell,
+            hidden,
+            length,
+            steps,
+            batch,
+            seed: 1,
+            optimizer: OptimizerKind::Adam,
+            lr,
+            clip_norm: 1.0,
+            clip_value: 0.0,
+            init: if cell == TaskCell::Irnn {
+                RecurrentInit::Identity(1.0)
+            } else {
+                RecurrentInit::Uniform
+            },
+            forget_bias: 1.0,
+            leak: Leak::None,
+            skip: 0,
+            teacher_forcing: false,
+            delay: 0,
+            train_bits: 8,
+            test_bits: 64,
+            test_size,
+            eval_every: (steps / 20).max(1),
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Config(m));
+        if self.hidden == 0 || self.batch == 0 || self.test_size == 0 {
+            return bad("hidden size, batch and test size must be at least 1".into());
+        }
+        if self.task != TaskKind::BinaryAddition && self.length < 2 {
+            return bad(format!("--length must be at least 2 (got {})", self.length));
+        }
+        if self.task == TaskKind::BinaryAddition
+            && !(1..=120).contains(&self.train_bits) | !(1..=120).contains(&self.test_bits)
+        {
+            return bad(format!(
+                "bit counts must be between 1 and 120 (got train {} and test {})",
+                self.train_bits, self.test_bits
+            ));
+        }
+        if self.cell.gated() && (self.leak != Leak::None || self.skip > 0 || self.teacher_forcing) {
+            return bad(format!(
+                "leaky units, skip connections and teacher forcing apply to the tanh, relu, irnn and jordan nets, not {}",
+                self.cell.name()
+            ));
+        }
+        if self.teacher_forcing && self.cell != TaskCell::Jordan {
+            return bad("teacher forcing needs output feedback: use --cell jordan".into());
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return bad(format!("learning rate must be positive (got {})", self.lr));
+        }
+        Ok(())
+    }
+
+    /// I: input features per step.
+    fn inputs(&self) -> usize {
+        match self.task {
+            TaskKind::BinaryAddition | TaskKind::Adding => 2,
+            TaskKind::Copy => COPY_SYMBOLS + 2,
+        }
+    }
+
+    /// O: outputs per step.
+    fn outputs(&self) -> usize {
+        match self.task {
+            TaskKind::BinaryAddition | TaskKind::Adding => 1,
+            TaskKind::Copy => COPY_SYMBOLS + 1,
+        }
+    }
+
+    fn output_kind(&self) -> OutputKind {
+        match self.task {
+            TaskKind::BinaryAddition => OutputKind::Sigmoid,
+            TaskKind::Adding => OutputKind::Linear,
+            TaskKind::Copy => OutputKind::Softmax,
+        }
+    }
+
+    /// T of a sequence; `test` picks the test length for binary addition.
+    fn steps_per_sequence(&self, test: bool) -> usize {
+        match self.task {
+            TaskKind::BinaryAddition => {
+                (if test {
+                    self.test_bits
+                } else {
+                    self.train_bits
+                }) + 1
+                    + self.delay
+            }
+            TaskKind::Adding => self.length,
+            TaskKind::Copy => self.length + 2 * COPY_LEN,
+        }
+    }
+}
+
+/// One batch of a task, time-major.
+#[derive(Clone, Debug, Default)]
+struct Batch {
+    /// T, B.
+    steps: usize,
+    batch: usize,
+    /// `[T, B, I]`
+    x: Vec<f32>,
+    /// `[T, B, O]` targets: bits, values, or one-hot classes.
+    y: Vec<f32>,
+    /// `[T·B]` target classes (copy).
+    classes: Vec<u32>,
+    /// `[T, B, O]` which target elements count.
+    weight: Vec<f32>,
+}
+
+/// Draws a batch of `bn` sequences of `cfg`'s task.
+fn draw_batch(cfg: &TaskConfig, rng: &mut ChaCha8Rng, bn: usize, test: bool) -> Batch {
+    let tn = cfg.steps_per_sequence(test);
+    let (i, o) = (cfg.inputs(), cfg.outputs());
+    let mut bt = Batch {
+        steps: tn,
+        batch: bn,
+        x: vec![0.0; tn * bn * i],
+        y: vec![0.0; tn * bn * o],
+        classes: vec![0; tn * bn],
+        weight: vec![0.0; tn * bn * o],
+    };
+    for b in 0..bn {
+        match cfg.task {
+            TaskKind::BinaryAddition => {
+                let bits = if test { cfg.test_bits } else { cfg.train_bits };
+                let draw = |rng: &mut ChaCha8Rng| -> u128 {
+                    let v: u128 = rng.random();
+                    if bits >= 128 {
+                        v
+                    } else {
+                        v & ((1u128 << bits) - 1)
+                    }
+                };
+                let (a, c) = (draw(rng), draw(rng));
+                let sum = a + c;
+                for t in 0..tn {
+                    if t < bits {
+                        bt.x[(t * bn + b) * 2] = ((a >> t) & 1) as f32;
+                        bt.x[(t * bn + b) * 2 + 1] = ((c >> t) & 1) as f32;
+                    }
+                    if t >= cfg.delay {
+                        bt.y[t * bn + b] = ((sum >> (t - cfg.delay)) & 1) as f32;
+                        bt.weight[t * bn + b] = 1.0;
+                    }
+                }
+            }
+            TaskKind::Adding => {
+                let half = tn / 2;
+                let m1 = rng.random_range(0..half);
+                let m2 = rng.random_range(half..tn);
+                for t in 0..tn {
+                    bt.x[(t * bn + b) * 2] = rng.random::<f32>();
+                }
+                bt.x[(m1 * bn + b) * 2 + 1] = 1.0;
+                bt.x[(m2 * bn + b) * 2 + 1] = 1.0;
+                let last = (tn - 1) * bn + b;
+                bt.y[last] = bt.x[(m1 * bn + b) * 2] + bt.x[(m2 * bn + b) * 2];
+                bt.weight[last] = 1.0;
+            }
+            TaskKind::Copy => {
+                let delim = tn - COPY_LEN - 1;
+                for t in 0..tn {
+                    let input = if t < COPY_LEN {
+                        rng.random_range(1..=COPY_SYMBOLS)
+                    } else if t == delim {
+                        COPY_SYMBOLS + 1
+                    } else {
+                        0
+                    };
+                    bt.x[(t * bn + b) * i + input] = 1.0;
+                    if t < COPY_LEN {
+                        let out = tn - COPY_LEN + t;
+                        bt.classes[out * bn + b] = input as u32;
+                    }
+                }
+                for t in 0..tn {
+                    let r = t * bn + b;
+                    bt.y[r * o + bt.classes[r] as usize] = 1.0;
+                    bt.weight[r * o..][..o].fill(1.0);
+                }
+            }
+        }
+    }
+    bt
+}
+
+/// The net: an [`Srn`] for Elman and Jordan nets, or a one-layer [`Rnn`]
+/// with a linear readout for LSTM and GRU.
+#[derive(Clone, Debug)]
+enum Net {
+    Simple {
+        srn: Srn<f32>,
+        ws: SrnWorkspace<f32>,
+    },
+    Gated {
+        rnn: Rnn<f32>,
+        ws: RnnWorkspace<f32>,
+        /// `[O, H]`, `[O]` and their gradients.
+        w_out: Vec<f32>,
+        b_out: Vec<f32>,
+        d_w_out: Vec<f32>,
+        d_b_out: Vec<f32>,
+        /// `[T, B, O]` logits.
+        z: Vec<f32>,
+        /// `[T, B, H]` dL/dy.
+        dy: Vec<f32>,
+    },
+}
+
+impl Net {
+    fn new(cfg: &TaskConfig) -> Result<Net> {
+        let (i, h, o) = (cfg.inputs(), cfg.hidden, cfg.outputs());
+        if cfg.cell.gated() {
+            let kind = if cfg.cell == TaskCell::Lstm {
+                CellKind::Lstm
+            } else {
+                CellKind::Gru
+            };
+            let mut rnn = Rnn::<f32>::new(RnnConfig::new(kind, i, h))?;
+            let info = rnn.param_info().to_vec();
+            init_params(&mut rnn.params, &info, h, cfg.init, cfg.seed);
+            if kind == CellKind::Lstm {
+                set_lstm_forget_bias(&mut rnn, cfg.forget_bias)?;
+            }
+            // The readout as torch.nn.Linear: U(−1/√H, 1/√H).
+            let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x5eed);
+            let k = 1.0 / (h as f32).sqrt();
+            let mut draw = |n: usize| {
+                (0..n)
+                    .map(|_| rng.random_range(-k..k))
+                    .collect::<Vec<f32>>()
+            };
+            let (w_out, b_out) = (draw(o * h), draw(o));
+            Ok(Net::Gated {
+                rnn,
+                ws: RnnWorkspace::new(),
+                w_out,
+                b_out,
+                d_w_out: vec![0.0; o * h],
+                d_b_out: vec![0.0; o],
+                z: Vec::new(),
+                dy: Vec::new(),
+            })
+        } else {
+            let jordan = cfg.cell == TaskCell::Jordan;
+            let sc = SrnConfig {
+                activation: if matches!(cfg.cell, TaskCell::Relu | TaskCell::Irnn) {
+                    SrnActivation::Relu
+                } else {
+                    SrnActivation::Tanh
+                },
+                recurrent: !jordan,
+                feedback: jordan,
+                output: cfg.output_kind(),
+                leak: cfg.leak,
+                skip: cfg.skip,
+                ..SrnConfig::elman(i, h, o)
+            };
+            let mut srn = Srn::<f32>::new(sc)?;
+            let info = srn.param_info().to_vec();
+            init_params(&mut srn.params, &info, h, cfg.init, cfg.seed);
+            Ok(Net::Simple {
+                srn,
+                ws: SrnWorkspace::new(),
+            })
+        }
+    }
+
+    /// Runs the net; returns the logits `[T, B, O]`.
+    fn forward(&mut self, bt: &Batch, teacher: bool) -> Result<&[f32]> {
+        match self {
+            Net::Simple { srn, ws } => {
+                let tf = teacher.then_some(&bt.y[..]);
+                srn.forward(ws, &bt.x, bt.steps, bt.batch, None, tf)?;
+                Ok(ws.logits())
+            }
+            Net::Gated {
+                rnn,
+                ws,
+                w_out,
+                b_out,
+                z,
+                ..
+            } => {
+                let (h, o) = (rnn.config().hidden_size, b_out.len());
+                rnn.forward(ws, RnnInput::new(&bt.x, bt.steps, bt.batch), None)?;
+                let rows = bt.steps * bt.batch;
+                z.resize(rows * o, 0.0);
+                linear_forward(ws.output(), w_out, b_out, rows, h, o, z);
+                Ok(z)
+            }
+        }
+    }
+
+    fn backward(&mut self, dz: &[f32]) -> Result<()> {
+        match self {
+            Net::Simple { srn, ws } => srn.backward(ws, dz),
+            Net::Gated {
+                rnn,
+                ws,
+                w_out,
+                d_w_out,
+                d_b_out,
+                dy,
+                b_out,
+                ..
+            } => {
+                let (h, o) = (rnn.config().hidden_size, b_out.len());
+                let rows = dz.len() / o;
+                dy.resize(rows * h, 0.0);
+                linear_backward(
+                    ws.output(),
+                    w_out,
+                    dz,
+                    rows,
+                    h,
+                    o,
+                    d_w_out,
+                    d_b_out,
+                    Some(dy),
+                );
+                rnn.backward(ws, dy, None, None)
+            }
+        }
+    }
+
+    fn zero_grad(&mut self) {
+        match self {
+            Net::Simple { srn, .. } => srn.grads.fill(0.0),
+            Net::Gated {
+                rnn,
+                d_w_out,
+                d_b_out,
+                ..
+            } => {
+                rnn.zero_grad();
+                d_w_out.fill(0.0);
+                d_b_out.fill(0.0);
+            }
+        }
+    }
+
+    /// Parameters and gradients, tensor by tensor in a fixed order.
+    fn parts(&mut self) -> (Vec<&mut [f32]>, Vec<&mut [f32]>) {
+        match self {
+            Net::Simple { srn, .. } => (vec![&mut srn.params[..]], vec![&mut srn.grads[..]]),
+            Net::Gated {
+                rnn,
+                w_out,
+                b_out,
+                d_w_out,
+                d_b_out,
+                ..
+            } => (
+                vec![&mut rnn.params[..], &mut w_out[..], &mut b_out[..]],
+                vec![&mut rnn.grads[..], &mut d_w_out[..], &mut d_b_out[..]],
+            ),
+        }
+    }
+
+    fn param_count(&self) -> usize {
+        match self {
+            Net::Simple { srn, .. } => srn.params.len(),
+            Net::Gated {
+                rnn, w_out, b_out, ..
+            } => rnn.params.len() + w_out.len() + b_out.len(),
+        }
+    }
+}
+
+/// Test-set results.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TaskMetrics {
+    /// Training steps taken when measured.
+    pub step: usize,
+    /// The training loss of the last step.
+    pub train_loss: f64,
+    /// The task's loss on the test set.
+    pub test_loss: f64,
+    /// Binary addition: fraction of exactly right sums; copy: fraction of
+    /// right recalled symbols.
+    pub test_accuracy: Option<f64>,
+    /// Adding: mean squared error at the last step.
+    pub test_mse: Option<f64>,
+    /// Adding: the MSE of always predicting 1. Copy: the loss of a net that
+    /// outputs blanks and then guesses uniformly.
+    pub baseline: Option<f64>,
+    /// Whether the task counts as solved: adding MSE < 0.01, binary
+    /// addition accuracy 1, copy accuracy ≥ 0.99.
+    pub solved: bool,
+}
+
+/// dL/dh_t and step-Jacobian norms over time, from the last training step.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GradientFlow {
+    /// Training steps taken.
+    pub step: usize,
+    /// The loss of that step.
+    pub loss: f64,
+    /// `[T]` mean over the batch of ‖dL/dh_t‖.
+    pub state_grad_norm: Vec<f64>,
+    /// `[T]` σ_max(∂s_t/∂s_{t−1}) for the first sequence of the batch.
+    pub jacobian_norm: Vec<f64>,
+}
+
+/// A task being learned: draw a batch, step, evaluate.
+pub struct TaskRun {
+    cfg: TaskConfig,
+    net: Net,
+    opt: Optimizer,
+    rng: ChaCha8Rng,
+    train: Batch,
+    test: Vec<Batch>,
+    /// `[T, B, O]` dL/dz.
+    dz: Vec<f32>,
+    steps_done: usize,
+    last_loss: f64,
+}
+
+impl TaskRun {
+    /// Builds the net, its optimiser and the test set.
+    pub fn new(cfg: TaskConfig) -> Result<TaskRun> {
+        cfg.validate()?;
+        let mut net = Net::new(&cfg)?;
+        let sizes: Vec<usize> = net.parts().0.iter().map(|p| p.len()).collect();
+        let opt = Optimizer::new(OptimConfig::new(cfg.optimizer, cfg.lr), &sizes)?;
+        let mut test_rng = ChaCha8Rng::seed_from_u64(cfg.seed.wrapping_add(0x7e57));
+        let chunks = cfg.test_size.div_ceil(cfg.batch);
+        let test = (0..chunks)
+            .map(|_| draw_batch(&cfg, &mut test_rng, cfg.batch, true))
+            .collect();
+        let rng = ChaCha8Rng::seed_from_u64(cfg.seed.wrapping_add(0xda7a));
+        Ok(TaskRun {
+            cfg,
+            net,
+            opt,
+            rng,
+            train: Batch::default(),
+            test,
+            dz: Vec::new(),
+            steps_done: 0,
+            last_loss: f64::NAN,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &TaskConfig {
+        &self.cfg
+    }
+
+    /// Trainable parameters.
+    pub fn param_count(&self) -> usize {
+        self.net.param_count()
+    }
+
+    /// Training steps taken.
+    pub fn steps_done(&self) -> usize {
+        self.steps_done
+    }
+
+    /// Makes the next training steps keep dL/dh_t for [`TaskRun::gradient_flow`].
+    pub fn record_gradients(&mut self) {
+        if let Net::Gated { ws, .. } = &mut self.net {
+            ws.record_state_grads(true);
+        }
+    }
+
+    /// One step on a fresh batch: forward, loss, BPTT, clipping, update.
+    /// Returns the loss.
+    pub fn train_step(&mut self) -> Result<f64> {
+        self.train = draw_batch(&self.cfg, &mut self.rng, self.cfg.batch, false);
+        self.net.zero_grad();
+        let z = self.net.forward(&self.train, self.cfg.teacher_forcing)?;
+        let loss = task_loss(&self.cfg, &self.train, z, &mut self.dz);
+        if !loss.is_finite() {
+            return Err(Error::Config(format!(
+                "the loss became {loss} at step {}: lower --lr or clip gradients (--clip-norm)",
+                self.steps_done + 1
+            )));
+        }
+        self.net.backward(&self.dz)?;
+        let (mut params, mut grads) = self.net.parts();
+        if self.cfg.clip_value > 0.0 {
+            clip_grad_value(&mut grads, self.cfg.clip_value);
+        }
+        clip_grad_norm(&mut grads, self.cfg.clip_norm);
+        let grads: Vec<&[f32]> = grads.into_iter().map(|g| &*g).collect();
+        self.opt.step(&mut params, &grads, self.cfg.lr);
+        self.steps_done += 1;
+        self.last_loss = loss;
+        Ok(loss)
+    }
+
+    /// Measures the test set (free running: no teacher forcing).
+    pub fn evaluate(&mut self) -> Result<TaskMetrics> {
+        let cfg = &self.cfg;
+        let o = cfg.outputs();
+        let (mut loss, mut right, mut count, mut sq, mut base) = (0.0, 0usize, 0usize, 0.0, 0.0);
+        let mut dz = Vec::new();
+        for bt in &self.test {
+            let z = self.net.forward(bt, false)?;
+            let (tn, bn) = (bt.steps, bt.batch);
+            loss += task_loss(cfg, bt, z, &mut dz);
+            for b in 0..bn {
+                match cfg.task {
+                    TaskKind::BinaryAddition => {
+                        let exact = (cfg.delay..tn)
+                            .all(|t| (z[t * bn + b] > 0.0) == (bt.y[t * bn + b] > 0.5));
+                        right += usize::from(exact);
+                        count += 1;
+                    }
+                    TaskKind::Adding => {
+                        let r = (tn - 1) * bn + b;
+                        sq += f64::from(z[r] - bt.y[r]).powi(2);
+                        base += f64::from(1.0 - bt.y[r]).powi(2);
+                        count += 1;
+                    }
+                    TaskKind::Copy => {
+                        for t in tn - COPY_LEN..tn {
+                            let r = t * bn + b;
+                            let row = &z[r * o..][..o];
+                            let best = (0..o).fold(0, |m, k| if row[k] > row[m] { k } else { m });
+                            right += usize::from(best == bt.classes[r] as usize);
+                            count += 1;
+                        }
+                    }
+                }
+            }
+        }
+        let n = self.test.len() as f64;
+        let test_loss = loss / n;
+        let (test_accuracy, test_mse, baseline, solved) = match cfg.task {
+            TaskKind::BinaryAddition => {
+                let acc = right as f64 / count as f64;
+                (Some(acc), None, None, right == count)
+            }
+            TaskKind::Adding => {
+                let m = sq / count as f64;
+                (None, Some(m), Some(base / count as f64), m < 0.01)
+            }
+            TaskKind::Copy => {
+                let acc = right as f64 / count as f64;
+                let tn = cfg.steps_per_sequence(true) as f64;
+                let base = COPY_LEN as f64 * (COPY_SYMBOLS as f64).ln() / tn;
+                (Some(acc), None, Some(base), acc >= 0.99)
+            }
+        };
+        Ok(TaskMetrics {
+            step: self.steps_done,
+            train_loss: self.last_loss,
+            test_loss,
+            test_accuracy,
+            test_mse,
+            baseline,
+            solved,
+        })
+    }
+
+    /// The gradient flow of the last training step: ‖dL/dh_t‖ over the
+    /// batch, and the step Jacobians' spectral norms for its first
+    /// sequence. Needs [`TaskRun::record_gradients`] for LSTM and GRU, and
+    /// an Elman net or a gated cell (not a Jordan net or skip connections).
+    pub fn gradient_flow(&self) -> Result<GradientFlow> {
+        let (tn, bn) = (self.train.steps, self.train.batch);
+        if self.steps_done == 0 {
+            return Err(Error::Order(
+                "gradient flow needs a training step first".into(),
+            ));
+        }
+        let (state_grad_norm, jacobian_norm) = match &self.net {
+            Net::Simple { srn, ws } => (
+                state_grad_norms(ws.state_grads(), tn, bn),
+                srn_jacobian_norms(srn, ws, 0)?,
+            ),
+            Net::Gated { rnn, ws, .. } => {
+                let g = ws.state_grads(0, 0);
+                if g.is_empty() {
+                    return Err(Error::Order(
+                        "call record_gradients before the training step to keep dL/dh_t".into(),
+                    ));
+                }
+                (state_grad_norms(g, tn, bn), rnn_jacobian_norms(rnn, ws, 0)?)
+            }
+        };
+        Ok(GradientFlow {
+            step: self.steps_done,
+            loss: self.last_loss,
+            state_grad_norm,
+            jacobian_norm,
+        })
+    }
+}
+
+/// The task's loss of logits `z` on `bt`; writes dL/dz into `dz`.
+fn task_loss(cfg: &TaskConfig, bt: &Batch, z: &[f32], dz: &mut Vec<f32>) -> f64 {
+    dz.resize(z.len(), 0.0);
+    match cfg.task {
+        TaskKind::BinaryAddition => bce_with_logits(z, &bt.y, &bt.weight, dz),
+        TaskKind::Adding => mse(z, &bt.y, &bt.weight, dz),
+        TaskKind::Copy => {
+            dz.copy_from_slice(z);
+            softmax_cross_entropy(dz, &bt.classes, cfg.outputs(), true)
+        }
+    }
+}
