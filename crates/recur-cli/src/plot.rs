@@ -155,6 +155,7 @@ pub fn gradient_flow_plot(
         .map_err(|e| err(&e))?;
     up.configure_mesh()
         .x_desc("time step t")
+        .x_label_formatter(&|v| format!("{v:.0}"))
         .y_desc("gradient norm")
         .y_label_formatter(&|v| format!("{v:.0e}"))
         .draw()
@@ -190,6 +191,7 @@ pub fn gradient_flow_plot(
         .map_err(|e| err(&e))?;
     down.configure_mesh()
         .x_desc("time step t")
+        .x_label_formatter(&|v| format!("{v:.0}"))
         .y_desc("spectral norm")
         .draw()
         .map_err(|e| err(&e))?;
