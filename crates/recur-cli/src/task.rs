@@ -226,7 +226,8 @@ fn summary_json(
         "batch": c.batch,
         "seed": c.seed,
         "optimizer": c.optimizer.name(),
-        "lr": c.lr,
+        // The decimal the user wrote, not the f32 widened to f64.
+        "lr": c.lr.to_string().parse::<f64>().unwrap_or(f64::from(c.lr)),
         "clip_norm": c.clip_norm,
         "init": match c.init {
             RecurrentInit::Uniform => "uniform",
