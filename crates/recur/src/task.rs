@@ -37,6 +37,16 @@ const COPY_SYMBOLS: usize = 8;
 /// How many symbols the copy task asks the net to remember.
 const COPY_LEN: usize = 10;
 
+/// The name of `k` in a (name, value) table.
+fn name_of<K: PartialEq>(all: &[(&'static str, K)], k: K) -> &'static str {
+    all.iter().find(|(_, v)| *v == k).map_or("", |(n, _)| n)
+}
+
+/// The value called `s` in a (name, value) table.
+fn named<K: Copy>(all: &[(&'static str, K)], s: &str) -> Option<K> {
+    all.iter().find(|(n, _)| *n == s).map(|(_, k)| *k)
+}
+
 /// Which task.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TaskKind {
@@ -57,14 +67,11 @@ impl TaskKind {
     ];
     /// The command-line name.
     pub fn name(self) -> &'static str {
-        TaskKind::ALL
-            .iter()
-            .find(|(_, k)| *k == self)
-            .map_or("", |(n, _)| n)
+        name_of(&TaskKind::ALL, self)
     }
     /// The task called `s`.
     pub fn from_name(s: &str) -> Option<TaskKind> {
-        TaskKind::ALL.iter().find(|(n, _)| *n == s).map(|(_, k)| *k)
+        named(&TaskKind::ALL, s)
     }
 }
 
@@ -97,14 +104,11 @@ impl TaskCell {
     ];
     /// The command-line name.
     pub fn name(self) -> &'static str {
-        TaskCell::ALL
-            .iter()
-            .find(|(_, k)| *k == self)
-            .map_or("", |(n, _)| n)
+        name_of(&TaskCell::ALL, self)
     }
     /// The cell called `s`.
     pub fn from_name(s: &str) -> Option<TaskCell> {
-        TaskCell::ALL.iter().find(|(n, _)| *n == s).map(|(_, k)| *k)
+        named(&TaskCell::ALL, s)
     }
     fn gated(self) -> bool {
         matches!(self, TaskCell::Lstm | TaskCell::Gru)

@@ -10,11 +10,9 @@ use crate::float::Float;
 /// averaged over the weighted elements. Returns the loss in f64; writes
 /// dL/dz = w·(σ(z) − y) / Σw into `dz`.
 pub fn bce_with_logits<T: Float>(z: &[T], targets: &[T], weight: &[T], dz: &mut [T]) -> f64 {
-    let total_w: f64 = weight.iter().map(|w| w.to_f64()).sum();
-    if total_w == 0.0 {
-        dz.fill(T::ZERO);
+    let Some(total_w) = weight_total(weight, dz) else {
         return 0.0;
-    }
+    };
     let inv = T::from_f64(1.0 / total_w);
     let mut loss = 0.0f64;
     for (((d, &zv), &y), &w) in dz.iter_mut().zip(z).zip(targets).zip(weight) {
@@ -28,11 +26,9 @@ pub fn bce_with_logits<T: Float>(z: &[T], targets: &[T], weight: &[T], dz: &mut 
 /// Mean squared error of `z` against `targets` over the weighted elements:
 /// Σ w·(z − y)² / Σ w. Writes dL/dz = 2w·(z − y) / Σw into `dz`.
 pub fn mse<T: Float>(z: &[T], targets: &[T], weight: &[T], dz: &mut [T]) -> f64 {
-    let total_w: f64 = weight.iter().map(|w| w.to_f64()).sum();
-    if total_w == 0.0 {
-        dz.fill(T::ZERO);
+    let Some(total_w) = weight_total(weight, dz) else {
         return 0.0;
-    }
+    };
     let inv = T::from_f64(2.0 / total_w);
     let mut loss = 0.0f64;
     for (((d, &zv), &y), &w) in dz.iter_mut().zip(z).zip(targets).zip(weight) {
@@ -41,4 +37,15 @@ pub fn mse<T: Float>(z: &[T], targets: &[T], weight: &[T], dz: &mut [T]) -> f64 
         *d = w * (zv - y) * inv;
     }
     loss / total_w
+}
+
+/// Σ w, or None (with dz zeroed) when nothing counts.
+fn weight_total<T: Float>(weight: &[T], dz: &mut [T]) -> Option<f64> {
+    let total: f64 = weight.iter().map(|w| w.to_f64()).sum();
+    if total == 0.0 {
+        dz.fill(T::ZERO);
+        None
+    } else {
+        Some(total)
+    }
 }
