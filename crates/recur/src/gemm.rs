@@ -36,6 +36,11 @@ pub enum Trans {
 /// Products with fewer floating-point operations than this run single-threaded.
 pub const PAR_MIN_FLOPS: usize = 2_000_000;
 
+/// Products with at most 8 rows whose `op(b)` has at least this many
+/// elements are split across threads however few their operations: they
+/// are bound by memory bandwidth (matrix-vector products in generation).
+pub const PAR_MIN_STREAM: usize = 128 * 1024;
+
 /// 0 means "every core".
 static THREADS: AtomicUsize = AtomicUsize::new(0);
 
@@ -138,7 +143,11 @@ macro_rules! impl_gemm {
                     faer::linalg::matmul::matmul(cm, beta, am, bm, 1.0, Par::Seq);
                 };
                 let threads = threads();
-                if threads <= 1 || 2 * m * n * k < PAR_MIN_FLOPS {
+                // A product with few rows (batch-1 generation) is bound by
+                // reading op(b), not by arithmetic: split it too when op(b)
+                // is large, so both cores stream half of it.
+                let streaming = m <= 8 && k * n >= PAR_MIN_STREAM;
+                if threads <= 1 || (2 * m * n * k < PAR_MIN_FLOPS && !streaming) {
                     return block(0, m, 0, n);
                 }
                 // Split the larger dimension, in multiples of the SIMD width
@@ -256,7 +265,13 @@ mod tests {
 
     #[test]
     fn threaded_split_matches_single_thread_exactly() {
-        for (m, n, k) in [(64, 2048, 512), (3000, 96, 40), (17, 301, 400)] {
+        for (m, n, k) in [
+            (64, 2048, 512),
+            (3000, 96, 40),
+            (17, 301, 400),
+            (1, 1536, 512),
+            (3, 512, 512),
+        ] {
             let a: Vec<f32> = (0..m * k)
                 .map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5)
                 .collect();
