@@ -76,6 +76,58 @@ pub fn tanh_f32(x: f32) -> f32 {
     }
 }
 
+/// tanh for f64, branch-free so that a loop over a slice vectorises (libm's
+/// is a call per element): Taylor series below |x| = 1/16, else
+/// 1 − 2/(e^{2|x|} + 1) with a Cody–Waite exp and a degree-13 Taylor
+/// polynomial. Within 4e-16 of libm (absolute, and relative below 1/16);
+/// used for the reservoir states of echo state networks.
+#[inline(always)]
+pub fn tanh_f64(x: f64) -> f64 {
+    const LN2_HI: f64 = 6.931_471_803_691_238_164_90e-1;
+    const LN2_LO: f64 = 1.908_214_929_270_587_700_02e-10;
+    // 1.5 * 2^52: adding and subtracting it rounds to the nearest integer.
+    const ROUND: f64 = 6_755_399_441_055_744.0;
+    let a = x.abs();
+    let y = if a > 20.0 { 40.0 } else { 2.0 * a };
+    let t = y * std::f64::consts::LOG2_E + ROUND;
+    let n = t - ROUND;
+    let ni = t.to_bits() as i64 - ROUND.to_bits() as i64;
+    let r = y - n * LN2_HI - n * LN2_LO;
+    // e^r on |r| ≤ ln2/2 by Horner, 1/13! ≈ 1.6e-10 being the last term.
+    let mut p = 1.0 / 6_227_020_800.0;
+    for c in [
+        1.0 / 479_001_600.0,
+        1.0 / 39_916_800.0,
+        1.0 / 3_628_800.0,
+        1.0 / 362_880.0,
+        1.0 / 40_320.0,
+        1.0 / 5040.0,
+        1.0 / 720.0,
+        1.0 / 120.0,
+        1.0 / 24.0,
+        1.0 / 6.0,
+        0.5,
+        1.0,
+        1.0,
+    ] {
+        p = p * r + c;
+    }
+    let e = p * f64::from_bits(((ni + 1023) << 52) as u64);
+    let big = 1.0 - 2.0 / (e + 1.0);
+    let a2 = a * a;
+    let small = a
+        * (1.0
+            + a2 * (-1.0 / 3.0
+                + a2 * (2.0 / 15.0
+                    + a2 * (-17.0 / 315.0 + a2 * (62.0 / 2835.0 - a2 * (1382.0 / 155_925.0))))));
+    let t = if a < 0.0625 { small } else { big };
+    if x < 0.0 {
+        -t
+    } else {
+        t
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,5 +189,28 @@ mod tests {
         }
         assert_eq!(tanh_f32(0.0), 0.0);
         assert_eq!(sigmoid_f32(0.0), 0.5);
+    }
+
+    #[test]
+    fn tanh_f64_matches_libm() {
+        let mut worst = 0.0f64;
+        let mut x = -25.0f64;
+        while x <= 25.0 {
+            for v in [x, x * 1e-3, x * 1e-9] {
+                let (got, want) = (tanh_f64(v), v.tanh());
+                let err = (got - want).abs() / want.abs().min(1.0).max(f64::MIN_POSITIVE);
+                let err = if want.abs() < 0.0625 {
+                    err
+                } else {
+                    (got - want).abs()
+                };
+                worst = worst.max(err);
+            }
+            x += 0.000_731;
+        }
+        assert!(worst < 4e-16, "worst error {worst:e}");
+        assert_eq!(tanh_f64(0.0), 0.0);
+        assert_eq!(tanh_f64(800.0), 1.0);
+        assert_eq!(tanh_f64(-800.0), -1.0);
     }
 }

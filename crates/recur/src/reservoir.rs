@@ -157,8 +157,8 @@ pub struct Esn {
     pub w_out: Vec<f64>,
     /// `[N]` the current state.
     x: Vec<f64>,
-    /// `[N]` scratch.
-    pre: Vec<f64>,
+    /// `[N]` the next state while a step computes it, then swapped with `x`.
+    x_next: Vec<f64>,
     /// `[O]` the last output (fed back when `feedback`).
     y_prev: Vec<f64>,
     /// The factor W was scaled by to reach the target spectral radius.
@@ -418,7 +418,7 @@ impl Esn {
             b,
             w_out: vec![0.0; outputs * f],
             x: vec![0.0; n],
-            pre: vec![0.0; n],
+            x_next: vec![0.0; n],
             y_prev: vec![0.0; outputs],
             scale,
         })
@@ -460,41 +460,32 @@ impl Esn {
         self.y_prev.fill(0.0);
     }
 
-    /// Advances the state by one input `u` `[I]`.
+    /// Advances the state by one input `u` `[I]`. Each thread computes a
+    /// range of rows of the next state from start to end (product, inputs,
+    /// tanh, leak) into a second buffer, so the old state stays intact for
+    /// the others' products; the buffers are then swapped.
     pub fn step(&mut self, u: &[f64]) {
-        let (n, a) = (self.config.units, self.config.leak);
-        // pre = W x, split by rows across threads when W is large.
-        let out = OutPtr(self.pre.as_mut_ptr());
-        let (row, col, val, x) = (&self.w_row, &self.w_col, &self.w_val, &self.x);
+        let n = self.config.units;
+        let out = OutPtr(self.x_next.as_mut_ptr());
+        let rows = |lo: usize, hi: usize| {
+            // SAFETY: callers give disjoint row ranges of `x_next`, which is
+            // not read during the step and outlives it.
+            let y = unsafe { std::slice::from_raw_parts_mut(out.at(lo), hi - lo) };
+            reservoir_rows(lo, self, u, y);
+        };
         if self.w_val.len() >= PAR_MIN_NNZ && crate::gemm::threads() > 1 {
             let tasks = crate::gemm::threads();
             let chunk = n.div_ceil(tasks);
             pool().run(tasks, &|t| {
                 let (lo, hi) = (t * chunk, n.min((t + 1) * chunk));
                 if lo < hi {
-                    // SAFETY: tasks write disjoint row ranges of `pre`, which outlives the job.
-                    let y = unsafe { std::slice::from_raw_parts_mut(out.at(lo), hi - lo) };
-                    csr_rows(lo, row, col, val, x, y);
+                    rows(lo, hi);
                 }
             });
         } else {
-            csr_matvec(row, col, val, x, &mut self.pre);
+            rows(0, n);
         }
-        for r in 0..n {
-            let mut s = self.pre[r] + self.b[r];
-            for (j, &uj) in u.iter().enumerate() {
-                s += self.w_in[r * self.inputs + j] * uj;
-            }
-            if self.config.feedback {
-                for (j, &yj) in self.y_prev.iter().enumerate() {
-                    s += self.w_fb[r * self.outputs + j] * yj;
-                }
-            }
-            self.pre[r] = s;
-        }
-        for (x, p) in self.x.iter_mut().zip(&self.pre) {
-            *x = (1.0 - a) * *x + a * p.tanh();
-        }
+        std::mem::swap(&mut self.x, &mut self.x_next);
     }
 
     /// The feature vector [1; u; x] for input `u` into `f` `[F]`.
@@ -701,6 +692,32 @@ impl OutPtr {
     /// A method, so closures capture the whole (Sync) wrapper.
     fn at(self, i: usize) -> *mut f64 {
         self.0.wrapping_add(i)
+    }
+}
+
+/// Rows `first .. first + y.len()` of the next state:
+/// (1 − a)·x + a·tanh(W x + b + W_in u + W_fb y_prev).
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512vl+avx512dq+avx2+fma",
+    "x86_64+avx2+fma"
+))]
+fn reservoir_rows(first: usize, e: &Esn, u: &[f64], y: &mut [f64]) {
+    let a = e.config.leak;
+    csr_rows(first, &e.w_row, &e.w_col, &e.w_val, &e.x, y);
+    for (k, s) in y.iter_mut().enumerate() {
+        let r = first + k;
+        *s += e.b[r];
+        for (w, uj) in e.w_in[r * e.inputs..][..e.inputs].iter().zip(u) {
+            *s += w * uj;
+        }
+        if e.config.feedback {
+            for (w, yj) in e.w_fb[r * e.outputs..][..e.outputs].iter().zip(&e.y_prev) {
+                *s += w * yj;
+            }
+        }
+    }
+    for (s, x) in y.iter_mut().zip(&e.x[first..]) {
+        *s = (1.0 - a) * *x + a * crate::activation::tanh_f64(*s);
     }
 }
 
