@@ -174,6 +174,61 @@ macro_rules! impl_gemm {
 impl_gemm!(f32);
 impl_gemm!(f64);
 
+/// The lower triangle, diagonal included, of `c[n, n] += aᵀ·a` for `a`
+/// `[k, n]` row-major (row-major `c`, leading dimension `ldc`): the Gram
+/// matrix of k samples of n features at half a GEMM's cost. The strict upper
+/// triangle of `c` is left alone. With two or more threads the triangle is
+/// cut at row n/√2 into two blocks of equal work, one per thread.
+pub fn gram_lower(n: usize, k: usize, a: &[f64], c: &mut [f64], ldc: usize) {
+    use faer::linalg::matmul::triangular::{matmul as tri_matmul, BlockStructure};
+    if n == 0 || k == 0 {
+        return;
+    }
+    assert!(
+        a.len() >= k * n && c.len() >= (n - 1) * ldc + n,
+        "gram_lower: slice too short"
+    );
+    let at = MatRef::from_row_major_slice(&a[..k * n], k, n);
+    let out = OutPtr(c.as_mut_ptr());
+    // Rows r0..r0+rows of the lower triangle: a rectangle left of column r0
+    // and a triangle from it.
+    let rows_of = |r0: usize, rows: usize| {
+        // SAFETY: `c` holds the n×n block at stride ldc (asserted above);
+        // the two tasks write disjoint row ranges.
+        let cm = |c0: usize, cols: usize| unsafe {
+            MatMut::from_raw_parts_mut(out.at(r0 * ldc + c0), rows, cols, ldc as isize, 1isize)
+        };
+        let lhs = at.subcols(r0, rows).transpose();
+        if r0 > 0 {
+            let rhs = at.subcols(0, r0);
+            faer::linalg::matmul::matmul(cm(0, r0), Accum::Add, lhs, rhs, 1.0, Par::Seq);
+        }
+        let rhs = at.subcols(r0, rows);
+        tri_matmul(
+            cm(r0, rows),
+            BlockStructure::TriangularLower,
+            Accum::Add,
+            lhs,
+            BlockStructure::Rectangular,
+            rhs,
+            BlockStructure::Rectangular,
+            1.0,
+            Par::Seq,
+        );
+    };
+    let split = ((n as f64) / std::f64::consts::SQRT_2) as usize;
+    if threads() <= 1 || 2 * n * n * k < 2 * PAR_MIN_FLOPS || split == 0 || split >= n {
+        return rows_of(0, n);
+    }
+    pool().run(2, &|i| {
+        if i == 0 {
+            rows_of(0, split)
+        } else {
+            rows_of(split, n - split)
+        }
+    });
+}
+
 /// A `[rows, cols]` view of a row-major slice, or of the transpose of a
 /// stored `[cols, rows]` one.
 fn view<T>(s: &[T], rows: usize, cols: usize, ld: usize, t: Trans) -> MatRef<'_, T> {
@@ -285,6 +340,46 @@ mod tests {
             set_threads(0);
             gemm(m, n, k, &a, k, Trans::N, &b, k, Trans::T, &mut c2, n, false);
             assert_eq!(c1, c2, "{m}x{n}x{k}");
+        }
+    }
+
+    #[test]
+    fn gram_lower_matches_gemm_on_the_lower_triangle() {
+        for (n, k) in [(5, 3), (300, 40), (700, 64)] {
+            let a: Vec<f64> = (0..k * n)
+                .map(|i| ((i * 7919) % 1000) as f64 / 1000.0 - 0.5)
+                .collect();
+            let mut want = vec![0.5; n * n];
+            gemm(
+                n,
+                n,
+                k,
+                &a,
+                n,
+                Trans::T,
+                &a,
+                n,
+                Trans::N,
+                &mut want,
+                n,
+                true,
+            );
+            for t in [1, 0] {
+                set_threads(t);
+                let mut got = vec![0.5; n * n];
+                gram_lower(n, k, &a, &mut got, n);
+                for i in 0..n {
+                    for j in 0..n {
+                        let g = got[i * n + j];
+                        if j <= i {
+                            assert!((g - want[i * n + j]).abs() < 1e-12, "{n}x{k} [{i},{j}]");
+                        } else {
+                            assert_eq!(g, 0.5, "upper triangle untouched");
+                        }
+                    }
+                }
+            }
+            set_threads(0);
         }
     }
 

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{read_tensors_f64, write_tensors_f64};
 use crate::error::{Error, Result};
-use crate::gemm::{gemm, Trans};
+use crate::gemm::{gemm, gram_lower, Trans};
 use crate::linalg::{solve_spd, spectral_radius, spectral_radius_arnoldi};
 use crate::pool::pool;
 
@@ -177,7 +177,7 @@ pub struct RidgeSums {
     /// Features without the constant: F − 1.
     d: usize,
     o: usize,
-    /// `[D, D]` Σ z zᵀ
+    /// `[D, D]` Σ z zᵀ, lower triangle only (the upper is never written)
     pub zzt: Vec<f64>,
     /// `[D, O]` Σ z yᵀ
     pub zyt: Vec<f64>,
@@ -250,20 +250,7 @@ impl RidgeSums {
     fn flush(&mut self) {
         let (r, d, o) = (self.rows, self.d, self.o);
         if r > 0 {
-            gemm(
-                d,
-                d,
-                r,
-                &self.feat,
-                d,
-                Trans::T,
-                &self.feat,
-                d,
-                Trans::N,
-                &mut self.zzt,
-                d,
-                true,
-            );
+            gram_lower(d, r, &self.feat, &mut self.zzt, d);
             gemm(
                 d,
                 o,
@@ -296,11 +283,14 @@ impl RidgeSums {
         } else {
             &self.shift
         };
-        // Centred sums: Σ(z − z̄)(z − z̄)ᵀ = Σ z zᵀ − n z̄ z̄ᵀ, and likewise for z yᵀ.
+        // Centred sums: Σ(z − z̄)(z − z̄)ᵀ = Σ z zᵀ − n z̄ z̄ᵀ, and likewise
+        // for z yᵀ. Only the lower triangle of Σ z zᵀ was accumulated.
         let mut a = self.zzt.clone();
         for i in 0..d {
-            for j in 0..d {
-                a[i * d + j] -= n * zm[i] * zm[j];
+            for j in 0..=i {
+                let v = a[i * d + j] - n * zm[i] * zm[j];
+                a[i * d + j] = v;
+                a[j * d + i] = v;
             }
             a[i * d + i] += ridge;
         }
