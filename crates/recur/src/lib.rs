@@ -2,7 +2,9 @@
 //!
 //! Elman RNN (tanh, relu), LSTM and GRU layers with PyTorch's weight layout,
 //! gate order and state indexing, run by fused kernels with hand-written
-//! backpropagation through time.
+//! backpropagation through time; Elman and Jordan nets with leaky units and
+//! skip connections (`layer::srn`), the long-memory tasks (`task`) and
+//! gradient-flow diagnostics (`diagnose`); echo state networks (`reservoir`).
 //!
 //! # Dimension legend
 //! Every buffer is a flat row-major slice; its shape comment uses these letters.
@@ -17,6 +19,7 @@
 //! | L | stacked layers |
 //! | D | directions: 1, or 2 when bidirectional |
 //! | V | vocabulary size |
+//! | O | outputs per step of a task net's readout (`layer::srn`, `task`) |
 //!
 //! Sequences are time-major: `x` is `[T, B, I]`, row `t·B + b` is step t of
 //! sequence b. States are `[L·D, B, H]`, indexed by `layer·D + direction`.
