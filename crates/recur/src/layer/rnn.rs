@@ -14,7 +14,7 @@
 //! reused; nothing is allocated inside the time loop.
 //!
 //! Variable-length batches follow PyTorch's packed sequences: row b is active
-//! for t < lengths[b]; past that its state is carried unchanged and its output
+//! for t < `lengths[b]`; past that its state is carried unchanged and its output
 //! is zero, so the reverse direction starts at each row's own last element
 //! and h_n is each row's state at its own end.
 

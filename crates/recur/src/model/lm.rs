@@ -3,7 +3,7 @@
 //! layers) → dropout → `decoder` (linear `[V, H]` + bias `[V]`).
 //!
 //! Training is truncated BPTT: the state at the end of one batch starts the
-//! next (no gradient flows across), and [`LanguageModel::reset_state`] zeroes
+//! next (no gradient flows across), and [`LmWorkspace::reset_state`] zeroes
 //! it at the start of each epoch.
 
 use rand::{RngCore, SeedableRng};
