@@ -60,7 +60,7 @@ pub fn srn_jacobian_norms<T: Float>(
     let alpha: Vec<f64> = ws.alpha().iter().map(|a| a.to_f64()).collect();
     let leak = !matches!(c.leak, Leak::None);
     let mut out = Vec::with_capacity(tn);
-    let (mut tmp, mut d) = (vec![0.0; h], vec![0.0; h]);
+    let (mut tmp, mut du, mut d) = (vec![0.0; h], vec![0.0; h], vec![0.0; h]);
     for t in 0..tn {
         let a = &act[(t * bn + b) * h..][..h];
         for ((d, v), al) in d.iter_mut().zip(a).zip(&alpha) {
@@ -80,7 +80,7 @@ pub fn srn_jacobian_norms<T: Float>(
                 }
             },
             |u, out| {
-                let du: Vec<f64> = (0..h).map(|i| d[i] * u[i]).collect();
+                (0..h).for_each(|i| du[i] = d[i] * u[i]);
                 matvec_t(w, h, h, &du, out);
                 if leak {
                     for i in 0..h {

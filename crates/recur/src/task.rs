@@ -291,16 +291,26 @@ struct Batch {
 
 /// Draws a batch of `bn` sequences of `cfg`'s task.
 fn draw_batch(cfg: &TaskConfig, rng: &mut ChaCha8Rng, bn: usize, test: bool) -> Batch {
+    let mut bt = Batch::default();
+    draw_batch_into(cfg, rng, bn, test, &mut bt);
+    bt
+}
+
+/// Draws a batch into `bt`, reusing its buffers (one per training step).
+fn draw_batch_into(cfg: &TaskConfig, rng: &mut ChaCha8Rng, bn: usize, test: bool, bt: &mut Batch) {
     let tn = cfg.steps_per_sequence(test);
     let (i, o) = (cfg.inputs(), cfg.outputs());
-    let mut bt = Batch {
-        steps: tn,
-        batch: bn,
-        x: vec![0.0; tn * bn * i],
-        y: vec![0.0; tn * bn * o],
-        classes: vec![0; tn * bn],
-        weight: vec![0.0; tn * bn * o],
-    };
+    (bt.steps, bt.batch) = (tn, bn);
+    for (v, n) in [
+        (&mut bt.x, tn * bn * i),
+        (&mut bt.y, tn * bn * o),
+        (&mut bt.weight, tn * bn * o),
+    ] {
+        v.clear();
+        v.resize(n, 0.0);
+    }
+    bt.classes.clear();
+    bt.classes.resize(tn * bn, 0);
     for b in 0..bn {
         match cfg.task {
             TaskKind::BinaryAddition => {
@@ -363,7 +373,6 @@ fn draw_batch(cfg: &TaskConfig, rng: &mut ChaCha8Rng, bn: usize, test: bool) -> 
             }
         }
     }
-    bt
 }
 
 /// The net: an [`Srn`] for Elman and Jordan nets, or a one-layer [`Rnn`]
@@ -650,7 +659,13 @@ impl TaskRun {
     /// One step on a fresh batch: forward, loss, BPTT, clipping, update.
     /// Returns the loss.
     pub fn train_step(&mut self) -> Result<f64> {
-        self.train = draw_batch(&self.cfg, &mut self.rng, self.cfg.batch, false);
+        draw_batch_into(
+            &self.cfg,
+            &mut self.rng,
+            self.cfg.batch,
+            false,
+            &mut self.train,
+        );
         self.net.zero_grad();
         let z = self.net.forward(&self.train, self.cfg.teacher_forcing)?;
         let loss = task_loss(&self.cfg, &self.train, z, &mut self.dz);

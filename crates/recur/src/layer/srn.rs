@@ -190,6 +190,8 @@ pub struct SrnWorkspace<T> {
     dpre: Vec<T>,
     /// `[T, B, I]` dL/dx.
     dx: Vec<T>,
+    /// `[H]` dL/dleak_logit summed over the steps (learned leak only).
+    d_logit: Vec<T>,
 }
 
 impl<T: Float> SrnWorkspace<T> {
@@ -501,7 +503,8 @@ impl<T: Float> Srn<T> {
         let free_running = c.feedback && !ws.teacher;
         let learned = matches!(c.leak, Leak::Learned(_));
         let (p, g, at) = (&self.params, &mut self.grads, &self.at);
-        let mut d_logit = vec![T::ZERO; if learned { h } else { 0 }];
+        ws.d_logit.clear();
+        ws.d_logit.resize(if learned { h } else { 0 }, T::ZERO);
 
         for t in (0..tn).rev() {
             let dz_t = &mut ws.dz[t * bo..][..bo];
@@ -543,7 +546,7 @@ impl<T: Float> Srn<T> {
                 dpre,
                 &mut before[t * bh..][..bh],
                 if learned {
-                    Some(&mut d_logit[..])
+                    Some(&mut ws.d_logit[..])
                 } else {
                     None
                 },
@@ -686,7 +689,7 @@ impl<T: Float> Srn<T> {
             );
         }
         if learned {
-            for (a, d) in g[at.leak_logit.clone()].iter_mut().zip(&d_logit) {
+            for (a, d) in g[at.leak_logit.clone()].iter_mut().zip(&ws.d_logit) {
                 *a += *d;
             }
         }
