@@ -22,26 +22,30 @@ RECUR = os.path.join(ROOT, "target", "release", "recur")
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--trials", type=int, default=20)
+    ap.add_argument("--first-trial", type=int, default=0,
+                    help="trial k uses seed k + 1 and the segment starting 500 k steps in; a later first trial gives fresh trials")
     ap.add_argument("--units", default="1000")
-    ap.add_argument("--spectral-radius", default="0.95")
+    ap.add_argument("--spectral-radius", default="1.0")
     ap.add_argument("--leak", default="1.0")
-    ap.add_argument("--input-scaling", default="0.5")
+    ap.add_argument("--input-scaling", default="0.8")
     ap.add_argument("--connectivity", default="0.01")
-    ap.add_argument("--input-connectivity", default="1.0")
-    ap.add_argument("--bias", default="0.2")
-    ap.add_argument("--ridge", default="1e-10")
+    ap.add_argument("--input-connectivity", default="0.5")
+    ap.add_argument("--bias", default="0.3")
+    ap.add_argument("--ridge", default="1e-11")
+    ap.add_argument("--shift", type=float, default=1.0, help="subtract this from the series (Jaeger & Haas centre it with tanh(x - 1))")
+    ap.add_argument("--input-readout", action="store_true", help="put the input into the readout as well")
     a = ap.parse_args()
     washout, train, horizon = 1000, 3000, 84
     need = washout + train + horizon
     with tempfile.TemporaryDirectory() as tmp:
         full = os.path.join(tmp, "mg.csv")
-        n_total = need + 500 * a.trials
+        n_total = need + 500 * (a.first_trial + a.trials)
         subprocess.run([RECUR, "data", "mackey-glass", "--length", str(n_total + 1000), "--dt", "0.1",
                         "--subsample", "10", "--out", full], check=True)
-        x = np.loadtxt(full, delimiter=",", skiprows=1)[1000:, 1]  # drop the initial transient
+        x = np.loadtxt(full, delimiter=",", skiprows=1)[1000:, 1] - a.shift  # drop the initial transient
         var = x.var()
         errs = []
-        for k in range(a.trials):
+        for k in range(a.first_trial, a.first_trial + a.trials):
             seg = x[500 * k: 500 * k + need]
             train_csv = os.path.join(tmp, "train.csv")
             np.savetxt(train_csv, seg[: washout + train], header="x", comments="", fmt="%.17g")
@@ -50,7 +54,8 @@ def main():
                             "--test-fraction", "0", "--seed", str(k + 1), "--units", a.units,
                             "--spectral-radius", a.spectral_radius, "--leak", a.leak,
                             "--input-scaling", a.input_scaling, "--connectivity", a.connectivity,
-                            "--input-connectivity", a.input_connectivity, "--bias", a.bias, "--ridge", a.ridge],
+                            "--input-connectivity", a.input_connectivity, "--bias", a.bias, "--ridge", a.ridge]
+                           + ([] if a.input_readout else ["--no-input-readout"]),
                            check=True, capture_output=True)
             out = subprocess.run([RECUR, "esn", "predict", "--model", model, "--data", train_csv,
                                   "--warmup", str(washout + train), "--generate", str(horizon)],

@@ -27,6 +27,10 @@ struct Shared {
     busy: Mutex<()>,
     /// Workers that have started and reached their loop.
     started: AtomicUsize,
+    /// Workers parked (or about to park) on `wake`; a job only takes the
+    /// lock and signals when this is non-zero, so back-to-back jobs cost no
+    /// system call.
+    sleepers: AtomicUsize,
 }
 
 // SAFETY: `job` is written only by the holder of `busy` while no worker reads
@@ -53,6 +57,7 @@ impl Pool {
             wake: Condvar::new(),
             busy: Mutex::new(()),
             started: AtomicUsize::new(0),
+            sleepers: AtomicUsize::new(0),
         }));
         for w in 0..workers {
             std::thread::Builder::new()
@@ -87,9 +92,13 @@ impl Pool {
         unsafe { *s.job.get() = Some(std::mem::transmute::<Job<'_>, Job<'static>>(job)) };
         s.tasks.store(tasks, Ordering::Relaxed);
         s.pending.store(self.workers, Ordering::Relaxed);
-        s.epoch.fetch_add(1, Ordering::Release);
-        drop(s.sleep.lock().unwrap_or_else(|e| e.into_inner()));
-        s.wake.notify_all();
+        // SeqCst pairs with the worker's: either it sees the new epoch
+        // before it parks, or we see it counted as a sleeper and signal.
+        s.epoch.fetch_add(1, Ordering::SeqCst);
+        if s.sleepers.load(Ordering::SeqCst) != 0 {
+            drop(s.sleep.lock().unwrap_or_else(|e| e.into_inner()));
+            s.wake.notify_all();
+        }
         job(0);
         while s.pending.load(Ordering::Acquire) != 0 {
             std::hint::spin_loop();
@@ -111,9 +120,13 @@ fn worker(s: &'static Shared, index: usize) {
                 continue;
             }
             let g = s.sleep.lock().unwrap_or_else(|e| e.into_inner());
-            if s.epoch.load(Ordering::Acquire) == seen {
+            s.sleepers.fetch_add(1, Ordering::SeqCst);
+            if s.epoch.load(Ordering::SeqCst) == seen {
                 drop(s.wake.wait(g).unwrap_or_else(|e| e.into_inner()));
+            } else {
+                drop(g);
             }
+            s.sleepers.fetch_sub(1, Ordering::SeqCst);
         }
         seen = s.epoch.load(Ordering::Acquire);
         // SAFETY: see `Shared`.
