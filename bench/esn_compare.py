@@ -38,42 +38,41 @@ def series(n):
     return 2 * (x - x.min()) / (x.max() - x.min()) - 1
 
 
-def run_reservoirpy(x, units, h, seed):
-    import reservoirpy  # noqa: F401
+def reservoirpy_fit_predict(x, units, h, seed):
+    """ReservoirPy on the protocol: fit on the first 2000 steps, predict the next 2000."""
     from reservoirpy.nodes import Reservoir, Ridge
-    t0 = time.perf_counter()
     res = Reservoir(units=units, lr=0.3, sr=1.25, input_scaling=1.0, rc_connectivity=0.1,
                     input_connectivity=0.2, seed=seed)
     esn = res >> Ridge(ridge=1e-8)
     xin, yout = x[:-h, None], x[h:, None]
     esn.fit(xin[:2000], yout[:2000], warmup=100)
-    pred = esn.run(xin[2000:4000]).ravel()
-    return time.perf_counter() - t0, metrics(yout[2000:4000].ravel(), pred)
+    return esn.run(xin[2000:4000]).ravel()
 
 
-RPY_JOB = """
-import sys, numpy as np
-from reservoirpy.nodes import Reservoir, Ridge
-data, units, h, seed, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
-x = np.loadtxt(data, skiprows=1)
-res = Reservoir(units=units, lr=0.3, sr=1.25, input_scaling=1.0, rc_connectivity=0.1,
-                input_connectivity=0.2, seed=seed)
-esn = res >> Ridge(ridge=1e-8)
-xin, yout = x[:-h, None], x[h:, None]
-esn.fit(xin[:2000], yout[:2000], warmup=100)
-pred = esn.run(xin[2000:4000]).ravel()
-np.savetxt(out, np.c_[np.arange(2000 + h, 4000 + h), pred], delimiter=",", header="step,prediction", comments="", fmt=["%d", "%.17g"])
-"""
+def run_reservoirpy(x, units, h, seed):
+    """Model construction, fit and run, timed inside this (already importing) process."""
+    import reservoirpy  # noqa: F401
+    t0 = time.perf_counter()
+    pred = reservoirpy_fit_predict(x, units, h, seed)
+    return time.perf_counter() - t0, metrics(x[2000 + h:4000 + h], pred)
+
+
+def reservoirpy_job(data, units, h, seed, out):
+    """The whole-process job (run as `esn_compare.py --reservoirpy-job ...`): CSV in, fit, predict, CSV out."""
+    x = np.loadtxt(data, skiprows=1)
+    pred = reservoirpy_fit_predict(x, units, h, seed)
+    np.savetxt(out, np.c_[np.arange(2000 + h, 4000 + h), pred], delimiter=",", header="step,prediction",
+               comments="", fmt=["%d", "%.17g"])
 
 
 def run_reservoirpy_process(x, units, h, seed, tmp):
-    """The whole job as a process, like recur's: import, CSV in, fit, predict, CSV out."""
+    """The whole job as a process, like recur's: start, import, CSV in, fit, predict, CSV out."""
     data = os.path.join(tmp, "mg_rpy.csv")
     pred = os.path.join(tmp, "pred_rpy.csv")
     np.savetxt(data, x[: 4000 + h], header="x", comments="", fmt="%.17g")
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-c", RPY_JOB, data, str(units), str(h), str(seed), pred],
-                   check=True, capture_output=True)
+    subprocess.run([sys.executable, os.path.abspath(__file__), "--reservoirpy-job", data, str(units), str(h),
+                    str(seed), pred], check=True, capture_output=True)
     dt = time.perf_counter() - t0
     p = np.loadtxt(pred, delimiter=",", skiprows=1)
     return dt, metrics(x[p[:, 0].astype(int)], p[:, 1])
@@ -103,6 +102,9 @@ def run_recur(x, units, h, seed, tmp):
 
 
 def main():
+    if len(sys.argv) == 7 and sys.argv[1] == "--reservoirpy-job":
+        _, _, data, units, h, seed, out = sys.argv
+        return reservoirpy_job(data, int(units), int(h), int(seed), out)
     ap = argparse.ArgumentParser()
     ap.add_argument("--units", type=int, nargs="+", default=[100, 1000])
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])

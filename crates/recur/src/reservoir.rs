@@ -961,8 +961,13 @@ mod tests {
         // Bit for bit: the result does not depend on which CPU runs it.
         assert_eq!(y, y_portable);
         for r in 0..lens.len() {
-            let exact: f64 = (row[r]..row[r + 1]).map(|k| val[k] * x[col[k] as usize]).sum();
-            assert!((y[r] - exact).abs() <= 1e-12 * (1.0 + exact.abs()), "row {r}");
+            let exact: f64 = (row[r]..row[r + 1])
+                .map(|k| val[k] * x[col[k] as usize])
+                .sum();
+            assert!(
+                (y[r] - exact).abs() <= 1e-12 * (1.0 + exact.abs()),
+                "row {r}"
+            );
         }
         // A range of rows starting past 0, as a thread computes it.
         let mut part = vec![0.0; 4];
