@@ -130,7 +130,8 @@ pub fn spectral_radius_arnoldi(
         .collect();
     let norm = start.iter().map(|x| x * x).sum::<f64>().sqrt();
     let mut v = vec![0.0f64; (m + 1) * n]; // [m+1, n] Krylov basis, one vector per row
-    let mut v_new = vec![0.0f64; keep.min(m) * n + n]; // [p, n] the kept basis while it is formed
+                                           // [p, n] the kept basis while it is formed; p ≤ keep + 1 (a pair kept whole).
+    let mut v_new: Vec<f64> = Vec::with_capacity((keep + 1) * n);
     v[..n]
         .iter_mut()
         .zip(&start)
