@@ -8,7 +8,7 @@ use recur::gemm::{gemm, set_threads, threads, Trans};
 use recur::model::lm::{LanguageModel, LmConfig, LmWorkspace};
 use recur::optim::{clip_grad_norm, OptimConfig, Optimizer, OptimizerKind};
 use recur::sample::{generate, Decoding};
-use recur::{CellKind, Rnn, RnnConfig, RnnInput, RnnWorkspace};
+use recur::{CellKind, ParamStore, Rnn, RnnConfig, RnnInput, RnnWorkspace};
 
 /// `recur bench`: the language-model configs of `../shared/bench/pytorch_baseline.py`,
 /// or `recur bench layer`.
@@ -89,16 +89,16 @@ pub fn run_args(a: BenchArgs) -> Result<(), String> {
         let y: Vec<u32> = (0..t * b).map(|_| rng.random_range(0..v as u32)).collect();
         let mut opt = Optimizer::new(
             OptimConfig::new(OptimizerKind::Adam, 2e-3),
-            &model.param_sizes(),
+            &[model.num_params()],
         )
         .map_err(|e| e.to_string())?;
         let mut ws = LmWorkspace::new();
         let mut train_step = || {
             ws.reset_state();
             model.forward_backward(&mut ws, &x, &y, t, b, None).unwrap();
-            clip_grad_norm(&mut model.grads_mut(), 5.0);
-            let (mut p, g) = model.params_and_grads();
-            opt.step(&mut p, &g, 2e-3);
+            let store = &mut model.store;
+            clip_grad_norm(&mut [&mut store.grads], 5.0);
+            opt.step(&mut [&mut store.params], &[&store.grads], 2e-3);
         };
         for _ in 0..2 {
             train_step();
@@ -126,7 +126,7 @@ pub fn run_args(a: BenchArgs) -> Result<(), String> {
         gen();
         let t_gen = median((0..3).map(|_| timed(&mut gen)).collect());
         // A training token costs about 6 FLOPs per recurrent and output weight.
-        let weights = model.rnn.params.len() + model.decoder_w.len();
+        let weights = model.rnn().block().len + v * h;
         let tokens = (t * b) as f64;
         let train_gflops = 6.0 * weights as f64 * tokens / t_train / 1e9;
         let (train_tok_s, infer_tok_s, gen_tok_s) =
@@ -250,19 +250,22 @@ fn layer(a: LayerArgs) -> Result<(), String> {
     let (h, b, t) = (a.hidden, a.batch, a.steps);
     let i = a.input.unwrap_or(h);
     let g = cell.gates();
-    let mut rnn = Rnn::<f32>::new(RnnConfig::new(cell, i, h)).map_err(|e| e.to_string())?;
-    rnn.init_uniform(0);
+    let mut store = ParamStore::<f32>::new();
+    let rnn = Rnn::new(store.root(), RnnConfig::new(cell, i, h)).map_err(|e| e.to_string())?;
+    rnn.init_uniform(&mut store, 0);
     let x: Vec<f32> = (0..t * b * i)
         .map(|k| ((k % 97) as f32 / 97.0) - 0.5)
         .collect();
     let dy = vec![0.01f32; t * b * h];
     let mut ws = RnnWorkspace::new();
     let fwd = time(a.repeats, || {
-        rnn.forward(&mut ws, RnnInput::new(&x, t, b), None).unwrap()
+        rnn.forward(&store, &mut ws, RnnInput::new(&x, t, b), None)
+            .unwrap()
     });
     let both = time(a.repeats, || {
-        rnn.forward(&mut ws, RnnInput::new(&x, t, b), None).unwrap();
-        rnn.backward(&mut ws, &dy, None, None).unwrap();
+        rnn.forward(&store, &mut ws, RnnInput::new(&x, t, b), None)
+            .unwrap();
+        rnn.backward(&mut store, &mut ws, &dy, None, None).unwrap();
     });
     // GEMM work only: forward x·W_ihᵀ and h·W_hhᵀ; backward the same three
     // times over (dh, dW, dx). The reset-before GRU's split GEMMs add none.

@@ -21,6 +21,7 @@ use crate::cell::CellKind;
 use crate::data::{Level, Vocab};
 use crate::error::{Error, Result};
 use crate::model::lm::{LanguageModel, LmConfig};
+use crate::params::ParamStore;
 
 /// The `format` metadata of a model file.
 pub const MODEL_FORMAT: &str = "recur-lm";
@@ -217,21 +218,28 @@ struct VocabJson {
     tokens: Vec<String>,
 }
 
-/// Copies every parameter of `model` out of `t`, by name, checking shapes.
-fn fill_params(model: &mut LanguageModel, t: &mut Tensors, path: &Path) -> Result<()> {
-    let shapes: Vec<(String, Vec<usize>)> = model
-        .named_params()
-        .into_iter()
-        .map(|(n, s, _)| (n, s))
-        .collect();
-    for (name, shape) in shapes {
-        let v = t.take(path, &name, &shape)?;
-        model
-            .param_mut(&name)
-            .expect("named parameter exists")
-            .copy_from_slice(&v);
+/// Copies every tensor of `store` out of `t`, by name, checking shapes.
+pub fn fill_params(store: &mut ParamStore<f32>, t: &mut Tensors, path: &Path) -> Result<()> {
+    for i in 0..store.info().len() {
+        let p = &store.info()[i];
+        let v = t.take(path, &p.name, &p.shape)?;
+        let r = p.range();
+        store.params[r].copy_from_slice(&v);
     }
     Ok(())
+}
+
+/// Writes every tensor of `store` with `metadata` (f32, by name).
+pub fn write_store(
+    path: &Path,
+    store: &ParamStore<f32>,
+    metadata: HashMap<String, String>,
+) -> Result<()> {
+    let tensors: Vec<_> = store
+        .named()
+        .map(|(n, s, v)| (n.to_string(), s.to_vec(), v))
+        .collect();
+    write_tensors(path, &tensors, metadata)
 }
 
 /// Saves a language model with its vocabulary.
@@ -250,15 +258,7 @@ pub fn save_lm(path: &Path, model: &LanguageModel, vocab: &Vocab) -> Result<()> 
         "vocab".to_string(),
         serde_json::to_string(&v).expect("vocab serialises"),
     );
-    let params = model.named_params();
-    write_tensors(
-        path,
-        &params
-            .iter()
-            .map(|(n, s, v)| (n.clone(), s.clone(), *v))
-            .collect::<Vec<_>>(),
-        meta,
-    )
+    write_store(path, &model.store, meta)
 }
 
 /// Loads a language model saved by [`save_lm`].
@@ -314,7 +314,7 @@ pub fn load_lm(path: &Path) -> Result<(LanguageModel, Vocab)> {
         ));
     }
     let mut model = LanguageModel::zeros(config).map_err(|e| data_err(path, e.to_string()))?;
-    fill_params(&mut model, &mut t, path)?;
+    fill_params(&mut model.store, &mut t, path)?;
     Ok((model, vocab))
 }
 
@@ -387,7 +387,7 @@ pub fn import_torch_lm(
         dropout: 0.0,
     };
     let mut model = LanguageModel::zeros(config)?;
-    fill_params(&mut model, &mut t, path)?;
+    fill_params(&mut model.store, &mut t, path)?;
     if let Some(extra) = t.tensors.keys().next() {
         return Err(data_err(
             path,
@@ -404,14 +404,9 @@ pub fn import_torch_lm(
 /// vocabulary as a JSON array: `DIR/state_dict.safetensors`, `DIR/vocab.json`.
 pub fn export_torch_lm(dir: &Path, model: &LanguageModel, vocab: &Vocab) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
-    let params = model.named_params();
-    let tensors: Vec<_> = params
-        .iter()
-        .map(|(n, s, v)| (n.clone(), s.clone(), *v))
-        .collect();
-    write_tensors(
+    write_store(
         &dir.join("state_dict.safetensors"),
-        &tensors,
+        &model.store,
         HashMap::new(),
     )?;
     let json = serde_json::to_string(&vocab.tokens).expect("tokens serialise");

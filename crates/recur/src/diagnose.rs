@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::layer::rnn::{Rnn, RnnWorkspace};
 use crate::layer::srn::{Leak, Srn, SrnActivation, SrnWorkspace};
+use crate::params::ParamStore;
 
 /// Power-iteration steps per Jacobian; enough for 3–4 correct digits on
 /// the matrices met here, and deterministic.
@@ -41,7 +42,8 @@ pub fn state_grad_norms<T: Float>(grads: &[T], steps: usize, batch: usize) -> Ve
 /// [`Srn`]: (1 − α) I + diag(α ⊙ act′(pre_t)) W_hh. Needs W_hh and no
 /// other recurrent path (no skip, no output feedback).
 pub fn srn_jacobian_norms<T: Float>(
-    net: &Srn<T>,
+    net: &Srn,
+    store: &ParamStore<T>,
     ws: &SrnWorkspace<T>,
     b: usize,
 ) -> Result<Vec<f64>> {
@@ -56,7 +58,9 @@ pub fn srn_jacobian_norms<T: Float>(
     let act = ws.activations();
     let (tn, bn) = (ws.steps(), ws.batch());
     check_row(b, bn)?;
-    let w = net.param("weight_hh").expect("Elman net has weight_hh");
+    let w = net
+        .param(store, "weight_hh")
+        .expect("Elman net has weight_hh");
     let alpha: Vec<f64> = ws.alpha().iter().map(|a| a.to_f64()).collect();
     let leak = !matches!(c.leak, Leak::None);
     let mut out = Vec::with_capacity(tn);
@@ -98,7 +102,8 @@ pub fn srn_jacobian_norms<T: Float>(
 /// one-layer [`Rnn`] (its first direction): s = h for Elman and GRU
 /// (reset-after) cells, s = (h, c) for LSTM.
 pub fn rnn_jacobian_norms<T: Float>(
-    rnn: &Rnn<T>,
+    rnn: &Rnn,
+    store: &ParamStore<T>,
     ws: &RnnWorkspace<T>,
     b: usize,
 ) -> Result<Vec<f64>> {
@@ -112,7 +117,7 @@ pub fn rnn_jacobian_norms<T: Float>(
     let h = cfg.hidden_size;
     let (tn, bn) = (ws.steps(), ws.batch());
     check_row(b, bn)?;
-    let w = rnn.param("weight_hh_l0").expect("layer 0");
+    let w = rnn.param(store, "weight_hh_l0").expect("layer 0");
     let g = cfg.cell.gates();
     let mut u = vec![0.0; g * h];
     let mut a = vec![0.0; g * h];

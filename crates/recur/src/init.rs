@@ -10,8 +10,9 @@ use rand_distr::{Distribution, Normal};
 
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::layer::rnn::{ParamInfo, Rnn};
+use crate::layer::rnn::Rnn;
 use crate::linalg::random_orthogonal;
+use crate::params::{ParamInfo, ParamStore};
 
 /// How recurrent matrices are drawn; each H×H gate block separately.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -85,7 +86,11 @@ pub fn init_params<T: Float>(
 /// Sets an LSTM's forget-gate bias: b_ih's f block to `value` and b_hh's to
 /// 0, so the gate starts at σ(value) (Gers et al. 2000; Jozefowicz et al.
 /// 2015 recommend 1).
-pub fn set_lstm_forget_bias<T: Float>(rnn: &mut Rnn<T>, value: f64) -> Result<()> {
+pub fn set_lstm_forget_bias<T: Float>(
+    rnn: &Rnn,
+    store: &mut ParamStore<T>,
+    value: f64,
+) -> Result<()> {
     if !rnn.config().cell.has_cell_state() {
         return Err(Error::Config(format!(
             "a forget-gate bias needs an LSTM, not a {} layer",
@@ -105,7 +110,7 @@ pub fn set_lstm_forget_bias<T: Float>(rnn: &mut Rnn<T>, value: f64) -> Result<()
         } else {
             T::ZERO
         };
-        let b = rnn.param_mut(&name).expect("listed parameter");
+        let b = rnn.param_mut(store, &name).expect("listed parameter");
         b[h..2 * h].fill(v);
     }
     Ok(())

@@ -26,18 +26,19 @@
 //!
 //! # Example
 //! ```
-//! use recur::{CellKind, Rnn, RnnConfig, RnnInput, RnnWorkspace};
+//! use recur::{CellKind, ParamStore, Rnn, RnnConfig, RnnInput, RnnWorkspace};
+//! let mut store = ParamStore::<f32>::new();
 //! let cfg = RnnConfig::new(CellKind::Lstm, 3, 8).layers(2);
-//! let mut rnn = Rnn::<f32>::new(cfg).unwrap();
-//! rnn.init_uniform(42);
+//! let rnn = Rnn::new(store.scope("rnn"), cfg).unwrap();
+//! rnn.init_uniform(&mut store, 42);
 //! let (t, b) = (5, 2);
 //! let x = vec![0.5f32; t * b * 3];
 //! let mut ws = RnnWorkspace::new();
-//! rnn.forward(&mut ws, RnnInput::new(&x, t, b), None).unwrap();
+//! rnn.forward(&store, &mut ws, RnnInput::new(&x, t, b), None).unwrap();
 //! assert_eq!(ws.output().len(), t * b * 8);
 //! let dy = vec![1.0f32; t * b * 8];
-//! rnn.backward(&mut ws, &dy, None, None).unwrap();
-//! assert!(rnn.grads.iter().any(|g| *g != 0.0));
+//! rnn.backward(&mut store, &mut ws, &dy, None, None).unwrap();
+//! assert!(store.grads.iter().any(|g| *g != 0.0));
 //! ```
 
 #![deny(missing_docs)]
@@ -55,6 +56,7 @@ pub mod layer;
 pub mod linalg;
 pub mod model;
 pub mod optim;
+pub mod params;
 mod pool;
 pub mod reservoir;
 pub mod sample;
@@ -64,4 +66,7 @@ pub mod train;
 pub use cell::{CellKind, StepMask};
 pub use error::{Error, Result};
 pub use float::Float;
-pub use layer::rnn::{ParamInfo, Rnn, RnnConfig, RnnInput, RnnWorkspace};
+pub use layer::embedding::Embedding;
+pub use layer::linear::Linear;
+pub use layer::rnn::{Rnn, RnnConfig, RnnInput, RnnWorkspace};
+pub use params::{Param, ParamInfo, ParamStore, Scope};

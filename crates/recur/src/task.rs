@@ -25,12 +25,13 @@ use crate::cell::CellKind;
 use crate::diagnose::{rnn_jacobian_norms, srn_jacobian_norms, state_grad_norms};
 use crate::error::{Error, Result};
 use crate::init::{init_params, set_lstm_forget_bias, RecurrentInit};
-use crate::layer::linear::{linear_backward, linear_forward};
+use crate::layer::linear::Linear;
 use crate::layer::loss::{bce_with_logits, mse};
 use crate::layer::rnn::{Rnn, RnnConfig, RnnInput, RnnWorkspace};
 use crate::layer::softmax::softmax_cross_entropy;
 use crate::layer::srn::{Leak, OutputKind, Srn, SrnActivation, SrnConfig, SrnWorkspace};
 use crate::optim::{clip_grad_norm, clip_grad_value, OptimConfig, Optimizer, OptimizerKind};
+use crate::params::ParamStore;
 
 /// Symbols of the copy task are classes 1..=8; 0 is blank, 9 the delimiter.
 const COPY_SYMBOLS: usize = 8;
@@ -376,21 +377,23 @@ fn draw_batch_into(cfg: &TaskConfig, rng: &mut ChaCha8Rng, bn: usize, test: bool
 }
 
 /// The net: an [`Srn`] for Elman and Jordan nets, or a one-layer [`Rnn`]
-/// with a linear readout for LSTM and GRU.
+/// with a linear readout for LSTM and GRU; either way, one store.
 #[derive(Clone, Debug)]
-enum Net {
+struct Net {
+    store: ParamStore<f32>,
+    kind: NetKind,
+}
+
+#[derive(Clone, Debug)]
+enum NetKind {
     Simple {
-        srn: Srn<f32>,
+        srn: Srn,
         ws: SrnWorkspace<f32>,
     },
     Gated {
-        rnn: Rnn<f32>,
+        rnn: Rnn,
         ws: RnnWorkspace<f32>,
-        /// `[O, H]`, `[O]` and their gradients.
-        w_out: Vec<f32>,
-        b_out: Vec<f32>,
-        d_w_out: Vec<f32>,
-        d_b_out: Vec<f32>,
+        out: Linear,
         /// `[T, B, O]` logits.
         z: Vec<f32>,
         /// `[T, B, H]` dL/dy.
@@ -401,37 +404,34 @@ enum Net {
 impl Net {
     fn new(cfg: &TaskConfig) -> Result<Net> {
         let (i, h, o) = (cfg.inputs(), cfg.hidden, cfg.outputs());
-        if cfg.cell.gated() {
+        let mut store = ParamStore::new();
+        let kind = if cfg.cell.gated() {
             let kind = if cfg.cell == TaskCell::Lstm {
                 CellKind::Lstm
             } else {
                 CellKind::Gru
             };
-            let mut rnn = Rnn::<f32>::new(RnnConfig::new(kind, i, h))?;
-            let info = rnn.param_info().to_vec();
-            init_params(&mut rnn.params, &info, h, cfg.init, cfg.seed);
+            let rnn = Rnn::new(store.scope("rnn"), RnnConfig::new(kind, i, h))?;
+            let out = Linear::new(store.scope("out"), h, o);
+            init_params(&mut store.params, rnn.param_info(), h, cfg.init, cfg.seed);
             if kind == CellKind::Lstm {
-                set_lstm_forget_bias(&mut rnn, cfg.forget_bias)?;
+                set_lstm_forget_bias(&rnn, &mut store, cfg.forget_bias)?;
             }
             // The readout as torch.nn.Linear: U(−1/√H, 1/√H).
             let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x5eed);
             let k = 1.0 / (h as f32).sqrt();
-            let mut draw = |n: usize| {
-                (0..n)
-                    .map(|_| rng.random_range(-k..k))
-                    .collect::<Vec<f32>>()
-            };
-            let (w_out, b_out) = (draw(o * h), draw(o));
-            Ok(Net::Gated {
+            for r in [out.weight().range(), out.bias().range()] {
+                for v in &mut store.params[r] {
+                    *v = rng.random_range(-k..k);
+                }
+            }
+            NetKind::Gated {
                 rnn,
                 ws: RnnWorkspace::new(),
-                w_out,
-                b_out,
-                d_w_out: vec![0.0; o * h],
-                d_b_out: vec![0.0; o],
+                out,
                 z: Vec::new(),
                 dy: Vec::new(),
-            })
+            }
         } else {
             let jordan = cfg.cell == TaskCell::Jordan;
             let sc = SrnConfig {
@@ -447,114 +447,49 @@ impl Net {
                 skip: cfg.skip,
                 ..SrnConfig::elman(i, h, o)
             };
-            let mut srn = Srn::<f32>::new(sc)?;
-            let info = srn.param_info().to_vec();
-            init_params(&mut srn.params, &info, h, cfg.init, cfg.seed);
-            Ok(Net::Simple {
+            let srn = Srn::new(store.root(), sc)?;
+            init_params(&mut store.params, srn.param_info(), h, cfg.init, cfg.seed);
+            NetKind::Simple {
                 srn,
                 ws: SrnWorkspace::new(),
-            })
-        }
+            }
+        };
+        Ok(Net { store, kind })
     }
 
     /// Runs the net; returns the logits `[T, B, O]`.
     fn forward(&mut self, bt: &Batch, teacher: bool) -> Result<&[f32]> {
-        match self {
-            Net::Simple { srn, ws } => {
+        let store = &self.store;
+        match &mut self.kind {
+            NetKind::Simple { srn, ws } => {
                 let tf = teacher.then_some(&bt.y[..]);
-                srn.forward(ws, &bt.x, bt.steps, bt.batch, None, tf)?;
+                srn.forward(store, ws, &bt.x, bt.steps, bt.batch, None, tf)?;
                 Ok(ws.logits())
             }
-            Net::Gated {
-                rnn,
-                ws,
-                w_out,
-                b_out,
-                z,
-                ..
+            NetKind::Gated {
+                rnn, ws, out, z, ..
             } => {
-                let (h, o) = (rnn.config().hidden_size, b_out.len());
-                rnn.forward(ws, RnnInput::new(&bt.x, bt.steps, bt.batch), None)?;
+                rnn.forward(store, ws, RnnInput::new(&bt.x, bt.steps, bt.batch), None)?;
                 let rows = bt.steps * bt.batch;
-                z.resize(rows * o, 0.0);
-                linear_forward(ws.output(), w_out, b_out, rows, h, o, z);
+                z.resize(rows * out.out, 0.0);
+                out.forward(store, ws.output(), rows, z);
                 Ok(z)
             }
         }
     }
 
     fn backward(&mut self, dz: &[f32]) -> Result<()> {
-        match self {
-            Net::Simple { srn, ws } => srn.backward(ws, dz),
-            Net::Gated {
-                rnn,
-                ws,
-                w_out,
-                d_w_out,
-                d_b_out,
-                dy,
-                b_out,
-                ..
+        let store = &mut self.store;
+        match &mut self.kind {
+            NetKind::Simple { srn, ws } => srn.backward(store, ws, dz),
+            NetKind::Gated {
+                rnn, ws, out, dy, ..
             } => {
-                let (h, o) = (rnn.config().hidden_size, b_out.len());
-                let rows = dz.len() / o;
-                dy.resize(rows * h, 0.0);
-                linear_backward(
-                    ws.output(),
-                    w_out,
-                    dz,
-                    rows,
-                    h,
-                    o,
-                    d_w_out,
-                    d_b_out,
-                    Some(dy),
-                );
-                rnn.backward(ws, dy, None, None)
+                let rows = dz.len() / out.out;
+                dy.resize(rows * out.inp, 0.0);
+                out.backward(store, ws.output(), dz, rows, Some(dy));
+                rnn.backward(store, ws, dy, None, None)
             }
-        }
-    }
-
-    fn zero_grad(&mut self) {
-        match self {
-            Net::Simple { srn, .. } => srn.grads.fill(0.0),
-            Net::Gated {
-                rnn,
-                d_w_out,
-                d_b_out,
-                ..
-            } => {
-                rnn.zero_grad();
-                d_w_out.fill(0.0);
-                d_b_out.fill(0.0);
-            }
-        }
-    }
-
-    /// Parameters and gradients, tensor by tensor in a fixed order.
-    fn parts(&mut self) -> (Vec<&mut [f32]>, Vec<&mut [f32]>) {
-        match self {
-            Net::Simple { srn, .. } => (vec![&mut srn.params[..]], vec![&mut srn.grads[..]]),
-            Net::Gated {
-                rnn,
-                w_out,
-                b_out,
-                d_w_out,
-                d_b_out,
-                ..
-            } => (
-                vec![&mut rnn.params[..], &mut w_out[..], &mut b_out[..]],
-                vec![&mut rnn.grads[..], &mut d_w_out[..], &mut d_b_out[..]],
-            ),
-        }
-    }
-
-    fn param_count(&self) -> usize {
-        match self {
-            Net::Simple { srn, .. } => srn.params.len(),
-            Net::Gated {
-                rnn, w_out, b_out, ..
-            } => rnn.params.len() + w_out.len() + b_out.len(),
         }
     }
 }
@@ -612,9 +547,8 @@ impl TaskRun {
     /// Builds the net, its optimiser and the test set.
     pub fn new(cfg: TaskConfig) -> Result<TaskRun> {
         cfg.validate()?;
-        let mut net = Net::new(&cfg)?;
-        let sizes: Vec<usize> = net.parts().0.iter().map(|p| p.len()).collect();
-        let opt = Optimizer::new(OptimConfig::new(cfg.optimizer, cfg.lr), &sizes)?;
+        let net = Net::new(&cfg)?;
+        let opt = Optimizer::new(OptimConfig::new(cfg.optimizer, cfg.lr), &[net.store.len()])?;
         let mut test_rng = ChaCha8Rng::seed_from_u64(cfg.seed.wrapping_add(0x7e57));
         let chunks = cfg.test_size.div_ceil(cfg.batch);
         let test = (0..chunks)
@@ -641,7 +575,7 @@ impl TaskRun {
 
     /// Trainable parameters.
     pub fn param_count(&self) -> usize {
-        self.net.param_count()
+        self.net.store.len()
     }
 
     /// Training steps taken.
@@ -651,7 +585,7 @@ impl TaskRun {
 
     /// Makes the next training steps keep dL/dh_t for [`TaskRun::gradient_flow`].
     pub fn record_gradients(&mut self) {
-        if let Net::Gated { ws, .. } = &mut self.net {
+        if let NetKind::Gated { ws, .. } = &mut self.net.kind {
             ws.record_state_grads(true);
         }
     }
@@ -666,7 +600,7 @@ impl TaskRun {
             false,
             &mut self.train,
         );
-        self.net.zero_grad();
+        self.net.store.zero_grad();
         let z = self.net.forward(&self.train, self.cfg.teacher_forcing)?;
         let loss = task_loss(&self.cfg, &self.train, z, &mut self.dz);
         if !loss.is_finite() {
@@ -676,13 +610,13 @@ impl TaskRun {
             )));
         }
         self.net.backward(&self.dz)?;
-        let (mut params, mut grads) = self.net.parts();
+        let store = &mut self.net.store;
         if self.cfg.clip_value > 0.0 {
-            clip_grad_value(&mut grads, self.cfg.clip_value);
+            clip_grad_value(&mut [&mut store.grads], self.cfg.clip_value);
         }
-        clip_grad_norm(&mut grads, self.cfg.clip_norm);
-        let grads: Vec<&[f32]> = grads.into_iter().map(|g| &*g).collect();
-        self.opt.step(&mut params, &grads, self.cfg.lr);
+        clip_grad_norm(&mut [&mut store.grads], self.cfg.clip_norm);
+        self.opt
+            .step(&mut [&mut store.params], &[&store.grads], self.cfg.lr);
         self.steps_done += 1;
         self.last_loss = loss;
         Ok(loss)
@@ -764,19 +698,23 @@ impl TaskRun {
                 "gradient flow needs a training step first".into(),
             ));
         }
-        let (state_grad_norm, jacobian_norm) = match &self.net {
-            Net::Simple { srn, ws } => (
+        let store = &self.net.store;
+        let (state_grad_norm, jacobian_norm) = match &self.net.kind {
+            NetKind::Simple { srn, ws } => (
                 state_grad_norms(ws.state_grads(), tn, bn),
-                srn_jacobian_norms(srn, ws, 0)?,
+                srn_jacobian_norms(srn, store, ws, 0)?,
             ),
-            Net::Gated { rnn, ws, .. } => {
+            NetKind::Gated { rnn, ws, .. } => {
                 let g = ws.state_grads(0, 0);
                 if g.is_empty() {
                     return Err(Error::Order(
                         "call record_gradients before the training step to keep dL/dh_t".into(),
                     ));
                 }
-                (state_grad_norms(g, tn, bn), rnn_jacobian_norms(rnn, ws, 0)?)
+                (
+                    state_grad_norms(g, tn, bn),
+                    rnn_jacobian_norms(rnn, store, ws, 0)?,
+                )
             }
         };
         Ok(GradientFlow {

@@ -226,7 +226,7 @@ impl Trainer {
                 seq_len: 1,
             });
         }
-        let opt = Optimizer::new(config.optim_config()?, &model.param_sizes())?;
+        let opt = Optimizer::new(config.optim_config()?, &[model.num_params()])?;
         Ok(Trainer {
             schedule: config.schedule()?,
             rng: ChaCha8Rng::seed_from_u64(config.seed ^ 0x5eed_d50f),
@@ -290,16 +290,15 @@ impl Trainer {
             c.batch,
             rng,
         )?;
-        let mut grads = self.model.grads_mut();
-        let grad_norm = clip_grad_norm(&mut grads, c.clip_norm);
+        let store = &mut self.model.store;
+        let grad_norm = clip_grad_norm(&mut [&mut store.grads], c.clip_norm);
         if c.clip_value > 0.0 {
-            clip_grad_value(&mut grads, c.clip_value);
+            clip_grad_value(&mut [&mut store.grads], c.clip_value);
         }
         let lr = self
             .schedule
             .lr(c.lr, self.progress.step, self.progress.epoch);
-        let (mut params, grads) = self.model.params_and_grads();
-        self.opt.step(&mut params, &grads, lr);
+        self.opt.step(&mut [&mut store.params], &[&store.grads], lr);
         let p = &mut self.progress;
         p.step += 1;
         p.tokens_seen += (c.seq_len * c.batch) as u64;

@@ -6,7 +6,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rand::SeedableRng;
-use recur::{CellKind, Rnn, RnnConfig, RnnInput, RnnWorkspace};
+use recur::{CellKind, ParamStore, Rnn, RnnConfig, RnnInput, RnnWorkspace};
 
 struct Counting;
 static ALLOCS: AtomicUsize = AtomicUsize::new(0);
@@ -30,7 +30,8 @@ static GLOBAL: Counting = Counting;
 
 /// Allocations made by one training pass (forward with dropout, backward).
 fn pass(
-    rnn: &mut Rnn<f32>,
+    rnn: &Rnn,
+    store: &mut ParamStore<f32>,
     ws: &mut RnnWorkspace<f32>,
     x: &[f32],
     t: usize,
@@ -40,9 +41,14 @@ fn pass(
 ) -> usize {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
     let before = ALLOCS.load(Ordering::SeqCst);
-    rnn.forward(ws, RnnInput::new(x, t, b).lengths(lengths), Some(&mut rng))
-        .unwrap();
-    rnn.backward(ws, dy, None, None).unwrap();
+    rnn.forward(
+        store,
+        ws,
+        RnnInput::new(x, t, b).lengths(lengths),
+        Some(&mut rng),
+    )
+    .unwrap();
+    rnn.backward(store, ws, dy, None, None).unwrap();
     ALLOCS.load(Ordering::SeqCst) - before
 }
 
@@ -62,16 +68,18 @@ fn second_pass_allocates_nothing() {
                 .layers(2)
                 .bidirectional(true)
                 .dropout(0.2);
-            let mut rnn = Rnn::<f32>::new(cfg.clone()).unwrap();
-            rnn.init_uniform(1);
+            let mut store = ParamStore::new();
+            let rnn = Rnn::new(store.root(), cfg.clone()).unwrap();
+            rnn.init_uniform(&mut store, 1);
             let x = vec![0.3f32; t * b * i];
             let dy = vec![0.1f32; t * b * cfg.output_size()];
             let lengths: Vec<usize> = (0..b).map(|k| t - k % t.min(3)).collect();
             let mut ws = RnnWorkspace::new();
-            let first = pass(&mut rnn, &mut ws, &x, t, b, &lengths, &dy);
+            let first = pass(&rnn, &mut store, &mut ws, &x, t, b, &lengths, &dy);
             // A shorter batch reuses the buffers of the longer one.
             let shorter = pass(
-                &mut rnn,
+                &rnn,
+                &mut store,
                 &mut ws,
                 &x[..(t - 1) * b * i],
                 t - 1,
@@ -79,7 +87,7 @@ fn second_pass_allocates_nothing() {
                 &vec![t - 1; b],
                 &dy[..(t - 1) * b * cfg.output_size()],
             );
-            let again = pass(&mut rnn, &mut ws, &x, t, b, &lengths, &dy);
+            let again = pass(&rnn, &mut store, &mut ws, &x, t, b, &lengths, &dy);
             println!("{} I={i} H={h} T={t} B={b}: first pass {first} allocations, then {shorter} and {again}", cell.name());
             assert!(first > 0);
             assert_eq!(

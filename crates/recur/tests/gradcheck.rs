@@ -7,7 +7,7 @@
 
 mod common;
 use common::*;
-use recur::{CellKind, Rnn, RnnConfig, RnnWorkspace};
+use recur::{CellKind, RnnConfig, RnnWorkspace};
 
 const EPS: f64 = 1e-5;
 const TOL: f64 = 1e-6;
@@ -20,9 +20,9 @@ const CELLS: [CellKind; 5] = [
 ];
 
 fn loss(p: &Problem, seed: Option<u64>) -> f64 {
-    let mut rnn = Rnn::<f64>::new(p.cfg.clone()).unwrap();
+    let mut layer = Layer::<f64>::new(p.cfg.clone());
     let mut ws = RnnWorkspace::new();
-    run(p, &mut rnn, &mut ws, seed).loss
+    run(p, &mut layer, &mut ws, seed).loss
 }
 
 /// Central differences of the loss with respect to each element of the
@@ -81,9 +81,9 @@ fn check(cell: CellKind, structure: &str, ragged: bool) -> f64 {
     // Ragged rows out of order, as with enforce_sorted=False.
     let lengths = ragged.then(|| vec![2, 5, 4]);
     let p = Problem::random(cfg.clone(), t, b, lengths, 1234 + cell as u64);
-    let mut rnn = Rnn::<f64>::new(cfg).unwrap();
+    let mut layer = Layer::<f64>::new(cfg);
     let mut ws = RnnWorkspace::new();
-    let out = run(&p, &mut rnn, &mut ws, seed);
+    let out = run(&p, &mut layer, &mut ws, seed);
     let what = format!(
         "{} {structure}{}",
         cell.name(),
@@ -91,7 +91,7 @@ fn check(cell: CellKind, structure: &str, ragged: bool) -> f64 {
     );
     let mut worst = 0.0f64;
     let num_params = numeric(&p, seed, |q| &mut q.params);
-    for info in rnn.param_info() {
+    for info in layer.rnn.param_info() {
         let r = info.offset..info.offset + info.len();
         worst = worst.max(compare(
             &format!("{what}: {}", info.name),

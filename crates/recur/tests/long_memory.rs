@@ -3,13 +3,13 @@
 //! the tasks.
 
 mod common;
-use common::Lcg;
+use common::{Layer, Lcg};
 use recur::diagnose::{rnn_jacobian_norms, srn_jacobian_norms, state_grad_norms};
 use recur::init::{init_params, set_lstm_forget_bias, RecurrentInit};
 use recur::layer::srn::{Leak, Srn, SrnConfig, SrnWorkspace};
 use recur::linalg::spectral_radius;
 use recur::task::{TaskCell, TaskConfig, TaskKind, TaskRun};
-use recur::{CellKind, Rnn, RnnConfig, RnnInput, RnnWorkspace};
+use recur::{CellKind, ParamStore, RnnConfig, RnnInput, RnnWorkspace};
 
 /// σ_max of a dense `[n, n]` matrix: sqrt(ρ(JᵀJ)) from all eigenvalues.
 fn dense_sigma_max(j: &[f64], n: usize) -> f64 {
@@ -25,10 +25,15 @@ fn dense_sigma_max(j: &[f64], n: usize) -> f64 {
 #[test]
 fn orthogonal_identity_and_forget_bias_inits() {
     let h = 6;
-    let mut rnn = Rnn::<f64>::new(RnnConfig::new(CellKind::Lstm, 3, h)).unwrap();
-    let info = rnn.param_info().to_vec();
-    init_params(&mut rnn.params, &info, h, RecurrentInit::Orthogonal, 5);
-    let w = rnn.param("weight_hh_l0").unwrap();
+    let Layer { rnn, mut store } = Layer::<f64>::new(RnnConfig::new(CellKind::Lstm, 3, h));
+    init_params(
+        &mut store.params,
+        rnn.param_info(),
+        h,
+        RecurrentInit::Orthogonal,
+        5,
+    );
+    let w = rnn.param(&store, "weight_hh_l0").unwrap();
     for block in w.chunks_exact(h * h) {
         for a in 0..h {
             for b in 0..h {
@@ -38,10 +43,10 @@ fn orthogonal_identity_and_forget_bias_inits() {
             }
         }
     }
-    set_lstm_forget_bias(&mut rnn, 1.0).unwrap();
+    set_lstm_forget_bias(&rnn, &mut store, 1.0).unwrap();
     let (bi, bh) = (
-        rnn.param("bias_ih_l0").unwrap(),
-        rnn.param("bias_hh_l0").unwrap(),
+        rnn.param(&store, "bias_ih_l0").unwrap(),
+        rnn.param(&store, "bias_hh_l0").unwrap(),
     );
     assert!(bi[h..2 * h].iter().all(|&v| v == 1.0) && bh[h..2 * h].iter().all(|&v| v == 0.0));
     assert!(
@@ -49,17 +54,23 @@ fn orthogonal_identity_and_forget_bias_inits() {
         "other gates keep their draw"
     );
 
-    let mut srn = Srn::<f64>::new(SrnConfig::elman(2, h, 1)).unwrap();
-    let info = srn.param_info().to_vec();
-    init_params(&mut srn.params, &info, h, RecurrentInit::Identity(1.0), 5);
-    let w = srn.param("weight_hh").unwrap();
+    let mut store = ParamStore::<f64>::new();
+    let srn = Srn::new(store.root(), SrnConfig::elman(2, h, 1)).unwrap();
+    init_params(
+        &mut store.params,
+        srn.param_info(),
+        h,
+        RecurrentInit::Identity(1.0),
+        5,
+    );
+    let w = srn.param(&store, "weight_hh").unwrap();
     assert!((0..h * h).all(|i| w[i] == if i % (h + 1) == 0 { 1.0 } else { 0.0 }));
-    assert!(srn.param("bias").unwrap().iter().all(|&v| v == 0.0));
-    let wi = srn.param("weight_ih").unwrap();
+    assert!(srn.param(&store, "bias").unwrap().iter().all(|&v| v == 0.0));
+    let wi = srn.param(&store, "weight_ih").unwrap();
     assert!(wi.iter().all(|v| v.abs() < 0.01) && wi.iter().any(|&v| v != 0.0));
 
-    let mut gru = Rnn::<f64>::new(RnnConfig::new(CellKind::Gru, 3, h)).unwrap();
-    assert!(set_lstm_forget_bias(&mut gru, 1.0).is_err());
+    let mut gru = Layer::<f64>::new(RnnConfig::new(CellKind::Gru, 3, h));
+    assert!(set_lstm_forget_bias(&gru.rnn, &mut gru.store, 1.0).is_err());
 }
 
 /// The step Jacobian's spectral norm from power iteration equals σ_max of the
@@ -71,8 +82,8 @@ fn jacobian_norms_match_dense_finite_differences() {
     let mut r = Lcg(31);
     let x = r.vec(bn * i, 1.0);
     for cell in [CellKind::RnnTanh, CellKind::Lstm, CellKind::Gru] {
-        let mut rnn = Rnn::<f64>::new(RnnConfig::new(cell, i, h)).unwrap();
-        rnn.params.iter_mut().for_each(|p| *p = r.next() * 0.8);
+        let Layer { rnn, mut store } = Layer::<f64>::new(RnnConfig::new(cell, i, h));
+        store.params.iter_mut().for_each(|p| *p = r.next() * 0.8);
         let lstm = cell == CellKind::Lstm;
         let n = if lstm { 2 * h } else { h };
         let s0 = r.vec(bn * n, 0.8);
@@ -93,7 +104,7 @@ fn jacobian_norms_match_dense_finite_differences() {
             if lstm {
                 input = input.c0(&c0);
             }
-            rnn.forward(ws, input, None).unwrap();
+            rnn.forward(&store, ws, input, None).unwrap();
             let mut out = vec![0.0; bn * n];
             for b in 0..bn {
                 out[b * n..][..h].copy_from_slice(&ws.h_n()[b * h..][..h]);
@@ -117,7 +128,7 @@ fn jacobian_norms_match_dense_finite_differences() {
             }
             let want = dense_sigma_max(&j, n);
             step(&s0, &mut ws);
-            let got = rnn_jacobian_norms(&rnn, &ws, b).unwrap()[0];
+            let got = rnn_jacobian_norms(&rnn, &store, &ws, b).unwrap()[0];
             assert!(
                 (got - want).abs() < 1e-5 * want,
                 "{cell:?} row {b}: power {got} vs dense {want}"
@@ -127,16 +138,21 @@ fn jacobian_norms_match_dense_finite_differences() {
 
     // The Elman net with leaky units: (1 − α)I + diag(α f′) W_hh.
     for leak in [Leak::None, Leak::Fixed(0.3), Leak::Learned(0.6)] {
-        let mut srn = Srn::<f64>::new(SrnConfig {
-            leak,
-            ..SrnConfig::elman(i, h, 2)
-        })
+        let mut store = ParamStore::<f64>::new();
+        let srn = Srn::new(
+            store.root(),
+            SrnConfig {
+                leak,
+                ..SrnConfig::elman(i, h, 2)
+            },
+        )
         .unwrap();
-        srn.params.iter_mut().for_each(|p| *p = r.next() * 0.8);
+        store.params.iter_mut().for_each(|p| *p = r.next() * 0.8);
         let h0 = r.vec(bn * h, 0.8);
         let mut ws = SrnWorkspace::new();
         let mut step = |s: &[f64]| {
-            srn.forward(&mut ws, &x, 1, bn, Some(s), None).unwrap();
+            srn.forward(&store, &mut ws, &x, 1, bn, Some(s), None)
+                .unwrap();
             ws.states()[bn * h..].to_vec()
         };
         let b = 1;
@@ -151,8 +167,9 @@ fn jacobian_norms_match_dense_finite_differences() {
             }
         }
         let want = dense_sigma_max(&j, h);
-        srn.forward(&mut ws, &x, 1, bn, Some(&h0), None).unwrap();
-        let got = srn_jacobian_norms(&srn, &ws, b).unwrap()[0];
+        srn.forward(&store, &mut ws, &x, 1, bn, Some(&h0), None)
+            .unwrap();
+        let got = srn_jacobian_norms(&srn, &store, &ws, b).unwrap()[0];
         assert!(
             (got - want).abs() < 1e-5 * want,
             "{leak:?}: power {got} vs dense {want}"
@@ -169,13 +186,13 @@ fn recorded_state_grads_match_split_runs() {
     let x = r.vec(tn * bn * i, 1.0);
     let dy = r.vec(tn * bn * h, 1.0);
     for cell in [CellKind::RnnTanh, CellKind::Lstm, CellKind::Gru] {
-        let mut rnn = Rnn::<f64>::new(RnnConfig::new(cell, i, h)).unwrap();
-        rnn.params.iter_mut().for_each(|p| *p = r.next() * 0.6);
+        let Layer { rnn, mut store } = Layer::<f64>::new(RnnConfig::new(cell, i, h));
+        store.params.iter_mut().for_each(|p| *p = r.next() * 0.6);
         let mut ws = RnnWorkspace::new();
         ws.record_state_grads(true);
-        rnn.forward(&mut ws, RnnInput::new(&x, tn, bn), None)
+        rnn.forward(&store, &mut ws, RnnInput::new(&x, tn, bn), None)
             .unwrap();
-        rnn.backward(&mut ws, &dy, None, None).unwrap();
+        rnn.backward(&mut store, &mut ws, &dy, None, None).unwrap();
         let rec = ws.state_grads(0, 0).to_vec();
         assert_eq!(rec.len(), tn * bn * h);
         let bh = bn * h;
@@ -183,6 +200,7 @@ fn recorded_state_grads_match_split_runs() {
             // h_t and c_t from a run over steps 0..=t.
             let mut head = RnnWorkspace::new();
             rnn.forward(
+                &store,
                 &mut head,
                 RnnInput::new(&x[..(t + 1) * bn * i], t + 1, bn),
                 None,
@@ -195,8 +213,8 @@ fn recorded_state_grads_match_split_runs() {
             if cell == CellKind::Lstm {
                 input = input.c0(&ct);
             }
-            rnn.forward(&mut tail, input, None).unwrap();
-            rnn.backward(&mut tail, &dy[(t + 1) * bh..], None, None)
+            rnn.forward(&store, &mut tail, input, None).unwrap();
+            rnn.backward(&mut store, &mut tail, &dy[(t + 1) * bh..], None, None)
                 .unwrap();
             for k in 0..bh {
                 let want = tail.dh0()[k] + dy[t * bh + k];

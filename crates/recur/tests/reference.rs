@@ -3,7 +3,7 @@
 
 mod common;
 use common::*;
-use recur::{CellKind, Rnn, RnnConfig, RnnWorkspace};
+use recur::{CellKind, RnnConfig, RnnWorkspace};
 
 fn sig(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
@@ -17,7 +17,7 @@ fn matvec(w: &[f64], cols: usize, r0: usize, n: usize, v: &[f64]) -> Vec<f64> {
 }
 
 /// Returns (y, h_n, c_n) computed one row and one step at a time.
-fn reference(rnn: &Rnn<f64>, p: &Problem) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+fn reference(layer: &Layer<f64>, p: &Problem) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
     let cfg = &p.cfg;
     let (t_len, bn, h, d) = (p.t, p.b, cfg.hidden_size, cfg.directions());
     let mut input = p.x.clone();
@@ -28,10 +28,22 @@ fn reference(rnn: &Rnn<f64>, p: &Problem) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
         let mut y = vec![0.0; t_len * bn * d * h];
         for dir in 0..d {
             let sfx = if dir == 1 { "_reverse" } else { "" };
-            let w_ih = rnn.param(&format!("weight_ih_l{l}{sfx}")).unwrap();
-            let w_hh = rnn.param(&format!("weight_hh_l{l}{sfx}")).unwrap();
-            let b_ih = rnn.param(&format!("bias_ih_l{l}{sfx}")).unwrap();
-            let b_hh = rnn.param(&format!("bias_hh_l{l}{sfx}")).unwrap();
+            let w_ih = layer
+                .rnn
+                .param(&layer.store, &format!("weight_ih_l{l}{sfx}"))
+                .unwrap();
+            let w_hh = layer
+                .rnn
+                .param(&layer.store, &format!("weight_hh_l{l}{sfx}"))
+                .unwrap();
+            let b_ih = layer
+                .rnn
+                .param(&layer.store, &format!("bias_ih_l{l}{sfx}"))
+                .unwrap();
+            let b_hh = layer
+                .rnn
+                .param(&layer.store, &format!("bias_hh_l{l}{sfx}"))
+                .unwrap();
             let k = l * d + dir;
             for b in 0..bn {
                 let len = p.lengths.as_ref().map_or(t_len, |v| v[b]);
@@ -138,18 +150,18 @@ fn fused_layer_matches_per_step_reference_on_odd_shapes() {
         for (n, (i, h, t, b, layers, bi, lengths)) in shapes.iter().cloned().enumerate() {
             let cfg = RnnConfig::new(cell, i, h).layers(layers).bidirectional(bi);
             let p = Problem::random(cfg.clone(), t, b, lengths, 7 + n as u64);
-            let mut rnn = Rnn::<f64>::new(cfg.clone()).unwrap();
-            rnn.params = p.params.clone();
-            let (y, h_n, c_n) = reference(&rnn, &p);
+            let mut layer = Layer::<f64>::new(cfg.clone());
+            layer.store.params = p.params.clone();
+            let (y, h_n, c_n) = reference(&layer, &p);
             let what = format!("{} shape {n}", cell.name());
             let mut ws = RnnWorkspace::new();
-            let out = run(&p, &mut rnn, &mut ws, None);
+            let out = run(&p, &mut layer, &mut ws, None);
             close(&format!("{what} y"), &out.y, &y, 1e-12);
             close(&format!("{what} h_n"), &out.h_n, &h_n, 1e-12);
             close(&format!("{what} c_n"), &out.c_n, &c_n, 1e-12);
-            let mut rnn32 = Rnn::<f32>::new(cfg).unwrap();
+            let mut layer32 = Layer::<f32>::new(cfg);
             let mut ws32 = RnnWorkspace::new();
-            let out = run(&p, &mut rnn32, &mut ws32, None);
+            let out = run(&p, &mut layer32, &mut ws32, None);
             close(&format!("{what} y f32"), &out.y, &y, 1e-5);
             close(&format!("{what} h_n f32"), &out.h_n, &h_n, 1e-5);
         }

@@ -6,12 +6,12 @@
 #![allow(clippy::needless_range_loop)]
 
 mod common;
-use common::Lcg;
+use common::{Layer, Lcg};
 use recur::layer::linear::linear_forward;
 use recur::layer::loss::{bce_with_logits, mse};
 use recur::layer::softmax::softmax_cross_entropy;
 use recur::layer::srn::{Leak, OutputKind, Srn, SrnActivation, SrnConfig, SrnWorkspace};
-use recur::{CellKind, Rnn, RnnConfig, RnnInput, RnnWorkspace};
+use recur::{CellKind, ParamStore, RnnConfig, RnnInput, RnnWorkspace};
 
 const T: usize = 7;
 const B: usize = 3;
@@ -77,21 +77,22 @@ fn loss_of(
 
 fn check(c: Case) {
     let mut r = Lcg(2024);
-    let mut net = Srn::<f64>::new(c.cfg.clone()).unwrap();
-    for p in net.params.iter_mut() {
+    let mut store = ParamStore::<f64>::new();
+    let net = Srn::new(store.root(), c.cfg.clone()).unwrap();
+    for p in store.params.iter_mut() {
         *p = r.next() * 0.7;
     }
     let (x, y, classes, w) = data(&c, &mut r);
     let h0 = r.vec(B * H, 0.5);
     let teacher = c.teacher.then_some(&y[..]);
     let mut ws = SrnWorkspace::new();
-    let loss = |net: &Srn<f64>, x: &[f64], h0: &[f64], ws: &mut SrnWorkspace<f64>| {
-        net.forward(ws, x, T, B, Some(h0), teacher).unwrap();
+    let loss = |store: &ParamStore<f64>, x: &[f64], h0: &[f64], ws: &mut SrnWorkspace<f64>| {
+        net.forward(store, ws, x, T, B, Some(h0), teacher).unwrap();
         loss_of(&c, ws, &y, &classes, &w)
     };
-    let (_, dz) = loss(&net, &x, &h0, &mut ws);
-    net.backward(&mut ws, &dz).unwrap();
-    let (grads, dx, dh0) = (net.grads.clone(), ws.dx().to_vec(), ws.dh0().to_vec());
+    let (_, dz) = loss(&store, &x, &h0, &mut ws);
+    net.backward(&mut store, &mut ws, &dz).unwrap();
+    let (grads, dx, dh0) = (store.grads.clone(), ws.dx().to_vec(), ws.dh0().to_vec());
 
     let eps = 1e-6;
     let mut worst = 0.0f64;
@@ -106,13 +107,13 @@ fn check(c: Case) {
         worst = worst.max(err);
     };
     let mut ws2 = SrnWorkspace::new();
-    for i in 0..net.params.len() {
-        let v = net.params[i];
-        net.params[i] = v + eps;
-        let up = loss(&net, &x, &h0, &mut ws2).0;
-        net.params[i] = v - eps;
-        let down = loss(&net, &x, &h0, &mut ws2).0;
-        net.params[i] = v;
+    for i in 0..store.len() {
+        let v = store.params[i];
+        store.params[i] = v + eps;
+        let up = loss(&store, &x, &h0, &mut ws2).0;
+        store.params[i] = v - eps;
+        let down = loss(&store, &x, &h0, &mut ws2).0;
+        store.params[i] = v;
         let name = &net
             .param_info()
             .iter()
@@ -129,13 +130,13 @@ fn check(c: Case) {
             minus[i] -= eps;
             let (up, down) = if label == "x" {
                 (
-                    loss(&net, &plus, &h0, &mut ws2).0,
-                    loss(&net, &minus, &h0, &mut ws2).0,
+                    loss(&store, &plus, &h0, &mut ws2).0,
+                    loss(&store, &minus, &h0, &mut ws2).0,
                 )
             } else {
                 (
-                    loss(&net, &x, &plus, &mut ws2).0,
-                    loss(&net, &x, &minus, &mut ws2).0,
+                    loss(&store, &x, &plus, &mut ws2).0,
+                    loss(&store, &x, &minus, &mut ws2).0,
                 )
             };
             compare(format!("{label}[{i}]"), analytic[i], up, down);
@@ -269,31 +270,32 @@ fn everything_at_once() {
 fn plain_elman_matches_rnn_layer_and_linear() {
     let o = 3;
     let mut r = Lcg(9);
-    let mut net = Srn::<f64>::new(elman(o)).unwrap();
-    for p in net.params.iter_mut() {
+    let mut ns = ParamStore::<f64>::new();
+    let net = Srn::new(ns.root(), elman(o)).unwrap();
+    for p in ns.params.iter_mut() {
         *p = r.next() * 0.6;
     }
     let x = r.vec(T * B * I, 1.0);
     let mut ws = SrnWorkspace::new();
-    net.forward(&mut ws, &x, T, B, None, None).unwrap();
+    net.forward(&ns, &mut ws, &x, T, B, None, None).unwrap();
 
-    let mut rnn = Rnn::<f64>::new(RnnConfig::new(CellKind::RnnTanh, I, H)).unwrap();
-    rnn.param_mut("weight_ih_l0")
-        .unwrap()
-        .copy_from_slice(net.param("weight_ih").unwrap());
-    rnn.param_mut("weight_hh_l0")
-        .unwrap()
-        .copy_from_slice(net.param("weight_hh").unwrap());
-    rnn.param_mut("bias_ih_l0")
-        .unwrap()
-        .copy_from_slice(net.param("bias").unwrap());
+    let Layer { rnn, mut store } = Layer::<f64>::new(RnnConfig::new(CellKind::RnnTanh, I, H));
+    for (to, from) in [
+        ("weight_ih_l0", "weight_ih"),
+        ("weight_hh_l0", "weight_hh"),
+        ("bias_ih_l0", "bias"),
+    ] {
+        rnn.param_mut(&mut store, to)
+            .unwrap()
+            .copy_from_slice(net.param(&ns, from).unwrap());
+    }
     let mut rws = RnnWorkspace::new();
-    rnn.forward(&mut rws, RnnInput::new(&x, T, B), None)
+    rnn.forward(&store, &mut rws, RnnInput::new(&x, T, B), None)
         .unwrap();
     let mut z = vec![0.0; T * B * o];
     let (w, b) = (
-        net.param("out.weight").unwrap(),
-        net.param("out.bias").unwrap(),
+        net.param(&ns, "out.weight").unwrap(),
+        net.param(&ns, "out.bias").unwrap(),
     );
     linear_forward(rws.output(), w, b, T * B, H, o, &mut z);
     let err = z

@@ -101,16 +101,14 @@ fn one_sgd_step_matches_pytorch() {
             (loss - want_loss).abs() <= 1e-5 * want_loss,
             "{case}: loss {loss} vs {want_loss}"
         );
-        let (params, grads) = model.params_and_grads();
-        for (p, g) in params.into_iter().zip(grads) {
-            for (p, g) in p.iter_mut().zip(g) {
-                *p -= lr * g;
-            }
+        let store = &mut model.store;
+        for (p, g) in store.params.iter_mut().zip(&store.grads) {
+            *p -= lr * g;
         }
         let want = read_tensors(&dir(case).join("after_sgd_step.safetensors")).unwrap();
         let mut worst = 0.0f32;
-        for (name, _, got) in model.named_params() {
-            let (_, w) = &want.tensors[&name];
+        for (name, _, got) in model.store.named() {
+            let (_, w) = &want.tensors[name];
             for (a, b) in got.iter().zip(w) {
                 let e = (a - b).abs() / b.abs().max(1.0);
                 assert!(e <= 1e-5, "{case} {name}: {a} vs {b}");

@@ -11,7 +11,7 @@
 
 mod common;
 use common::*;
-use recur::{Float, Rnn, RnnWorkspace};
+use recur::{Float, RnnWorkspace};
 
 const CASES: [&str; 11] = [
     "rnn_tanh_1l",
@@ -51,10 +51,10 @@ fn check_rounded<T: Float, R: Float>(name: &str, tol: f64) -> f64 {
     let f = load_fixture(name);
     let cfg = f.config();
     let (t, b) = (f.m("seq_len"), f.m("batch"));
-    let mut rnn = Rnn::<T>::new(cfg.clone()).unwrap();
+    let mut layer = Layer::<T>::new(cfg.clone());
     // Parameters by name, so the layout is checked against PyTorch's names.
-    let mut params = vec![0.0; rnn.params.len()];
-    for p in rnn.param_info() {
+    let mut params = vec![0.0; layer.store.len()];
+    for p in layer.store.info() {
         let v = f.t(&p.name);
         assert_eq!(v.len(), p.len(), "{name}: {}", p.name);
         params[p.offset..p.offset + p.len()].copy_from_slice(v);
@@ -80,7 +80,7 @@ fn check_rounded<T: Float, R: Float>(name: &str, tol: f64) -> f64 {
         gc: lstm.then(|| r(f.t("gc_n"))),
     };
     let mut ws = RnnWorkspace::new();
-    let out = run(&prob, &mut rnn, &mut ws, None);
+    let out = run(&prob, &mut layer, &mut ws, None);
     let mut w = 0.0f64;
     w = w.max(worst(&format!("{name}.y"), &out.y, f.t("y"), tol));
     w = w.max(worst(&format!("{name}.h_n"), &out.h_n, f.t("h_n"), tol));
@@ -105,7 +105,7 @@ fn check_rounded<T: Float, R: Float>(name: &str, tol: f64) -> f64 {
             tol,
         ));
     }
-    for p in rnn.param_info() {
+    for p in layer.store.info() {
         let g = &out.grads[p.offset..p.offset + p.len()];
         w = w.max(worst(
             &format!("{name}.grad.{}", p.name),

@@ -1,6 +1,37 @@
 //! Embedding lookup: gathers rows of the table, never builds one-hot inputs.
 
 use crate::float::Float;
+use crate::params::{Param, ParamStore, Scope};
+
+/// An embedding table as a part of a model: `weight` `[V, E]` in the store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Embedding {
+    /// V: rows.
+    pub vocab: usize,
+    /// E: the width of a row.
+    pub dim: usize,
+    weight: Param,
+}
+
+impl Embedding {
+    /// Registers `weight` (zero) in `scope`.
+    pub fn new<T: Float>(mut scope: Scope<'_, T>, vocab: usize, dim: usize) -> Embedding {
+        let weight = scope.add("weight", &[vocab, dim]);
+        Embedding { vocab, dim, weight }
+    }
+    /// The table `[V, E]`.
+    pub fn weight(&self) -> Param {
+        self.weight
+    }
+    /// `out[N, E]` = the rows of `ids` `[N]` (ids must be < V).
+    pub fn forward<T: Float>(&self, store: &ParamStore<T>, ids: &[u32], out: &mut [T]) {
+        embedding_forward(self.weight.of(&store.params), self.dim, ids, out);
+    }
+    /// Scatter-adds `d_out` `[N, E]` into the table's gradient.
+    pub fn backward<T: Float>(&self, store: &mut ParamStore<T>, ids: &[u32], d_out: &[T]) {
+        embedding_backward(self.weight.of_mut(&mut store.grads), self.dim, ids, d_out);
+    }
+}
 
 /// `out[n, E] = table[ids[n], E]` for each of the N ids.
 pub fn embedding_forward<T: Float>(table: &[T], e: usize, ids: &[u32], out: &mut [T]) {

@@ -2,6 +2,78 @@
 
 use crate::float::Float;
 use crate::gemm::{gemm, Trans};
+use crate::params::{Param, ParamStore, Scope};
+
+/// A fully connected layer as a part of a model: `weight` `[out, in]` and
+/// `bias` `[out]` in the store. Applied to `[T·B, in]` it is a per-step
+/// readout; to `[B, in]`, a head on a pooled vector.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Linear {
+    /// Input features.
+    pub inp: usize,
+    /// Output features.
+    pub out: usize,
+    weight: Param,
+    bias: Param,
+}
+
+impl Linear {
+    /// Registers `weight` and `bias` (zero) in `scope`.
+    pub fn new<T: Float>(mut scope: Scope<'_, T>, inp: usize, out: usize) -> Linear {
+        let weight = scope.add("weight", &[out, inp]);
+        let bias = scope.add("bias", &[out]);
+        Linear {
+            inp,
+            out,
+            weight,
+            bias,
+        }
+    }
+    /// The weight `[out, in]`.
+    pub fn weight(&self) -> Param {
+        self.weight
+    }
+    /// The bias `[out]`.
+    pub fn bias(&self) -> Param {
+        self.bias
+    }
+    /// `y[N, out] = x[N, in] · Wᵀ + b`.
+    pub fn forward<T: Float>(&self, store: &ParamStore<T>, x: &[T], n: usize, y: &mut [T]) {
+        let p = &store.params;
+        linear_forward(
+            x,
+            self.weight.of(p),
+            self.bias.of(p),
+            n,
+            self.inp,
+            self.out,
+            y,
+        );
+    }
+    /// Adds dW and db into the store's gradients; writes dx `[N, in]` when given.
+    pub fn backward<T: Float>(
+        &self,
+        store: &mut ParamStore<T>,
+        x: &[T],
+        dy: &[T],
+        n: usize,
+        dx: Option<&mut [T]>,
+    ) {
+        let (p, g) = (&store.params, &mut store.grads);
+        let (lo, hi) = g.split_at_mut(self.bias.offset);
+        linear_backward(
+            x,
+            self.weight.of(p),
+            dy,
+            n,
+            self.inp,
+            self.out,
+            self.weight.of_mut(lo),
+            &mut hi[..self.bias.len],
+            dx,
+        );
+    }
+}
 
 /// `y[N, out] = x[N, in] · Wᵀ + b`.
 pub fn linear_forward<T: Float>(

@@ -25,6 +25,7 @@ use crate::cell::{self, CellKind, StepMask};
 use crate::error::{check_len, Error, Result};
 use crate::float::Float;
 use crate::gemm::{gemm, Trans};
+use crate::params::{Param, ParamInfo, ParamStore, Scope};
 
 /// Sizes and options of a recurrent stack (PyTorch's `nn.LSTM` arguments).
 #[derive(Clone, Debug, PartialEq)]
@@ -109,41 +110,20 @@ impl RnnConfig {
     }
 }
 
-/// Where one parameter tensor lives in [`Rnn::params`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ParamInfo {
-    /// PyTorch's `state_dict` name, such as `weight_ih_l0` or `bias_hh_l1_reverse`.
-    pub name: String,
-    /// PyTorch's shape: `[G·H, in]`, `[G·H, H]` or `[G·H]`.
-    pub shape: Vec<usize>,
-    /// Offset of the first element in the flat buffer.
-    pub offset: usize,
-}
-
-impl ParamInfo {
-    /// Number of elements.
-    pub fn len(&self) -> usize {
-        self.shape.iter().product()
-    }
-    /// Whether the tensor has no elements (never, for a valid config).
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-/// A stack of recurrent layers with its parameters and their gradients.
+/// A stack of recurrent layers: its shape, and where its tensors sit in a
+/// [`ParamStore`].
 ///
-/// Parameters sit in one flat buffer in PyTorch's `state_dict` order: for
-/// each layer, for each direction, `weight_ih`, `weight_hh`, `bias_ih`,
-/// `bias_hh`. [`Rnn::param_info`] names every tensor.
+/// The tensors are registered contiguously in PyTorch's `state_dict`
+/// order: for each layer, for each direction, `weight_ih`, `weight_hh`,
+/// `bias_ih`, `bias_hh`. [`Rnn::param_info`] names every tensor.
 #[derive(Clone, Debug)]
-pub struct Rnn<T: Float> {
+pub struct Rnn {
     config: RnnConfig,
+    /// Each tensor under its name within the layer (`weight_ih_l0`), at its
+    /// offset in the store.
     info: Vec<ParamInfo>,
-    /// All parameters, flat `[P]`.
-    pub params: Vec<T>,
-    /// dL/dparams, flat `[P]`; [`Rnn::backward`] adds to it.
-    pub grads: Vec<T>,
+    /// The whole block of the layer's tensors.
+    at: Param,
 }
 
 /// The input of [`Rnn::forward`].
@@ -1020,13 +1000,14 @@ fn dir_backward<T: Float>(
     );
 }
 
-impl<T: Float> Rnn<T> {
-    /// A stack with all parameters zero; see [`Rnn::init_uniform`].
-    pub fn new(config: RnnConfig) -> Result<Rnn<T>> {
+impl Rnn {
+    /// Registers a stack's tensors in `scope`, all zero; see
+    /// [`Rnn::init_uniform`].
+    pub fn new<T: Float>(mut scope: Scope<'_, T>, config: RnnConfig) -> Result<Rnn> {
         config.validate()?;
         let (h, g, d) = (config.hidden_size, config.cell.gates(), config.directions());
         let mut info = Vec::new();
-        let mut offset = 0;
+        let start = scope.offset();
         for l in 0..config.num_layers {
             let inp = config.layer_input_size(l);
             for dir in 0..d {
@@ -1037,22 +1018,21 @@ impl<T: Float> Rnn<T> {
                     ("bias_ih", vec![g * h]),
                     ("bias_hh", vec![g * h]),
                 ] {
-                    let p = ParamInfo {
-                        name: format!("{kind}_l{l}{sfx}"),
+                    let name = format!("{kind}_l{l}{sfx}");
+                    let p = scope.add(&name, &shape);
+                    info.push(ParamInfo {
+                        name,
                         shape,
-                        offset,
-                    };
-                    offset += p.len();
-                    info.push(p);
+                        offset: p.offset,
+                    });
                 }
             }
         }
-        Ok(Rnn {
-            config,
-            info,
-            params: vec![T::ZERO; offset],
-            grads: vec![T::ZERO; offset],
-        })
+        let at = Param {
+            offset: start,
+            len: scope.offset() - start,
+        };
+        Ok(Rnn { config, info, at })
     }
 
     /// The configuration.
@@ -1060,40 +1040,46 @@ impl<T: Float> Rnn<T> {
         &self.config
     }
 
-    /// Every parameter tensor, in PyTorch's `state_dict` order.
+    /// Every parameter tensor in PyTorch's `state_dict` order, named within
+    /// the layer (`weight_ih_l0`), at its offset in the store.
     pub fn param_info(&self) -> &[ParamInfo] {
         &self.info
     }
 
-    /// A parameter tensor by its PyTorch name.
-    pub fn param(&self, name: &str) -> Option<&[T]> {
-        let p = self.info.iter().find(|p| p.name == name)?;
-        Some(&self.params[p.offset..p.offset + p.len()])
+    /// The block of all the layer's tensors in the store.
+    pub fn block(&self) -> Param {
+        self.at
     }
 
-    /// A parameter tensor by its PyTorch name, mutable.
-    pub fn param_mut(&mut self, name: &str) -> Option<&mut [T]> {
-        let p = self.info.iter().find(|p| p.name == name)?;
-        Some(&mut self.params[p.offset..p.offset + p.len()])
+    fn find(&self, name: &str) -> Option<std::ops::Range<usize>> {
+        self.info.iter().find(|p| p.name == name).map(|p| p.range())
     }
 
-    /// The gradient of a parameter tensor by its PyTorch name.
-    pub fn grad(&self, name: &str) -> Option<&[T]> {
-        let p = self.info.iter().find(|p| p.name == name)?;
-        Some(&self.grads[p.offset..p.offset + p.len()])
+    /// A parameter tensor by its PyTorch name within the layer.
+    pub fn param<'a, T: Float>(&self, store: &'a ParamStore<T>, name: &str) -> Option<&'a [T]> {
+        Some(&store.params[self.find(name)?])
     }
 
-    /// Sets every gradient to zero.
-    pub fn zero_grad(&mut self) {
-        self.grads.fill(T::ZERO);
+    /// A parameter tensor by its PyTorch name within the layer, mutable.
+    pub fn param_mut<'a, T: Float>(
+        &self,
+        store: &'a mut ParamStore<T>,
+        name: &str,
+    ) -> Option<&'a mut [T]> {
+        Some(&mut store.params[self.find(name)?])
     }
 
-    /// PyTorch's default initialisation: every parameter drawn from
-    /// U(−1/√H, 1/√H), from a ChaCha8 stream seeded with `seed`.
-    pub fn init_uniform(&mut self, seed: u64) {
+    /// The gradient of a parameter tensor by its PyTorch name within the layer.
+    pub fn grad<'a, T: Float>(&self, store: &'a ParamStore<T>, name: &str) -> Option<&'a [T]> {
+        Some(&store.grads[self.find(name)?])
+    }
+
+    /// PyTorch's default initialisation: every parameter of the layer drawn
+    /// from U(−1/√H, 1/√H), from a ChaCha8 stream seeded with `seed`.
+    pub fn init_uniform<T: Float>(&self, store: &mut ParamStore<T>, seed: u64) {
         let k = 1.0 / (self.config.hidden_size as f64).sqrt();
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        for p in &mut self.params {
+        for p in self.at.of_mut(&mut store.params) {
             *p = T::from_f64(rng.random_range(-k..k));
         }
     }
@@ -1105,9 +1091,9 @@ impl<T: Float> Rnn<T> {
         (start, std::array::from_fn(|k| self.info[i + k].len()))
     }
 
-    fn dir_params(&self, l: usize, dir: usize) -> DirParams<'_, T> {
+    fn dir_params<'a, T>(&self, params: &'a [T], l: usize, dir: usize) -> DirParams<'a, T> {
         let (start, lens) = self.slot_offsets(l, dir);
-        let [w_ih, w_hh, b_ih, b_hh] = split4(&self.params[start..], lens);
+        let [w_ih, w_hh, b_ih, b_hh] = split4(&params[start..], lens);
         DirParams {
             w_ih,
             w_hh,
@@ -1122,8 +1108,9 @@ impl<T: Float> Rnn<T> {
     /// [`RnnWorkspace::h_n`] and [`RnnWorkspace::c_n`] `[L·D, B, H]`.
     /// `train` carries the random stream for dropout between layers; with
     /// `None` (inference) there is no dropout.
-    pub fn forward(
+    pub fn forward<T: Float>(
         &self,
+        store: &ParamStore<T>,
         ws: &mut RnnWorkspace<T>,
         input: RnnInput<'_, T>,
         train: Option<&mut dyn RngCore>,
@@ -1230,7 +1217,7 @@ impl<T: Float> Rnn<T> {
                 let c0_k = c0.map(|s| &s[k * bh..][..bh]);
                 dir_forward(
                     dm,
-                    &self.dir_params(l, dir),
+                    &self.dir_params(&store.params, l, dir),
                     input,
                     lengths,
                     h0_k,
@@ -1253,10 +1240,11 @@ impl<T: Float> Rnn<T> {
     /// Backpropagation through time for the last [`Rnn::forward`] on `ws`.
     ///
     /// Takes dL/dy `[T, B, D·H]` and dL/dh_n, dL/dc_n `[L·D, B, H]` (zeros
-    /// when `None`); adds dL/dparams into [`Rnn::grads`] and leaves dL/dx,
+    /// when `None`); adds dL/dparams into the store's gradients and leaves dL/dx,
     /// dL/dh0 and dL/dc0 in the workspace.
-    pub fn backward(
-        &mut self,
+    pub fn backward<T: Float>(
+        &self,
+        store: &mut ParamStore<T>,
         ws: &mut RnnWorkspace<T>,
         dy: &[T],
         dh_n: Option<&[T]>,
@@ -1333,14 +1321,14 @@ impl<T: Float> Rnn<T> {
                 };
                 let k = l * d + dir;
                 let (start, lens) = self.slot_offsets(l, dir);
-                let [w_ih, w_hh, b_ih, b_hh] = split4(&self.params[start..], lens);
+                let [w_ih, w_hh, b_ih, b_hh] = split4(&store.params[start..], lens);
                 let p = DirParams {
                     w_ih,
                     w_hh,
                     b_ih,
                     b_hh,
                 };
-                let [w_ih, w_hh, b_ih, b_hh] = split4_mut(&mut self.grads[start..], lens);
+                let [w_ih, w_hh, b_ih, b_hh] = split4_mut(&mut store.grads[start..], lens);
                 let g = DirGrads {
                     w_ih,
                     w_hh,

@@ -23,7 +23,7 @@ use crate::error::{check_len, Error, Result};
 use crate::float::Float;
 use crate::gemm::{gemm, Trans};
 use crate::layer::linear::{linear_backward, linear_forward};
-use crate::layer::rnn::ParamInfo;
+use crate::params::{ParamInfo, ParamStore, Scope};
 
 /// The hidden units' nonlinearity.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -147,16 +147,13 @@ struct Layout {
     b_out: std::ops::Range<usize>,
 }
 
-/// A simple recurrent network with a readout; see the module docs.
+/// A simple recurrent network with a readout; see the module docs. Its
+/// tensors live in a [`ParamStore`].
 #[derive(Clone, Debug)]
-pub struct Srn<T: Float> {
+pub struct Srn {
     config: SrnConfig,
     info: Vec<ParamInfo>,
     at: Layout,
-    /// Every parameter, in [`Srn::param_info`] order.
-    pub params: Vec<T>,
-    /// dL/dparams, laid out like `params`; [`Srn::backward`] adds into it.
-    pub grads: Vec<T>,
 }
 
 /// Saved activations and gradients of the last pass; sized by the first
@@ -242,25 +239,25 @@ impl<T: Float> SrnWorkspace<T> {
     }
 }
 
-impl<T: Float> Srn<T> {
-    /// A net with every parameter zero (see [`crate::init`] to fill them).
-    pub fn new(config: SrnConfig) -> Result<Srn<T>> {
+impl Srn {
+    /// Registers a net's tensors in `scope`, all zero but a learned leak's
+    /// logits (see [`crate::init`] to fill them).
+    pub fn new<T: Float>(mut scope: Scope<'_, T>, config: SrnConfig) -> Result<Srn> {
         config.validate()?;
         let (i, h, o) = (config.input_size, config.hidden_size, config.output_size);
         let mut info = Vec::new();
-        let mut offset = 0;
         let mut add = |name: &str, shape: Vec<usize>, on: bool| {
-            let start = offset;
-            if on {
-                let p = ParamInfo {
-                    name: name.into(),
-                    shape,
-                    offset,
-                };
-                offset += p.len();
-                info.push(p);
+            if !on {
+                let at = scope.offset();
+                return at..at;
             }
-            start..offset
+            let p = scope.add(name, &shape);
+            info.push(ParamInfo {
+                name: name.into(),
+                shape,
+                offset: p.offset,
+            });
+            p.range()
         };
         let at = Layout {
             w_ih: add("weight_ih", vec![h, i], true),
@@ -276,18 +273,11 @@ impl<T: Float> Srn<T> {
             w_out: add("out.weight", vec![o, h], true),
             b_out: add("out.bias", vec![o], true),
         };
-        let mut srn = Srn {
-            config,
-            info,
-            at,
-            params: vec![T::ZERO; offset],
-            grads: vec![T::ZERO; offset],
-        };
-        if let Leak::Learned(a) = srn.config.leak {
+        if let Leak::Learned(a) = config.leak {
             let logit = T::from_f64((a / (1.0 - a)).ln());
-            srn.params[srn.at.leak_logit.clone()].fill(logit);
+            scope.params_mut()[at.leak_logit.clone()].fill(logit);
         }
-        Ok(srn)
+        Ok(Srn { config, info, at })
     }
 
     /// The configuration.
@@ -295,29 +285,35 @@ impl<T: Float> Srn<T> {
         &self.config
     }
 
-    /// Every parameter tensor with its name, shape and offset.
+    /// Every parameter tensor with its name within the net and its offset
+    /// in the store.
     pub fn param_info(&self) -> &[ParamInfo] {
         &self.info
     }
 
     /// A parameter tensor by name: `weight_ih`, `weight_hh`, `bias`,
     /// `weight_skip`, `weight_fb`, `leak_logit`, `out.weight`, `out.bias`.
-    pub fn param_mut(&mut self, name: &str) -> Option<&mut [T]> {
+    pub fn param_mut<'a, T: Float>(
+        &self,
+        store: &'a mut ParamStore<T>,
+        name: &str,
+    ) -> Option<&'a mut [T]> {
         let p = self.info.iter().find(|p| p.name == name)?;
-        Some(&mut self.params[p.offset..p.offset + p.len()])
+        Some(&mut store.params[p.range()])
     }
 
     /// A parameter tensor by name, read-only.
-    pub fn param(&self, name: &str) -> Option<&[T]> {
+    pub fn param<'a, T: Float>(&self, store: &'a ParamStore<T>, name: &str) -> Option<&'a [T]> {
         let p = self.info.iter().find(|p| p.name == name)?;
-        Some(&self.params[p.offset..p.offset + p.len()])
+        Some(&store.params[p.range()])
     }
 
     /// Runs the net over `x` `[T, B, I]` from `h0` `[B, H]` (zeros when
     /// `None`). `teacher` `[T, B, O]` turns on teacher forcing: row t is fed
     /// back into step t+1 instead of o_t (only meaningful with feedback).
-    pub fn forward(
+    pub fn forward<T: Float>(
         &self,
+        store: &ParamStore<T>,
         ws: &mut SrnWorkspace<T>,
         x: &[T],
         steps: usize,
@@ -364,7 +360,7 @@ impl<T: Float> Srn<T> {
                 for (a, l) in ws
                     .alpha
                     .iter_mut()
-                    .zip(&self.params[self.at.leak_logit.clone()])
+                    .zip(&store.params[self.at.leak_logit.clone()])
                 {
                     *a = l.sigmoid();
                 }
@@ -382,7 +378,7 @@ impl<T: Float> Srn<T> {
         }
         ws.fb.iter_mut().take(bo).for_each(|v| *v = T::ZERO);
 
-        let p = &self.params;
+        let p = &store.params;
         let at = &self.at;
         // One GEMM for the input side of every step.
         linear_forward(
@@ -473,9 +469,14 @@ impl<T: Float> Srn<T> {
     }
 
     /// Backpropagation through time for the last [`Srn::forward`] on `ws`:
-    /// takes dL/dz `[T, B, O]`, adds dL/dparams into [`Srn::grads`] and
+    /// takes dL/dz `[T, B, O]`, adds dL/dparams into the store's gradients and
     /// leaves dL/dh_t, dL/dh0 and dL/dx in the workspace.
-    pub fn backward(&mut self, ws: &mut SrnWorkspace<T>, dz: &[T]) -> Result<()> {
+    pub fn backward<T: Float>(
+        &self,
+        store: &mut ParamStore<T>,
+        ws: &mut SrnWorkspace<T>,
+        dz: &[T],
+    ) -> Result<()> {
         let c = &self.config;
         let (tn, bn) = (ws.steps, ws.batch);
         let (i, h, o) = (c.input_size, c.hidden_size, c.output_size);
@@ -502,7 +503,7 @@ impl<T: Float> Srn<T> {
         ws.dx.resize(tn * bn * i, T::ZERO);
         let free_running = c.feedback && !ws.teacher;
         let learned = matches!(c.leak, Leak::Learned(_));
-        let (p, g, at) = (&self.params, &mut self.grads, &self.at);
+        let (p, g, at) = (&store.params, &mut store.grads, &self.at);
         ws.d_logit.clear();
         ws.d_logit.resize(if learned { h } else { 0 }, T::ZERO);
 

@@ -13,10 +13,11 @@ use serde::{Deserialize, Serialize};
 use crate::cell::CellKind;
 use crate::error::{check_len, Error, Result};
 use crate::layer::dropout::{dropout_backward, dropout_forward};
-use crate::layer::embedding::{embedding_backward, embedding_forward};
-use crate::layer::linear::{linear_backward, linear_forward};
+use crate::layer::embedding::Embedding;
+use crate::layer::linear::Linear;
 use crate::layer::rnn::{Rnn, RnnConfig, RnnInput, RnnWorkspace};
 use crate::layer::softmax::softmax_cross_entropy;
+use crate::params::ParamStore;
 
 /// Sizes of a language model.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -47,24 +48,18 @@ impl LmConfig {
     }
 }
 
-/// The model's parameters and their gradients.
+/// The model: its parts and the one store that holds all their parameters
+/// and gradients, in PyTorch's `RNNModel` order and names.
 #[derive(Clone, Debug)]
 pub struct LanguageModel {
     config: LmConfig,
-    /// `[V, E]`
-    pub encoder: Vec<f32>,
-    /// The recurrent stack (its own params and grads).
-    pub rnn: Rnn<f32>,
-    /// `[V, H]`
-    pub decoder_w: Vec<f32>,
-    /// `[V]`
-    pub decoder_b: Vec<f32>,
-    /// `[V, E]`
-    pub d_encoder: Vec<f32>,
-    /// `[V, H]`
-    pub d_decoder_w: Vec<f32>,
-    /// `[V]`
-    pub d_decoder_b: Vec<f32>,
+    /// Every parameter and gradient: `encoder.weight` `[V, E]`,
+    /// `rnn.weight_ih_l0` … (the stack), `decoder.weight` `[V, H]`,
+    /// `decoder.bias` `[V]`.
+    pub store: ParamStore<f32>,
+    encoder: Embedding,
+    rnn: Rnn,
+    decoder: Linear,
 }
 
 /// Buffers of one model for one (T, B), reused across calls, and the state
@@ -159,10 +154,13 @@ impl LanguageModel {
         let mut m = LanguageModel::zeros(config)?;
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         use rand::Rng;
-        for p in m.encoder.iter_mut().chain(m.decoder_w.iter_mut()) {
-            *p = rng.random_range(-0.1f32..0.1);
+        let p = &mut m.store.params;
+        for r in [m.encoder.weight().range(), m.decoder.weight().range()] {
+            for v in &mut p[r] {
+                *v = rng.random_range(-0.1f32..0.1);
+            }
         }
-        m.rnn.init_uniform(rng.next_u64());
+        m.rnn.init_uniform(&mut m.store, rng.next_u64());
         Ok(m)
     }
 
@@ -176,20 +174,21 @@ impl LanguageModel {
                 config.layers
             )));
         }
+        let mut store = ParamStore::new();
+        let encoder = Embedding::new(store.scope("encoder"), v, e);
         let rnn = Rnn::new(
+            store.scope("rnn"),
             RnnConfig::new(cell, e, h)
                 .layers(config.layers)
                 .dropout(config.dropout),
         )?;
+        let decoder = Linear::new(store.scope("decoder"), h, v);
         Ok(LanguageModel {
-            encoder: vec![0.0; v * e],
-            decoder_w: vec![0.0; v * h],
-            decoder_b: vec![0.0; v],
-            d_encoder: vec![0.0; v * e],
-            d_decoder_w: vec![0.0; v * h],
-            d_decoder_b: vec![0.0; v],
-            rnn,
             config,
+            store,
+            encoder,
+            rnn,
+            decoder,
         })
     }
 
@@ -198,94 +197,24 @@ impl LanguageModel {
         &self.config
     }
 
+    /// The recurrent stack.
+    pub fn rnn(&self) -> &Rnn {
+        &self.rnn
+    }
+
     /// Sets the dropout probability (for fine-tuning an imported model).
     pub fn set_dropout(&mut self, p: f64) -> Result<()> {
         let mut cfg = self.config.clone();
         cfg.dropout = p;
         let mut fresh = LanguageModel::zeros(cfg)?;
-        fresh.encoder = std::mem::take(&mut self.encoder);
-        fresh.decoder_w = std::mem::take(&mut self.decoder_w);
-        fresh.decoder_b = std::mem::take(&mut self.decoder_b);
-        fresh.rnn.params = std::mem::take(&mut self.rnn.params);
+        fresh.store.params = std::mem::take(&mut self.store.params);
         *self = fresh;
         Ok(())
     }
 
-    /// Every parameter tensor with its PyTorch `RNNModel` name and shape.
-    pub fn named_params(&self) -> Vec<(String, Vec<usize>, &[f32])> {
-        let (v, e, h) = (
-            self.config.vocab_size,
-            self.config.embed,
-            self.config.hidden,
-        );
-        let mut out = vec![("encoder.weight".to_string(), vec![v, e], &self.encoder[..])];
-        for p in self.rnn.param_info() {
-            out.push((
-                format!("rnn.{}", p.name),
-                p.shape.clone(),
-                &self.rnn.params[p.offset..p.offset + p.len()],
-            ));
-        }
-        out.push((
-            "decoder.weight".to_string(),
-            vec![v, h],
-            &self.decoder_w[..],
-        ));
-        out.push(("decoder.bias".to_string(), vec![v], &self.decoder_b[..]));
-        out
-    }
-
-    /// A parameter tensor by name, mutable.
-    pub fn param_mut(&mut self, name: &str) -> Option<&mut [f32]> {
-        match name {
-            "encoder.weight" => Some(&mut self.encoder),
-            "decoder.weight" => Some(&mut self.decoder_w),
-            "decoder.bias" => Some(&mut self.decoder_b),
-            _ => self.rnn.param_mut(name.strip_prefix("rnn.")?),
-        }
-    }
-
-    /// The tensors the optimiser updates, in a fixed order, with their gradients.
-    pub fn params_and_grads(&mut self) -> (Vec<&mut [f32]>, Vec<&[f32]>) {
-        (
-            vec![
-                &mut self.encoder,
-                &mut self.rnn.params,
-                &mut self.decoder_w,
-                &mut self.decoder_b,
-            ],
-            vec![
-                &self.d_encoder,
-                &self.rnn.grads,
-                &self.d_decoder_w,
-                &self.d_decoder_b,
-            ],
-        )
-    }
-
-    /// The gradients, mutable, in the order of [`LanguageModel::params_and_grads`].
-    pub fn grads_mut(&mut self) -> Vec<&mut [f32]> {
-        vec![
-            &mut self.d_encoder,
-            &mut self.rnn.grads,
-            &mut self.d_decoder_w,
-            &mut self.d_decoder_b,
-        ]
-    }
-
-    /// Lengths of the tensors of [`LanguageModel::params_and_grads`].
-    pub fn param_sizes(&self) -> Vec<usize> {
-        vec![
-            self.encoder.len(),
-            self.rnn.params.len(),
-            self.decoder_w.len(),
-            self.decoder_b.len(),
-        ]
-    }
-
     /// Total number of parameters.
     pub fn num_params(&self) -> usize {
-        self.param_sizes().iter().sum()
+        self.store.len()
     }
 
     /// Runs the model over `ids` `[T, B]` from the carried state, leaving
@@ -314,7 +243,7 @@ impl LanguageModel {
         ws.ids.clear();
         ws.ids.extend_from_slice(ids);
         ws.emb.resize(n * e, 0.0);
-        embedding_forward(&self.encoder, e, ids, &mut ws.emb);
+        self.encoder.forward(&self.store, ids, &mut ws.emb);
         let p = self.config.dropout;
         ws.dropped = rng.is_some() && p > 0.0;
         if ws.dropped {
@@ -336,7 +265,8 @@ impl LanguageModel {
         if !ws.state_c.is_empty() {
             input = input.c0(&ws.state_c);
         }
-        self.rnn.forward(&mut ws.rnn, input, reborrow(&mut rng))?;
+        self.rnn
+            .forward(&self.store, &mut ws.rnn, input, reborrow(&mut rng))?;
         ws.state_h.clear();
         ws.state_h.extend_from_slice(ws.rnn.h_n());
         ws.state_c.clear();
@@ -350,15 +280,8 @@ impl LanguageModel {
             dropout_forward(&mut ws.out, &mut ws.out_mask, p, rng.unwrap());
         }
         ws.logits.resize(n * v, 0.0);
-        linear_forward(
-            &ws.out,
-            &self.decoder_w,
-            &self.decoder_b,
-            n,
-            h,
-            v,
-            &mut ws.logits,
-        );
+        self.decoder
+            .forward(&self.store, &ws.out, n, &mut ws.logits);
         Ok(())
     }
 
@@ -411,43 +334,29 @@ impl LanguageModel {
         b: usize,
         rng: Option<&mut dyn RngCore>,
     ) -> Result<f64> {
-        let (v, e, h) = (
-            self.config.vocab_size,
-            self.config.embed,
-            self.config.hidden,
-        );
+        let (v, h) = (self.config.vocab_size, self.config.hidden);
         self.check_targets(targets, t, b)?;
         self.forward(ws, inputs, t, b, rng)?;
-        for g in self.grads_mut() {
-            g.fill(0.0);
-        }
+        self.store.zero_grad();
         let n = t * b;
         let loss = softmax_cross_entropy(&mut ws.logits, targets, v, true);
         ws.d_out.resize(n * h, 0.0);
-        linear_backward(
-            &ws.out,
-            &self.decoder_w,
-            &ws.logits,
-            n,
-            h,
-            v,
-            &mut self.d_decoder_w,
-            &mut self.d_decoder_b,
-            Some(&mut ws.d_out),
-        );
+        self.decoder
+            .backward(&mut self.store, &ws.out, &ws.logits, n, Some(&mut ws.d_out));
         if ws.dropped {
             dropout_backward(&mut ws.d_out, &ws.out_mask);
         }
-        self.rnn.backward(&mut ws.rnn, &ws.d_out, None, None)?;
+        self.rnn
+            .backward(&mut self.store, &mut ws.rnn, &ws.d_out, None, None)?;
         let dx = ws.rnn.dx();
         if ws.dropped {
             // d_emb = dx ⊙ mask, reusing the embedding buffer.
             for ((d, &g), &m) in ws.emb.iter_mut().zip(dx).zip(&ws.emb_mask) {
                 *d = g * m;
             }
-            embedding_backward(&mut self.d_encoder, e, &ws.ids, &ws.emb);
+            self.encoder.backward(&mut self.store, &ws.ids, &ws.emb);
         } else {
-            embedding_backward(&mut self.d_encoder, e, &ws.ids, dx);
+            self.encoder.backward(&mut self.store, &ws.ids, dx);
         }
         Ok(loss)
     }

@@ -4,7 +4,21 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use recur::{CellKind, Float, Rnn, RnnConfig, RnnInput, RnnWorkspace};
+use recur::{CellKind, Float, ParamStore, Rnn, RnnConfig, RnnInput, RnnWorkspace};
+
+/// A recurrent stack alone in its own store (names without a prefix).
+pub struct Layer<T> {
+    pub rnn: Rnn,
+    pub store: ParamStore<T>,
+}
+
+impl<T: Float> Layer<T> {
+    pub fn new(cfg: RnnConfig) -> Layer<T> {
+        let mut store = ParamStore::new();
+        let rnn = Rnn::new(store.root(), cfg).unwrap();
+        Layer { rnn, store }
+    }
+}
 
 /// A PyTorch reference case: float64 tensors and string metadata.
 pub struct Fixture {
@@ -110,11 +124,11 @@ impl Problem {
         seed: u64,
     ) -> Problem {
         let mut r = Lcg(seed);
-        let rnn = Rnn::<f64>::new(cfg.clone()).unwrap();
+        let layer = Layer::<f64>::new(cfg.clone());
         let n_state = cfg.num_layers * cfg.directions() * b * cfg.hidden_size;
         let lstm = cfg.cell.has_cell_state();
         Problem {
-            params: r.vec(rnn.params.len(), 0.6),
+            params: r.vec(layer.store.len(), 0.6),
             x: r.vec(t * b * cfg.input_size, 1.0),
             h0: r.vec(n_state, 0.5),
             c0: lstm.then(|| r.vec(n_state, 0.5)),
@@ -156,19 +170,21 @@ pub struct Outcome {
 
 pub fn run<T: Float>(
     p: &Problem,
-    rnn: &mut Rnn<T>,
+    layer: &mut Layer<T>,
     ws: &mut RnnWorkspace<T>,
     seed: Option<u64>,
 ) -> Outcome {
     use rand::SeedableRng;
-    rnn.params = cast(&p.params);
-    rnn.zero_grad();
+    let Layer { rnn, store } = layer;
+    store.params = cast(&p.params);
+    store.zero_grad();
     let x: Vec<T> = cast(&p.x);
     let h0: Vec<T> = cast(&p.h0);
     let c0: Option<Vec<T>> = p.c0.as_deref().map(cast);
     let mut rng = seed.map(rand_chacha::ChaCha8Rng::seed_from_u64);
     let train = rng.as_mut().map(|r| r as &mut dyn rand::RngCore);
     rnn.forward(
+        store,
         ws,
         p.input(&x, &h0, c0.as_deref(), p.lengths.as_deref()),
         train,
@@ -184,7 +200,8 @@ pub fn run<T: Float>(
     let gy: Vec<T> = cast(&p.gy);
     let gh: Vec<T> = cast(&p.gh);
     let gc: Option<Vec<T>> = p.gc.as_deref().map(cast);
-    rnn.backward(ws, &gy, Some(&gh), gc.as_deref()).unwrap();
+    rnn.backward(store, ws, &gy, Some(&gh), gc.as_deref())
+        .unwrap();
     Outcome {
         y,
         h_n,
@@ -192,7 +209,7 @@ pub fn run<T: Float>(
         dx: back(ws.dx()),
         dh0: back(ws.dh0()),
         dc0: back(ws.dc0()),
-        grads: back(&rnn.grads),
+        grads: back(&store.grads),
         loss,
     }
 }

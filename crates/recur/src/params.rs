@@ -1,0 +1,214 @@
+//! The parameter store: every parameter of a model in one flat buffer, its
+//! gradient in a second one of the same layout, and a table of named views.
+//!
+//! As in llm.c, a tensor is an offset and a length into the two buffers, so
+//! initialisers, optimisers, clipping, checkpoints and export each loop
+//! over one slice (or over the table) whatever the model is. As in candle's
+//! `VarBuilder`, a part registers its tensors through a [`Scope`] that
+//! carries the name prefix: a part never spells its parent's name.
+//!
+//! ```
+//! use recur::{ParamStore, Linear};
+//! let mut store = ParamStore::<f32>::new();
+//! let head = Linear::new(store.scope("decoder"), 4, 3);
+//! assert_eq!(store.info()[0].name, "decoder.weight");
+//! assert_eq!(store.info()[1].shape, vec![3]);
+//! assert_eq!(store.len(), 3 * 4 + 3);
+//! # let _ = head;
+//! ```
+
+use std::ops::Range;
+
+use crate::float::Float;
+
+/// Where one named tensor lives in a [`ParamStore`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParamInfo {
+    /// The full scoped name, such as `rnn.weight_ih_l0` (PyTorch's
+    /// `state_dict` name where the model has a PyTorch counterpart).
+    pub name: String,
+    /// The shape, PyTorch's where there is one.
+    pub shape: Vec<usize>,
+    /// Offset of the first element in the flat buffers.
+    pub offset: usize,
+}
+
+impl ParamInfo {
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+    /// Whether the tensor has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Its range in the flat buffers.
+    pub fn range(&self) -> Range<usize> {
+        self.offset..self.offset + self.len()
+    }
+}
+
+/// A handle on one tensor of a store: what a part keeps to find its
+/// parameters and gradients again.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Param {
+    /// Offset of the first element.
+    pub offset: usize,
+    /// Number of elements.
+    pub len: usize,
+}
+
+impl Param {
+    /// Its range in the flat buffers.
+    pub fn range(self) -> Range<usize> {
+        self.offset..self.offset + self.len
+    }
+    /// The tensor's values in `buf` (the store's `params` or `grads`).
+    #[inline]
+    pub fn of<T>(self, buf: &[T]) -> &[T] {
+        &buf[self.offset..self.offset + self.len]
+    }
+    /// The tensor's values in `buf`, mutable.
+    #[inline]
+    pub fn of_mut<T>(self, buf: &mut [T]) -> &mut [T] {
+        &mut buf[self.offset..self.offset + self.len]
+    }
+    /// The handle covering `self` and `next`, which must follow it directly.
+    pub fn join(self, next: Param) -> Param {
+        debug_assert_eq!(self.offset + self.len, next.offset);
+        Param {
+            offset: self.offset,
+            len: self.len + next.len,
+        }
+    }
+}
+
+/// All parameters `[P]` and gradients `[P]` of a model, with their names.
+#[derive(Clone, Debug, Default)]
+pub struct ParamStore<T> {
+    /// Every parameter, flat `[P]`, in registration order.
+    pub params: Vec<T>,
+    /// dL/dparams, flat `[P]`, laid out like `params`; backward passes add
+    /// into it.
+    pub grads: Vec<T>,
+    info: Vec<ParamInfo>,
+}
+
+impl<T: Float> ParamStore<T> {
+    /// An empty store.
+    pub fn new() -> ParamStore<T> {
+        ParamStore {
+            params: Vec::new(),
+            grads: Vec::new(),
+            info: Vec::new(),
+        }
+    }
+
+    /// The scope with no prefix: its tensors keep the names they are given.
+    pub fn root(&mut self) -> Scope<'_, T> {
+        Scope {
+            store: self,
+            prefix: String::new(),
+        }
+    }
+
+    /// The scope `name`: a tensor `weight` registered in it is `name.weight`.
+    pub fn scope(&mut self, name: &str) -> Scope<'_, T> {
+        Scope {
+            store: self,
+            prefix: format!("{name}."),
+        }
+    }
+
+    /// Every tensor, in registration order (the order of the buffers).
+    pub fn info(&self) -> &[ParamInfo] {
+        &self.info
+    }
+
+    /// P: the number of parameters.
+    pub fn len(&self) -> usize {
+        self.params.len()
+    }
+
+    /// Whether nothing is registered.
+    pub fn is_empty(&self) -> bool {
+        self.params.is_empty()
+    }
+
+    /// A tensor's entry by its full name.
+    pub fn find(&self, name: &str) -> Option<&ParamInfo> {
+        self.info.iter().find(|p| p.name == name)
+    }
+
+    /// A tensor's values by its full name.
+    pub fn get(&self, name: &str) -> Option<&[T]> {
+        let r = self.find(name)?.range();
+        Some(&self.params[r])
+    }
+
+    /// A tensor's values by its full name, mutable.
+    pub fn get_mut(&mut self, name: &str) -> Option<&mut [T]> {
+        let r = self.find(name)?.range();
+        Some(&mut self.params[r])
+    }
+
+    /// A tensor's gradient by its full name.
+    pub fn grad(&self, name: &str) -> Option<&[T]> {
+        let r = self.find(name)?.range();
+        Some(&self.grads[r])
+    }
+
+    /// Sets every gradient to zero.
+    pub fn zero_grad(&mut self) {
+        self.grads.fill(T::ZERO);
+    }
+
+    /// Every tensor as (name, shape, values), in order: what a checkpoint
+    /// or an export writes.
+    pub fn named(&self) -> impl Iterator<Item = (&str, &[usize], &[T])> + '_ {
+        self.info
+            .iter()
+            .map(|p| (p.name.as_str(), &p.shape[..], &self.params[p.range()]))
+    }
+}
+
+/// A name prefix into a store, through which a part registers its tensors.
+pub struct Scope<'a, T> {
+    store: &'a mut ParamStore<T>,
+    prefix: String,
+}
+
+impl<T: Float> Scope<'_, T> {
+    /// The sub-scope `name` (`encoder` → `encoder.name.`).
+    pub fn pp(&mut self, name: &str) -> Scope<'_, T> {
+        Scope {
+            prefix: format!("{}{name}.", self.prefix),
+            store: self.store,
+        }
+    }
+
+    /// Registers a zero tensor `name` of `shape` and returns its handle.
+    pub fn add(&mut self, name: &str, shape: &[usize]) -> Param {
+        let offset = self.store.params.len();
+        let info = ParamInfo {
+            name: format!("{}{name}", self.prefix),
+            shape: shape.to_vec(),
+            offset,
+        };
+        let len = info.len();
+        self.store.info.push(info);
+        self.store.params.resize(offset + len, T::ZERO);
+        self.store.grads.resize(offset + len, T::ZERO);
+        Param { offset, len }
+    }
+
+    /// The store's parameters, for a part that sets its own start values.
+    pub fn params_mut(&mut self) -> &mut [T] {
+        &mut self.store.params
+    }
+
+    /// Where the next tensor will start.
+    pub fn offset(&self) -> usize {
+        self.store.params.len()
+    }
+}
