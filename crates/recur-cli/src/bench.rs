@@ -2,12 +2,15 @@
 
 use std::time::Instant;
 
+use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use rand::SeedableRng;
+use recur::data::LmBatch;
 use recur::gemm::{gemm, set_threads, threads, Trans};
 use recur::model::lm::{LanguageModel, LmConfig, LmWorkspace};
-use recur::optim::{clip_grad_norm, OptimConfig, Optimizer, OptimizerKind};
+use recur::optim::OptimizerKind;
 use recur::sample::{generate, Decoding};
+use recur::train::{Data, TrainConfig, Trainer};
 use recur::{CellKind, ParamStore, Rnn, RnnConfig, RnnInput, RnnWorkspace};
 
 /// `recur bench`: the language-model configs of `../shared/bench/pytorch_baseline.py`,
@@ -53,7 +56,7 @@ const CONFIGS: [Config; 7] = [
     ("char-lstm-1024x1", "lstm", 65, 1024, 1024, 1, 32, 100),
 ];
 
-pub fn run_args(a: BenchArgs) -> Result<(), String> {
+pub fn run_args(a: BenchArgs) -> anyhow::Result<()> {
     if let Some(cmd) = a.command {
         return run(cmd);
     }
@@ -61,53 +64,55 @@ pub fn run_args(a: BenchArgs) -> Result<(), String> {
     for name in &a.configs {
         if !CONFIGS.iter().any(|c| c.0 == name) {
             let names: Vec<&str> = CONFIGS.iter().map(|c| c.0).collect();
-            return Err(format!(
+            bail!(
                 "--config: unknown config '{name}', expected one of {}",
                 names.join(", ")
-            ));
+            );
         }
     }
     if a.steps == 0 {
-        return Err("--steps must be at least 1".into());
+        bail!("--steps must be at least 1");
     }
     for &(name, cell, v, e, h, l, b, t) in &CONFIGS {
         if !a.configs.is_empty() && !a.configs.iter().any(|c| c == name) {
             continue;
         }
         let cfg = LmConfig {
-            cell: cell.into(),
+            cell: CellKind::from_name(cell).expect("known cell"),
             vocab_size: v,
             embed: e,
             hidden: h,
             layers: l,
             dropout: 0.0,
         };
-        let mut model = LanguageModel::new(cfg, 0).map_err(|e| e.to_string())?;
+        let model = LanguageModel::new(cfg, 0)?;
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
         use rand::Rng;
-        let x: Vec<u32> = (0..t * b).map(|_| rng.random_range(0..v as u32)).collect();
-        let y: Vec<u32> = (0..t * b).map(|_| rng.random_range(0..v as u32)).collect();
-        let mut opt = Optimizer::new(
-            OptimConfig::new(OptimizerKind::Adam, 2e-3),
-            &[model.num_params()],
-        )
-        .map_err(|e| e.to_string())?;
-        let mut ws = LmWorkspace::new();
+        let mut ids =
+            || -> Vec<u32> { (0..t * b).map(|_| rng.random_range(0..v as u32)).collect() };
+        let batch = LmBatch {
+            inputs: ids(),
+            targets: ids(),
+            steps: t,
+            batch: b,
+        };
+        // The same update `recur train` makes: Adam, clip-norm 5.
+        let mut tc = TrainConfig::new(OptimizerKind::Adam, 2e-3);
+        tc.clip_norm = 5.0;
+        let mut trainer = Trainer::new(model, OneBatch(batch), tc)?;
         let mut train_step = || {
-            ws.reset_state();
-            model.forward_backward(&mut ws, &x, &y, t, b, None).unwrap();
-            let store = &mut model.store;
-            clip_grad_norm(&mut [&mut store.grads], 5.0);
-            opt.step(&mut [&mut store.params], &[&store.grads], 2e-3);
+            trainer.train_step().unwrap();
         };
         for _ in 0..2 {
             train_step();
         }
         let t_train = median((0..a.steps).map(|_| timed(&mut train_step)).collect());
+        let model = &trainer.model;
+        let x = &trainer.data.0.inputs;
         let mut iws = LmWorkspace::new();
         let mut infer = || {
             iws.reset_state();
-            model.forward(&mut iws, &x, t, b, None).unwrap();
+            model.forward(&mut iws, x, t, b, None).unwrap();
         };
         for _ in 0..2 {
             infer();
@@ -121,7 +126,7 @@ pub fn run_args(a: BenchArgs) -> Result<(), String> {
         };
         let mut grng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
         let mut gen = || {
-            generate(&model, &[0], n_gen, how, &mut grng, &mut |_| {}).unwrap();
+            generate(model, &[0], n_gen, how, &mut grng, &mut |_| {}).unwrap();
         };
         gen();
         let t_gen = median((0..3).map(|_| timed(&mut gen)).collect());
@@ -145,6 +150,30 @@ pub fn run_args(a: BenchArgs) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// One fixed batch as the whole training data: every step is an epoch of
+/// its own, so the carried state is zeroed before each, as in the baseline.
+struct OneBatch(LmBatch);
+
+impl Data for OneBatch {
+    type Batch = LmBatch;
+    fn steps_per_epoch(&self) -> Option<usize> {
+        Some(1)
+    }
+    fn fill(&mut self, _: usize, _: usize, batch: &mut LmBatch) -> recur::Result<()> {
+        batch.clone_from(&self.0);
+        Ok(())
+    }
+    fn tokens_per_step(&self) -> usize {
+        self.0.steps * self.0.batch
+    }
+    fn validation(&self) -> &[LmBatch] {
+        &[]
+    }
+    fn fingerprint(&self) -> u64 {
+        0
+    }
 }
 
 fn timed(f: &mut dyn FnMut()) -> f64 {
@@ -188,7 +217,7 @@ pub struct LayerArgs {
     json: bool,
 }
 
-pub fn run(cmd: BenchCommand) -> Result<(), String> {
+pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Layer(a) => layer(a),
     }
@@ -236,22 +265,22 @@ fn gemm_rate(
     2.0 * (m * n * k * reps_inner) as f64 / s / 1e9
 }
 
-fn layer(a: LayerArgs) -> Result<(), String> {
-    let cell = CellKind::from_name(&a.cell).ok_or_else(|| {
+fn layer(a: LayerArgs) -> anyhow::Result<()> {
+    let cell = CellKind::from_name(&a.cell).with_context(|| {
         format!(
             "--cell: unknown cell '{}', expected lstm, gru, gru-reset-before, rnn-tanh or rnn-relu",
             a.cell
         )
     })?;
     if a.hidden == 0 || a.batch == 0 || a.steps == 0 {
-        return Err("--hidden, --batch and --steps must be at least 1".into());
+        bail!("--hidden, --batch and --steps must be at least 1");
     }
     set_threads(a.threads);
     let (h, b, t) = (a.hidden, a.batch, a.steps);
     let i = a.input.unwrap_or(h);
     let g = cell.gates();
     let mut store = ParamStore::<f32>::new();
-    let rnn = Rnn::new(store.root(), RnnConfig::new(cell, i, h)).map_err(|e| e.to_string())?;
+    let rnn = Rnn::new(store.root(), RnnConfig::new(cell, i, h))?;
     rnn.init_uniform(&mut store, 0);
     let x: Vec<f32> = (0..t * b * i)
         .map(|k| ((k % 97) as f32 / 97.0) - 0.5)

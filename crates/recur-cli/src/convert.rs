@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use anyhow::{bail, Context};
 use clap::Args;
 use recur::checkpoint::{export_torch_lm, import_torch_lm, load_lm, read_vocab_json, save_lm};
 use recur::data::Level;
@@ -40,19 +41,19 @@ pub struct ExportArgs {
 
 pub fn import(a: ImportArgs) -> CliResult {
     let level = Level::from_name(&a.level)
-        .ok_or_else(|| format!("--level: expected char or word, got '{}'", a.level))?;
+        .with_context(|| format!("--level: expected char or word, got '{}'", a.level))?;
     let cell = match a.cell.as_deref() {
         None => None,
         Some(s @ ("rnn-tanh" | "rnn-relu")) => CellKind::from_name(s),
-        Some(s) => return Err(format!("--cell: expected rnn-tanh or rnn-relu (LSTM and GRU are read from the shapes), got '{s}'")),
+        Some(s) => bail!("--cell: expected rnn-tanh or rnn-relu (LSTM and GRU are read from the shapes), got '{s}'"),
     };
-    let vocab = read_vocab_json(&a.vocab, level).map_err(|e| e.to_string())?;
-    let model = import_torch_lm(&a.torch, vocab.clone(), cell).map_err(|e| e.to_string())?;
-    save_lm(&a.out, &model, &vocab).map_err(|e| e.to_string())?;
+    let vocab = read_vocab_json(&a.vocab, level)?;
+    let model = import_torch_lm(&a.torch, vocab.clone(), cell)?;
+    save_lm(&a.out, &model, &vocab)?;
     let c = model.config();
     println!(
         "imported a {} language model: vocab {}, embed {}, hidden {}, {} layer(s), {} parameters → {}",
-        c.cell,
+        c.cell.name(),
         c.vocab_size,
         c.embed,
         c.hidden,
@@ -64,8 +65,8 @@ pub fn import(a: ImportArgs) -> CliResult {
 }
 
 pub fn export(a: ExportArgs) -> CliResult {
-    let (model, vocab) = load_lm(&a.model).map_err(|e| e.to_string())?;
-    export_torch_lm(&a.out, &model, &vocab).map_err(|e| e.to_string())?;
+    let (model, vocab) = load_lm(&a.model)?;
+    export_torch_lm(&a.out, &model, &vocab)?;
     println!(
         "wrote {0}/state_dict.safetensors and {0}/vocab.json",
         a.out.display()

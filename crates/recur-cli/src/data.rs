@@ -40,18 +40,15 @@ pub struct MackeyGlassArgs {
 pub fn run(cmd: DataCommand) -> CliResult {
     match cmd {
         DataCommand::MackeyGlass(a) => {
-            let x = mackey_glass(a.length, a.tau, a.dt, a.subsample, a.seed)
-                .map_err(|e| e.to_string())?;
+            let x = mackey_glass(a.length, a.tau, a.dt, a.subsample, a.seed)?;
             let step = a.dt * a.subsample as f64;
             let mut csv = String::from("t,x\n");
             for (i, v) in x.iter().enumerate() {
                 csv += &format!("{},{v}\n", i as f64 * step);
             }
             match a.out {
-                Some(p) => write_atomic(&p, csv.as_bytes()).map_err(|e| e.to_string())?,
-                None => std::io::stdout()
-                    .write_all(csv.as_bytes())
-                    .map_err(|e| e.to_string())?,
+                Some(p) => write_atomic(&p, csv.as_bytes())?,
+                None => std::io::stdout().write_all(csv.as_bytes())?,
             }
             Ok(())
         }

@@ -3,14 +3,14 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use anyhow::bail;
 use clap::{Args, Subcommand};
-use plotters::style::RGBColor;
 use recur::checkpoint::write_atomic;
 use recur::data::{read_column, Column};
 use recur::reservoir::{nrmse, r2, Esn, EsnConfig};
 
-use crate::plot::{line_plot, Series};
 use crate::CliResult;
+use recur::plot::{line_plot, Series};
 
 #[derive(Subcommand)]
 pub enum EsnCommand {
@@ -120,23 +120,20 @@ fn plot_dir(out: &Path) -> PathBuf {
 
 fn fit(a: FitArgs) -> CliResult {
     let started = Instant::now();
-    let (name, series) = read_column(&a.data, &column(&a.column)).map_err(|e| e.to_string())?;
+    let (name, series) = read_column(&a.data, &column(&a.column))?;
     if !(0.0..1.0).contains(&a.test_fraction) {
-        return Err(format!(
-            "--test-fraction must be in [0, 1), got {}",
-            a.test_fraction
-        ));
+        bail!("--test-fraction must be in [0, 1), got {}", a.test_fraction);
     }
     let n_test = (series.len() as f64 * a.test_fraction).round() as usize;
     let n_train = series.len() - n_test;
     if n_train < a.washout + a.horizon + 1 {
-        return Err(format!(
+        bail!(
             "{}: column '{name}' has {} rows ({n_train} for training), fewer than washout {} + horizon {} + 1",
             a.data.display(),
             series.len(),
             a.washout,
             a.horizon
-        ));
+        );
     }
     let cfg = EsnConfig {
         units: a.units,
@@ -154,9 +151,9 @@ fn fit(a: FitArgs) -> CliResult {
         seed: a.seed,
         input_in_readout: !a.no_input_readout,
     };
-    let mut esn = Esn::new(cfg, 1, 1).map_err(|e| e.to_string())?;
-    esn.fit(&series[..n_train]).map_err(|e| e.to_string())?;
-    esn.save(&a.out).map_err(|e| e.to_string())?;
+    let mut esn = Esn::new(cfg, 1, 1)?;
+    esn.fit(&series[..n_train])?;
+    esn.save(&a.out)?;
     // Test: run the whole series from a zero state, score the predictions
     // whose targets lie in the held-out tail.
     let h = a.horizon;
@@ -185,12 +182,12 @@ fn fit(a: FitArgs) -> CliResult {
                 Series {
                     label: "truth",
                     points: pts(&truth),
-                    color: RGBColor(31, 119, 180),
+                    color: (31, 119, 180),
                 },
                 Series {
                     label: "prediction",
                     points: pts(&p),
-                    color: RGBColor(214, 39, 40),
+                    color: (214, 39, 40),
                 },
             ],
         )?;
@@ -212,23 +209,21 @@ fn fit(a: FitArgs) -> CliResult {
 }
 
 fn predict(a: PredictArgs) -> CliResult {
-    let mut esn = Esn::load(&a.model).map_err(|e| e.to_string())?;
-    let (name, series) = read_column(&a.data, &column(&a.column)).map_err(|e| e.to_string())?;
+    let mut esn = Esn::load(&a.model)?;
+    let (name, series) = read_column(&a.data, &column(&a.column))?;
     let h = esn.config().horizon;
     let mut rows: Vec<(usize, f64)> = Vec::new();
     let mut truth: Vec<(f64, f64)> = Vec::new();
     match a.generate {
         Some(k) => {
             if a.warmup == 0 || a.warmup > series.len() {
-                return Err(format!(
+                bail!(
                     "--warmup must be between 1 and the {} rows of {}",
                     series.len(),
                     a.data.display()
-                ));
+                );
             }
-            let gen = esn
-                .generate(&series[..a.warmup], k)
-                .map_err(|e| e.to_string())?;
+            let gen = esn.generate(&series[..a.warmup], k)?;
             rows.extend(gen.iter().enumerate().map(|(i, &v)| (a.warmup + i, v)));
             truth.extend(
                 series
@@ -241,12 +236,12 @@ fn predict(a: PredictArgs) -> CliResult {
         }
         None => {
             if a.warmup >= series.len() {
-                return Err(format!(
+                bail!(
                     "--warmup {} leaves none of the {} rows of {} to predict",
                     a.warmup,
                     series.len(),
                     a.data.display()
-                ));
+                );
             }
             let pred = esn.predict_ahead(&series);
             rows.extend((a.warmup..series.len()).map(|t| (t + h, pred[t])));
@@ -265,7 +260,7 @@ fn predict(a: PredictArgs) -> CliResult {
     }
     match &a.out {
         Some(p) => {
-            write_atomic(p, csv.as_bytes()).map_err(|e| e.to_string())?;
+            write_atomic(p, csv.as_bytes())?;
             line_plot(
                 &plot_dir(p).join("prediction.svg"),
                 "recur esn: truth and prediction",
@@ -275,12 +270,12 @@ fn predict(a: PredictArgs) -> CliResult {
                     Series {
                         label: "truth",
                         points: truth,
-                        color: RGBColor(31, 119, 180),
+                        color: (31, 119, 180),
                     },
                     Series {
                         label: "prediction",
                         points: rows.iter().map(|&(s, v)| (s as f64, v)).collect(),
-                        color: RGBColor(214, 39, 40),
+                        color: (214, 39, 40),
                     },
                 ],
             )?;

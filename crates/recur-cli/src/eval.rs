@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use anyhow::bail;
 use clap::Args;
 use recur::checkpoint::load_lm;
 use recur::data::{read_text, tokenize};
@@ -23,22 +24,18 @@ pub struct EvalArgs {
 }
 
 pub fn run(a: EvalArgs) -> CliResult {
-    let (model, vocab) = load_lm(&a.model).map_err(|e| e.to_string())?;
-    let text = read_text(&a.data).map_err(|e| e.to_string())?;
-    let ids = vocab
-        .encode(&tokenize(&text, vocab.level), &a.data.display().to_string())
-        .map_err(|e| e.to_string())?;
+    let (model, vocab) = load_lm(&a.model)?;
+    let text = read_text(&a.data)?;
+    let ids = vocab.encode(&tokenize(&text, vocab.level), &a.data.display().to_string())?;
     if ids.len() < 2 {
-        return Err(format!(
+        bail!(
             "{}: has {} tokens; at least 2 are needed to predict one",
             a.data.display(),
             ids.len()
-        ));
+        );
     }
     // One stream at batch 1, run 256 steps per call with the state carried.
-    let r = model
-        .eval_stream(&mut LmWorkspace::new(), &ids, 256)
-        .map_err(|e| e.to_string())?;
+    let r = model.eval_stream(&mut LmWorkspace::new(), &ids, 256)?;
     let ce = r.mean_cross_entropy;
     let bits = ce / std::f64::consts::LN_2;
     if a.json {

@@ -3,6 +3,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 
+use anyhow::bail;
 use clap::Args;
 use rand::SeedableRng;
 use recur::checkpoint::load_lm;
@@ -43,15 +44,13 @@ pub struct GenerateArgs {
 }
 
 pub fn run(a: GenerateArgs) -> CliResult {
-    let (model, vocab) = load_lm(&a.model).map_err(|e| e.to_string())?;
+    let (model, vocab) = load_lm(&a.model)?;
     let prime = match &a.prime {
-        Some(p) if !p.is_empty() => vocab
-            .encode(&tokenize(p, vocab.level), "--prime")
-            .map_err(|e| e.to_string())?,
+        Some(p) if !p.is_empty() => vocab.encode(&tokenize(p, vocab.level), "--prime")?,
         _ => vec![default_start(&vocab)],
     };
     if prime.is_empty() {
-        return Err("--prime: the text has no tokens".into());
+        bail!("--prime: the text has no tokens");
     }
     let how = if a.greedy {
         Decoding::Greedy
@@ -85,8 +84,7 @@ pub fn run(a: GenerateArgs) -> CliResult {
         first = false;
         let _ = write!(out, "{piece}");
         let _ = out.flush();
-    })
-    .map_err(|e| e.to_string())?;
+    })?;
     let _ = writeln!(out);
     Ok(())
 }

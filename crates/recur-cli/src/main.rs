@@ -11,7 +11,6 @@ mod data;
 mod esn;
 mod eval;
 mod generate;
-mod plot;
 mod task;
 mod train;
 
@@ -49,8 +48,8 @@ enum Command {
     Bench(bench::BenchArgs),
 }
 
-/// Every failure reaches the user as one message and exit code 2.
-pub type CliResult = Result<(), String>;
+/// Every failure reaches the user as one message (with its context) and exit code 2.
+pub type CliResult = anyhow::Result<()>;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -69,7 +68,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {e:#}");
             ExitCode::from(2)
         }
     }

@@ -5,14 +5,16 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
+use anyhow::{bail, Context};
 use clap::Args;
 use recur::init::RecurrentInit;
 use recur::layer::srn::Leak;
 use recur::optim::OptimizerKind;
-use recur::task::{GradientFlow, TaskCell, TaskConfig, TaskKind, TaskMetrics, TaskRun};
+use recur::task::{GradientFlow, TaskCell, TaskConfig, TaskKind, TaskMetrics, TaskNet, TaskRun};
+use recur::train::{Budget, MetricsLine, Observer, Progress, StepReport};
 
-use crate::plot::gradient_flow_plot;
 use crate::CliResult;
+use recur::plot::gradient_flow_plot;
 
 /// Settings shared by `task` and `diagnose`; unset ones take the task's defaults.
 #[derive(Args)]
@@ -83,14 +85,14 @@ pub struct NetArgs {
 }
 
 impl NetArgs {
-    fn config(&self, task: &str) -> Result<TaskConfig, String> {
-        let kind = TaskKind::from_name(task).ok_or_else(|| {
+    fn config(&self, task: &str) -> anyhow::Result<TaskConfig> {
+        let kind = TaskKind::from_name(task).with_context(|| {
             format!(
                 "unknown task '{task}': expected one of {}",
                 names(TaskKind::ALL.map(|(n, _)| n))
             )
         })?;
-        let cell = TaskCell::from_name(&self.cell).ok_or_else(|| {
+        let cell = TaskCell::from_name(&self.cell).with_context(|| {
             format!(
                 "--cell: unknown cell '{}': expected one of {}",
                 self.cell,
@@ -103,14 +105,14 @@ impl NetArgs {
         c.steps = self.steps.unwrap_or(c.steps);
         c.batch = self.batch.unwrap_or(c.batch);
         c.seed = self.seed;
-        c.optimizer = OptimizerKind::from_name(&self.optimizer).ok_or_else(|| {
+        c.optimizer = OptimizerKind::from_name(&self.optimizer).with_context(|| {
             format!("--optimizer: unknown optimiser '{}': expected sgd, adam, adamw, rmsprop or adagrad", self.optimizer)
         })?;
         c.lr = self.lr.unwrap_or(c.lr);
         c.clip_norm = self.clip_norm;
         c.clip_value = self.clip_value;
         if let Some(init) = &self.init {
-            c.init = RecurrentInit::from_name(init).ok_or_else(|| {
+            c.init = RecurrentInit::from_name(init).with_context(|| {
                 format!("--init: unknown initialisation '{init}': expected uniform, orthogonal or identity")
             })?;
         }
@@ -180,35 +182,72 @@ fn metrics_line(m: &TaskMetrics) -> String {
     s
 }
 
-/// Trains, evaluating every `eval_every` steps; `hook` sees each step.
-/// Returns the final metrics and the first step at which the test set
-/// counted as solved.
+/// What `task` and `diagnose` watch while the trainer runs: the metrics
+/// of each evaluation, the first step that solved the task, and a hook on
+/// every step.
+struct Watch<'a> {
+    quiet: bool,
+    solved_at: Option<usize>,
+    last: Option<TaskMetrics>,
+    hook: &'a mut dyn FnMut(&TaskNet, u64) -> anyhow::Result<()>,
+}
+
+impl Observer<TaskNet> for Watch<'_> {
+    fn step(&mut self, net: &TaskNet, _: &StepReport, p: &Progress) -> recur::Result<()> {
+        (self.hook)(net, p.step).map_err(|e| recur::Error::Io {
+            path: "the gradient record".into(),
+            message: format!("{e:#}"),
+        })
+    }
+
+    fn evaluated(&mut self, line: &MetricsLine) {
+        let val = line
+            .val
+            .iter()
+            .map(|(k, v)| (k.trim_start_matches("val_").to_string(), *v))
+            .collect();
+        let m = TaskMetrics::new(
+            line.step as usize,
+            line.train_loss,
+            line.val_loss.unwrap_or(f64::NAN),
+            &val,
+        );
+        if m.solved && self.solved_at.is_none() {
+            self.solved_at = Some(m.step);
+        }
+        if !self.quiet {
+            eprintln!("{}", metrics_line(&m));
+        }
+        self.last = Some(m);
+    }
+}
+
+/// Trains with the library's trainer, evaluating every `eval_every` steps;
+/// `hook` sees the net after each step. Returns the final metrics and the
+/// first step at which the test set counted as solved.
 fn train(
     run: &mut TaskRun,
     quiet: bool,
-    mut hook: impl FnMut(&TaskRun) -> CliResult,
-) -> Result<(TaskMetrics, Option<usize>), String> {
+    hook: &mut dyn FnMut(&TaskNet, u64) -> anyhow::Result<()>,
+) -> anyhow::Result<(TaskMetrics, Option<usize>)> {
     let cfg = run.config().clone();
-    let mut solved_at = None;
-    let mut last = None;
-    for step in 1..=cfg.steps {
-        run.train_step().map_err(|e| e.to_string())?;
-        hook(run)?;
-        if step % cfg.eval_every.max(1) == 0 || step == cfg.steps {
-            let m = run.evaluate().map_err(|e| e.to_string())?;
-            if m.solved && solved_at.is_none() {
-                solved_at = Some(step);
-            }
-            if !quiet {
-                eprintln!("{}", metrics_line(&m));
-            }
-            last = Some(m);
-        }
+    if cfg.steps == 0 {
+        bail!("--steps must be at least 1");
     }
-    match last {
-        Some(m) => Ok((m, solved_at)),
-        None => Err("--steps must be at least 1".into()),
-    }
+    let mut watch = Watch {
+        quiet,
+        solved_at: None,
+        last: None,
+        hook,
+    };
+    run.trainer.run(
+        Budget::Steps(cfg.steps as u64),
+        cfg.eval_every as u64,
+        None,
+        &mut watch,
+    )?;
+    let m = watch.last.context("the run made no evaluation")?;
+    Ok((m, watch.solved_at))
 }
 
 fn summary_json(
@@ -278,7 +317,7 @@ fn summary_json(
 
 pub fn run_task(a: TaskArgs) -> CliResult {
     let cfg = a.net.config(&a.task)?;
-    let mut run = TaskRun::new(cfg).map_err(|e| e.to_string())?;
+    let mut run = TaskRun::new(cfg)?;
     if !a.json {
         let c = run.config();
         eprintln!(
@@ -292,7 +331,7 @@ pub fn run_task(a: TaskArgs) -> CliResult {
         );
     }
     let start = Instant::now();
-    let (m, solved_at) = train(&mut run, a.json, |_| Ok(()))?;
+    let (m, solved_at) = train(&mut run, a.json, &mut |_, _| Ok(()))?;
     let secs = start.elapsed().as_secs_f64();
     if a.json {
         println!("{}", summary_json(&run, &m, solved_at, secs));
@@ -309,10 +348,10 @@ pub fn run_task(a: TaskArgs) -> CliResult {
 pub fn run_diagnose(a: DiagnoseArgs) -> CliResult {
     let cfg = a.net.config(&a.task)?;
     if cfg.cell == TaskCell::Jordan || cfg.skip > 0 {
-        return Err("diagnose measures the step Jacobian of Elman nets (tanh, relu, irnn) and of lstm and gru cells, not of a Jordan net or skip connections".into());
+        bail!("diagnose measures the step Jacobian of Elman nets (tanh, relu, irnn) and of lstm and gru cells, not of a Jordan net or skip connections");
     }
     if a.records == 0 {
-        return Err("--records must be at least 1".into());
+        bail!("--records must be at least 1");
     }
     let title = format!(
         "{} T={}, {} H={}",
@@ -321,26 +360,25 @@ pub fn run_diagnose(a: DiagnoseArgs) -> CliResult {
         cfg.cell.name(),
         cfg.hidden
     );
-    let mut run = TaskRun::new(cfg.clone()).map_err(|e| e.to_string())?;
+    let mut run = TaskRun::new(cfg.clone())?;
     run.record_gradients();
     std::fs::create_dir_all(&a.out)
-        .map_err(|e| format!("{}: cannot create the folder: {e}", a.out.display()))?;
+        .with_context(|| format!("{}: cannot create the folder", a.out.display()))?;
     let jsonl = a.out.join("gradients.jsonl");
-    let mut file =
-        std::fs::File::create(&jsonl).map_err(|e| format!("{}: {e}", jsonl.display()))?;
+    let mut file = std::fs::File::create(&jsonl).with_context(|| jsonl.display().to_string())?;
     let every = (cfg.steps / a.records).max(1);
     let mut flows: Vec<GradientFlow> = Vec::new();
-    let (m, solved_at) = train(&mut run, false, |run| {
-        let s = run.steps_done();
+    let (m, solved_at) = train(&mut run, false, &mut |net, s| {
+        let s = s as usize;
         if s == 1 || s % every == 0 {
-            let f = run.gradient_flow().map_err(|e| e.to_string())?;
+            let f = net.gradient_flow(s as u64)?;
             let line = serde_json::json!({
                 "step": f.step,
                 "loss": f.loss,
                 "state_grad_norm": f.state_grad_norm,
                 "jacobian_norm": f.jacobian_norm,
             });
-            writeln!(file, "{line}").map_err(|e| format!("{}: {e}", jsonl.display()))?;
+            writeln!(file, "{line}").with_context(|| jsonl.display().to_string())?;
             flows.push(f);
         }
         Ok(())

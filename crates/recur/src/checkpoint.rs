@@ -22,6 +22,7 @@ use crate::data::{Level, Vocab};
 use crate::error::{Error, Result};
 use crate::model::lm::{LanguageModel, LmConfig};
 use crate::params::ParamStore;
+use crate::train::Model;
 
 /// The `format` metadata of a model file.
 pub const MODEL_FORMAT: &str = "recur-lm";
@@ -38,12 +39,16 @@ pub struct Tensors {
 impl Tensors {
     /// A tensor that must exist with exactly this shape.
     pub fn take(&mut self, path: &Path, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
-        let (s, v) = self.tensors.remove(name).ok_or_else(|| Error::Data {
+        let (s, v) = self.tensors.remove(name).ok_or_else(|| Error::Input {
+            line: None,
+            field: None,
             path: path.display().to_string(),
             message: format!("missing tensor '{name}' (expected shape {shape:?})"),
         })?;
         if s != shape {
-            return Err(Error::Data {
+            return Err(Error::Input {
+                line: None,
+                field: None,
                 path: path.display().to_string(),
                 message: format!("tensor '{name}' has shape {s:?}, expected {shape:?}"),
             });
@@ -53,7 +58,9 @@ impl Tensors {
 }
 
 fn data_err(path: &Path, message: impl Into<String>) -> Error {
-    Error::Data {
+    Error::Input {
+        line: None,
+        field: None,
         path: path.display().to_string(),
         message: message.into(),
     }
@@ -242,22 +249,25 @@ pub fn write_store(
     write_tensors(path, &tensors, metadata)
 }
 
-/// Saves a language model with its vocabulary.
-pub fn save_lm(path: &Path, model: &LanguageModel, vocab: &Vocab) -> Result<()> {
-    let mut meta = HashMap::new();
-    meta.insert("format".to_string(), MODEL_FORMAT.to_string());
-    meta.insert(
-        "config".to_string(),
-        serde_json::to_string(model.config()).expect("config serialises"),
-    );
+/// The `vocab` metadata of a model file: `{"level": …, "tokens": […]}`.
+pub fn vocab_metadata(vocab: &Vocab) -> (String, String) {
     let v = VocabJson {
         level: vocab.level.name().to_string(),
         tokens: vocab.tokens.clone(),
     };
-    meta.insert(
+    (
         "vocab".to_string(),
         serde_json::to_string(&v).expect("vocab serialises"),
-    );
+    )
+}
+
+/// Saves a language model with its vocabulary.
+pub fn save_lm(path: &Path, model: &LanguageModel, vocab: &Vocab) -> Result<()> {
+    let meta = model
+        .metadata()
+        .into_iter()
+        .chain([vocab_metadata(vocab)])
+        .collect();
     write_store(path, &model.store, meta)
 }
 
@@ -379,7 +389,7 @@ pub fn import_torch_lm(
         ));
     }
     let config = LmConfig {
-        cell: cell.name().to_string(),
+        cell,
         vocab_size: v,
         embed: e,
         hidden: h,

@@ -39,13 +39,27 @@ pub enum Error {
         /// What the operating system said.
         message: String,
     },
-    /// A file whose contents are not what was expected.
-    #[error("{path}: {message}")]
-    Data {
-        /// The file.
+    /// Input that is not what was expected: a file's contents, or a value
+    /// handed to the library. Names the file (or argument), and the line and
+    /// field where known.
+    #[error("{path}{}{}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default(), field.as_ref().map(|f| format!(": {f}")).unwrap_or_default())]
+    Input {
+        /// The file, or what the value is (such as "token ids").
         path: String,
+        /// The 1-based line, where the input has lines.
+        line: Option<usize>,
+        /// The field, column or tensor.
+        field: Option<String>,
         /// What is wrong and what was expected.
         message: String,
+    },
+    /// Training diverged: the loss stopped being a finite number.
+    #[error("the loss became {loss} at step {step}; no update was made from it (try a lower --lr or --clip-norm)")]
+    Diverged {
+        /// The update that would have been made (1-based).
+        step: u64,
+        /// The loss.
+        loss: f64,
     },
     /// Too little data for one batch.
     #[error("{what} has {have} tokens, but batch {batch} with sequence length {seq_len} needs at least {need} (batch × (seq_len + 1))")]
@@ -61,6 +75,18 @@ pub enum Error {
         /// T.
         seq_len: usize,
     },
+}
+
+impl Error {
+    /// An [`Error::Input`] about a whole file (no line or field).
+    pub fn input(path: impl std::fmt::Display, message: impl Into<String>) -> Error {
+        Error::Input {
+            path: path.to_string(),
+            line: None,
+            field: None,
+            message: message.into(),
+        }
+    }
 }
 
 /// The library's result type.

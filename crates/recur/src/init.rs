@@ -15,7 +15,8 @@ use crate::linalg::random_orthogonal;
 use crate::params::{ParamInfo, ParamStore};
 
 /// How recurrent matrices are drawn; each H×H gate block separately.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum RecurrentInit {
     /// PyTorch's default: every parameter from U(−1/√H, 1/√H).
     Uniform,

@@ -57,6 +57,7 @@ pub mod linalg;
 pub mod model;
 pub mod optim;
 pub mod params;
+pub mod plot;
 mod pool;
 pub mod reservoir;
 pub mod sample;

@@ -619,7 +619,9 @@ impl Esn {
 
     /// Loads a model written by [`Esn::save`].
     pub fn load(path: &Path) -> Result<Esn> {
-        let data_err = |m: String| Error::Data {
+        let data_err = |m: String| Error::Input {
+            line: None,
+            field: None,
             path: path.display().to_string(),
             message: m,
         };

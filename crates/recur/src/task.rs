@@ -18,8 +18,9 @@
 //! with `seed`; the test set comes from a separate stream, so runs with the
 //! same settings give the same numbers.
 
-use rand::{Rng, SeedableRng};
+use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
 
 use crate::cell::CellKind;
 use crate::diagnose::{rnn_jacobian_norms, srn_jacobian_norms, state_grad_norms};
@@ -30,8 +31,9 @@ use crate::layer::loss::{bce_with_logits, mse};
 use crate::layer::rnn::{Rnn, RnnConfig, RnnInput, RnnWorkspace};
 use crate::layer::softmax::softmax_cross_entropy;
 use crate::layer::srn::{Leak, OutputKind, Srn, SrnActivation, SrnConfig, SrnWorkspace};
-use crate::optim::{clip_grad_norm, clip_grad_value, OptimConfig, Optimizer, OptimizerKind};
+use crate::optim::OptimizerKind;
 use crate::params::ParamStore;
+use crate::train::{Data, Evaluation, Metadata, Model, TrainConfig, Trainer};
 
 /// Symbols of the copy task are classes 1..=8; 0 is blank, 9 the delimiter.
 const COPY_SYMBOLS: usize = 8;
@@ -49,7 +51,8 @@ fn named<K: Copy>(all: &[(&'static str, K)], s: &str) -> Option<K> {
 }
 
 /// Which task.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum TaskKind {
     /// Binary addition with an optional output delay.
     BinaryAddition,
@@ -77,7 +80,8 @@ impl TaskKind {
 }
 
 /// The recurrent net that learns the task.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum TaskCell {
     /// Elman net, tanh units.
     Tanh,
@@ -118,7 +122,7 @@ impl TaskCell {
 
 /// Everything that defines a task run. [`TaskConfig::new`] gives each task
 /// the usual settings of the papers that introduced it.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TaskConfig {
     /// The task.
     pub task: TaskKind,
@@ -276,7 +280,7 @@ impl TaskConfig {
 
 /// One batch of a task, time-major.
 #[derive(Clone, Debug, Default)]
-struct Batch {
+pub struct Batch {
     /// T, B.
     steps: usize,
     batch: usize,
@@ -499,7 +503,7 @@ impl Net {
 pub struct TaskMetrics {
     /// Training steps taken when measured.
     pub step: usize,
-    /// The training loss of the last step.
+    /// The mean training loss since the previous evaluation.
     pub train_loss: f64,
     /// The task's loss on the test set.
     pub test_loss: f64,
@@ -529,42 +533,26 @@ pub struct GradientFlow {
     pub jacobian_norm: Vec<f64>,
 }
 
-/// A task being learned: draw a batch, step, evaluate.
-pub struct TaskRun {
+/// The net of a task as a [`Model`]: its loss, its test metrics and its
+/// gradient flow.
+pub struct TaskNet {
     cfg: TaskConfig,
     net: Net,
-    opt: Optimizer,
-    rng: ChaCha8Rng,
-    train: Batch,
-    test: Vec<Batch>,
     /// `[T, B, O]` dL/dz.
     dz: Vec<f32>,
-    steps_done: usize,
-    last_loss: f64,
+    /// (T, B, loss) of the last training batch.
+    last: (usize, usize, f64),
 }
 
-impl TaskRun {
-    /// Builds the net, its optimiser and the test set.
-    pub fn new(cfg: TaskConfig) -> Result<TaskRun> {
+impl TaskNet {
+    /// The net `cfg` describes, initialised from its seed.
+    pub fn new(cfg: TaskConfig) -> Result<TaskNet> {
         cfg.validate()?;
-        let net = Net::new(&cfg)?;
-        let opt = Optimizer::new(OptimConfig::new(cfg.optimizer, cfg.lr), &[net.store.len()])?;
-        let mut test_rng = ChaCha8Rng::seed_from_u64(cfg.seed.wrapping_add(0x7e57));
-        let chunks = cfg.test_size.div_ceil(cfg.batch);
-        let test = (0..chunks)
-            .map(|_| draw_batch(&cfg, &mut test_rng, cfg.batch, true))
-            .collect();
-        let rng = ChaCha8Rng::seed_from_u64(cfg.seed.wrapping_add(0xda7a));
-        Ok(TaskRun {
+        Ok(TaskNet {
+            net: Net::new(&cfg)?,
             cfg,
-            net,
-            opt,
-            rng,
-            train: Batch::default(),
-            test,
             dz: Vec::new(),
-            steps_done: 0,
-            last_loss: f64::NAN,
+            last: (0, 0, f64::NAN),
         })
     }
 
@@ -573,62 +561,85 @@ impl TaskRun {
         &self.cfg
     }
 
-    /// Trainable parameters.
-    pub fn param_count(&self) -> usize {
-        self.net.store.len()
-    }
-
-    /// Training steps taken.
-    pub fn steps_done(&self) -> usize {
-        self.steps_done
-    }
-
-    /// Makes the next training steps keep dL/dh_t for [`TaskRun::gradient_flow`].
+    /// Makes later training steps keep dL/dh_t for [`TaskNet::gradient_flow`].
     pub fn record_gradients(&mut self) {
         if let NetKind::Gated { ws, .. } = &mut self.net.kind {
             ws.record_state_grads(true);
         }
     }
 
-    /// One step on a fresh batch: forward, loss, BPTT, clipping, update.
-    /// Returns the loss.
-    pub fn train_step(&mut self) -> Result<f64> {
-        draw_batch_into(
-            &self.cfg,
-            &mut self.rng,
-            self.cfg.batch,
-            false,
-            &mut self.train,
-        );
+    /// The gradient flow of the last training step (`step` is its number):
+    /// ‖dL/dh_t‖ over the batch, and the step Jacobians' spectral norms for
+    /// its first sequence. Needs [`TaskNet::record_gradients`] for LSTM and
+    /// GRU, and an Elman net or a gated cell (not a Jordan net or skip
+    /// connections).
+    pub fn gradient_flow(&self, step: u64) -> Result<GradientFlow> {
+        let (tn, bn, loss) = self.last;
+        if tn == 0 {
+            return Err(Error::Order(
+                "gradient flow needs a training step first".into(),
+            ));
+        }
+        let store = &self.net.store;
+        let (state_grad_norm, jacobian_norm) = match &self.net.kind {
+            NetKind::Simple { srn, ws } => (
+                state_grad_norms(ws.state_grads(), tn, bn),
+                srn_jacobian_norms(srn, store, ws, 0)?,
+            ),
+            NetKind::Gated { rnn, ws, .. } => {
+                let g = ws.state_grads(0, 0);
+                if g.is_empty() {
+                    return Err(Error::Order(
+                        "call record_gradients before the training step to keep dL/dh_t".into(),
+                    ));
+                }
+                (
+                    state_grad_norms(g, tn, bn),
+                    rnn_jacobian_norms(rnn, store, ws, 0)?,
+                )
+            }
+        };
+        Ok(GradientFlow {
+            step: step as usize,
+            loss,
+            state_grad_norm,
+            jacobian_norm,
+        })
+    }
+}
+
+impl Model for TaskNet {
+    type Batch = Batch;
+
+    fn store(&self) -> &ParamStore<f32> {
+        &self.net.store
+    }
+
+    fn store_mut(&mut self) -> &mut ParamStore<f32> {
+        &mut self.net.store
+    }
+
+    fn forward_backward(&mut self, bt: &Batch, _rng: &mut dyn RngCore) -> Result<f64> {
         self.net.store.zero_grad();
-        let z = self.net.forward(&self.train, self.cfg.teacher_forcing)?;
-        let loss = task_loss(&self.cfg, &self.train, z, &mut self.dz);
-        if !loss.is_finite() {
-            return Err(Error::Config(format!(
-                "the loss became {loss} at step {}: lower --lr or clip gradients (--clip-norm)",
-                self.steps_done + 1
-            )));
+        let z = self.net.forward(bt, self.cfg.teacher_forcing)?;
+        let loss = task_loss(&self.cfg, bt, z, &mut self.dz);
+        self.last = (bt.steps, bt.batch, loss);
+        if loss.is_finite() {
+            self.net.backward(&self.dz)?;
         }
-        self.net.backward(&self.dz)?;
-        let store = &mut self.net.store;
-        if self.cfg.clip_value > 0.0 {
-            clip_grad_value(&mut [&mut store.grads], self.cfg.clip_value);
-        }
-        clip_grad_norm(&mut [&mut store.grads], self.cfg.clip_norm);
-        self.opt
-            .step(&mut [&mut store.params], &[&store.grads], self.cfg.lr);
-        self.steps_done += 1;
-        self.last_loss = loss;
         Ok(loss)
     }
 
-    /// Measures the test set (free running: no teacher forcing).
-    pub fn evaluate(&mut self) -> Result<TaskMetrics> {
+    /// The test set, free running (no teacher forcing): the task's loss,
+    /// and `accuracy` (binary addition: exactly right sums; copy: right
+    /// recalled symbols), `mse` and `baseline_mse` (adding), `baseline_loss`
+    /// (copy), and `solved` (1 or 0).
+    fn evaluate(&mut self, test: &[Batch]) -> Result<Evaluation> {
         let cfg = &self.cfg;
         let o = cfg.outputs();
         let (mut loss, mut right, mut count, mut sq, mut base) = (0.0, 0usize, 0usize, 0.0, 0.0);
         let mut dz = Vec::new();
-        for bt in &self.test {
+        for bt in test {
             let z = self.net.forward(bt, false)?;
             let (tn, bn) = (bt.steps, bt.batch);
             loss += task_loss(cfg, bt, z, &mut dz);
@@ -658,71 +669,184 @@ impl TaskRun {
                 }
             }
         }
-        let n = self.test.len() as f64;
-        let test_loss = loss / n;
-        let (test_accuracy, test_mse, baseline, solved) = match cfg.task {
+        let n = test.len() as f64;
+        let mut metrics = std::collections::BTreeMap::new();
+        let solved = match cfg.task {
             TaskKind::BinaryAddition => {
-                let acc = right as f64 / count as f64;
-                (Some(acc), None, None, right == count)
+                metrics.insert("accuracy".to_string(), right as f64 / count as f64);
+                right == count
             }
             TaskKind::Adding => {
                 let m = sq / count as f64;
-                (None, Some(m), Some(base / count as f64), m < 0.01)
+                metrics.insert("mse".to_string(), m);
+                metrics.insert("baseline_mse".to_string(), base / count as f64);
+                m < 0.01
             }
             TaskKind::Copy => {
                 let acc = right as f64 / count as f64;
                 let tn = cfg.steps_per_sequence(true) as f64;
                 let base = COPY_LEN as f64 * (COPY_SYMBOLS as f64).ln() / tn;
-                (Some(acc), None, Some(base), acc >= 0.99)
+                metrics.insert("accuracy".to_string(), acc);
+                metrics.insert("baseline_loss".to_string(), base);
+                acc >= 0.99
             }
         };
-        Ok(TaskMetrics {
-            step: self.steps_done,
-            train_loss: self.last_loss,
-            test_loss,
-            test_accuracy,
-            test_mse,
-            baseline,
-            solved,
+        metrics.insert("solved".to_string(), f64::from(u8::from(solved)));
+        Ok(Evaluation {
+            loss: loss / n,
+            metrics,
         })
     }
 
-    /// The gradient flow of the last training step: ‖dL/dh_t‖ over the
-    /// batch, and the step Jacobians' spectral norms for its first
-    /// sequence. Needs [`TaskRun::record_gradients`] for LSTM and GRU, and
-    /// an Elman net or a gated cell (not a Jordan net or skip connections).
-    pub fn gradient_flow(&self) -> Result<GradientFlow> {
-        let (tn, bn) = (self.train.steps, self.train.batch);
-        if self.steps_done == 0 {
-            return Err(Error::Order(
-                "gradient flow needs a training step first".into(),
-            ));
-        }
-        let store = &self.net.store;
-        let (state_grad_norm, jacobian_norm) = match &self.net.kind {
-            NetKind::Simple { srn, ws } => (
-                state_grad_norms(ws.state_grads(), tn, bn),
-                srn_jacobian_norms(srn, store, ws, 0)?,
+    fn metadata(&self) -> Metadata {
+        vec![
+            ("format".to_string(), "recur-task".to_string()),
+            (
+                "config".to_string(),
+                serde_json::to_string(&self.cfg).expect("config serialises"),
             ),
-            NetKind::Gated { rnn, ws, .. } => {
-                let g = ws.state_grads(0, 0);
-                if g.is_empty() {
-                    return Err(Error::Order(
-                        "call record_gradients before the training step to keep dL/dh_t".into(),
-                    ));
-                }
-                (
-                    state_grad_norms(g, tn, bn),
-                    rnn_jacobian_norms(rnn, store, ws, 0)?,
-                )
-            }
-        };
-        Ok(GradientFlow {
-            step: self.steps_done,
-            loss: self.last_loss,
-            state_grad_norm,
-            jacobian_norm,
+        ]
+    }
+}
+
+/// A task's data: fresh training batches from one random stream, and a
+/// fixed test set from another.
+pub struct TaskData {
+    cfg: TaskConfig,
+    rng: ChaCha8Rng,
+    test: Vec<Batch>,
+}
+
+impl TaskData {
+    /// The streams `cfg` (its task and seed) describes.
+    pub fn new(cfg: &TaskConfig) -> TaskData {
+        let mut test_rng = ChaCha8Rng::seed_from_u64(cfg.seed.wrapping_add(0x7e57));
+        let chunks = cfg.test_size.div_ceil(cfg.batch);
+        let test = (0..chunks)
+            .map(|_| draw_batch(cfg, &mut test_rng, cfg.batch, true))
+            .collect();
+        TaskData {
+            cfg: cfg.clone(),
+            rng: ChaCha8Rng::seed_from_u64(cfg.seed.wrapping_add(0xda7a)),
+            test,
+        }
+    }
+}
+
+impl Data for TaskData {
+    type Batch = Batch;
+
+    fn steps_per_epoch(&self) -> Option<usize> {
+        None
+    }
+
+    fn fill(&mut self, _epoch: usize, _step: usize, bt: &mut Batch) -> Result<()> {
+        draw_batch_into(&self.cfg, &mut self.rng, self.cfg.batch, false, bt);
+        Ok(())
+    }
+
+    fn tokens_per_step(&self) -> usize {
+        self.cfg.batch * self.cfg.steps_per_sequence(false)
+    }
+
+    fn validation(&self) -> &[Batch] {
+        &self.test
+    }
+
+    fn fingerprint(&self) -> u64 {
+        let s = serde_json::to_string(&self.cfg).expect("config serialises");
+        s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, x| {
+            (h ^ x as u64).wrapping_mul(0x0100_0000_01b3)
         })
+    }
+
+    fn rng(&mut self) -> Option<&mut ChaCha8Rng> {
+        Some(&mut self.rng)
+    }
+}
+
+/// A task being learned: its net and data in a [`Trainer`].
+pub struct TaskRun {
+    /// The trainer; its model is the net.
+    pub trainer: Trainer<TaskNet, TaskData>,
+}
+
+impl TaskRun {
+    /// Builds the net, its optimiser and the test set.
+    pub fn new(cfg: TaskConfig) -> Result<TaskRun> {
+        let net = TaskNet::new(cfg.clone())?;
+        let mut tc = TrainConfig::new(cfg.optimizer, cfg.lr);
+        tc.clip_norm = cfg.clip_norm;
+        tc.clip_value = cfg.clip_value;
+        tc.seed = cfg.seed;
+        let data = TaskData::new(&cfg);
+        Ok(TaskRun {
+            trainer: Trainer::new(net, data, tc)?,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &TaskConfig {
+        &self.trainer.model.cfg
+    }
+
+    /// Trainable parameters.
+    pub fn param_count(&self) -> usize {
+        self.trainer.model.net.store.len()
+    }
+
+    /// Training steps taken.
+    pub fn steps_done(&self) -> usize {
+        self.trainer.progress.step as usize
+    }
+
+    /// Makes the next training steps keep dL/dh_t for [`TaskRun::gradient_flow`].
+    pub fn record_gradients(&mut self) {
+        self.trainer.model.record_gradients();
+    }
+
+    /// One step on a fresh batch: forward, loss, BPTT, clipping, update.
+    /// Returns the loss.
+    pub fn train_step(&mut self) -> Result<f64> {
+        Ok(self.trainer.train_step()?.loss)
+    }
+
+    /// Measures the test set (free running: no teacher forcing).
+    pub fn evaluate(&mut self) -> Result<TaskMetrics> {
+        let e = self.trainer.evaluate()?.expect("a task has a test set");
+        Ok(TaskMetrics::new(
+            self.steps_done(),
+            self.trainer.model.last.2,
+            e.loss,
+            &e.metrics,
+        ))
+    }
+
+    /// The gradient flow of the last training step; see [`TaskNet::gradient_flow`].
+    pub fn gradient_flow(&self) -> Result<GradientFlow> {
+        self.trainer.model.gradient_flow(self.trainer.progress.step)
+    }
+}
+
+impl TaskMetrics {
+    /// The metrics of an evaluation ([`TaskNet`]'s `evaluate`, or a
+    /// `metrics.jsonl` line's `val_` measures without their prefix).
+    pub fn new(
+        step: usize,
+        train_loss: f64,
+        test_loss: f64,
+        m: &std::collections::BTreeMap<String, f64>,
+    ) -> TaskMetrics {
+        let get = |k: &str| m.get(k).copied();
+        TaskMetrics {
+            step,
+            train_loss,
+            test_loss,
+            test_accuracy: get("accuracy"),
+            test_mse: get("mse"),
+            baseline: get("baseline_mse").or(get("baseline_loss")),
+            solved: get("solved") == Some(1.0),
+        }
     }
 }
 

@@ -26,8 +26,10 @@ pub use gru::{
 pub use lstm::{lstm_backward_step, lstm_forward_step};
 pub use rnn::{rnn_backward_step, rnn_forward_step};
 
-/// The recurrent cell of a layer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// The recurrent cell of a layer. Serialised (in saved configs) under the
+/// names of [`CellKind::name`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum CellKind {
     /// Elman RNN, h' = tanh(W_ih x + b_ih + W_hh h + b_hh).
     RnnTanh,

@@ -6,6 +6,9 @@
 //! steps continue each row, so the recurrent state carries across them.
 
 use crate::error::{Error, Result};
+use crate::train::{Data, Metadata};
+
+use super::Vocab;
 
 /// Splits tokens into the first (1 − f) for training and the last f for validation.
 pub fn split_train_val(tokens: &[u32], val_fraction: f64) -> (&[u32], &[u32]) {
@@ -79,6 +82,158 @@ impl Batcher {
                 targets[t * b_n + b] = row[start + t + 1];
             }
         }
+    }
+}
+
+/// One batch of a language model: inputs and targets `[T, B]`, time-major.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LmBatch {
+    /// `[T, B]` input ids.
+    pub inputs: Vec<u32>,
+    /// `[T, B]` the ids to predict.
+    pub targets: Vec<u32>,
+    /// T.
+    pub steps: usize,
+    /// B.
+    pub batch: usize,
+}
+
+/// A language model's data: the training stream in the standard layout,
+/// the validation stream as batches in order, and the vocabulary.
+#[derive(Clone, Debug)]
+pub struct LmData {
+    train: Batcher,
+    val: Vec<LmBatch>,
+    vocab: Vocab,
+    hash: u64,
+}
+
+/// FNV-1a over the token ids: resuming on different data is an error.
+fn hash_ids(ids: &[u32]) -> u64 {
+    ids.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &x| {
+        (h ^ x as u64).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+impl LmData {
+    /// Splits `ids` (the encoding of `source` by `vocab`) into training and
+    /// validation by `val_fraction` and lays both out for batch B and T
+    /// steps of truncated BPTT.
+    pub fn new(
+        ids: &[u32],
+        vocab: Vocab,
+        batch: usize,
+        seq_len: usize,
+        val_fraction: f64,
+        source: &str,
+    ) -> Result<LmData> {
+        if !(0.0..1.0).contains(&val_fraction) {
+            return Err(Error::Config(format!(
+                "validation fraction must be in [0, 1), got {val_fraction}"
+            )));
+        }
+        let (train_ids, val_ids) = split_train_val(ids, val_fraction);
+        let train = Batcher::new(
+            train_ids,
+            batch,
+            seq_len,
+            &format!("the training part of {source}"),
+        )?;
+        if val_fraction > 0.0 && val_ids.len() < 2 {
+            return Err(Error::TooShort {
+                what: format!("the validation part of {source} ({} tokens)", val_ids.len()),
+                have: val_ids.len(),
+                need: 2,
+                batch: 1,
+                seq_len: 1,
+            });
+        }
+        Ok(LmData {
+            val: validation_batches(val_ids, batch, seq_len),
+            train,
+            vocab,
+            hash: hash_ids(ids),
+        })
+    }
+
+    /// The vocabulary.
+    pub fn vocab(&self) -> &Vocab {
+        &self.vocab
+    }
+
+    /// B.
+    pub fn batch(&self) -> usize {
+        self.train.batch()
+    }
+
+    /// T.
+    pub fn seq_len(&self) -> usize {
+        self.train.seq_len()
+    }
+}
+
+/// The validation stream in the standard layout at batch min(B, ·), cut
+/// into steps of at most T, so every prediction of every row is counted
+/// once with the state carried along each row.
+fn validation_batches(val: &[u32], batch: usize, seq_len: usize) -> Vec<LmBatch> {
+    let n = val.len();
+    if n < 2 {
+        return Vec::new();
+    }
+    let t = seq_len;
+    let b = batch.min((n - 1) / t.min(n - 1)).max(1);
+    let row = n / b;
+    let data = &val[..row * b];
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start + 1 < row {
+        let len = t.min(row - 1 - start);
+        let mut bt = LmBatch {
+            inputs: vec![0; len * b],
+            targets: vec![0; len * b],
+            steps: len,
+            batch: b,
+        };
+        for r in 0..b {
+            for k in 0..len {
+                bt.inputs[k * b + r] = data[r * row + start + k];
+                bt.targets[k * b + r] = data[r * row + start + k + 1];
+            }
+        }
+        out.push(bt);
+        start += len;
+    }
+    out
+}
+
+impl Data for LmData {
+    type Batch = LmBatch;
+
+    fn steps_per_epoch(&self) -> Option<usize> {
+        Some(self.train.steps_per_epoch())
+    }
+
+    fn fill(&mut self, _epoch: usize, step: usize, batch: &mut LmBatch) -> Result<()> {
+        self.train.fill(step, &mut batch.inputs, &mut batch.targets);
+        batch.steps = self.train.seq_len();
+        batch.batch = self.train.batch();
+        Ok(())
+    }
+
+    fn tokens_per_step(&self) -> usize {
+        self.train.batch() * self.train.seq_len()
+    }
+
+    fn validation(&self) -> &[LmBatch] {
+        &self.val
+    }
+
+    fn fingerprint(&self) -> u64 {
+        self.hash
+    }
+
+    fn metadata(&self) -> Metadata {
+        vec![crate::checkpoint::vocab_metadata(&self.vocab)]
     }
 }
 

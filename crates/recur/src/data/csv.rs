@@ -27,7 +27,9 @@ impl Column {
 /// Reads one column as f64. The first row is a header when any of its cells
 /// is not a number. Errors name the file, the line and the cell.
 pub fn read_column(path: &Path, column: &Column) -> Result<(String, Vec<f64>)> {
-    let err = |m: String| Error::Data {
+    let err = |m: String| Error::Input {
+        line: None,
+        field: None,
         path: path.display().to_string(),
         message: m,
     };

@@ -4,6 +4,6 @@ mod batch;
 mod csv;
 mod vocab;
 
-pub use batch::{split_train_val, Batcher};
+pub use batch::{split_train_val, Batcher, LmBatch, LmData};
 pub use csv::{read_column, Column};
 pub use vocab::{read_text, tokenize, Level, Vocab, EOS, UNK};

@@ -45,7 +45,9 @@ pub fn read_text(path: &Path) -> Result<String> {
     })?;
     String::from_utf8(bytes).map_err(|e| {
         let offset = e.utf8_error().valid_up_to();
-        Error::Data {
+        Error::Input {
+            line: None,
+            field: None,
             path: path.display().to_string(),
             message: format!("invalid UTF-8 at byte offset {offset}: expected a UTF-8 text file"),
         }
@@ -152,7 +154,7 @@ impl Vocab {
             .iter()
             .enumerate()
             .map(|(i, t)| {
-                self.get(t).or(unk).ok_or_else(|| Error::Data {
+                self.get(t).or(unk).ok_or_else(|| Error::Input { line: None, field: None,
                     path: source.to_string(),
                     message: format!(
                         "{} {t:?} at token {i} is not in the model's vocabulary (which has no {UNK})",

@@ -47,7 +47,8 @@ pub enum OutputKind {
 }
 
 /// The leak rate α of h_t = (1 − α)·h_{t−1} + α·act(pre_t).
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Leak {
     /// α = 1: a plain Elman unit.
     None,

@@ -11,6 +11,8 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::cell::CellKind;
+use crate::checkpoint::MODEL_FORMAT;
+use crate::data::LmBatch;
 use crate::error::{check_len, Error, Result};
 use crate::layer::dropout::{dropout_backward, dropout_forward};
 use crate::layer::embedding::Embedding;
@@ -18,12 +20,14 @@ use crate::layer::linear::Linear;
 use crate::layer::rnn::{Rnn, RnnConfig, RnnInput, RnnWorkspace};
 use crate::layer::softmax::softmax_cross_entropy;
 use crate::params::ParamStore;
+use crate::train::{Evaluation, Metadata, Model};
 
 /// Sizes of a language model.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LmConfig {
-    /// "lstm", "gru", "gru-reset-before", "rnn-tanh" or "rnn-relu".
-    pub cell: String,
+    /// The cell of every layer (saved as "lstm", "gru", "gru-reset-before",
+    /// "rnn-tanh" or "rnn-relu").
+    pub cell: CellKind,
     /// V.
     pub vocab_size: usize,
     /// E: embedding width.
@@ -34,18 +38,6 @@ pub struct LmConfig {
     pub layers: usize,
     /// Dropout on the embedding, between layers and on the output (training only).
     pub dropout: f64,
-}
-
-impl LmConfig {
-    /// The cell kind, checked.
-    pub fn cell_kind(&self) -> Result<CellKind> {
-        CellKind::from_name(&self.cell).ok_or_else(|| {
-            Error::Config(format!(
-                "unknown cell '{}': expected lstm, gru, gru-reset-before, rnn-tanh or rnn-relu",
-                self.cell
-            ))
-        })
-    }
 }
 
 /// The model: its parts and the one store that holds all their parameters
@@ -60,6 +52,10 @@ pub struct LanguageModel {
     encoder: Embedding,
     rnn: Rnn,
     decoder: Linear,
+    /// The training workspace, with the state carried between batches.
+    train_ws: LmWorkspace,
+    /// The evaluation workspace.
+    eval_ws: LmWorkspace,
 }
 
 /// Buffers of one model for one (T, B), reused across calls, and the state
@@ -166,7 +162,7 @@ impl LanguageModel {
 
     /// A model with all parameters zero (to be loaded).
     pub fn zeros(config: LmConfig) -> Result<LanguageModel> {
-        let cell = config.cell_kind()?;
+        let cell = config.cell;
         let (v, e, h) = (config.vocab_size, config.embed, config.hidden);
         if v == 0 || e == 0 || h == 0 || config.layers == 0 {
             return Err(Error::Config(format!(
@@ -189,6 +185,8 @@ impl LanguageModel {
             encoder,
             rnn,
             decoder,
+            train_ws: LmWorkspace::new(),
+            eval_ws: LmWorkspace::new(),
         })
     }
 
@@ -322,10 +320,10 @@ impl LanguageModel {
         ))
     }
 
-    /// One training pass: zeroes the gradients, runs forward and backward
-    /// (truncated at the batch boundary) and returns the mean cross-entropy.
-    /// `rng` drives dropout; `None` turns it off.
-    pub fn forward_backward(
+    /// One training pass on `ws`: zeroes the gradients, runs forward and
+    /// backward (truncated at the batch boundary) and returns the mean
+    /// cross-entropy. `rng` drives dropout; `None` turns it off.
+    pub fn forward_backward_with(
         &mut self,
         ws: &mut LmWorkspace,
         inputs: &[u32],
@@ -411,6 +409,100 @@ impl LanguageModel {
     }
 }
 
+impl Model for LanguageModel {
+    type Batch = LmBatch;
+
+    fn store(&self) -> &ParamStore<f32> {
+        &self.store
+    }
+
+    fn store_mut(&mut self) -> &mut ParamStore<f32> {
+        &mut self.store
+    }
+
+    fn forward_backward(&mut self, b: &LmBatch, rng: &mut dyn RngCore) -> Result<f64> {
+        // Moving the workspace out and back allocates nothing.
+        let mut ws = std::mem::take(&mut self.train_ws);
+        let r =
+            self.forward_backward_with(&mut ws, &b.inputs, &b.targets, b.steps, b.batch, Some(rng));
+        self.train_ws = ws;
+        r
+    }
+
+    /// Mean cross-entropy over every prediction of `batches`, run in order
+    /// with the state carried from one to the next and zeroed around them;
+    /// also perplexity and bits per token.
+    fn evaluate(&mut self, batches: &[LmBatch]) -> Result<Evaluation> {
+        let mut ws = std::mem::take(&mut self.eval_ws);
+        ws.reset_state();
+        let (mut total, mut count) = (0.0f64, 0usize);
+        let mut result = Ok(());
+        for b in batches {
+            match self.loss(&mut ws, &b.inputs, &b.targets, b.steps, b.batch) {
+                Ok(l) => {
+                    total += l * (b.steps * b.batch) as f64;
+                    count += b.steps * b.batch;
+                }
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        ws.reset_state();
+        self.eval_ws = ws;
+        result?;
+        let loss = total / count.max(1) as f64;
+        Ok(Evaluation {
+            loss,
+            metrics: [
+                ("perplexity".to_string(), loss.exp()),
+                ("bits_per_token".to_string(), loss / std::f64::consts::LN_2),
+            ]
+            .into(),
+        })
+    }
+
+    fn start_epoch(&mut self) {
+        self.train_ws.reset_state();
+    }
+
+    fn carried_state(&self) -> Vec<(&'static str, &[f32])> {
+        vec![
+            ("h", self.train_ws.state_h()),
+            ("c", self.train_ws.state_c()),
+        ]
+    }
+
+    fn set_carried_state(&mut self, state: &[(String, Vec<f32>)]) -> Result<()> {
+        let (mut h, mut c) = (&[][..], &[][..]);
+        for (name, v) in state {
+            match name.as_str() {
+                "h" => h = v,
+                "c" => c = v,
+                other => {
+                    return Err(Error::Config(format!(
+                        "a language model carries h and c, not '{other}'"
+                    )))
+                }
+            }
+        }
+        let per_row = self.config.layers * self.config.hidden;
+        self.train_ws.set_state(h, c, h.len() / per_row);
+        Ok(())
+    }
+
+    fn metadata(&self) -> Metadata {
+        vec![
+            ("format".to_string(), MODEL_FORMAT.to_string()),
+            (
+                "config".to_string(),
+                serde_json::to_string(&self.config).expect("config serialises"),
+            ),
+        ]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -418,7 +510,7 @@ mod tests {
     #[test]
     fn out_of_vocabulary_ids_are_errors_not_panics() {
         let cfg = LmConfig {
-            cell: "gru".into(),
+            cell: CellKind::Gru,
             vocab_size: 3,
             embed: 2,
             hidden: 4,
@@ -433,7 +525,7 @@ mod tests {
             .to_string();
         assert!(e.contains("target id 5"), "{e}");
         let e = m
-            .forward_backward(&mut ws, &[0, 7], &[1, 2], 2, 1, None)
+            .forward_backward_with(&mut ws, &[0, 7], &[1, 2], 2, 1, None)
             .unwrap_err()
             .to_string();
         assert!(e.contains("token id 7"), "{e}");

@@ -35,8 +35,9 @@ pub use schedule::LrSchedule;
 
 use crate::error::{Error, Result};
 
-/// Which update rule.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// Which update rule. Serialised under the names of [`OptimizerKind::name`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum OptimizerKind {
     /// Stochastic gradient descent, optionally with heavy-ball momentum
     /// (`torch.optim.SGD`, dampening 0, no Nesterov).

@@ -1,8 +1,30 @@
-//! Loss curves as SVG, drawn with plotters.
+//! Loss curves and gradient-flow figures as SVG, drawn with plotters into
+//! memory and written through a temporary file and a rename.
 
 use std::path::Path;
 
 use plotters::prelude::*;
+
+use crate::checkpoint::write_atomic;
+use crate::error::{Error, Result};
+
+/// Draws with `draw` into a string and writes it to `path`; `draw` returns
+/// false when there is nothing to draw (no file is written).
+fn save_svg(
+    path: &Path,
+    draw: impl FnOnce(&mut String) -> std::result::Result<bool, String>,
+) -> Result<()> {
+    let mut svg = String::new();
+    let drawn = draw(&mut svg).map_err(|m| Error::Io {
+        path: path.display().to_string(),
+        message: format!("drawing the plot failed: {m}"),
+    })?;
+    if drawn {
+        write_atomic(path, svg.as_bytes())
+    } else {
+        Ok(())
+    }
+}
 
 /// 1200000 → "1.2M", 35000 → "35k", 250 → "250".
 fn short_number(v: f64) -> String {
@@ -20,9 +42,12 @@ fn short_number(v: f64) -> String {
 
 /// One line of the plot: (x, y) points and a label.
 pub struct Series<'a> {
+    /// The legend's text.
     pub label: &'a str,
+    /// The points, in x order.
     pub points: Vec<(f64, f64)>,
-    pub color: RGBColor,
+    /// Red, green, blue.
+    pub color: (u8, u8, u8),
 }
 
 /// Draws the series against a shared x axis into an SVG file.
@@ -32,14 +57,24 @@ pub fn line_plot(
     x_desc: &str,
     y_desc: &str,
     series: &[Series],
-) -> Result<(), String> {
+) -> Result<()> {
+    save_svg(path, |svg| draw_lines(svg, title, x_desc, y_desc, series))
+}
+
+fn draw_lines(
+    svg: &mut String,
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    series: &[Series],
+) -> std::result::Result<bool, String> {
     let all: Vec<(f64, f64)> = series
         .iter()
         .flat_map(|s| s.points.iter().copied())
         .filter(|p| p.1.is_finite())
         .collect();
     if all.is_empty() {
-        return Ok(());
+        return Ok(false);
     }
     let (x0, x1) = all
         .iter()
@@ -49,9 +84,8 @@ pub fn line_plot(
         .fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.1), b.max(p.1)));
     let pad = ((y1 - y0) * 0.05).max(1e-3);
     let x1 = if x1 > x0 { x1 } else { x0 + 1.0 };
-    let err =
-        |e: &dyn std::fmt::Display| format!("{}: drawing the plot failed: {e}", path.display());
-    let root = SVGBackend::new(path, (900, 540)).into_drawing_area();
+    let err = |e: &dyn std::fmt::Display| e.to_string();
+    let root = SVGBackend::with_string(svg, (900, 540)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 22))
@@ -68,7 +102,8 @@ pub fn line_plot(
         .draw()
         .map_err(|e| err(&e))?;
     for s in series {
-        let color = s.color;
+        let (r, g, b) = s.color;
+        let color = RGBColor(r, g, b);
         chart
             .draw_series(LineSeries::new(
                 s.points.iter().copied(),
@@ -88,7 +123,7 @@ pub fn line_plot(
         .draw()
         .map_err(|e| err(&e))?;
     root.present().map_err(|e| err(&e))?;
-    Ok(())
+    Ok(true)
 }
 
 /// The gradient-flow figure of `recur diagnose`: on top ‖dL/dh_t‖ against t
@@ -97,17 +132,24 @@ pub fn line_plot(
 pub fn gradient_flow_plot(
     path: &Path,
     title: &str,
-    flows: &[recur::task::GradientFlow],
-) -> Result<(), String> {
-    let err =
-        |e: &dyn std::fmt::Display| format!("{}: drawing the plot failed: {e}", path.display());
+    flows: &[crate::task::GradientFlow],
+) -> Result<()> {
+    save_svg(path, |svg| draw_flows(svg, title, flows))
+}
+
+fn draw_flows(
+    svg: &mut String,
+    title: &str,
+    flows: &[crate::task::GradientFlow],
+) -> std::result::Result<bool, String> {
+    let err = |e: &dyn std::fmt::Display| e.to_string();
     let tn = flows
         .iter()
         .map(|f| f.state_grad_norm.len())
         .max()
         .unwrap_or(0);
     if tn == 0 {
-        return Ok(());
+        return Ok(false);
     }
     // log10 on a linear axis: plotters' log axis labels only a few decades,
     // and a vanishing gradient spans dozens.
@@ -142,7 +184,7 @@ pub fn gradient_flow_plot(
         let mix = |a: f64, b: f64| (a + (b - a) * s) as u8;
         RGBColor(mix(158.0, 8.0), mix(202.0, 48.0), mix(225.0, 107.0))
     };
-    let root = SVGBackend::new(path, (900, 800)).into_drawing_area();
+    let root = SVGBackend::with_string(svg, (900, 800)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;
     let root = root
         .titled(title, ("sans-serif", 22))
@@ -211,5 +253,5 @@ pub fn gradient_flow_plot(
             .map_err(|e| err(&e))?;
     }
     root.present().map_err(|e| err(&e))?;
-    Ok(())
+    Ok(true)
 }

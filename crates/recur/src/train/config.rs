@@ -1,0 +1,151 @@
+//! The settings of a training run that are not the model's or the data's.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::optim::{LrSchedule, OptimConfig, OptimizerKind};
+
+/// Which learning-rate schedule; see [`LrSchedule`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScheduleKind {
+    /// The base rate throughout.
+    Constant,
+    /// Zaremba's: × `lr_decay` per epoch from `decay_start` on.
+    Step,
+    /// Cosine annealing to `min_lr` over the run.
+    Cosine,
+}
+
+impl ScheduleKind {
+    /// Every kind, by its name.
+    pub const ALL: [(&'static str, ScheduleKind); 3] = [
+        ("constant", ScheduleKind::Constant),
+        ("step", ScheduleKind::Step),
+        ("cosine", ScheduleKind::Cosine),
+    ];
+    /// The kind called `s`: constant, step or cosine.
+    pub fn from_name(s: &str) -> Option<ScheduleKind> {
+        ScheduleKind::ALL
+            .iter()
+            .find(|(n, _)| *n == s)
+            .map(|(_, k)| *k)
+    }
+}
+
+/// The optimiser, schedule, clipping and seed of a run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// The update rule.
+    pub optimizer: OptimizerKind,
+    /// Base learning rate.
+    pub lr: f32,
+    /// Momentum (sgd, rmsprop).
+    pub momentum: f32,
+    /// Weight decay (decoupled for adamw, L2 otherwise).
+    pub weight_decay: f32,
+    /// The learning-rate schedule.
+    pub schedule: ScheduleKind,
+    /// Step schedule: factor applied after each epoch from `decay_start` on.
+    pub lr_decay: f32,
+    /// Step schedule: first epoch (0-based) with a decayed rate.
+    pub decay_start: usize,
+    /// Cosine schedule: the final rate.
+    pub min_lr: f32,
+    /// Cosine schedule: steps over which the rate falls (the run's length).
+    pub total_steps: Option<u64>,
+    /// Clip the gradient's global L2 norm to this (0: off).
+    pub clip_norm: f32,
+    /// Clip every gradient element to ±this (0: off), after the norm.
+    pub clip_value: f32,
+    /// Seed of dropout (and, by convention, of the initial weights).
+    pub seed: u64,
+}
+
+impl TrainConfig {
+    /// `optimizer` at `lr` with PyTorch's defaults for it, a constant rate,
+    /// no clipping, seed 1.
+    pub fn new(optimizer: OptimizerKind, lr: f32) -> TrainConfig {
+        let o = OptimConfig::new(optimizer, lr);
+        TrainConfig {
+            optimizer,
+            lr,
+            momentum: o.momentum,
+            weight_decay: o.weight_decay,
+            schedule: ScheduleKind::Constant,
+            lr_decay: 0.5,
+            decay_start: 4,
+            min_lr: 0.0,
+            total_steps: None,
+            clip_norm: 0.0,
+            clip_value: 0.0,
+            seed: 1,
+        }
+    }
+
+    pub(crate) fn optim_config(&self) -> Result<OptimConfig> {
+        let mut c = OptimConfig::new(self.optimizer, self.lr);
+        c.momentum = self.momentum;
+        c.weight_decay = self.weight_decay;
+        c.validate()?;
+        Ok(c)
+    }
+
+    pub(crate) fn schedule(&self) -> Result<LrSchedule> {
+        match self.schedule {
+            ScheduleKind::Constant => Ok(LrSchedule::Constant),
+            ScheduleKind::Step => {
+                if !(self.lr_decay.is_finite() && self.lr_decay > 0.0) {
+                    return Err(Error::Config(format!(
+                        "lr decay must be a number > 0, got {}",
+                        self.lr_decay
+                    )));
+                }
+                Ok(LrSchedule::Step {
+                    decay: self.lr_decay,
+                    start_epoch: self.decay_start,
+                })
+            }
+            ScheduleKind::Cosine => match self.total_steps {
+                Some(total_steps) => Ok(LrSchedule::Cosine {
+                    total_steps,
+                    min_lr: self.min_lr,
+                }),
+                None => Err(Error::Config(
+                    "the cosine schedule needs the run's length: give --steps or --epochs".into(),
+                )),
+            },
+        }
+    }
+
+    /// Checks every setting but the cosine schedule's horizon (which may
+    /// only be known once the data is), naming the first that is out of
+    /// range.
+    pub fn check(&self) -> Result<()> {
+        if self.schedule == ScheduleKind::Step && !(self.lr_decay.is_finite() && self.lr_decay > 0.0)
+        {
+            return Err(Error::Config(format!(
+                "lr decay must be a number > 0, got {}",
+                self.lr_decay
+            )));
+        }
+        for (name, v) in [
+            ("clip norm", self.clip_norm),
+            ("clip value", self.clip_value),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(Error::Config(format!(
+                    "{name} must be a number >= 0 (0 turns it off), got {v}"
+                )));
+            }
+        }
+        self.optim_config()?;
+        Ok(())
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        self.check()?;
+        self.schedule()?;
+        Ok(())
+    }
+}
