@@ -1,14 +1,14 @@
 //! Finite-difference checks in f64 for the embedding, dropout, linear and
-//! softmax cross-entropy layers, composed as in the language model:
+//! softmax cross-entropy (plain and masked) layers, composed as in the
+//! language model through one parameter store:
 //! loss = CE(linear(dropout(embedding(ids)))).
 
 mod common;
 use common::Lcg;
 use rand::SeedableRng;
 use recur::layer::dropout::{dropout_backward, dropout_forward};
-use recur::layer::embedding::{embedding_backward, embedding_forward};
-use recur::layer::linear::{linear_backward, linear_forward};
-use recur::layer::softmax::softmax_cross_entropy;
+use recur::layer::loss::{softmax_cross_entropy, softmax_cross_entropy_masked};
+use recur::{Embedding, Linear, ParamStore};
 
 const V: usize = 7;
 const E: usize = 5;
@@ -16,81 +16,124 @@ const O: usize = 6;
 const IDS: [u32; 8] = [1, 4, 4, 0, 6, 2, 1, 3];
 const TARGETS: [u32; 8] = [2, 2, 5, 0, 1, 3, 4, 5];
 
-struct P {
-    table: Vec<f64>,
-    w: Vec<f64>,
-    b: Vec<f64>,
+/// The parts as a model composes them: one store, scoped names.
+struct Net {
+    store: ParamStore<f64>,
+    encoder: Embedding,
+    decoder: Linear,
 }
 
-fn loss(p: &P, grad: bool) -> (f64, Option<(Vec<f64>, Vec<f64>, Vec<f64>)>) {
-    let n = IDS.len();
-    let mut emb = vec![0.0; n * E];
-    embedding_forward(&p.table, E, &IDS, &mut emb);
-    let mut mask = vec![0.0; n * E];
+fn net(r: &mut Lcg) -> Net {
+    let mut store = ParamStore::new();
+    let encoder = Embedding::new(store.scope("encoder"), V, E);
+    let decoder = Linear::new(store.scope("decoder"), E, O);
+    store.params = r.vec(store.len(), 1.0);
+    Net {
+        store,
+        encoder,
+        decoder,
+    }
+}
+
+/// CE(linear(dropout(embedding(ids)))), plain or masked; with `grad`, the
+/// store's gradients are filled.
+fn loss(n: &mut Net, weight: Option<&[f64]>, grad: bool) -> f64 {
+    let rows = IDS.len();
+    let mut emb = vec![0.0; rows * E];
+    n.encoder.forward(&n.store, &IDS, &mut emb);
+    let mut mask = vec![0.0; rows * E];
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
     dropout_forward(&mut emb, &mut mask, 0.3, &mut rng);
-    let mut logits = vec![0.0; n * O];
-    linear_forward(&emb, &p.w, &p.b, n, E, O, &mut logits);
-    let l = softmax_cross_entropy(&mut logits, &TARGETS, O, grad);
-    if !grad {
-        return (l, None);
+    let mut logits = vec![0.0; rows * O];
+    n.decoder.forward(&n.store, &emb, rows, &mut logits);
+    let l = match weight {
+        None => softmax_cross_entropy(&mut logits, &TARGETS, O, grad),
+        Some(w) => softmax_cross_entropy_masked(&mut logits, &TARGETS, w, O, grad),
+    };
+    if grad {
+        n.store.zero_grad();
+        let mut demb = vec![0.0; rows * E];
+        n.decoder
+            .backward(&mut n.store, &emb, &logits, rows, Some(&mut demb));
+        dropout_backward(&mut demb, &mask);
+        n.encoder.backward(&mut n.store, &IDS, &demb);
     }
-    let (mut dw, mut db, mut demb) = (vec![0.0; O * E], vec![0.0; O], vec![0.0; n * E]);
-    linear_backward(
-        &emb,
-        &p.w,
-        &logits,
-        n,
-        E,
-        O,
-        &mut dw,
-        &mut db,
-        Some(&mut demb),
-    );
-    dropout_backward(&mut demb, &mask);
-    let mut dtable = vec![0.0; V * E];
-    embedding_backward(&mut dtable, E, &IDS, &demb);
-    (l, Some((dtable, dw, db)))
+    l
+}
+
+/// Every parameter the parts registered, against central differences.
+fn check_store(weight: Option<&[f64]>) -> f64 {
+    let mut n = net(&mut Lcg(77));
+    loss(&mut n, weight, true);
+    let analytic = n.store.grads.clone();
+    let eps = 1e-6;
+    let mut worst = 0.0f64;
+    for i in 0..n.store.len() {
+        let v = n.store.params[i];
+        n.store.params[i] = v + eps;
+        let up = loss(&mut n, weight, false);
+        n.store.params[i] = v - eps;
+        let down = loss(&mut n, weight, false);
+        n.store.params[i] = v;
+        let num = (up - down) / (2.0 * eps);
+        let err = (num - analytic[i]).abs() / 1f64.max(num.abs()).max(analytic[i].abs());
+        let name = &n.store.info().iter().rfind(|p| p.offset <= i).unwrap().name;
+        assert!(
+            err <= 1e-6,
+            "{name} [{i}]: analytic {} numeric {num}",
+            analytic[i]
+        );
+        worst = worst.max(err);
+    }
+    worst
 }
 
 #[test]
 fn embedding_dropout_linear_softmax_ce_gradients() {
-    let mut r = Lcg(77);
-    let mut p = P {
-        table: r.vec(V * E, 1.0),
-        w: r.vec(O * E, 1.0),
-        b: r.vec(O, 0.5),
-    };
-    let (_, g) = loss(&p, true);
-    let (dt, dw, db) = g.unwrap();
-    let eps = 1e-6;
-    let mut worst = 0.0f64;
-    for (which, analytic) in [(0, dt), (1, dw), (2, db)] {
-        for i in 0..analytic.len() {
-            let field = |p: &mut P| -> *mut f64 {
-                match which {
-                    0 => &mut p.table[i],
-                    1 => &mut p.w[i],
-                    _ => &mut p.b[i],
-                }
-            };
-            let v = unsafe { *field(&mut p) };
-            unsafe { *field(&mut p) = v + eps };
-            let up = loss(&p, false).0;
-            unsafe { *field(&mut p) = v - eps };
-            let down = loss(&p, false).0;
-            unsafe { *field(&mut p) = v };
-            let num = (up - down) / (2.0 * eps);
-            let err = (num - analytic[i]).abs() / 1f64.max(num.abs()).max(analytic[i].abs());
-            assert!(
-                err <= 1e-6,
-                "tensor {which} [{i}]: analytic {} numeric {num}",
-                analytic[i]
-            );
-            worst = worst.max(err);
-        }
-    }
+    let worst = check_store(None);
     println!("worst relative error {worst:.1e}");
+}
+
+#[test]
+fn masked_softmax_ce_gradients() {
+    // Per-row weights, one row masked out entirely.
+    let w = [1.0, 0.5, 0.0, 2.0, 1.0, 1.0, 0.25, 1.0];
+    let worst = check_store(Some(&w));
+    println!("worst relative error {worst:.1e}");
+}
+
+#[test]
+fn masked_rows_never_change_the_result() {
+    // Weight 1 everywhere equals the plain mean; a masked row's logits and
+    // target do not matter, and its gradient is zero.
+    let mut r = Lcg(3);
+    let logits = r.vec(IDS.len() * O, 2.0);
+    let mut a = logits.clone();
+    let plain = softmax_cross_entropy(&mut a, &TARGETS, O, true);
+    let mut b = logits.clone();
+    let ones = softmax_cross_entropy_masked(&mut b, &TARGETS, &[1.0; 8], O, true);
+    assert!((plain - ones).abs() < 1e-15);
+    assert!(a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-15));
+    let mut w = [1.0; 8];
+    w[5] = 0.0;
+    let mut c = logits.clone();
+    let masked = softmax_cross_entropy_masked(&mut c, &TARGETS, &w, O, true);
+    let mut changed = logits.clone();
+    changed[5 * O..6 * O].fill(1e3);
+    let mut targets = TARGETS;
+    targets[5] = 0;
+    let again = softmax_cross_entropy_masked(&mut changed, &targets, &w, O, true);
+    assert_eq!(masked, again);
+    assert!(c[5 * O..6 * O].iter().all(|&g| g == 0.0));
+    // The same as the mean over the 7 rows that count.
+    let keep: Vec<usize> = (0..8).filter(|&i| i != 5).collect();
+    let mut sub: Vec<f64> = keep
+        .iter()
+        .flat_map(|&i| logits[i * O..(i + 1) * O].to_vec())
+        .collect();
+    let sub_t: Vec<u32> = keep.iter().map(|&i| TARGETS[i]).collect();
+    let mean7 = softmax_cross_entropy(&mut sub, &sub_t, O, false);
+    assert!((masked - mean7).abs() < 1e-14);
 }
 
 #[test]

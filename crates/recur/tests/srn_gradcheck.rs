@@ -8,8 +8,8 @@
 mod common;
 use common::{Layer, Lcg};
 use recur::layer::linear::linear_forward;
+use recur::layer::loss::softmax_cross_entropy;
 use recur::layer::loss::{bce_with_logits, mse};
-use recur::layer::softmax::softmax_cross_entropy;
 use recur::layer::srn::{Leak, OutputKind, Srn, SrnActivation, SrnConfig, SrnWorkspace};
 use recur::{CellKind, ParamStore, RnnConfig, RnnInput, RnnWorkspace};
 

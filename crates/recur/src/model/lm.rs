@@ -17,8 +17,8 @@ use crate::error::{check_len, Error, Result};
 use crate::layer::dropout::{dropout_backward, dropout_forward};
 use crate::layer::embedding::Embedding;
 use crate::layer::linear::Linear;
+use crate::layer::loss::softmax_cross_entropy;
 use crate::layer::rnn::{Rnn, RnnConfig, RnnInput, RnnWorkspace};
-use crate::layer::softmax::softmax_cross_entropy;
 use crate::params::ParamStore;
 use crate::train::{Evaluation, Metadata, Model};
 

@@ -122,7 +122,8 @@ impl TrainConfig {
     /// only be known once the data is), naming the first that is out of
     /// range.
     pub fn check(&self) -> Result<()> {
-        if self.schedule == ScheduleKind::Step && !(self.lr_decay.is_finite() && self.lr_decay > 0.0)
+        if self.schedule == ScheduleKind::Step
+            && !(self.lr_decay.is_finite() && self.lr_decay > 0.0)
         {
             return Err(Error::Config(format!(
                 "lr decay must be a number > 0, got {}",
