@@ -5,7 +5,8 @@
 pub const DEFAULT_CORPUS: &[&str] = &[
     include_str!("../../../README.md"),
     include_str!("../../recur/src/lib.rs"),
-    include_str!("../../recur/src/layer/rnn.rs"),
+    include_str!("../../recur/src/layer/rnn/mod.rs"),
+    include_str!("../../recur/src/layer/rnn/dir.rs"),
     include_str!("../../recur/src/cell/mod.rs"),
     include_str!("../../recur/src/cell/rnn.rs"),
     include_str!("../../recur/src/cell/lstm.rs"),

@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use clap::Args;
 use recur::init::RecurrentInit;
-use recur::layer::srn::Leak;
+use recur::layer::rnn::Leak;
 use recur::optim::OptimizerKind;
 use recur::task::{GradientFlow, TaskCell, TaskConfig, TaskKind, TaskMetrics, TaskNet, TaskRun};
 use recur::train::{Budget, MetricsLine, Observer, Progress, StepReport};

@@ -13,12 +13,12 @@ use crate::cell::CellKind;
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::layer::rnn::{Rnn, RnnWorkspace};
-use crate::layer::srn::{Leak, Srn, SrnActivation, SrnWorkspace};
 use crate::params::ParamStore;
 
-/// Power-iteration steps per Jacobian; enough for 3–4 correct digits on
-/// the matrices met here, and deterministic.
-pub const POWER_ITERATIONS: usize = 30;
+/// The most power-iteration steps per Jacobian. Iteration stops earlier
+/// once σ² changes by less than 1e-12 relative between steps; either way
+/// the result is deterministic.
+pub const POWER_ITERATIONS: usize = 1000;
 
 /// Mean over the B rows of ‖dL/dh_t‖ for each step t, from `grads`
 /// `[T, B, H]`.
@@ -38,69 +38,11 @@ pub fn state_grad_norms<T: Float>(grads: &[T], steps: usize, batch: usize) -> Ve
         .collect()
 }
 
-/// σ_max(∂h_t/∂h_{t−1}) for t = 0..T of row `b` of the last forward of an
-/// [`Srn`]: (1 − α) I + diag(α ⊙ act′(pre_t)) W_hh. Needs W_hh and no
-/// other recurrent path (no skip, no output feedback).
-pub fn srn_jacobian_norms<T: Float>(
-    net: &Srn,
-    store: &ParamStore<T>,
-    ws: &SrnWorkspace<T>,
-    b: usize,
-) -> Result<Vec<f64>> {
-    let c = net.config();
-    if !c.recurrent || c.feedback || c.skip > 0 {
-        return Err(Error::Config(
-            "the step Jacobian is measured for Elman nets (W_hh, no skip connection, no output feedback)"
-                .into(),
-        ));
-    }
-    let h = c.hidden_size;
-    let act = ws.activations();
-    let (tn, bn) = (ws.steps(), ws.batch());
-    check_row(b, bn)?;
-    let w = net
-        .param(store, "weight_hh")
-        .expect("Elman net has weight_hh");
-    let alpha: Vec<f64> = ws.alpha().iter().map(|a| a.to_f64()).collect();
-    let leak = !matches!(c.leak, Leak::None);
-    let mut out = Vec::with_capacity(tn);
-    let (mut tmp, mut du, mut d) = (vec![0.0; h], vec![0.0; h], vec![0.0; h]);
-    for t in 0..tn {
-        let a = &act[(t * bn + b) * h..][..h];
-        for ((d, v), al) in d.iter_mut().zip(a).zip(&alpha) {
-            let v = v.to_f64();
-            *d = al
-                * match c.activation {
-                    SrnActivation::Tanh => 1.0 - v * v,
-                    SrnActivation::Relu => f64::from(v > 0.0),
-                };
-        }
-        let sigma = power_iteration(
-            h,
-            |v, out| {
-                matvec(w, h, h, v, &mut tmp);
-                for i in 0..h {
-                    out[i] = d[i] * tmp[i] + if leak { (1.0 - alpha[i]) * v[i] } else { 0.0 };
-                }
-            },
-            |u, out| {
-                (0..h).for_each(|i| du[i] = d[i] * u[i]);
-                matvec_t(w, h, h, &du, out);
-                if leak {
-                    for i in 0..h {
-                        out[i] += (1.0 - alpha[i]) * u[i];
-                    }
-                }
-            },
-        );
-        out.push(sigma);
-    }
-    Ok(out)
-}
-
 /// σ_max(∂s_t/∂s_{t−1}) for t = 0..T of row `b` of the last forward of a
 /// one-layer [`Rnn`] (its first direction): s = h for Elman and GRU
-/// (reset-after) cells, s = (h, c) for LSTM.
+/// (reset-after) cells, s = (h, c) for LSTM. A leaky Elman layer's is
+/// (1 − α) I + diag(α ⊙ act′(pre_t)) W_hh. Needs W_hh and no skip
+/// connection (whose Jacobian spans d steps).
 pub fn rnn_jacobian_norms<T: Float>(
     rnn: &Rnn,
     store: &ParamStore<T>,
@@ -114,7 +56,12 @@ pub fn rnn_jacobian_norms<T: Float>(
                 .into(),
         ));
     }
-    let h = cfg.hidden_size;
+    if cfg.skip > 0 || !cfg.hidden_to_hidden {
+        return Err(Error::Config(
+            "the step Jacobian is measured for layers with W_hh and no skip connection".into(),
+        ));
+    }
+    let h = cfg.hidden;
     let (tn, bn) = (ws.steps(), ws.batch());
     check_row(b, bn)?;
     let w = rnn.param(store, "weight_hh_l0").expect("layer 0");
@@ -128,27 +75,33 @@ pub fn rnn_jacobian_norms<T: Float>(
         let hp: Vec<f64> = s.h_prev.iter().map(|v| v.to_f64()).collect();
         let cp: Vec<f64> = s.c_prev.iter().map(|v| v.to_f64()).collect();
         let ex: Vec<f64> = s.extra.iter().map(|v| v.to_f64()).collect();
+        let alpha: Vec<f64> = s.alpha.iter().map(|v| v.to_f64()).collect();
         let sigma = match cfg.cell {
             CellKind::RnnTanh | CellKind::RnnRelu => {
+                // α = 1 without a leak: then (1 − α) adds nothing.
+                let al = |i: usize| alpha.get(i).copied().unwrap_or(1.0);
                 let d: Vec<f64> = gv
                     .iter()
-                    .map(|v| {
-                        if cfg.cell == CellKind::RnnTanh {
-                            1.0 - v * v
-                        } else {
-                            f64::from(*v > 0.0)
-                        }
+                    .enumerate()
+                    .map(|(i, v)| {
+                        al(i)
+                            * if cfg.cell == CellKind::RnnTanh {
+                                1.0 - v * v
+                            } else {
+                                f64::from(*v > 0.0)
+                            }
                     })
                     .collect();
                 power_iteration(
                     h,
                     |v, o| {
                         matvec(w, h, h, v, &mut u);
-                        (0..h).for_each(|i| o[i] = d[i] * u[i]);
+                        (0..h).for_each(|i| o[i] = d[i] * u[i] + (1.0 - al(i)) * v[i]);
                     },
                     |x, o| {
                         (0..h).for_each(|i| a[i] = d[i] * x[i]);
                         matvec_t(w, h, h, &a[..h], o);
+                        (0..h).for_each(|i| o[i] += (1.0 - al(i)) * x[i]);
                     },
                 )
             }
@@ -246,8 +199,8 @@ fn matvec_t<T: Float>(w: &[T], rows: usize, cols: usize, u: &[f64], out: &mut [f
     }
 }
 
-/// σ_max of an n×n operator given J·v and Jᵀ·u, by [`POWER_ITERATIONS`]
-/// steps of power iteration on JᵀJ from a fixed start.
+/// σ_max of an n×n operator given J·v and Jᵀ·u, by power iteration on JᵀJ
+/// from a fixed start, until σ² settles (at most [`POWER_ITERATIONS`] steps).
 pub fn power_iteration(
     n: usize,
     mut jv: impl FnMut(&[f64], &mut [f64]),
@@ -260,9 +213,16 @@ pub fn power_iteration(
     let norm = |a: &[f64]| a.iter().map(|e| e * e).sum::<f64>().sqrt();
     let nv = norm(&v);
     v.iter_mut().for_each(|e| *e /= nv);
+    let mut last = f64::NAN;
     for _ in 0..POWER_ITERATIONS {
         jv(&v, &mut w);
         jtu(&w, &mut x);
+        // vᵀJᵀJv with ‖v‖ = 1: the estimate of σ².
+        let sq: f64 = v.iter().zip(&x).map(|(a, b)| a * b).sum();
+        if (sq - last).abs() <= 1e-12 * sq {
+            break;
+        }
+        last = sq;
         let nx = norm(&x);
         if nx == 0.0 || !nx.is_finite() {
             return if nx == 0.0 { 0.0 } else { nx };

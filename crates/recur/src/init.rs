@@ -1,8 +1,7 @@
-//! Initialisations from the long-memory literature, for [`crate::Rnn`] and
-//! [`crate::layer::srn::Srn`] parameters alike (they are told apart by their
-//! names: `weight_hh*` and `weight_skip` are recurrent matrices, `weight_ih*`
-//! input weights, `bias*` biases, `leak_logit` is left alone, and everything
-//! else, such as the readout, is drawn uniformly).
+//! Initialisations from the long-memory literature for [`crate::Rnn`]
+//! parameters, told apart by their names: `weight_hh*` and `weight_skip*` are
+//! recurrent matrices, `weight_ih*` input weights, `bias*` biases,
+//! `leak_logit*` keep their start, and anything else is drawn uniformly.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -54,9 +53,9 @@ pub fn init_params<T: Float>(
     let small = Normal::new(0.0, 1e-3).expect("valid normal");
     for p in info {
         let dst = &mut params[p.offset..p.offset + p.len()];
-        let recurrent = p.name.starts_with("weight_hh") || p.name == "weight_skip";
+        let recurrent = p.name.starts_with("weight_hh") || p.name.starts_with("weight_skip");
         match init {
-            _ if p.name == "leak_logit" => {}
+            _ if p.name.starts_with("leak_logit") => {}
             RecurrentInit::Orthogonal if recurrent => {
                 for block in dst.chunks_exact_mut(hidden * hidden) {
                     let q = random_orthogonal(hidden, &mut rng);
@@ -98,7 +97,7 @@ pub fn set_lstm_forget_bias<T: Float>(
             rnn.config().cell.name()
         )));
     }
-    let h = rnn.config().hidden_size;
+    let h = rnn.config().hidden;
     let names: Vec<String> = rnn
         .param_info()
         .iter()

@@ -23,14 +23,15 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::cell::CellKind;
-use crate::diagnose::{rnn_jacobian_norms, srn_jacobian_norms, state_grad_norms};
+use crate::diagnose::{rnn_jacobian_norms, state_grad_norms};
 use crate::error::{Error, Result};
 use crate::init::{init_params, set_lstm_forget_bias, RecurrentInit};
 use crate::layer::linear::Linear;
 use crate::layer::loss::softmax_cross_entropy;
 use crate::layer::loss::{bce_with_logits, mse};
+use crate::layer::rnn::Leak;
 use crate::layer::rnn::{Rnn, RnnConfig, RnnInput, RnnWorkspace};
-use crate::layer::srn::{Leak, OutputKind, Srn, SrnActivation, SrnConfig, SrnWorkspace};
+use crate::model::jordan::{JordanNet, JordanWorkspace, OutputKind};
 use crate::optim::OptimizerKind;
 use crate::params::ParamStore;
 use crate::train::{Data, Evaluation, Metadata, Model, TrainConfig, Trainer};
@@ -380,8 +381,9 @@ fn draw_batch_into(cfg: &TaskConfig, rng: &mut ChaCha8Rng, bn: usize, test: bool
     }
 }
 
-/// The net: an [`Srn`] for Elman and Jordan nets, or a one-layer [`Rnn`]
-/// with a linear readout for LSTM and GRU; either way, one store.
+/// The net, in one store: a one-layer [`Rnn`] run over the whole sequence
+/// with a linear readout (Elman, LSTM and GRU nets), or a [`JordanNet`],
+/// run step by step as it feeds back its output.
 #[derive(Clone, Debug)]
 struct Net {
     store: ParamStore<f32>,
@@ -390,11 +392,7 @@ struct Net {
 
 #[derive(Clone, Debug)]
 enum NetKind {
-    Simple {
-        srn: Srn,
-        ws: SrnWorkspace<f32>,
-    },
-    Gated {
+    Layer {
         rnn: Rnn,
         ws: RnnWorkspace<f32>,
         out: Linear,
@@ -403,61 +401,57 @@ enum NetKind {
         /// `[T, B, H]` dL/dy.
         dy: Vec<f32>,
     },
+    Jordan {
+        net: JordanNet,
+        ws: JordanWorkspace<f32>,
+    },
 }
 
 impl Net {
     fn new(cfg: &TaskConfig) -> Result<Net> {
         let (i, h, o) = (cfg.inputs(), cfg.hidden, cfg.outputs());
         let mut store = ParamStore::new();
-        let kind = if cfg.cell.gated() {
-            let kind = if cfg.cell == TaskCell::Lstm {
-                CellKind::Lstm
-            } else {
-                CellKind::Gru
-            };
-            let rnn = Rnn::new(store.scope("rnn"), RnnConfig::new(kind, i, h))?;
+        let cell = match cfg.cell {
+            TaskCell::Tanh | TaskCell::Jordan => CellKind::RnnTanh,
+            TaskCell::Relu | TaskCell::Irnn => CellKind::RnnRelu,
+            TaskCell::Lstm => CellKind::Lstm,
+            TaskCell::Gru => CellKind::Gru,
+        };
+        let layer = |input: usize| {
+            RnnConfig::new(cell, input, h)
+                .leak(cfg.leak)
+                .skip(cfg.skip)
+                .hidden_to_hidden(cfg.cell != TaskCell::Jordan)
+        };
+        let (kind, rnn, out) = if cfg.cell == TaskCell::Jordan {
+            let net = JordanNet::new(store.root(), layer(i + o), i, cfg.output_kind())?;
+            let (rnn, out) = (net.rnn().clone(), *net.readout());
+            let ws = JordanWorkspace::new();
+            (NetKind::Jordan { net, ws }, rnn, out)
+        } else {
+            let rnn = Rnn::new(store.scope("rnn"), layer(i))?;
             let out = Linear::new(store.scope("out"), h, o);
-            init_params(&mut store.params, rnn.param_info(), h, cfg.init, cfg.seed);
-            if kind == CellKind::Lstm {
-                set_lstm_forget_bias(&rnn, &mut store, cfg.forget_bias)?;
-            }
-            // The readout as torch.nn.Linear: U(−1/√H, 1/√H).
-            let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x5eed);
-            let k = 1.0 / (h as f32).sqrt();
-            for r in [out.weight().range(), out.bias().range()] {
-                for v in &mut store.params[r] {
-                    *v = rng.random_range(-k..k);
-                }
-            }
-            NetKind::Gated {
-                rnn,
+            let kind = NetKind::Layer {
+                rnn: rnn.clone(),
                 ws: RnnWorkspace::new(),
                 out,
                 z: Vec::new(),
                 dy: Vec::new(),
-            }
-        } else {
-            let jordan = cfg.cell == TaskCell::Jordan;
-            let sc = SrnConfig {
-                activation: if matches!(cfg.cell, TaskCell::Relu | TaskCell::Irnn) {
-                    SrnActivation::Relu
-                } else {
-                    SrnActivation::Tanh
-                },
-                recurrent: !jordan,
-                feedback: jordan,
-                output: cfg.output_kind(),
-                leak: cfg.leak,
-                skip: cfg.skip,
-                ..SrnConfig::elman(i, h, o)
             };
-            let srn = Srn::new(store.root(), sc)?;
-            init_params(&mut store.params, srn.param_info(), h, cfg.init, cfg.seed);
-            NetKind::Simple {
-                srn,
-                ws: SrnWorkspace::new(),
-            }
+            (kind, rnn, out)
         };
+        init_params(&mut store.params, rnn.param_info(), h, cfg.init, cfg.seed);
+        if cell == CellKind::Lstm {
+            set_lstm_forget_bias(&rnn, &mut store, cfg.forget_bias)?;
+        }
+        // The readout as torch.nn.Linear: U(−1/√H, 1/√H).
+        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x5eed);
+        let k = 1.0 / (h as f32).sqrt();
+        for r in [out.weight().range(), out.bias().range()] {
+            for v in &mut store.params[r] {
+                *v = rng.random_range(-k..k);
+            }
+        }
         Ok(Net { store, kind })
     }
 
@@ -465,12 +459,12 @@ impl Net {
     fn forward(&mut self, bt: &Batch, teacher: bool) -> Result<&[f32]> {
         let store = &self.store;
         match &mut self.kind {
-            NetKind::Simple { srn, ws } => {
+            NetKind::Jordan { net, ws } => {
                 let tf = teacher.then_some(&bt.y[..]);
-                srn.forward(store, ws, &bt.x, bt.steps, bt.batch, None, tf)?;
+                net.forward(store, ws, &bt.x, bt.steps, bt.batch, None, tf)?;
                 Ok(ws.logits())
             }
-            NetKind::Gated {
+            NetKind::Layer {
                 rnn, ws, out, z, ..
             } => {
                 rnn.forward(store, ws, RnnInput::new(&bt.x, bt.steps, bt.batch), None)?;
@@ -485,8 +479,8 @@ impl Net {
     fn backward(&mut self, dz: &[f32]) -> Result<()> {
         let store = &mut self.store;
         match &mut self.kind {
-            NetKind::Simple { srn, ws } => srn.backward(store, ws, dz),
-            NetKind::Gated {
+            NetKind::Jordan { net, ws } => net.backward(store, ws, dz),
+            NetKind::Layer {
                 rnn, ws, out, dy, ..
             } => {
                 let rows = dz.len() / out.out;
@@ -561,18 +555,19 @@ impl TaskNet {
         &self.cfg
     }
 
-    /// Makes later training steps keep dL/dh_t for [`TaskNet::gradient_flow`].
+    /// Makes later training steps keep dL/dh_t for [`TaskNet::gradient_flow`]
+    /// (Elman, LSTM and GRU nets).
     pub fn record_gradients(&mut self) {
-        if let NetKind::Gated { ws, .. } = &mut self.net.kind {
+        if let NetKind::Layer { ws, .. } = &mut self.net.kind {
             ws.record_state_grads(true);
         }
     }
 
     /// The gradient flow of the last training step (`step` is its number):
     /// ‖dL/dh_t‖ over the batch, and the step Jacobians' spectral norms for
-    /// its first sequence. Needs [`TaskNet::record_gradients`] for LSTM and
-    /// GRU, and an Elman net or a gated cell (not a Jordan net or skip
-    /// connections).
+    /// its first sequence. Needs [`TaskNet::record_gradients`] before the
+    /// step, and an Elman, LSTM or GRU net without skip connections (not a
+    /// Jordan net).
     pub fn gradient_flow(&self, step: u64) -> Result<GradientFlow> {
         let (tn, bn, loss) = self.last;
         if tn == 0 {
@@ -582,11 +577,13 @@ impl TaskNet {
         }
         let store = &self.net.store;
         let (state_grad_norm, jacobian_norm) = match &self.net.kind {
-            NetKind::Simple { srn, ws } => (
-                state_grad_norms(ws.state_grads(), tn, bn),
-                srn_jacobian_norms(srn, store, ws, 0)?,
-            ),
-            NetKind::Gated { rnn, ws, .. } => {
+            NetKind::Jordan { .. } => {
+                return Err(Error::Config(
+                    "gradient flow is measured for Elman, LSTM and GRU nets, not a Jordan net"
+                        .into(),
+                ))
+            }
+            NetKind::Layer { rnn, ws, .. } => {
                 let g = ws.state_grads(0, 0);
                 if g.is_empty() {
                     return Err(Error::Order(

@@ -72,7 +72,7 @@ fn second_pass_allocates_nothing() {
             let rnn = Rnn::new(store.root(), cfg.clone()).unwrap();
             rnn.init_uniform(&mut store, 1);
             let x = vec![0.3f32; t * b * i];
-            let dy = vec![0.1f32; t * b * cfg.output_size()];
+            let dy = vec![0.1f32; t * b * cfg.output()];
             let lengths: Vec<usize> = (0..b).map(|k| t - k % t.min(3)).collect();
             let mut ws = RnnWorkspace::new();
             let first = pass(&rnn, &mut store, &mut ws, &x, t, b, &lengths, &dy);
@@ -85,7 +85,7 @@ fn second_pass_allocates_nothing() {
                 t - 1,
                 b,
                 &vec![t - 1; b],
-                &dy[..(t - 1) * b * cfg.output_size()],
+                &dy[..(t - 1) * b * cfg.output()],
             );
             let again = pass(&rnn, &mut store, &mut ws, &x, t, b, &lengths, &dy);
             println!("{} I={i} H={h} T={t} B={b}: first pass {first} allocations, then {shorter} and {again}", cell.name());

@@ -7,6 +7,7 @@
 
 mod common;
 use common::*;
+use recur::layer::rnn::Leak;
 use recur::{CellKind, RnnConfig, RnnWorkspace};
 
 const EPS: f64 = 1e-5;
@@ -70,8 +71,13 @@ fn compare(what: &str, a: &[f64], n: &[f64]) -> f64 {
 }
 
 fn check(cell: CellKind, structure: &str, ragged: bool) -> f64 {
+    check_config(RnnConfig::new(cell, 3, 4), structure, ragged, "")
+}
+
+/// Every parameter, x, h0 (and c0) of `base` in `structure`.
+fn check_config(base: RnnConfig, structure: &str, ragged: bool, options: &str) -> f64 {
     let (t, b) = (5, 3);
-    let base = RnnConfig::new(cell, 3, 4);
+    let cell = base.cell;
     let (cfg, seed) = match structure {
         "1 layer" => (base, None),
         "2 layers" => (base.layers(2).dropout(0.3), Some(11)),
@@ -85,7 +91,7 @@ fn check(cell: CellKind, structure: &str, ragged: bool) -> f64 {
     let mut ws = RnnWorkspace::new();
     let out = run(&p, &mut layer, &mut ws, seed);
     let what = format!(
-        "{} {structure}{}",
+        "{}{options} {structure}{}",
         cell.name(),
         if ragged { " ragged" } else { "" }
     );
@@ -144,6 +150,48 @@ fn gru() {
 #[test]
 fn gru_reset_before() {
     check_cell(CellKind::GruResetBefore);
+}
+
+/// The Elman cell's own options, in every structure: a fixed and a learned
+/// leak, skip connections (reaching back before the sequence, and past its
+/// start in the reverse direction), and no `weight_hh`.
+#[test]
+fn elman_leak_skip_and_no_hidden_to_hidden() {
+    let options = [
+        (
+            " leak 0.3",
+            RnnConfig::new(CellKind::RnnTanh, 3, 4).leak(Leak::Fixed(0.3)),
+        ),
+        (
+            " learned leak",
+            RnnConfig::new(CellKind::RnnTanh, 3, 4).leak(Leak::Learned(0.4)),
+        ),
+        (" skip 2", RnnConfig::new(CellKind::RnnTanh, 3, 4).skip(2)),
+        (
+            " skip 3 relu",
+            RnnConfig::new(CellKind::RnnRelu, 3, 4).skip(3),
+        ),
+        (" skip 7", RnnConfig::new(CellKind::RnnTanh, 3, 4).skip(7)),
+        (
+            " skip only",
+            RnnConfig::new(CellKind::RnnTanh, 3, 4)
+                .skip(2)
+                .hidden_to_hidden(false),
+        ),
+        (
+            " everything",
+            RnnConfig::new(CellKind::RnnTanh, 3, 4)
+                .skip(3)
+                .leak(Leak::Learned(0.6)),
+        ),
+    ];
+    for (name, cfg) in options {
+        for structure in ["1 layer", "2 layers", "bidirectional"] {
+            for ragged in [false, true] {
+                check_config(cfg.clone(), structure, ragged, name);
+            }
+        }
+    }
 }
 
 /// Dropout is on in the two-layer checks: make sure it really changes the

@@ -4,12 +4,12 @@
 
 mod common;
 use common::{Layer, Lcg};
-use recur::diagnose::{rnn_jacobian_norms, srn_jacobian_norms, state_grad_norms};
+use recur::diagnose::{rnn_jacobian_norms, state_grad_norms};
 use recur::init::{init_params, set_lstm_forget_bias, RecurrentInit};
-use recur::layer::srn::{Leak, Srn, SrnConfig, SrnWorkspace};
+use recur::layer::rnn::Leak;
 use recur::linalg::spectral_radius;
 use recur::task::{TaskCell, TaskConfig, TaskKind, TaskRun};
-use recur::{CellKind, ParamStore, RnnConfig, RnnInput, RnnWorkspace};
+use recur::{CellKind, RnnConfig, RnnInput, RnnWorkspace};
 
 /// σ_max of a dense `[n, n]` matrix: sqrt(ρ(JᵀJ)) from all eigenvalues.
 fn dense_sigma_max(j: &[f64], n: usize) -> f64 {
@@ -54,19 +54,20 @@ fn orthogonal_identity_and_forget_bias_inits() {
         "other gates keep their draw"
     );
 
-    let mut store = ParamStore::<f64>::new();
-    let srn = Srn::new(store.root(), SrnConfig::elman(2, h, 1)).unwrap();
+    let Layer { rnn, mut store } = Layer::<f64>::new(RnnConfig::new(CellKind::RnnRelu, 2, h));
     init_params(
         &mut store.params,
-        srn.param_info(),
+        rnn.param_info(),
         h,
         RecurrentInit::Identity(1.0),
         5,
     );
-    let w = srn.param(&store, "weight_hh").unwrap();
+    let w = rnn.param(&store, "weight_hh_l0").unwrap();
     assert!((0..h * h).all(|i| w[i] == if i % (h + 1) == 0 { 1.0 } else { 0.0 }));
-    assert!(srn.param(&store, "bias").unwrap().iter().all(|&v| v == 0.0));
-    let wi = srn.param(&store, "weight_ih").unwrap();
+    for b in ["bias_ih_l0", "bias_hh_l0"] {
+        assert!(rnn.param(&store, b).unwrap().iter().all(|&v| v == 0.0));
+    }
+    let wi = rnn.param(&store, "weight_ih_l0").unwrap();
     assert!(wi.iter().all(|v| v.abs() < 0.01) && wi.iter().any(|&v| v != 0.0));
 
     let mut gru = Layer::<f64>::new(RnnConfig::new(CellKind::Gru, 3, h));
@@ -81,8 +82,16 @@ fn jacobian_norms_match_dense_finite_differences() {
     let eps = 1e-6;
     let mut r = Lcg(31);
     let x = r.vec(bn * i, 1.0);
-    for cell in [CellKind::RnnTanh, CellKind::Lstm, CellKind::Gru] {
-        let Layer { rnn, mut store } = Layer::<f64>::new(RnnConfig::new(cell, i, h));
+    // Leaky Elman units: (1 − α)I + diag(α f′) W_hh.
+    for cfg in [
+        RnnConfig::new(CellKind::RnnTanh, i, h),
+        RnnConfig::new(CellKind::Lstm, i, h),
+        RnnConfig::new(CellKind::Gru, i, h),
+        RnnConfig::new(CellKind::RnnTanh, i, h).leak(Leak::Fixed(0.3)),
+        RnnConfig::new(CellKind::RnnTanh, i, h).leak(Leak::Learned(0.6)),
+    ] {
+        let cell = cfg.cell;
+        let Layer { rnn, mut store } = Layer::<f64>::new(cfg);
         store.params.iter_mut().for_each(|p| *p = r.next() * 0.8);
         let lstm = cell == CellKind::Lstm;
         let n = if lstm { 2 * h } else { h };
@@ -131,49 +140,10 @@ fn jacobian_norms_match_dense_finite_differences() {
             let got = rnn_jacobian_norms(&rnn, &store, &ws, b).unwrap()[0];
             assert!(
                 (got - want).abs() < 1e-5 * want,
-                "{cell:?} row {b}: power {got} vs dense {want}"
+                "{cell:?} {:?} row {b}: power {got} vs dense {want}",
+                rnn.config().leak
             );
         }
-    }
-
-    // The Elman net with leaky units: (1 − α)I + diag(α f′) W_hh.
-    for leak in [Leak::None, Leak::Fixed(0.3), Leak::Learned(0.6)] {
-        let mut store = ParamStore::<f64>::new();
-        let srn = Srn::new(
-            store.root(),
-            SrnConfig {
-                leak,
-                ..SrnConfig::elman(i, h, 2)
-            },
-        )
-        .unwrap();
-        store.params.iter_mut().for_each(|p| *p = r.next() * 0.8);
-        let h0 = r.vec(bn * h, 0.8);
-        let mut ws = SrnWorkspace::new();
-        let mut step = |s: &[f64]| {
-            srn.forward(&store, &mut ws, &x, 1, bn, Some(s), None)
-                .unwrap();
-            ws.states()[bn * h..].to_vec()
-        };
-        let b = 1;
-        let mut j = vec![0.0; h * h];
-        for col in 0..h {
-            let (mut up, mut down) = (h0.clone(), h0.clone());
-            up[b * h + col] += eps;
-            down[b * h + col] -= eps;
-            let (fu, fd) = (step(&up), step(&down));
-            for row in 0..h {
-                j[row * h + col] = (fu[b * h + row] - fd[b * h + row]) / (2.0 * eps);
-            }
-        }
-        let want = dense_sigma_max(&j, h);
-        srn.forward(&store, &mut ws, &x, 1, bn, Some(&h0), None)
-            .unwrap();
-        let got = srn_jacobian_norms(&srn, &store, &ws, b).unwrap()[0];
-        assert!(
-            (got - want).abs() < 1e-5 * want,
-            "{leak:?}: power {got} vs dense {want}"
-        );
     }
 }
 

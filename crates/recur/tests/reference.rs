@@ -19,12 +19,12 @@ fn matvec(w: &[f64], cols: usize, r0: usize, n: usize, v: &[f64]) -> Vec<f64> {
 /// Returns (y, h_n, c_n) computed one row and one step at a time.
 fn reference(layer: &Layer<f64>, p: &Problem) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
     let cfg = &p.cfg;
-    let (t_len, bn, h, d) = (p.t, p.b, cfg.hidden_size, cfg.directions());
+    let (t_len, bn, h, d) = (p.t, p.b, cfg.hidden, cfg.directions());
     let mut input = p.x.clone();
-    let mut width = cfg.input_size;
-    let n_state = cfg.num_layers * d * bn * h;
+    let mut width = cfg.input;
+    let n_state = cfg.layers * d * bn * h;
     let (mut h_n, mut c_n) = (vec![0.0; n_state], vec![0.0; n_state]);
-    for l in 0..cfg.num_layers {
+    for l in 0..cfg.layers {
         let mut y = vec![0.0; t_len * bn * d * h];
         for dir in 0..d {
             let sfx = if dir == 1 { "_reverse" } else { "" };

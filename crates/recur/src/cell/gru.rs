@@ -10,8 +10,168 @@
 
 use multiversion::multiversion;
 
-use super::{blocks, blocks_mut, StepMask};
+use super::{blocks, blocks_mut, CellParams, StepBackward, StepForward, StepMask};
 use crate::float::Float;
+use crate::gemm::{gemm, Trans};
+
+/// Reset-after: the recurrent GEMM h_prev·W_hhᵀ (kept apart from the
+/// input side, as r multiplies its n block), then the kernel.
+pub(crate) fn forward<T: Float>(h: usize, p: &CellParams<T>, io: StepForward<T>) {
+    let (bn, gh) = (io.h_prev.len() / h, 3 * h);
+    gemm(
+        bn,
+        gh,
+        h,
+        io.h_prev,
+        h,
+        Trans::N,
+        p.w_hh,
+        h,
+        Trans::T,
+        io.hg,
+        gh,
+        false,
+    );
+    gru_forward_step(
+        h,
+        io.gates,
+        io.hg,
+        p.b_ih,
+        p.b_hh,
+        io.h_prev,
+        io.h_new,
+        io.extra,
+        io.y,
+        io.y_stride,
+        io.mask,
+    );
+}
+
+/// Reset-after: the kernel, then dL/dh_prev += d_hgates·W_hh.
+pub(crate) fn backward<T: Float>(h: usize, p: &CellParams<T>, io: StepBackward<T>) {
+    let (bn, gh) = (io.h_prev.len() / h, 3 * h);
+    gru_backward_step(
+        h,
+        io.gates,
+        io.extra,
+        io.h_prev,
+        io.dh,
+        io.dy,
+        io.dy_stride,
+        io.d_gates,
+        io.d_hgates,
+        io.dh_prev,
+        io.mask,
+    );
+    gemm(
+        bn,
+        h,
+        gh,
+        io.d_hgates,
+        gh,
+        Trans::N,
+        p.w_hh,
+        h,
+        Trans::N,
+        io.dh_prev,
+        h,
+        true,
+    );
+}
+
+/// Reset-before: GEMM (r, z) → kernel → GEMM (n on r ⊙ h) → kernel.
+pub(crate) fn forward_reset_before<T: Float>(h: usize, p: &CellParams<T>, io: StepForward<T>) {
+    let (bn, gh) = (io.h_prev.len() / h, 3 * h);
+    gemm(
+        bn,
+        2 * h,
+        h,
+        io.h_prev,
+        h,
+        Trans::N,
+        p.w_hh,
+        h,
+        Trans::T,
+        io.hg,
+        gh,
+        false,
+    );
+    let rh = io.extra;
+    gru_rb_forward_gates(h, io.gates, io.hg, p.b_ih, p.b_hh, io.h_prev, rh, io.mask);
+    gemm(
+        bn,
+        h,
+        h,
+        rh,
+        h,
+        Trans::N,
+        &p.w_hh[2 * h * h..],
+        h,
+        Trans::T,
+        &mut io.hg[2 * h..],
+        gh,
+        false,
+    );
+    gru_rb_forward_out(
+        h,
+        io.gates,
+        io.hg,
+        p.b_ih,
+        p.b_hh,
+        io.h_prev,
+        io.h_new,
+        io.y,
+        io.y_stride,
+        io.mask,
+    );
+}
+
+/// Reset-before: backward mirrors forward.
+pub(crate) fn backward_reset_before<T: Float>(h: usize, p: &CellParams<T>, io: StepBackward<T>) {
+    let (bn, gh) = (io.h_prev.len() / h, 3 * h);
+    gru_rb_backward_out(
+        h,
+        io.gates,
+        io.h_prev,
+        io.dh,
+        io.dy,
+        io.dy_stride,
+        io.d_gates,
+        io.dh_prev,
+        io.mask,
+    );
+    gemm(
+        bn,
+        h,
+        h,
+        &io.d_gates[2 * h..],
+        gh,
+        Trans::N,
+        &p.w_hh[2 * h * h..],
+        h,
+        Trans::N,
+        io.d_rh,
+        h,
+        false,
+    );
+    gru_rb_backward_gates(
+        h, io.gates, io.h_prev, io.d_rh, io.d_gates, io.dh_prev, io.mask,
+    );
+    gemm(
+        bn,
+        h,
+        2 * h,
+        io.d_gates,
+        gh,
+        Trans::N,
+        p.w_hh,
+        h,
+        Trans::N,
+        io.dh_prev,
+        h,
+        true,
+    );
+}
 
 /// Reset-after forward step for B rows.
 ///
@@ -22,7 +182,7 @@ use crate::float::Float;
 /// - `y`: out, row b at `b·y_stride` gets h' (zero for finished rows)
 #[allow(clippy::too_many_arguments)]
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx512dq+avx2+fma", "x86_64+avx2+fma"))]
-pub fn gru_forward_step<T: Float>(
+fn gru_forward_step<T: Float>(
     h: usize,
     gates: &mut [T],
     hg: &[T],
@@ -78,7 +238,7 @@ pub fn gru_forward_step<T: Float>(
 ///   (z·dh', or dh for finished rows); the layer then adds dg_h·W_hh.
 #[allow(clippy::too_many_arguments)]
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx512dq+avx2+fma", "x86_64+avx2+fma"))]
-pub fn gru_backward_step<T: Float>(
+fn gru_backward_step<T: Float>(
     h: usize,
     gates: &[T],
     hn: &[T],
@@ -143,7 +303,7 @@ pub fn gru_backward_step<T: Float>(
 /// - `rh` `[B, H]`: out, r ⊙ h_prev (the input of the n block's GEMM)
 #[allow(clippy::too_many_arguments)]
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx512dq+avx2+fma", "x86_64+avx2+fma"))]
-pub fn gru_rb_forward_gates<T: Float>(
+fn gru_rb_forward_gates<T: Float>(
     h: usize,
     gates: &mut [T],
     hg: &[T],
@@ -183,7 +343,7 @@ pub fn gru_rb_forward_gates<T: Float>(
 /// - `h_out` `[B, H]`: out, h'; `y`: out, row b at `b·y_stride` gets h'
 #[allow(clippy::too_many_arguments)]
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx512dq+avx2+fma", "x86_64+avx2+fma"))]
-pub fn gru_rb_forward_out<T: Float>(
+fn gru_rb_forward_out<T: Float>(
     h: usize,
     gates: &mut [T],
     hg: &[T],
@@ -228,7 +388,7 @@ pub fn gru_rb_forward_out<T: Float>(
 /// The layer then computes d(r ⊙ h) = d_n·W_hn for `gru_rb_backward_gates`.
 #[allow(clippy::too_many_arguments)]
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx512dq+avx2+fma", "x86_64+avx2+fma"))]
-pub fn gru_rb_backward_out<T: Float>(
+fn gru_rb_backward_out<T: Float>(
     h: usize,
     gates: &[T],
     h_prev: &[T],
@@ -279,7 +439,7 @@ pub fn gru_rb_backward_out<T: Float>(
 ///   d_{r,z}·W_h{r,z}.
 #[allow(clippy::too_many_arguments)]
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx512dq+avx2+fma", "x86_64+avx2+fma"))]
-pub fn gru_rb_backward_gates<T: Float>(
+fn gru_rb_backward_gates<T: Float>(
     h: usize,
     gates: &[T],
     h_prev: &[T],

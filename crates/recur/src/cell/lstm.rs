@@ -3,8 +3,74 @@
 
 use multiversion::multiversion;
 
-use super::{blocks, blocks_mut, StepMask};
+use super::{blocks, blocks_mut, CellParams, StepBackward, StepForward, StepMask};
 use crate::float::Float;
+use crate::gemm::{gemm, Trans};
+
+/// The recurrent GEMM h_prev·W_hhᵀ into the gates, then the kernel.
+pub(crate) fn forward<T: Float>(h: usize, p: &CellParams<T>, io: StepForward<T>) {
+    let (bn, gh) = (io.h_prev.len() / h, 4 * h);
+    gemm(
+        bn,
+        gh,
+        h,
+        io.h_prev,
+        h,
+        Trans::N,
+        p.w_hh,
+        h,
+        Trans::T,
+        io.gates,
+        gh,
+        true,
+    );
+    lstm_forward_step(
+        h,
+        io.gates,
+        p.b_ih,
+        p.b_hh,
+        io.c_prev,
+        io.h_prev,
+        io.c_new,
+        io.h_new,
+        io.extra,
+        io.y,
+        io.y_stride,
+        io.mask,
+    );
+}
+
+/// The kernel, then dL/dh_prev += d_gates·W_hh.
+pub(crate) fn backward<T: Float>(h: usize, p: &CellParams<T>, io: StepBackward<T>) {
+    let (bn, gh) = (io.h_prev.len() / h, 4 * h);
+    lstm_backward_step(
+        h,
+        io.gates,
+        io.c_prev,
+        io.extra,
+        io.dh,
+        io.dy,
+        io.dy_stride,
+        io.dc,
+        io.d_gates,
+        io.dh_prev,
+        io.mask,
+    );
+    gemm(
+        bn,
+        h,
+        gh,
+        io.d_gates,
+        gh,
+        Trans::N,
+        p.w_hh,
+        h,
+        Trans::N,
+        io.dh_prev,
+        h,
+        true,
+    );
+}
 
 /// Forward step for B rows.
 ///
@@ -15,7 +81,7 @@ use crate::float::Float;
 /// - `y`: out, row b at `b·y_stride` gets h' (zero for finished rows)
 #[allow(clippy::too_many_arguments)]
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx512dq+avx2+fma", "x86_64+avx2+fma"))]
-pub fn lstm_forward_step<T: Float>(
+fn lstm_forward_step<T: Float>(
     h: usize,
     gates: &mut [T],
     b_ih: &[T],
@@ -89,7 +155,7 @@ pub fn lstm_forward_step<T: Float>(
 ///   finished rows, else 0); the layer then adds d_gates·W_hh.
 #[allow(clippy::too_many_arguments)]
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx512dq+avx2+fma", "x86_64+avx2+fma"))]
-pub fn lstm_backward_step<T: Float>(
+fn lstm_backward_step<T: Float>(
     h: usize,
     gates: &[T],
     c_prev: &[T],

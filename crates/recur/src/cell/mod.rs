@@ -14,17 +14,124 @@
 //!
 //! The kernels are compiled for AVX-512, AVX2+FMA and baseline x86-64 and the
 //! best is chosen at run time; the activations inline into each copy.
+//!
+//! Each cell file keeps its step whole: [`forward_step`] and
+//! [`backward_step`] dispatch to the cell's recurrent GEMM(s) and kernel.
 
-pub mod gru;
-pub mod lstm;
-pub mod rnn;
+pub(crate) mod gru;
+pub(crate) mod lstm;
+pub(crate) mod rnn;
 
-pub use gru::{
-    gru_backward_step, gru_forward_step, gru_rb_backward_gates, gru_rb_backward_out,
-    gru_rb_forward_gates, gru_rb_forward_out,
-};
-pub use lstm::{lstm_backward_step, lstm_forward_step};
-pub use rnn::{rnn_backward_step, rnn_forward_step};
+use crate::float::Float;
+
+/// The tensors of one direction of one layer, as one step reads them.
+pub(crate) struct CellParams<'a, T> {
+    /// `[G·H, in]`
+    pub w_ih: &'a [T],
+    /// `[G·H, H]`, empty when the layer has no hidden-to-hidden weights.
+    pub w_hh: &'a [T],
+    /// `[G·H]`
+    pub b_ih: &'a [T],
+    /// `[G·H]`
+    pub b_hh: &'a [T],
+    /// `[H, H]` the skip connection in time (Elman only).
+    pub w_skip: Option<&'a [T]>,
+    /// `[H]` the leak rate of each unit (Elman only); `None` is α = 1.
+    pub alpha: Option<&'a [T]>,
+}
+
+/// What one forward step of B rows reads and writes.
+pub(crate) struct StepForward<'a, T> {
+    /// `[B, H]` the state before the step.
+    pub h_prev: &'a [T],
+    /// `[B, H]` the state d steps back (skip connection), when there is one.
+    pub h_skip: Option<&'a [T]>,
+    /// `[B, H]` out: the new state.
+    pub h_new: &'a mut [T],
+    /// `[B, H]` the cell state before the step and after it (LSTM; else empty).
+    pub c_prev: &'a [T],
+    /// `[B, H]` out: the new cell state (LSTM; else empty).
+    pub c_new: &'a mut [T],
+    /// `[B, G·H]` in: x·W_ihᵀ; out: the saved activations.
+    pub gates: &'a mut [T],
+    /// `[B, H]` out: what else backward needs: tanh(c') (LSTM), W_hn h + b_hn
+    /// (GRU), r ⊙ h (reset-before GRU); empty for Elman.
+    pub extra: &'a mut [T],
+    /// `[B, G·H]` scratch for the recurrent product (GRU).
+    pub hg: &'a mut [T],
+    /// Out: row b at `b·y_stride` gets the new state (zero for finished rows).
+    pub y: &'a mut [T],
+    /// Stride of `y`.
+    pub y_stride: usize,
+    /// Which rows take part.
+    pub mask: StepMask<'a>,
+}
+
+/// What one backward step of B rows reads and writes.
+pub(crate) struct StepBackward<'a, T> {
+    /// `[B, G·H]` the saved activations.
+    pub gates: &'a [T],
+    /// `[B, H]` saved as in [`StepForward::extra`].
+    pub extra: &'a [T],
+    /// `[B, H]` the states before the step.
+    pub h_prev: &'a [T],
+    /// `[B, H]` the cell state before the step (LSTM; else empty).
+    pub c_prev: &'a [T],
+    /// `[B, H]` dL/d(new state) from later steps.
+    pub dh: &'a [T],
+    /// dL/dy rows at `dy_stride`.
+    pub dy: &'a [T],
+    /// Stride of `dy`.
+    pub dy_stride: usize,
+    /// `[B, H]` in: dL/dc'; out: dL/dc (LSTM; else empty).
+    pub dc: &'a mut [T],
+    /// `[B, G·H]` out: dL/d(input-side pre-activations).
+    pub d_gates: &'a mut [T],
+    /// `[B, G·H]` out: dL/d(h·W_hhᵀ + b_hh) (reset-after GRU; else empty).
+    pub d_hgates: &'a mut [T],
+    /// `[B, H]` scratch (reset-before GRU).
+    pub d_rh: &'a mut [T],
+    /// `[B, H]` out: dL/d(state before the step).
+    pub dh_prev: &'a mut [T],
+    /// `[B, H]` dL/d(the skip state), added to (skip connection).
+    pub dh_skip: Option<&'a mut [T]>,
+    /// `[H]` dL/d(leak logits), added to (learned leak).
+    pub d_logit: Option<&'a mut [T]>,
+    /// Which rows take part.
+    pub mask: StepMask<'a>,
+}
+
+/// One forward step of `cell` for B rows: the recurrent GEMM(s) and the
+/// fused kernel.
+pub(crate) fn forward_step<T: Float>(
+    cell: CellKind,
+    h: usize,
+    p: &CellParams<T>,
+    io: StepForward<T>,
+) {
+    match cell {
+        CellKind::RnnTanh | CellKind::RnnRelu => rnn::forward(cell == CellKind::RnnRelu, h, p, io),
+        CellKind::Lstm => lstm::forward(h, p, io),
+        CellKind::Gru => gru::forward(h, p, io),
+        CellKind::GruResetBefore => gru::forward_reset_before(h, p, io),
+    }
+}
+
+/// One backward step of `cell` for B rows: the fused kernel and the GEMM(s)
+/// that carry the gradient to the state before the step.
+pub(crate) fn backward_step<T: Float>(
+    cell: CellKind,
+    h: usize,
+    p: &CellParams<T>,
+    io: StepBackward<T>,
+) {
+    match cell {
+        CellKind::RnnTanh | CellKind::RnnRelu => rnn::backward(cell == CellKind::RnnRelu, h, p, io),
+        CellKind::Lstm => lstm::backward(h, p, io),
+        CellKind::Gru => gru::backward(h, p, io),
+        CellKind::GruResetBefore => gru::backward_reset_before(h, p, io),
+    }
+}
 
 /// The recurrent cell of a layer. Serialised (in saved configs) under the
 /// names of [`CellKind::name`].

@@ -6,4 +6,3 @@ pub mod linear;
 pub mod loss;
 pub mod rnn;
 pub mod softmax;
-pub mod srn;

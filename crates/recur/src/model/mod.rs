@@ -1,3 +1,4 @@
 //! Models built from the layers.
 
+pub mod jordan;
 pub mod lm;

@@ -125,15 +125,15 @@ impl Problem {
     ) -> Problem {
         let mut r = Lcg(seed);
         let layer = Layer::<f64>::new(cfg.clone());
-        let n_state = cfg.num_layers * cfg.directions() * b * cfg.hidden_size;
+        let n_state = cfg.layers * cfg.directions() * b * cfg.hidden;
         let lstm = cfg.cell.has_cell_state();
         Problem {
             params: r.vec(layer.store.len(), 0.6),
-            x: r.vec(t * b * cfg.input_size, 1.0),
+            x: r.vec(t * b * cfg.input, 1.0),
             h0: r.vec(n_state, 0.5),
             c0: lstm.then(|| r.vec(n_state, 0.5)),
             lengths,
-            gy: r.vec(t * b * cfg.output_size(), 1.0),
+            gy: r.vec(t * b * cfg.output(), 1.0),
             gh: r.vec(n_state, 1.0),
             gc: lstm.then(|| r.vec(n_state, 1.0)),
             cfg,

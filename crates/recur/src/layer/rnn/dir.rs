@@ -1,0 +1,567 @@
+//! One direction of one layer, step by step: the pieces both the whole-
+//! sequence pass and the step-by-step pass are made of.
+//!
+//! Forward: [`start`], an input GEMM ([`input_gemm`]) over the rows of one
+//! or all steps, then [`step`] per step (the cell's recurrent GEMM and fused
+//! kernel). Backward: [`start_backward`], [`step_backward`] per step in
+//! reverse, [`input_grad`] (dL/dx) over the rows of one or all steps, and
+//! [`finish_backward`]: the weight gradients as large GEMMs over all T·B rows.
+
+use crate::cell::{self, CellKind, CellParams, StepBackward, StepForward, StepMask};
+use crate::float::Float;
+use crate::gemm::{gemm, Trans};
+use crate::params::Param;
+
+use super::workspace::DirWs;
+use super::{Leak, RnnConfig};
+
+/// Shapes shared by the per-direction passes.
+#[derive(Clone, Copy)]
+pub(super) struct Dims {
+    pub cell: CellKind,
+    /// T
+    pub tn: usize,
+    /// B
+    pub bn: usize,
+    /// H
+    pub h: usize,
+    /// input width of this layer
+    pub inp: usize,
+    /// whether this direction runs backwards in time
+    pub rev: bool,
+    /// skip distance (0: none)
+    pub skip: usize,
+}
+
+impl Dims {
+    pub fn new(cfg: &RnnConfig, tn: usize, bn: usize, inp: usize, rev: bool) -> Dims {
+        Dims {
+            cell: cfg.cell,
+            tn,
+            bn,
+            h: cfg.hidden,
+            inp,
+            rev,
+            skip: cfg.skip,
+        }
+    }
+    pub fn gh(&self) -> usize {
+        self.cell.gates() * self.h
+    }
+    pub fn bh(&self) -> usize {
+        self.bn * self.h
+    }
+    /// Time index of processing step s.
+    pub fn time(&self, s: usize) -> usize {
+        if self.rev {
+            self.tn - 1 - s
+        } else {
+            s
+        }
+    }
+    /// State slots (before, after) of time t; see `DirWs::hs`.
+    pub fn slots(&self, t: usize) -> (usize, usize) {
+        if self.rev {
+            (t + 1, t)
+        } else {
+            (t, t + 1)
+        }
+    }
+    /// The slot of the state before the first step, and of the final state.
+    pub fn first_last(&self) -> (usize, usize) {
+        if self.rev {
+            (self.tn, 0)
+        } else {
+            (0, self.tn)
+        }
+    }
+    /// Offset of the T contiguous "state before step" slots.
+    pub fn prev_states_offset(&self) -> usize {
+        if self.rev {
+            self.bh()
+        } else {
+            0
+        }
+    }
+    /// The slot the skip connection reads at processing step s: the state
+    /// d steps back in processing order, or the state before the sequence.
+    pub fn skip_slot(&self, s: usize) -> usize {
+        match (s + 1).checked_sub(self.skip) {
+            Some(k) => self.slots(self.time(k)).0,
+            None => self.first_last().0,
+        }
+    }
+}
+
+/// Where the tensors of one direction of one layer sit in the store, in
+/// registration order.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Slot {
+    pub w_ih: Param,
+    pub w_hh: Option<Param>,
+    pub b_ih: Param,
+    pub b_hh: Param,
+    pub w_skip: Option<Param>,
+    pub leak_logit: Option<Param>,
+}
+
+impl Slot {
+    /// The parameters a step reads; `alpha` from the workspace.
+    pub fn params<'a, T>(&self, p: &'a [T], alpha: &'a [T]) -> CellParams<'a, T> {
+        CellParams {
+            w_ih: self.w_ih.of(p),
+            w_hh: self.w_hh.map_or(&[], |w| w.of(p)),
+            b_ih: self.b_ih.of(p),
+            b_hh: self.b_hh.of(p),
+            w_skip: self.w_skip.map(|w| w.of(p)),
+            alpha: (!alpha.is_empty()).then_some(alpha),
+        }
+    }
+
+    /// The gradients of the slot's tensors, apart.
+    pub fn grads<'a, T>(&self, g: &'a mut [T]) -> SlotGrads<'a, T> {
+        // Registration order: w_ih, w_hh?, b_ih, b_hh, w_skip?, leak_logit?.
+        let end = [Some(self.b_hh), self.w_skip, self.leak_logit]
+            .into_iter()
+            .flatten()
+            .map(|p| p.offset + p.len)
+            .max()
+            .expect("b_hh");
+        let mut rest = &mut g[self.w_ih.offset..end];
+        let mut take = |p: Option<Param>| -> &'a mut [T] {
+            match p {
+                None => &mut [],
+                Some(p) => {
+                    let (head, tail) = std::mem::take(&mut rest).split_at_mut(p.len);
+                    rest = tail;
+                    head
+                }
+            }
+        };
+        SlotGrads {
+            w_ih: take(Some(self.w_ih)),
+            w_hh: take(self.w_hh),
+            b_ih: take(Some(self.b_ih)),
+            b_hh: take(Some(self.b_hh)),
+            w_skip: take(self.w_skip),
+            leak_logit: take(self.leak_logit),
+        }
+    }
+}
+
+/// The gradients of one slot (empty slices for absent tensors).
+pub(super) struct SlotGrads<'a, T> {
+    pub w_ih: &'a mut [T],
+    pub w_hh: &'a mut [T],
+    pub b_ih: &'a mut [T],
+    pub b_hh: &'a mut [T],
+    pub w_skip: &'a mut [T],
+    pub leak_logit: &'a mut [T],
+}
+
+/// Slot `a` of `buf` read-only and slot `b` mutable, each `n` long (a ≠ b).
+fn slot_pair<T>(buf: &mut [T], a: usize, b: usize, n: usize) -> (&[T], &mut [T]) {
+    if a < b {
+        let (lo, hi) = buf.split_at_mut(b * n);
+        (&lo[a * n..][..n], &mut hi[..n])
+    } else {
+        let (lo, hi) = buf.split_at_mut(a * n);
+        (&hi[..n], &mut lo[b * n..][..n])
+    }
+}
+
+/// Slot `w` of `buf` mutable and slots `r` read-only (none equal to `w`).
+fn read_write<T, const N: usize>(
+    buf: &mut [T],
+    r: [usize; N],
+    w: usize,
+    n: usize,
+) -> ([&[T]; N], &mut [T]) {
+    let (lo, hi) = buf.split_at_mut(w * n);
+    let (out, hi) = hi.split_at_mut(n);
+    let (lo, hi) = (&*lo, &*hi);
+    let reads = r.map(|k| {
+        debug_assert_ne!(k, w);
+        if k < w {
+            &lo[k * n..][..n]
+        } else {
+            &hi[(k - w - 1) * n..][..n]
+        }
+    });
+    (reads, out)
+}
+
+/// Adds the column sums of `m` `[rows, n]` into `acc` `[n]`.
+fn add_column_sums<T: Float>(acc: &mut [T], m: &[T], n: usize) {
+    for row in m.chunks_exact(n) {
+        for (a, v) in acc.iter_mut().zip(row) {
+            *a += *v;
+        }
+    }
+}
+
+/// Writes the state before the first step (zeros when not given) and the
+/// leak rates of the pass.
+pub(super) fn start<T: Float>(
+    dm: Dims,
+    leak: Leak,
+    logit: Option<&[T]>,
+    d: &mut DirWs<T>,
+    h0: Option<&[T]>,
+    c0: Option<&[T]>,
+) {
+    let bh = dm.bh();
+    let (first, _) = dm.first_last();
+    match h0 {
+        Some(s) => d.hs[first * bh..][..bh].copy_from_slice(s),
+        None => d.hs[first * bh..][..bh].fill(T::ZERO),
+    }
+    if dm.cell.has_cell_state() {
+        match c0 {
+            Some(s) => d.cs[first * bh..][..bh].copy_from_slice(s),
+            None => d.cs[first * bh..][..bh].fill(T::ZERO),
+        }
+    }
+    match (leak, logit) {
+        (Leak::None, _) => {}
+        (Leak::Fixed(a), _) => d.alpha.fill(T::from_f64(a)),
+        (Leak::Learned(_), Some(l)) => {
+            for (a, l) in d.alpha.iter_mut().zip(l) {
+                *a = l.sigmoid();
+            }
+        }
+        (Leak::Learned(_), None) => unreachable!("a learned leak has logits"),
+    }
+}
+
+/// The input side of the gates of steps `t0..t0+n`: `gates = x · W_ihᵀ`,
+/// with `x` `[n·B, in]` those steps' inputs.
+pub(super) fn input_gemm<T: Float>(
+    dm: Dims,
+    p: &CellParams<T>,
+    x: &[T],
+    d: &mut DirWs<T>,
+    t0: usize,
+    n: usize,
+) {
+    let (gh, rows) = (dm.gh(), n * dm.bn);
+    gemm(
+        rows,
+        gh,
+        dm.inp,
+        x,
+        dm.inp,
+        Trans::N,
+        p.w_ih,
+        dm.inp,
+        Trans::T,
+        &mut d.gates[t0 * dm.bn * gh..][..rows * gh],
+        gh,
+        false,
+    );
+}
+
+/// Processing step s forward: the cell's recurrent GEMM(s) and kernel.
+/// `y` `[T, B, D·H]` gets the new state at column `y_off`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn step<T: Float>(
+    dm: Dims,
+    p: &CellParams<T>,
+    d: &mut DirWs<T>,
+    s: usize,
+    lengths: Option<&[usize]>,
+    y: &mut [T],
+    y_off: usize,
+    y_stride: usize,
+) {
+    let (gh, bh, bn) = (dm.gh(), dm.bh(), dm.bn);
+    let t = dm.time(s);
+    let (before, after) = dm.slots(t);
+    let skip = dm.skip > 0;
+    let sk = if skip { dm.skip_slot(s) } else { before };
+    let ([h_prev, h_skip], h_new) = read_write(&mut d.hs, [before, sk], after, bh);
+    let (c_prev, c_new): (&[T], &mut [T]) = if dm.cell.has_cell_state() {
+        slot_pair(&mut d.cs, before, after, bh)
+    } else {
+        (&[], &mut [])
+    };
+    let extra: &mut [T] = if d.extra.is_empty() {
+        &mut []
+    } else {
+        &mut d.extra[t * bh..][..bh]
+    };
+    let io = StepForward {
+        h_prev,
+        h_skip: skip.then_some(h_skip),
+        h_new,
+        c_prev,
+        c_new,
+        gates: &mut d.gates[t * bn * gh..][..bn * gh],
+        extra,
+        hg: &mut d.hg,
+        y: &mut y[t * bn * y_stride + y_off..],
+        y_stride,
+        mask: StepMask { lengths, t },
+    };
+    cell::forward_step(dm.cell, dm.h, p, io);
+}
+
+/// Sets dL/d(final state) (zeros when not given) before the first
+/// backward step.
+pub(super) fn start_backward<T: Float>(d: &mut DirWs<T>, dh_n: Option<&[T]>, dc_n: Option<&[T]>) {
+    match dh_n {
+        Some(s) => d.dh.copy_from_slice(s),
+        None => d.dh.fill(T::ZERO),
+    }
+    match dc_n {
+        Some(s) => d.dc.copy_from_slice(s),
+        None => d.dc.fill(T::ZERO),
+    }
+    d.dh_skip.fill(T::ZERO);
+    d.d_logit.fill(T::ZERO);
+}
+
+/// Processing step s backward: dL/dh of the state after it (from later
+/// steps, from `dy_t`, the step's dL/dy rows at `dy_stride`, and from skip
+/// connections) becomes dL/d(pre-activations) and dL/dh of the state
+/// before it.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn step_backward<T: Float>(
+    dm: Dims,
+    p: &CellParams<T>,
+    d: &mut DirWs<T>,
+    s: usize,
+    lengths: Option<&[usize]>,
+    dy_t: &[T],
+    dy_stride: usize,
+) {
+    let (gh, bh, bn, h) = (dm.gh(), dm.bh(), dm.bn, dm.h);
+    let t = dm.time(s);
+    let (before, after) = dm.slots(t);
+    if !d.dh_skip.is_empty() {
+        for (a, v) in d.dh.iter_mut().zip(&d.dh_skip[after * bh..][..bh]) {
+            *a += *v;
+        }
+    }
+    if !d.dh_record.is_empty() {
+        let rec = &mut d.dh_record[t * bh..][..bh];
+        for (b, r) in rec.chunks_exact_mut(h).enumerate() {
+            let dyr = &dy_t[b * dy_stride..][..h];
+            for ((r, g), y) in r.iter_mut().zip(&d.dh[b * h..][..h]).zip(dyr) {
+                *r = *g + *y;
+            }
+        }
+    }
+    fn row<T>(buf: &[T], t: usize, bh: usize) -> &[T] {
+        if buf.is_empty() {
+            &[]
+        } else {
+            &buf[t * bh..][..bh]
+        }
+    }
+    let dh_skip = if dm.skip > 0 {
+        Some(&mut d.dh_skip[dm.skip_slot(s) * bh..][..bh])
+    } else {
+        None
+    };
+    let io = StepBackward {
+        gates: &d.gates[t * bn * gh..][..bn * gh],
+        extra: row(&d.extra, t, bh),
+        h_prev: &d.hs[before * bh..][..bh],
+        c_prev: if d.cs.is_empty() {
+            &[]
+        } else {
+            &d.cs[before * bh..][..bh]
+        },
+        dh: &d.dh,
+        dy: dy_t,
+        dy_stride,
+        dc: &mut d.dc,
+        d_gates: &mut d.d_gates[t * bn * gh..][..bn * gh],
+        d_hgates: if d.d_hgates.is_empty() {
+            &mut []
+        } else {
+            &mut d.d_hgates[t * bn * gh..][..bn * gh]
+        },
+        d_rh: &mut d.d_rh,
+        dh_prev: &mut d.dh_next,
+        dh_skip,
+        d_logit: (!d.d_logit.is_empty()).then_some(&mut d.d_logit[..]),
+        mask: StepMask { lengths, t },
+    };
+    cell::backward_step(dm.cell, h, p, io);
+    std::mem::swap(&mut d.dh, &mut d.dh_next);
+}
+
+/// dL/dx of steps `t0..t0+n`: `dx = d_gates · W_ih` over their rows, added
+/// into `dx` `[n·B, in]` or written over it.
+pub(super) fn input_grad<T: Float>(
+    dm: Dims,
+    p: &CellParams<T>,
+    d: &DirWs<T>,
+    t0: usize,
+    n: usize,
+    dx: &mut [T],
+    accumulate: bool,
+) {
+    let (gh, rows) = (dm.gh(), n * dm.bn);
+    gemm(
+        rows,
+        dm.inp,
+        gh,
+        &d.d_gates[t0 * dm.bn * gh..][..rows * gh],
+        gh,
+        Trans::N,
+        p.w_ih,
+        dm.inp,
+        Trans::N,
+        dx,
+        dm.inp,
+        accumulate,
+    );
+}
+
+/// After the last backward step: dL/d(initial state) into `dh0`, `dc0`
+/// `[B, H]`, and the weight gradients of the T = `dm.tn` steps as large
+/// GEMMs over all T·B rows (`x` `[T·B, in]` the layer's input).
+pub(super) fn finish_backward<T: Float>(
+    dm: Dims,
+    d: &DirWs<T>,
+    g: SlotGrads<T>,
+    x: &[T],
+    dh0: &mut [T],
+    dc0: &mut [T],
+) {
+    let Dims {
+        cell,
+        tn,
+        bn,
+        h,
+        inp,
+        ..
+    } = dm;
+    let (gh, bh) = (dm.gh(), dm.bh());
+    dh0.copy_from_slice(&d.dh);
+    if !d.dh_skip.is_empty() {
+        let (first, _) = dm.first_last();
+        for (a, v) in dh0.iter_mut().zip(&d.dh_skip[first * bh..][..bh]) {
+            *a += *v;
+        }
+    }
+    if cell.has_cell_state() {
+        dc0.copy_from_slice(&d.dc);
+    }
+    let rows = tn * bn;
+    let dgx = &d.d_gates[..rows * gh];
+    let dgh = if cell == CellKind::Gru {
+        &d.d_hgates[..rows * gh]
+    } else {
+        dgx
+    };
+    let h_prevs = &d.hs[dm.prev_states_offset()..][..rows * h];
+    gemm(
+        gh,
+        inp,
+        rows,
+        dgx,
+        gh,
+        Trans::T,
+        &x[..rows * inp],
+        inp,
+        Trans::N,
+        g.w_ih,
+        inp,
+        true,
+    );
+    if cell == CellKind::GruResetBefore {
+        gemm(
+            2 * h,
+            h,
+            rows,
+            dgh,
+            gh,
+            Trans::T,
+            h_prevs,
+            h,
+            Trans::N,
+            g.w_hh,
+            h,
+            true,
+        );
+        let rh = &d.extra[..rows * h];
+        gemm(
+            h,
+            h,
+            rows,
+            &dgh[2 * h..],
+            gh,
+            Trans::T,
+            rh,
+            h,
+            Trans::N,
+            &mut g.w_hh[2 * h * h..],
+            h,
+            true,
+        );
+    } else if !g.w_hh.is_empty() {
+        gemm(
+            gh,
+            h,
+            rows,
+            dgh,
+            gh,
+            Trans::T,
+            h_prevs,
+            h,
+            Trans::N,
+            g.w_hh,
+            h,
+            true,
+        );
+    }
+    if dm.skip > 0 {
+        skip_weight_grad(dm, d, g.w_skip);
+    }
+    add_column_sums(g.b_ih, dgx, gh);
+    add_column_sums(g.b_hh, dgh, gh);
+    for (a, v) in g.leak_logit.iter_mut().zip(&d.d_logit) {
+        *a += *v;
+    }
+}
+
+/// dW_skip += Σ_t d_pre_tᵀ · h_skip(t): one GEMM over the steps whose skip
+/// state lies inside the sequence (their slots are contiguous), one small
+/// GEMM for each step that reads the state before the sequence.
+fn skip_weight_grad<T: Float>(dm: Dims, d: &DirWs<T>, gw: &mut [T]) {
+    let (bh, h, tn) = (dm.bh(), dm.h, dm.tn);
+    let inside = (tn + 1).saturating_sub(dm.skip);
+    // Forward: steps t = d−1.. read slots 0..; reverse: t = 0..=T−d read slots d..
+    let (t0, k0) = if dm.rev {
+        (0, dm.skip)
+    } else {
+        (dm.skip - 1, 0)
+    };
+    let mut product = |t: usize, n: usize, k: usize| {
+        gemm(
+            h,
+            h,
+            n * dm.bn,
+            &d.d_gates[t * bh..][..n * bh],
+            h,
+            Trans::T,
+            &d.hs[k * bh..][..n * bh],
+            h,
+            Trans::N,
+            gw,
+            h,
+            true,
+        );
+    };
+    if inside > 0 {
+        product(t0, inside, k0);
+    }
+    let (first, _) = dm.first_last();
+    for s in 0..tn.min(dm.skip - 1) {
+        product(dm.time(s), 1, first);
+    }
+}

@@ -1,0 +1,726 @@
+//! The time-unrolled recurrent layer: L stacked layers of D directions.
+//!
+//! Forward, per layer and direction (the haste scheme):
+//! 1. one input GEMM over all T·B rows: `gates[T·B, G·H] = x · W_ihᵀ`;
+//! 2. per step: the cell's recurrent GEMM(s) and one fused pointwise kernel
+//!    that adds the biases, activates, saves the activated gates and writes
+//!    the new state.
+//!
+//! Backward walks the steps in reverse order with the fused backward kernel
+//! and one GEMM per step (`d_gates · W_hh` into dh_prev), then computes dW_ih,
+//! dW_hh and dx as three large GEMMs over all T·B rows.
+//!
+//! The same steps run one at a time for decoders and nets that feed back
+//! their output: [`Rnn::start`], [`Rnn::step`] per step, then
+//! [`Rnn::step_backward`] per step in reverse and [`Rnn::finish_backward`],
+//! which makes the weight gradients the same large GEMMs.
+//!
+//! Every buffer lives in an [`RnnWorkspace`] that is sized once per shape and
+//! reused; nothing is allocated inside the time loop.
+//!
+//! Variable-length batches follow PyTorch's packed sequences: row b is active
+//! for t < `lengths[b]`; past that its state is carried unchanged and its output
+//! is zero, so the reverse direction starts at each row's own last element
+//! and h_n is each row's state at its own end.
+//!
+//! Elman cells have three options of recur's own: leaky units (a fixed α or
+//! one learned per unit), a skip connection in time, and no `weight_hh`
+//! (the hidden layer of a Jordan net).
+
+mod config;
+mod dir;
+mod workspace;
+
+use rand::{Rng, RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+pub use config::{Leak, RnnConfig};
+pub use workspace::{RnnInput, RnnWorkspace};
+
+use crate::error::{check_len, Error, Result};
+use crate::float::Float;
+use crate::params::{Param, ParamInfo, ParamStore, Scope};
+use dir::{Dims, Slot};
+use workspace::LayerWs;
+
+/// A stack of recurrent layers: its shape, and where its tensors sit in a
+/// [`ParamStore`].
+///
+/// The tensors are registered contiguously in PyTorch's `state_dict`
+/// order: for each layer, for each direction, `weight_ih`, `weight_hh`,
+/// `bias_ih`, `bias_hh`, then recur's `weight_skip` and `leak_logit` where
+/// the config has them. [`Rnn::param_info`] names every tensor.
+#[derive(Clone, Debug)]
+pub struct Rnn {
+    config: RnnConfig,
+    /// Each tensor under its name within the layer (`weight_ih_l0`), at its
+    /// offset in the store.
+    info: Vec<ParamInfo>,
+    /// `[L·D]` the tensors of each layer and direction.
+    slots: Vec<Slot>,
+    /// The whole block of the layer's tensors.
+    at: Param,
+}
+
+impl Rnn {
+    /// Registers a stack's tensors in `scope`, all zero but learned leaks'
+    /// logits (the starting α); see [`Rnn::init_uniform`].
+    pub fn new<T: Float>(mut scope: Scope<'_, T>, config: RnnConfig) -> Result<Rnn> {
+        config.validate()?;
+        let (h, g, d) = (config.hidden, config.cell.gates(), config.directions());
+        let mut info = Vec::new();
+        let mut slots = Vec::new();
+        let start = scope.offset();
+        for l in 0..config.layers {
+            let inp = config.layer_input(l);
+            for dir in 0..d {
+                let sfx = if dir == 1 { "_reverse" } else { "" };
+                let mut add = |kind: &str, shape: Vec<usize>| {
+                    let name = format!("{kind}_l{l}{sfx}");
+                    let p = scope.add(&name, &shape);
+                    info.push(ParamInfo {
+                        name,
+                        shape,
+                        offset: p.offset,
+                    });
+                    p
+                };
+                let w_ih = add("weight_ih", vec![g * h, inp]);
+                let w_hh = config
+                    .hidden_to_hidden
+                    .then(|| add("weight_hh", vec![g * h, h]));
+                let b_ih = add("bias_ih", vec![g * h]);
+                let b_hh = add("bias_hh", vec![g * h]);
+                let w_skip = (config.skip > 0).then(|| add("weight_skip", vec![h, h]));
+                let leak_logit = match config.leak {
+                    Leak::Learned(_) => Some(add("leak_logit", vec![h])),
+                    _ => None,
+                };
+                if let (Leak::Learned(a), Some(p)) = (config.leak, leak_logit) {
+                    let logit = T::from_f64((a / (1.0 - a)).ln());
+                    p.of_mut(scope.params_mut()).fill(logit);
+                }
+                slots.push(Slot {
+                    w_ih,
+                    w_hh,
+                    b_ih,
+                    b_hh,
+                    w_skip,
+                    leak_logit,
+                });
+            }
+        }
+        let at = Param {
+            offset: start,
+            len: scope.offset() - start,
+        };
+        Ok(Rnn {
+            config,
+            info,
+            slots,
+            at,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &RnnConfig {
+        &self.config
+    }
+
+    /// Every parameter tensor in registration order, named within the layer
+    /// (`weight_ih_l0`), at its offset in the store.
+    pub fn param_info(&self) -> &[ParamInfo] {
+        &self.info
+    }
+
+    /// The block of all the layer's tensors in the store.
+    pub fn block(&self) -> Param {
+        self.at
+    }
+
+    fn find(&self, name: &str) -> Option<std::ops::Range<usize>> {
+        self.info.iter().find(|p| p.name == name).map(|p| p.range())
+    }
+
+    /// A parameter tensor by its name within the layer.
+    pub fn param<'a, T: Float>(&self, store: &'a ParamStore<T>, name: &str) -> Option<&'a [T]> {
+        Some(&store.params[self.find(name)?])
+    }
+
+    /// A parameter tensor by its name within the layer, mutable.
+    pub fn param_mut<'a, T: Float>(
+        &self,
+        store: &'a mut ParamStore<T>,
+        name: &str,
+    ) -> Option<&'a mut [T]> {
+        Some(&mut store.params[self.find(name)?])
+    }
+
+    /// The gradient of a parameter tensor by its name within the layer.
+    pub fn grad<'a, T: Float>(&self, store: &'a ParamStore<T>, name: &str) -> Option<&'a [T]> {
+        Some(&store.grads[self.find(name)?])
+    }
+
+    /// PyTorch's default initialisation: every weight and bias of the
+    /// layer drawn from U(−1/√H, 1/√H), from a ChaCha8 stream seeded with
+    /// `seed` (learned leak logits keep their start).
+    pub fn init_uniform<T: Float>(&self, store: &mut ParamStore<T>, seed: u64) {
+        let k = 1.0 / (self.config.hidden as f64).sqrt();
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        for p in &self.info {
+            if p.name.starts_with("leak_logit") {
+                continue;
+            }
+            for v in &mut store.params[p.range()] {
+                *v = T::from_f64(rng.random_range(-k..k));
+            }
+        }
+    }
+
+    /// Checks the initial states against `[L·D, B, H]`.
+    fn check_states<T>(&self, bn: usize, h0: Option<&[T]>, c0: Option<&[T]>) -> Result<()> {
+        let cfg = &self.config;
+        let (h, d) = (cfg.hidden, cfg.directions());
+        let state_shape = || format!("[L·D={}, B={bn}, H={h}]", cfg.layers * d);
+        let state_len = cfg.layers * d * bn * h;
+        if let Some(s) = h0 {
+            check_len("h0", state_shape, state_len, s.len())?;
+        }
+        if let Some(s) = c0 {
+            if !cfg.cell.has_cell_state() {
+                return Err(Error::Config(format!(
+                    "c0 was given, but a {} layer has no cell state",
+                    cfg.cell.name()
+                )));
+            }
+            check_len("c0", state_shape, state_len, s.len())?;
+        }
+        Ok(())
+    }
+
+    /// Runs the stack forward over a batch of sequences.
+    ///
+    /// Results are in the workspace: [`RnnWorkspace::output`] `[T, B, D·H]`,
+    /// [`RnnWorkspace::h_n`] and [`RnnWorkspace::c_n`] `[L·D, B, H]`.
+    /// `train` carries the random stream for dropout between layers; with
+    /// `None` (inference) there is no dropout.
+    pub fn forward<T: Float>(
+        &self,
+        store: &ParamStore<T>,
+        ws: &mut RnnWorkspace<T>,
+        input: RnnInput<'_, T>,
+        train: Option<&mut dyn RngCore>,
+    ) -> Result<()> {
+        let cfg = &self.config;
+        let RnnInput {
+            x,
+            steps: tn,
+            batch: bn,
+            h0,
+            c0,
+            lengths,
+        } = input;
+        let (h, d) = (cfg.hidden, cfg.directions());
+        if tn == 0 || bn == 0 {
+            return Err(Error::Config(format!(
+                "steps T and batch B must be at least 1 (got T = {tn}, B = {bn})"
+            )));
+        }
+        check_len(
+            "x",
+            || format!("[T={tn}, B={bn}, I={}]", cfg.input),
+            tn * bn * cfg.input,
+            x.len(),
+        )?;
+        self.check_states(bn, h0, c0)?;
+        if let Some(l) = lengths {
+            check_len("lengths", || format!("[B={bn}]"), bn, l.len())?;
+            if let Some((index, &len)) = l.iter().enumerate().find(|(_, &n)| n == 0 || n > tn) {
+                return Err(Error::Length {
+                    index,
+                    len,
+                    steps: tn,
+                });
+            }
+        }
+
+        ws.size_forward(cfg, tn, bn);
+        ws.steps = tn;
+        ws.stepwise = false;
+        ws.config = Some(cfg.clone());
+        ws.x.copy_from_slice(x);
+        ws.ragged = lengths.is_some_and(|l| l.iter().any(|&n| n != tn));
+        ws.lengths.clear();
+        ws.lengths.extend_from_slice(lengths.unwrap_or(&[]));
+        let lengths = if ws.ragged {
+            Some(&ws.lengths[..])
+        } else {
+            None
+        };
+        let mut rng = train.filter(|_| cfg.dropout > 0.0);
+        ws.dropped = rng.is_some() && cfg.layers > 1;
+
+        let bh = bn * h;
+        let params = &store.params;
+        for l in 0..cfg.layers {
+            let inp = cfg.layer_input(l);
+            let (done, rest) = ws.layers.split_at_mut(l);
+            let LayerWs {
+                y,
+                mask,
+                x_drop,
+                dirs,
+                ..
+            } = &mut rest[0];
+            let input: &[T] = if l == 0 {
+                &ws.x
+            } else if let Some(rng) = rng.as_deref_mut() {
+                draw_dropout(cfg.dropout, mask, x_drop, &done[l - 1].y, rng);
+                x_drop
+            } else {
+                &done[l - 1].y
+            };
+            for (dir, dw) in dirs.iter_mut().enumerate() {
+                let dm = Dims::new(cfg, tn, bn, inp, dir == 1);
+                let k = l * d + dir;
+                let slot = &self.slots[k];
+                dir::start(
+                    dm,
+                    cfg.leak,
+                    slot.leak_logit.map(|p| p.of(params)),
+                    dw,
+                    h0.map(|s| &s[k * bh..][..bh]),
+                    c0.map(|s| &s[k * bh..][..bh]),
+                );
+                let alpha = std::mem::take(&mut dw.alpha);
+                let p = slot.params(params, &alpha);
+                dir::input_gemm(dm, &p, input, dw, 0, tn);
+                for s in 0..tn {
+                    dir::step(dm, &p, dw, s, lengths, y, dir * h, d * h);
+                }
+                dw.alpha = alpha;
+                let (_, last) = dm.first_last();
+                ws.h_n[k * bh..][..bh].copy_from_slice(&dw.hs[last * bh..][..bh]);
+                if cfg.cell.has_cell_state() {
+                    ws.c_n[k * bh..][..bh].copy_from_slice(&dw.cs[last * bh..][..bh]);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Backpropagation through time for the last [`Rnn::forward`] on `ws`.
+    ///
+    /// Takes dL/dy `[T, B, D·H]` and dL/dh_n, dL/dc_n `[L·D, B, H]` (zeros
+    /// when `None`); adds dL/dparams into the store's gradients and leaves
+    /// dL/dx, dL/dh0 and dL/dc0 in the workspace.
+    pub fn backward<T: Float>(
+        &self,
+        store: &mut ParamStore<T>,
+        ws: &mut RnnWorkspace<T>,
+        dy: &[T],
+        dh_n: Option<&[T]>,
+        dc_n: Option<&[T]>,
+    ) -> Result<()> {
+        let cfg = &self.config;
+        if ws.config.as_ref() != Some(cfg) || ws.stepwise {
+            return Err(Error::Order(
+                "backward needs a whole-sequence forward pass of the same layer on this workspace first".into(),
+            ));
+        }
+        let (tn, bn) = (ws.steps, ws.batch);
+        let (h, d) = (cfg.hidden, cfg.directions());
+        check_len(
+            "dy",
+            || format!("[T={tn}, B={bn}, D·H={}]", d * h),
+            tn * bn * d * h,
+            dy.len(),
+        )?;
+        self.check_final_grads(bn, dh_n, dc_n)?;
+        ws.size_backward(cfg);
+
+        let bh = bn * h;
+        let lengths = if ws.ragged {
+            Some(&ws.lengths[..])
+        } else {
+            None
+        };
+        let RnnWorkspace {
+            x,
+            layers,
+            dx,
+            dh0,
+            dc0,
+            dropped,
+            ..
+        } = ws;
+        let (params, grads) = (&store.params, &mut store.grads);
+        for l in (0..cfg.layers).rev() {
+            let inp = cfg.layer_input(l);
+            let (below, rest) = layers.split_at_mut(l);
+            let LayerWs {
+                dy: dy_own,
+                mask,
+                x_drop,
+                dirs,
+                ..
+            } = &mut rest[0];
+            let dy_l: &[T] = if l + 1 == cfg.layers { dy } else { dy_own };
+            let (input, d_input): (&[T], &mut [T]) = match below.last_mut() {
+                None => (x, dx),
+                Some(prev) => (if *dropped { x_drop } else { &prev.y }, &mut prev.dy),
+            };
+            for (dir, dw) in dirs.iter_mut().enumerate() {
+                let dm = Dims::new(cfg, tn, bn, inp, dir == 1);
+                let k = l * d + dir;
+                let slot = &self.slots[k];
+                let alpha = std::mem::take(&mut dw.alpha);
+                let p = slot.params(params, &alpha);
+                dir::start_backward(
+                    dw,
+                    dh_n.map(|s| &s[k * bh..][..bh]),
+                    dc_n.map(|s| &s[k * bh..][..bh]),
+                );
+                for s in (0..tn).rev() {
+                    let dy_t = &dy_l[dm.time(s) * bn * d * h + dir * h..];
+                    dir::step_backward(dm, &p, dw, s, lengths, dy_t, d * h);
+                }
+                let dc0_k: &mut [T] = if cfg.cell.has_cell_state() {
+                    &mut dc0[k * bh..][..bh]
+                } else {
+                    &mut []
+                };
+                dir::finish_backward(
+                    dm,
+                    dw,
+                    slot.grads(grads),
+                    input,
+                    &mut dh0[k * bh..][..bh],
+                    dc0_k,
+                );
+                dir::input_grad(dm, &p, dw, 0, tn, d_input, dir > 0);
+                dw.alpha = alpha;
+            }
+            if l > 0 && *dropped {
+                for (v, m) in d_input.iter_mut().zip(mask.iter()) {
+                    *v *= *m;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn check_final_grads<T>(
+        &self,
+        bn: usize,
+        dh_n: Option<&[T]>,
+        dc_n: Option<&[T]>,
+    ) -> Result<()> {
+        let cfg = &self.config;
+        let (h, d) = (cfg.hidden, cfg.directions());
+        let state_shape = || format!("[L·D={}, B={bn}, H={h}]", cfg.layers * d);
+        let state_len = cfg.layers * d * bn * h;
+        if let Some(s) = dh_n {
+            check_len("dh_n", state_shape, state_len, s.len())?;
+        }
+        if let Some(s) = dc_n {
+            if !cfg.cell.has_cell_state() {
+                return Err(Error::Config(format!(
+                    "dc_n was given, but a {} layer has no cell state",
+                    cfg.cell.name()
+                )));
+            }
+            check_len("dc_n", state_shape, state_len, s.len())?;
+        }
+        Ok(())
+    }
+}
+
+/// Step by step.
+impl Rnn {
+    /// Starts a pass of at most `max_steps` steps of `batch` rows, run one
+    /// step at a time with [`Rnn::step`], from `h0`, `c0` `[L, B, H]` (zeros
+    /// when `None`). Unidirectional stacks only; every row runs every step.
+    pub fn start<T: Float>(
+        &self,
+        store: &ParamStore<T>,
+        ws: &mut RnnWorkspace<T>,
+        batch: usize,
+        max_steps: usize,
+        h0: Option<&[T]>,
+        c0: Option<&[T]>,
+    ) -> Result<()> {
+        let cfg = &self.config;
+        if cfg.bidirectional {
+            return Err(Error::Config(
+                "a bidirectional stack cannot run one step at a time".into(),
+            ));
+        }
+        if batch == 0 || max_steps == 0 {
+            return Err(Error::Config(format!(
+                "steps and batch B must be at least 1 (got {max_steps} and {batch})"
+            )));
+        }
+        self.check_states(batch, h0, c0)?;
+        ws.size_forward(cfg, max_steps, batch);
+        ws.config = Some(cfg.clone());
+        ws.steps = 0;
+        ws.stepwise = true;
+        ws.ragged = false;
+        ws.dropped = false;
+        ws.lengths.clear();
+        let bh = batch * cfg.hidden;
+        for (l, lw) in ws.layers.iter_mut().enumerate() {
+            let dm = Dims::new(cfg, max_steps, batch, cfg.layer_input(l), false);
+            let slot = &self.slots[l];
+            dir::start(
+                dm,
+                cfg.leak,
+                slot.leak_logit.map(|p| p.of(&store.params)),
+                &mut lw.dirs[0],
+                h0.map(|s| &s[l * bh..][..bh]),
+                c0.map(|s| &s[l * bh..][..bh]),
+            );
+        }
+        if let Some(h0) = h0 {
+            ws.h_n.copy_from_slice(h0);
+        } else {
+            ws.h_n.fill(T::ZERO);
+        }
+        if let Some(c0) = c0 {
+            ws.c_n.copy_from_slice(c0);
+        } else {
+            ws.c_n.fill(T::ZERO);
+        }
+        Ok(())
+    }
+
+    /// Runs the next step on `x_t` `[B, I]`: its output is then
+    /// [`RnnWorkspace::step_output`], the states [`RnnWorkspace::h_n`] and
+    /// [`RnnWorkspace::c_n`]. `train` drives dropout between layers.
+    pub fn step<T: Float>(
+        &self,
+        store: &ParamStore<T>,
+        ws: &mut RnnWorkspace<T>,
+        x_t: &[T],
+        train: Option<&mut dyn RngCore>,
+    ) -> Result<()> {
+        let cfg = &self.config;
+        if ws.config.as_ref() != Some(cfg) || !ws.stepwise {
+            return Err(Error::Order(
+                "step needs start on this workspace first".into(),
+            ));
+        }
+        let (t, bn, h) = (ws.steps, ws.batch, cfg.hidden);
+        if t == ws.capacity {
+            return Err(Error::Config(format!(
+                "the pass was started for {t} steps; start it with more"
+            )));
+        }
+        check_len(
+            "x_t",
+            || format!("[B={bn}, I={}]", cfg.input),
+            bn * cfg.input,
+            x_t.len(),
+        )?;
+        let mut rng = train.filter(|_| cfg.dropout > 0.0);
+        if t == 0 {
+            ws.dropped = rng.is_some() && cfg.layers > 1;
+        } else if ws.dropped != rng.is_some() && cfg.layers > 1 {
+            return Err(Error::Order(
+                "every step of a pass must train (dropout) or none".into(),
+            ));
+        }
+        let n_x = bn * cfg.input;
+        ws.x[t * n_x..][..n_x].copy_from_slice(x_t);
+        let bh = bn * h;
+        let params = &store.params;
+        for l in 0..cfg.layers {
+            let inp = cfg.layer_input(l);
+            let n_in = bn * inp;
+            let (done, rest) = ws.layers.split_at_mut(l);
+            let LayerWs {
+                y,
+                mask,
+                x_drop,
+                dirs,
+                ..
+            } = &mut rest[0];
+            let input: &[T] = if l == 0 {
+                &ws.x[t * n_in..][..n_in]
+            } else if let Some(rng) = rng.as_deref_mut() {
+                let (m, xd) = (
+                    &mut mask[t * n_in..][..n_in],
+                    &mut x_drop[t * n_in..][..n_in],
+                );
+                draw_dropout(cfg.dropout, m, xd, &done[l - 1].y[t * n_in..][..n_in], rng);
+                xd
+            } else {
+                &done[l - 1].y[t * n_in..][..n_in]
+            };
+            let dm = Dims::new(cfg, ws.capacity, bn, inp, false);
+            let dw = &mut dirs[0];
+            let alpha = std::mem::take(&mut dw.alpha);
+            let p = self.slots[l].params(params, &alpha);
+            dir::input_gemm(dm, &p, input, dw, t, 1);
+            dir::step(dm, &p, dw, t, None, y, 0, h);
+            dw.alpha = alpha;
+            ws.h_n[l * bh..][..bh].copy_from_slice(&dw.hs[(t + 1) * bh..][..bh]);
+            if cfg.cell.has_cell_state() {
+                ws.c_n[l * bh..][..bh].copy_from_slice(&dw.cs[(t + 1) * bh..][..bh]);
+            }
+        }
+        ws.steps = t + 1;
+        ws.pending = t + 1;
+        Ok(())
+    }
+
+    /// Backward for the last step not yet run backward (steps go in
+    /// reverse), given dL/dy_t `[B, H]` of its output, and on the first
+    /// call dL/dh_n, dL/dc_n `[L, B, H]` of the final states (zeros when
+    /// `None`; ignored after). Leaves dL/dx_t in [`RnnWorkspace::step_dx`].
+    pub fn step_backward<T: Float>(
+        &self,
+        store: &ParamStore<T>,
+        ws: &mut RnnWorkspace<T>,
+        dy_t: &[T],
+        dh_n: Option<&[T]>,
+        dc_n: Option<&[T]>,
+    ) -> Result<()> {
+        let cfg = &self.config;
+        if ws.config.as_ref() != Some(cfg) || !ws.stepwise || ws.pending == 0 {
+            return Err(Error::Order(
+                "step_backward needs steps run forward (start, step) and not yet run backward"
+                    .into(),
+            ));
+        }
+        let (bn, h) = (ws.batch, cfg.hidden);
+        check_len("dy_t", || format!("[B={bn}, H={h}]"), bn * h, dy_t.len())?;
+        let t = ws.pending - 1;
+        if t + 1 == ws.steps {
+            self.check_final_grads(bn, dh_n, dc_n)?;
+            ws.size_backward(cfg);
+        }
+        let bh = bn * h;
+        let RnnWorkspace {
+            layers,
+            dx,
+            dropped,
+            steps,
+            capacity,
+            ..
+        } = ws;
+        let params = &store.params;
+        for l in (0..cfg.layers).rev() {
+            let inp = cfg.layer_input(l);
+            let n_in = bn * inp;
+            let (below, rest) = layers.split_at_mut(l);
+            let LayerWs {
+                dy: dy_own,
+                mask,
+                dirs,
+                ..
+            } = &mut rest[0];
+            let dw = &mut dirs[0];
+            if t + 1 == *steps {
+                dir::start_backward(
+                    dw,
+                    dh_n.map(|s| &s[l * bh..][..bh]),
+                    dc_n.map(|s| &s[l * bh..][..bh]),
+                );
+            }
+            let dm = Dims::new(cfg, *capacity, bn, inp, false);
+            let alpha = std::mem::take(&mut dw.alpha);
+            let p = self.slots[l].params(params, &alpha);
+            let dy_l: &[T] = if l + 1 == cfg.layers {
+                dy_t
+            } else {
+                &dy_own[t * bh..][..bh]
+            };
+            dir::step_backward(dm, &p, dw, t, None, dy_l, h);
+            let d_input: &mut [T] = match below.last_mut() {
+                None => &mut dx[t * n_in..][..n_in],
+                Some(prev) => &mut prev.dy[t * n_in..][..n_in],
+            };
+            dir::input_grad(dm, &p, dw, t, 1, d_input, false);
+            if l > 0 && *dropped {
+                for (v, m) in d_input.iter_mut().zip(&mask[t * n_in..][..n_in]) {
+                    *v *= *m;
+                }
+            }
+            dw.alpha = alpha;
+        }
+        ws.pending = t;
+        Ok(())
+    }
+
+    /// After [`Rnn::step_backward`] has run for every step: adds the weight
+    /// gradients into the store and leaves dL/dh0, dL/dc0 in the workspace.
+    pub fn finish_backward<T: Float>(
+        &self,
+        store: &mut ParamStore<T>,
+        ws: &mut RnnWorkspace<T>,
+    ) -> Result<()> {
+        let cfg = &self.config;
+        if ws.config.as_ref() != Some(cfg) || !ws.stepwise || ws.pending != 0 || ws.steps == 0 {
+            return Err(Error::Order(
+                "finish_backward needs step_backward for every step first".into(),
+            ));
+        }
+        let (tn, bn, h) = (ws.steps, ws.batch, cfg.hidden);
+        let bh = bn * h;
+        let RnnWorkspace {
+            x,
+            layers,
+            dh0,
+            dc0,
+            dropped,
+            ..
+        } = ws;
+        let grads = &mut store.grads;
+        for l in 0..cfg.layers {
+            let inp = cfg.layer_input(l);
+            let (below, rest) = layers.split_at_mut(l);
+            let input: &[T] = match below.last() {
+                None => x,
+                Some(_) if *dropped => &rest[0].x_drop[..],
+                Some(prev) => &prev.y,
+            };
+            let dm = Dims::new(cfg, tn, bn, inp, false);
+            let dc0_l: &mut [T] = if cfg.cell.has_cell_state() {
+                &mut dc0[l * bh..][..bh]
+            } else {
+                &mut []
+            };
+            dir::finish_backward(
+                dm,
+                &rest[0].dirs[0],
+                self.slots[l].grads(grads),
+                input,
+                &mut dh0[l * bh..][..bh],
+                dc0_l,
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Draws a dropout mask (0 or 1/(1−p)) and applies it: `x_drop = v ⊙ mask`.
+fn draw_dropout<T: Float>(
+    p: f64,
+    mask: &mut [T],
+    x_drop: &mut [T],
+    v: &[T],
+    rng: &mut dyn RngCore,
+) {
+    let keep = 1.0 - p;
+    let scale = T::from_f64(1.0 / keep);
+    for ((m, xd), v) in mask.iter_mut().zip(x_drop.iter_mut()).zip(v) {
+        *m = if rng.random::<f64>() < keep {
+            scale
+        } else {
+            T::ZERO
+        };
+        *xd = *v * *m;
+    }
+}
