@@ -77,6 +77,85 @@ pub trait GemmScalar: Sized + Copy + Send + Sync {
     );
 }
 
+/// `c (+)= a · bᵀ`: `a` `[m, k]` with rows `lda` apart, `b` `[n, k]`
+/// contiguous, `c` `[m, n]` with rows `ldc` apart (x · Wᵀ: inputs through a
+/// weight stored `[out, in]`).
+#[allow(clippy::too_many_arguments)]
+#[inline]
+pub fn gemm_nt<T: GemmScalar>(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[T],
+    lda: usize,
+    b: &[T],
+    c: &mut [T],
+    ldc: usize,
+    accumulate: bool,
+) {
+    gemm(
+        m,
+        n,
+        k,
+        a,
+        lda,
+        Trans::N,
+        b,
+        k,
+        Trans::T,
+        c,
+        ldc,
+        accumulate,
+    )
+}
+
+/// `c (+)= a · b`: `a` `[m, k]` with rows `lda` apart, `b` `[k, n]`
+/// contiguous, `c` `[m, n]` with rows `ldc` apart (a gradient back through
+/// a weight stored `[out, in]`).
+#[allow(clippy::too_many_arguments)]
+#[inline]
+pub fn gemm_nn<T: GemmScalar>(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[T],
+    lda: usize,
+    b: &[T],
+    c: &mut [T],
+    ldc: usize,
+    accumulate: bool,
+) {
+    gemm(
+        m,
+        n,
+        k,
+        a,
+        lda,
+        Trans::N,
+        b,
+        n,
+        Trans::N,
+        c,
+        ldc,
+        accumulate,
+    )
+}
+
+/// `c += aᵀ · b`: `a` `[k, m]` with rows `lda` apart, `b` `[k, n]` and `c`
+/// `[m, n]` contiguous (a weight gradient summed over k rows).
+#[inline]
+pub fn gemm_tn<T: GemmScalar>(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[T],
+    lda: usize,
+    b: &[T],
+    c: &mut [T],
+) {
+    gemm(m, n, k, a, lda, Trans::T, b, n, Trans::N, c, n, true)
+}
+
 /// A raw output pointer that may cross to a worker; each worker writes a
 /// disjoint block.
 #[derive(Clone, Copy)]

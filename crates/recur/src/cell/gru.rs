@@ -10,167 +10,65 @@
 
 use multiversion::multiversion;
 
-use super::{blocks, blocks_mut, CellParams, StepBackward, StepForward, StepMask};
+use super::{blocks, blocks_mut, CellParams, StepBackward, StepForward};
 use crate::float::Float;
-use crate::gemm::{gemm, Trans};
+use crate::gemm::{gemm_nn, gemm_nt};
 
 /// Reset-after: the recurrent GEMM h_prev·W_hhᵀ (kept apart from the
 /// input side, as r multiplies its n block), then the kernel.
-pub(crate) fn forward<T: Float>(h: usize, p: &CellParams<T>, io: StepForward<T>) {
+pub(crate) fn forward<T: Float>(h: usize, p: &CellParams<T>, mut io: StepForward<T>) {
     let (bn, gh) = (io.h_prev.len() / h, 3 * h);
-    gemm(
-        bn,
-        gh,
-        h,
-        io.h_prev,
-        h,
-        Trans::N,
-        p.w_hh,
-        h,
-        Trans::T,
-        io.hg,
-        gh,
-        false,
-    );
-    gru_forward_step(
-        h,
-        io.gates,
-        io.hg,
-        p.b_ih,
-        p.b_hh,
-        io.h_prev,
-        io.h_new,
-        io.extra,
-        io.y,
-        io.y_stride,
-        io.mask,
-    );
+    gemm_nt(bn, gh, h, io.h_prev, h, p.w_hh, io.hg, gh, false);
+    gru_forward_step(h, p, &mut io);
 }
 
 /// Reset-after: the kernel, then dL/dh_prev += d_hgates·W_hh.
-pub(crate) fn backward<T: Float>(h: usize, p: &CellParams<T>, io: StepBackward<T>) {
+pub(crate) fn backward<T: Float>(h: usize, p: &CellParams<T>, mut io: StepBackward<T>) {
     let (bn, gh) = (io.h_prev.len() / h, 3 * h);
-    gru_backward_step(
-        h,
-        io.gates,
-        io.extra,
-        io.h_prev,
-        io.dh,
-        io.dy,
-        io.dy_stride,
-        io.d_gates,
-        io.d_hgates,
-        io.dh_prev,
-        io.mask,
-    );
-    gemm(
-        bn,
-        h,
-        gh,
-        io.d_hgates,
-        gh,
-        Trans::N,
-        p.w_hh,
-        h,
-        Trans::N,
-        io.dh_prev,
-        h,
-        true,
-    );
+    gru_backward_step(h, &mut io);
+    gemm_nn(bn, h, gh, io.d_hgates, gh, p.w_hh, io.dh_prev, h, true);
 }
 
 /// Reset-before: GEMM (r, z) → kernel → GEMM (n on r ⊙ h) → kernel.
-pub(crate) fn forward_reset_before<T: Float>(h: usize, p: &CellParams<T>, io: StepForward<T>) {
+pub(crate) fn forward_reset_before<T: Float>(h: usize, p: &CellParams<T>, mut io: StepForward<T>) {
     let (bn, gh) = (io.h_prev.len() / h, 3 * h);
-    gemm(
-        bn,
-        2 * h,
-        h,
-        io.h_prev,
-        h,
-        Trans::N,
-        p.w_hh,
-        h,
-        Trans::T,
-        io.hg,
-        gh,
-        false,
-    );
-    let rh = io.extra;
-    gru_rb_forward_gates(h, io.gates, io.hg, p.b_ih, p.b_hh, io.h_prev, rh, io.mask);
-    gemm(
+    gemm_nt(bn, 2 * h, h, io.h_prev, h, p.w_hh, io.hg, gh, false);
+    gru_rb_forward_gates(h, p, &mut io);
+    gemm_nt(
         bn,
         h,
         h,
-        rh,
+        io.extra,
         h,
-        Trans::N,
         &p.w_hh[2 * h * h..],
-        h,
-        Trans::T,
         &mut io.hg[2 * h..],
         gh,
         false,
     );
-    gru_rb_forward_out(
-        h,
-        io.gates,
-        io.hg,
-        p.b_ih,
-        p.b_hh,
-        io.h_prev,
-        io.h_new,
-        io.y,
-        io.y_stride,
-        io.mask,
-    );
+    gru_rb_forward_out(h, p, &mut io);
 }
 
 /// Reset-before: backward mirrors forward.
-pub(crate) fn backward_reset_before<T: Float>(h: usize, p: &CellParams<T>, io: StepBackward<T>) {
+pub(crate) fn backward_reset_before<T: Float>(
+    h: usize,
+    p: &CellParams<T>,
+    mut io: StepBackward<T>,
+) {
     let (bn, gh) = (io.h_prev.len() / h, 3 * h);
-    gru_rb_backward_out(
-        h,
-        io.gates,
-        io.h_prev,
-        io.dh,
-        io.dy,
-        io.dy_stride,
-        io.d_gates,
-        io.dh_prev,
-        io.mask,
-    );
-    gemm(
+    gru_rb_backward_out(h, &mut io);
+    gemm_nn(
         bn,
         h,
         h,
         &io.d_gates[2 * h..],
         gh,
-        Trans::N,
         &p.w_hh[2 * h * h..],
-        h,
-        Trans::N,
         io.d_rh,
         h,
         false,
     );
-    gru_rb_backward_gates(
-        h, io.gates, io.h_prev, io.d_rh, io.d_gates, io.dh_prev, io.mask,
-    );
-    gemm(
-        bn,
-        h,
-        2 * h,
-        io.d_gates,
-        gh,
-        Trans::N,
-        p.w_hh,
-        h,
-        Trans::N,
-        io.dh_prev,
-        h,
-        true,
-    );
+    gru_rb_backward_gates(h, &mut io);
+    gemm_nn(bn, h, 2 * h, io.d_gates, gh, p.w_hh, io.dh_prev, h, true);
 }
 
 /// Reset-after forward step for B rows.
@@ -180,35 +78,22 @@ pub(crate) fn backward_reset_before<T: Float>(h: usize, p: &CellParams<T>, io: S
 /// - `b_ih`, `b_hh` `[3H]`; `h_prev` `[B, H]`
 /// - `h_out` `[B, H]`: out, h'; `hn` `[B, H]`: out, W_hn h + b_hn (saved for backward)
 /// - `y`: out, row b at `b·y_stride` gets h' (zero for finished rows)
-#[allow(clippy::too_many_arguments)]
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx512dq+avx2+fma", "x86_64+avx2+fma"))]
-fn gru_forward_step<T: Float>(
-    h: usize,
-    gates: &mut [T],
-    hg: &[T],
-    b_ih: &[T],
-    b_hh: &[T],
-    h_prev: &[T],
-    h_out: &mut [T],
-    hn: &mut [T],
-    y: &mut [T],
-    y_stride: usize,
-    mask: StepMask,
-) {
-    let [bir, biz, bin] = blocks::<T, 3>(b_ih, h);
-    let [bhr, bhz, bhn] = blocks::<T, 3>(b_hh, h);
-    for b in 0..gates.len() / (3 * h) {
-        let hp = &h_prev[b * h..][..h];
-        let ho = &mut h_out[b * h..][..h];
-        let yr = &mut y[b * y_stride..][..h];
-        if !mask.active(b) {
+fn gru_forward_step<T: Float>(h: usize, p: &CellParams<T>, io: &mut StepForward<T>) {
+    let [bir, biz, bin] = blocks::<T, 3>(p.b_ih, h);
+    let [bhr, bhz, bhn] = blocks::<T, 3>(p.b_hh, h);
+    for b in 0..io.gates.len() / (3 * h) {
+        let hp = &io.h_prev[b * h..][..h];
+        let ho = &mut io.h_new[b * h..][..h];
+        let yr = &mut io.y[b * io.y_stride..][..h];
+        if !io.mask.active(b) {
             ho.copy_from_slice(hp);
             yr.fill(T::ZERO);
             continue;
         }
-        let hnr = &mut hn[b * h..][..h];
-        let [hr, hz, hnn] = blocks::<T, 3>(&hg[b * 3 * h..], h);
-        let [gr, gz, gn] = blocks_mut::<T, 3>(&mut gates[b * 3 * h..], h);
+        let hnr = &mut io.extra[b * h..][..h];
+        let [hr, hz, hnn] = blocks::<T, 3>(&io.hg[b * 3 * h..], h);
+        let [gr, gz, gn] = blocks_mut::<T, 3>(&mut io.gates[b * 3 * h..], h);
         for (g, (bi, (hh, bh))) in gr.iter_mut().zip(bir.iter().zip(hr.iter().zip(bhr))) {
             *g = (*g + *bi + *hh + *bh).sigmoid();
         }
@@ -236,39 +121,27 @@ fn gru_forward_step<T: Float>(
 /// - `dg_h` `[B, 3H]`: out, dL/d(h·W_hhᵀ + b_hh) (r, z, and r·dn for n)
 /// - `dh_prev` `[B, H]`: out, the part of dL/dh that bypasses W_hh
 ///   (z·dh', or dh for finished rows); the layer then adds dg_h·W_hh.
-#[allow(clippy::too_many_arguments)]
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx512dq+avx2+fma", "x86_64+avx2+fma"))]
-fn gru_backward_step<T: Float>(
-    h: usize,
-    gates: &[T],
-    hn: &[T],
-    h_prev: &[T],
-    dh: &[T],
-    dy: &[T],
-    dy_stride: usize,
-    dg_x: &mut [T],
-    dg_h: &mut [T],
-    dh_prev: &mut [T],
-    mask: StepMask,
-) {
-    for b in 0..gates.len() / (3 * h) {
-        let dhr = &dh[b * h..][..h];
-        let dhp = &mut dh_prev[b * h..][..h];
-        let dxr = &mut dg_x[b * 3 * h..][..3 * h];
-        let dhg = &mut dg_h[b * 3 * h..][..3 * h];
-        if !mask.active(b) {
+fn gru_backward_step<T: Float>(h: usize, io: &mut StepBackward<T>) {
+    let hn = io.extra;
+    for b in 0..io.gates.len() / (3 * h) {
+        let dhr = &io.dh[b * h..][..h];
+        let dhp = &mut io.dh_prev[b * h..][..h];
+        let dxr = &mut io.d_gates[b * 3 * h..][..3 * h];
+        let dhg = &mut io.d_hgates[b * 3 * h..][..3 * h];
+        if !io.mask.active(b) {
             dxr.fill(T::ZERO);
             dhg.fill(T::ZERO);
             dhp.copy_from_slice(dhr);
             continue;
         }
-        let dyr = &dy[b * dy_stride..][..h];
-        let hp = &h_prev[b * h..][..h];
+        let dyr = &io.dy[b * io.dy_stride..][..h];
+        let hp = &io.h_prev[b * h..][..h];
         let hnr = &hn[b * h..][..h];
-        let [gr, gz, gn] = blocks::<T, 3>(&gates[b * 3 * h..], h);
+        let [gr, gz, gn] = blocks::<T, 3>(&io.gates[b * 3 * h..], h);
         let [dxr_r, dxr_z, dxr_n] = blocks_mut::<T, 3>(dxr, h);
         let [dhg_r, dhg_z, dhg_n] = blocks_mut::<T, 3>(dhg, h);
-        // dh_prev first holds dL/dh'.
+        // io.dh_prev first holds dL/io.dh'.
         for (d, (a, y)) in dhp.iter_mut().zip(dhr.iter().zip(dyr)) {
             *d = *a + *y;
         }
@@ -301,29 +174,19 @@ fn gru_backward_step<T: Float>(
 /// - `hg` `[B, 3H]`: blocks 0 and 1 hold h_prev·W_h{r,z}ᵀ
 /// - `b_ih`, `b_hh` `[3H]`; `h_prev` `[B, H]`
 /// - `rh` `[B, H]`: out, r ⊙ h_prev (the input of the n block's GEMM)
-#[allow(clippy::too_many_arguments)]
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx512dq+avx2+fma", "x86_64+avx2+fma"))]
-fn gru_rb_forward_gates<T: Float>(
-    h: usize,
-    gates: &mut [T],
-    hg: &[T],
-    b_ih: &[T],
-    b_hh: &[T],
-    h_prev: &[T],
-    rh: &mut [T],
-    mask: StepMask,
-) {
-    let [bir, biz, _] = blocks::<T, 3>(b_ih, h);
-    let [bhr, bhz, _] = blocks::<T, 3>(b_hh, h);
-    for b in 0..gates.len() / (3 * h) {
-        let rhr = &mut rh[b * h..][..h];
-        if !mask.active(b) {
+fn gru_rb_forward_gates<T: Float>(h: usize, p: &CellParams<T>, io: &mut StepForward<T>) {
+    let [bir, biz, _] = blocks::<T, 3>(p.b_ih, h);
+    let [bhr, bhz, _] = blocks::<T, 3>(p.b_hh, h);
+    for b in 0..io.gates.len() / (3 * h) {
+        let rhr = &mut io.extra[b * h..][..h];
+        if !io.mask.active(b) {
             rhr.fill(T::ZERO);
             continue;
         }
-        let hp = &h_prev[b * h..][..h];
-        let [hr, hz, _] = blocks::<T, 3>(&hg[b * 3 * h..], h);
-        let [gr, gz, _] = blocks_mut::<T, 3>(&mut gates[b * 3 * h..], h);
+        let hp = &io.h_prev[b * h..][..h];
+        let [hr, hz, _] = blocks::<T, 3>(&io.hg[b * 3 * h..], h);
+        let [gr, gz, _] = blocks_mut::<T, 3>(&mut io.gates[b * 3 * h..], h);
         for (g, (bi, (hh, bh))) in gr.iter_mut().zip(bir.iter().zip(hr.iter().zip(bhr))) {
             *g = (*g + *bi + *hh + *bh).sigmoid();
         }
@@ -341,33 +204,21 @@ fn gru_rb_forward_gates<T: Float>(
 /// - `gates` `[B, 3H]`: r, z activated; block 2 in, x·W_inᵀ; out, n
 /// - `hg` `[B, 3H]`: block 2 holds (r ⊙ h_prev)·W_hnᵀ
 /// - `h_out` `[B, H]`: out, h'; `y`: out, row b at `b·y_stride` gets h'
-#[allow(clippy::too_many_arguments)]
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx512dq+avx2+fma", "x86_64+avx2+fma"))]
-fn gru_rb_forward_out<T: Float>(
-    h: usize,
-    gates: &mut [T],
-    hg: &[T],
-    b_ih: &[T],
-    b_hh: &[T],
-    h_prev: &[T],
-    h_out: &mut [T],
-    y: &mut [T],
-    y_stride: usize,
-    mask: StepMask,
-) {
-    let bin = &b_ih[2 * h..3 * h];
-    let bhn = &b_hh[2 * h..3 * h];
-    for b in 0..gates.len() / (3 * h) {
-        let hp = &h_prev[b * h..][..h];
-        let ho = &mut h_out[b * h..][..h];
-        let yr = &mut y[b * y_stride..][..h];
-        if !mask.active(b) {
+fn gru_rb_forward_out<T: Float>(h: usize, p: &CellParams<T>, io: &mut StepForward<T>) {
+    let bin = &p.b_ih[2 * h..3 * h];
+    let bhn = &p.b_hh[2 * h..3 * h];
+    for b in 0..io.gates.len() / (3 * h) {
+        let hp = &io.h_prev[b * h..][..h];
+        let ho = &mut io.h_new[b * h..][..h];
+        let yr = &mut io.y[b * io.y_stride..][..h];
+        if !io.mask.active(b) {
             ho.copy_from_slice(hp);
             yr.fill(T::ZERO);
             continue;
         }
-        let hnn = &hg[b * 3 * h + 2 * h..][..h];
-        let [_, gz, gn] = blocks_mut::<T, 3>(&mut gates[b * 3 * h..], h);
+        let hnn = &io.hg[b * 3 * h + 2 * h..][..h];
+        let [_, gz, gn] = blocks_mut::<T, 3>(&mut io.gates[b * 3 * h..], h);
         for (g, (bi, (hh, bh))) in gn.iter_mut().zip(bin.iter().zip(hnn.iter().zip(bhn))) {
             *g = (*g + *bi + *hh + *bh).tanh();
         }
@@ -386,31 +237,20 @@ fn gru_rb_forward_out<T: Float>(
 /// - `dh_prev` `[B, H]`: out, z·dh' (dh for finished rows)
 ///
 /// The layer then computes d(r ⊙ h) = d_n·W_hn for `gru_rb_backward_gates`.
-#[allow(clippy::too_many_arguments)]
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx512dq+avx2+fma", "x86_64+avx2+fma"))]
-fn gru_rb_backward_out<T: Float>(
-    h: usize,
-    gates: &[T],
-    h_prev: &[T],
-    dh: &[T],
-    dy: &[T],
-    dy_stride: usize,
-    d_gates: &mut [T],
-    dh_prev: &mut [T],
-    mask: StepMask,
-) {
-    for b in 0..gates.len() / (3 * h) {
-        let dhr = &dh[b * h..][..h];
-        let dhp = &mut dh_prev[b * h..][..h];
-        let dgr = &mut d_gates[b * 3 * h..][..3 * h];
-        if !mask.active(b) {
+fn gru_rb_backward_out<T: Float>(h: usize, io: &mut StepBackward<T>) {
+    for b in 0..io.gates.len() / (3 * h) {
+        let dhr = &io.dh[b * h..][..h];
+        let dhp = &mut io.dh_prev[b * h..][..h];
+        let dgr = &mut io.d_gates[b * 3 * h..][..3 * h];
+        if !io.mask.active(b) {
             dgr.fill(T::ZERO);
             dhp.copy_from_slice(dhr);
             continue;
         }
-        let dyr = &dy[b * dy_stride..][..h];
-        let hp = &h_prev[b * h..][..h];
-        let [_, gz, gn] = blocks::<T, 3>(&gates[b * 3 * h..], h);
+        let dyr = &io.dy[b * io.dy_stride..][..h];
+        let hp = &io.h_prev[b * h..][..h];
+        let [_, gz, gn] = blocks::<T, 3>(&io.gates[b * 3 * h..], h);
         let [_, dz, dn] = blocks_mut::<T, 3>(dgr, h);
         for (d, (a, y)) in dhp.iter_mut().zip(dhr.iter().zip(dyr)) {
             *d = *a + *y;
@@ -437,26 +277,17 @@ fn gru_rb_backward_out<T: Float>(
 /// - `d_gates` `[B, 3H]`: out, block 0 (r) of dL/d(pre-activations)
 /// - `dh_prev` `[B, H]`: in/out, gets r ⊙ d_rh added; the layer then adds
 ///   d_{r,z}·W_h{r,z}.
-#[allow(clippy::too_many_arguments)]
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx512dq+avx2+fma", "x86_64+avx2+fma"))]
-fn gru_rb_backward_gates<T: Float>(
-    h: usize,
-    gates: &[T],
-    h_prev: &[T],
-    d_rh: &[T],
-    d_gates: &mut [T],
-    dh_prev: &mut [T],
-    mask: StepMask,
-) {
-    for b in 0..gates.len() / (3 * h) {
-        if !mask.active(b) {
+fn gru_rb_backward_gates<T: Float>(h: usize, io: &mut StepBackward<T>) {
+    for b in 0..io.gates.len() / (3 * h) {
+        if !io.mask.active(b) {
             continue;
         }
-        let hp = &h_prev[b * h..][..h];
-        let drh = &d_rh[b * h..][..h];
-        let dhp = &mut dh_prev[b * h..][..h];
-        let gr = &gates[b * 3 * h..][..h];
-        let dr = &mut d_gates[b * 3 * h..][..h];
+        let hp = &io.h_prev[b * h..][..h];
+        let drh = &io.d_rh[b * h..][..h];
+        let dhp = &mut io.dh_prev[b * h..][..h];
+        let gr = &io.gates[b * 3 * h..][..h];
+        let dr = &mut io.d_gates[b * 3 * h..][..h];
         for (d, (g, (p, r))) in dr.iter_mut().zip(drh.iter().zip(hp.iter().zip(gr))) {
             *d = *g * *p * *r * (T::ONE - *r);
         }

@@ -3,73 +3,22 @@
 
 use multiversion::multiversion;
 
-use super::{blocks, blocks_mut, CellParams, StepBackward, StepForward, StepMask};
+use super::{blocks, blocks_mut, CellParams, StepBackward, StepForward};
 use crate::float::Float;
-use crate::gemm::{gemm, Trans};
+use crate::gemm::{gemm_nn, gemm_nt};
 
 /// The recurrent GEMM h_prev·W_hhᵀ into the gates, then the kernel.
-pub(crate) fn forward<T: Float>(h: usize, p: &CellParams<T>, io: StepForward<T>) {
+pub(crate) fn forward<T: Float>(h: usize, p: &CellParams<T>, mut io: StepForward<T>) {
     let (bn, gh) = (io.h_prev.len() / h, 4 * h);
-    gemm(
-        bn,
-        gh,
-        h,
-        io.h_prev,
-        h,
-        Trans::N,
-        p.w_hh,
-        h,
-        Trans::T,
-        io.gates,
-        gh,
-        true,
-    );
-    lstm_forward_step(
-        h,
-        io.gates,
-        p.b_ih,
-        p.b_hh,
-        io.c_prev,
-        io.h_prev,
-        io.c_new,
-        io.h_new,
-        io.extra,
-        io.y,
-        io.y_stride,
-        io.mask,
-    );
+    gemm_nt(bn, gh, h, io.h_prev, h, p.w_hh, io.gates, gh, true);
+    lstm_forward_step(h, p, &mut io);
 }
 
 /// The kernel, then dL/dh_prev += d_gates·W_hh.
-pub(crate) fn backward<T: Float>(h: usize, p: &CellParams<T>, io: StepBackward<T>) {
+pub(crate) fn backward<T: Float>(h: usize, p: &CellParams<T>, mut io: StepBackward<T>) {
     let (bn, gh) = (io.h_prev.len() / h, 4 * h);
-    lstm_backward_step(
-        h,
-        io.gates,
-        io.c_prev,
-        io.extra,
-        io.dh,
-        io.dy,
-        io.dy_stride,
-        io.dc,
-        io.d_gates,
-        io.dh_prev,
-        io.mask,
-    );
-    gemm(
-        bn,
-        h,
-        gh,
-        io.d_gates,
-        gh,
-        Trans::N,
-        p.w_hh,
-        h,
-        Trans::N,
-        io.dh_prev,
-        h,
-        true,
-    );
+    lstm_backward_step(h, &mut io);
+    gemm_nn(bn, h, gh, io.d_gates, gh, p.w_hh, io.dh_prev, h, true);
 }
 
 /// Forward step for B rows.
@@ -79,38 +28,25 @@ pub(crate) fn backward<T: Float>(h: usize, p: &CellParams<T>, io: StepBackward<T
 /// - `c_prev`, `h_prev` `[B, H]`
 /// - `c_out`, `h_out`, `tanh_c` `[B, H]`: out, c', h', tanh(c')
 /// - `y`: out, row b at `b·y_stride` gets h' (zero for finished rows)
-#[allow(clippy::too_many_arguments)]
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx512dq+avx2+fma", "x86_64+avx2+fma"))]
-fn lstm_forward_step<T: Float>(
-    h: usize,
-    gates: &mut [T],
-    b_ih: &[T],
-    b_hh: &[T],
-    c_prev: &[T],
-    h_prev: &[T],
-    c_out: &mut [T],
-    h_out: &mut [T],
-    tanh_c: &mut [T],
-    y: &mut [T],
-    y_stride: usize,
-    mask: StepMask,
-) {
-    let [bii, bif, big, bio] = blocks::<T, 4>(b_ih, h);
-    let [bhi, bhf, bhg, bho] = blocks::<T, 4>(b_hh, h);
-    for b in 0..gates.len() / (4 * h) {
-        let cp = &c_prev[b * h..][..h];
-        let hp = &h_prev[b * h..][..h];
-        let co = &mut c_out[b * h..][..h];
-        let ho = &mut h_out[b * h..][..h];
-        let tc = &mut tanh_c[b * h..][..h];
-        let yr = &mut y[b * y_stride..][..h];
-        if !mask.active(b) {
+fn lstm_forward_step<T: Float>(h: usize, p: &CellParams<T>, io: &mut StepForward<T>) {
+    let y = &mut *io.y;
+    let [bii, bif, big, bio] = blocks::<T, 4>(p.b_ih, h);
+    let [bhi, bhf, bhg, bho] = blocks::<T, 4>(p.b_hh, h);
+    for b in 0..io.gates.len() / (4 * h) {
+        let cp = &io.c_prev[b * h..][..h];
+        let hp = &io.h_prev[b * h..][..h];
+        let co = &mut io.c_new[b * h..][..h];
+        let ho = &mut io.h_new[b * h..][..h];
+        let tc = &mut io.extra[b * h..][..h];
+        let yr = &mut y[b * io.y_stride..][..h];
+        if !io.mask.active(b) {
             co.copy_from_slice(cp);
             ho.copy_from_slice(hp);
             yr.fill(T::ZERO);
             continue;
         }
-        let [gi, gf, gg, go] = blocks_mut::<T, 4>(&mut gates[b * 4 * h..], h);
+        let [gi, gf, gg, go] = blocks_mut::<T, 4>(&mut io.gates[b * 4 * h..], h);
         // Two simple passes vectorise where one loop over 13 streams did not:
         // activate each gate block in place, then combine.
         for (g, (bi, bh)) in gi.iter_mut().zip(bii.iter().zip(bhi)) {
@@ -153,37 +89,24 @@ fn lstm_forward_step<T: Float>(
 /// - `d_gates` `[B, 4H]`: out, dL/d(pre-activations)
 /// - `dh_prev` `[B, H]`: out, the part of dL/dh that bypasses W_hh (dh for
 ///   finished rows, else 0); the layer then adds d_gates·W_hh.
-#[allow(clippy::too_many_arguments)]
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx512dq+avx2+fma", "x86_64+avx2+fma"))]
-fn lstm_backward_step<T: Float>(
-    h: usize,
-    gates: &[T],
-    c_prev: &[T],
-    tanh_c: &[T],
-    dh: &[T],
-    dy: &[T],
-    dy_stride: usize,
-    dc: &mut [T],
-    d_gates: &mut [T],
-    dh_prev: &mut [T],
-    mask: StepMask,
-) {
-    for b in 0..gates.len() / (4 * h) {
-        let dhr = &dh[b * h..][..h];
-        let dcr = &mut dc[b * h..][..h];
-        let dhp = &mut dh_prev[b * h..][..h];
-        let dgr = &mut d_gates[b * 4 * h..][..4 * h];
-        if !mask.active(b) {
+fn lstm_backward_step<T: Float>(h: usize, io: &mut StepBackward<T>) {
+    for b in 0..io.gates.len() / (4 * h) {
+        let dhr = &io.dh[b * h..][..h];
+        let dcr = &mut io.dc[b * h..][..h];
+        let dhp = &mut io.dh_prev[b * h..][..h];
+        let dgr = &mut io.d_gates[b * 4 * h..][..4 * h];
+        if !io.mask.active(b) {
             dgr.fill(T::ZERO);
             dhp.copy_from_slice(dhr);
             continue;
         }
-        let dyr = &dy[b * dy_stride..][..h];
-        let cp = &c_prev[b * h..][..h];
-        let tc = &tanh_c[b * h..][..h];
-        let [gi, gf, gg, go] = blocks::<T, 4>(&gates[b * 4 * h..], h);
+        let dyr = &io.dy[b * io.dy_stride..][..h];
+        let cp = &io.c_prev[b * h..][..h];
+        let tc = &io.extra[b * h..][..h];
+        let [gi, gf, gg, go] = blocks::<T, 4>(&io.gates[b * 4 * h..], h);
         let [di, df, dg, d_o] = blocks_mut::<T, 4>(dgr, h);
-        // Short passes over a few streams each vectorise; d_o first holds dL/dh'.
+        // Short passes over a few streams each vectorise; d_o first holds dL/io.dh'.
         for (d, (a, y)) in d_o.iter_mut().zip(dhr.iter().zip(dyr)) {
             *d = *a + *y;
         }

@@ -1,7 +1,7 @@
 //! Fully connected layer with PyTorch's layout: weight `[out, in]`, bias `[out]`.
 
 use crate::float::Float;
-use crate::gemm::{gemm, Trans};
+use crate::gemm::{gemm_nn, gemm_nt, gemm_tn};
 use crate::params::{Param, ParamStore, Scope};
 
 /// A fully connected layer as a part of a model: `weight` `[out, in]` and
@@ -88,20 +88,7 @@ pub fn linear_forward<T: Float>(
     for row in y[..n * out].chunks_exact_mut(out) {
         row.copy_from_slice(b);
     }
-    gemm(
-        n,
-        out,
-        inp,
-        x,
-        inp,
-        Trans::N,
-        w,
-        inp,
-        Trans::T,
-        y,
-        out,
-        true,
-    );
+    gemm_nt(n, out, inp, x, inp, w, y, out, true);
 }
 
 /// Adds dW `[out, in]` += dyᵀ·x and db += Σ dy; writes dx `[N, in]` = dy·W
@@ -118,39 +105,13 @@ pub fn linear_backward<T: Float>(
     db: &mut [T],
     dx: Option<&mut [T]>,
 ) {
-    gemm(
-        out,
-        inp,
-        n,
-        dy,
-        out,
-        Trans::T,
-        x,
-        inp,
-        Trans::N,
-        dw,
-        inp,
-        true,
-    );
+    gemm_tn(out, inp, n, dy, out, x, dw);
     for row in dy[..n * out].chunks_exact(out) {
         for (a, g) in db.iter_mut().zip(row) {
             *a += *g;
         }
     }
     if let Some(dx) = dx {
-        gemm(
-            n,
-            inp,
-            out,
-            dy,
-            out,
-            Trans::N,
-            w,
-            inp,
-            Trans::N,
-            dx,
-            inp,
-            false,
-        );
+        gemm_nn(n, inp, out, dy, out, w, dx, inp, false);
     }
 }

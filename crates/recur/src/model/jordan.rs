@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{check_len, Error, Result};
 use crate::float::Float;
-use crate::gemm::{gemm, Trans};
+use crate::gemm::gemm_nn;
 use crate::layer::linear::Linear;
 use crate::layer::rnn::{Rnn, RnnConfig, RnnWorkspace};
 use crate::params::{ParamStore, Scope};
@@ -206,20 +206,7 @@ impl JordanNet {
                 output_backward(self.output, o, &ws.o[t * bn * o..][..bn * o], &ws.dfb, dz_t);
             }
             // The readout at t: dL/dh_t = dz_t · W_out.
-            gemm(
-                bn,
-                h,
-                o,
-                dz_t,
-                o,
-                Trans::N,
-                w_out,
-                h,
-                Trans::N,
-                &mut ws.dh,
-                h,
-                false,
-            );
+            gemm_nn(bn, h, o, dz_t, o, w_out, &mut ws.dh, h, false);
             self.rnn
                 .step_backward(store, &mut ws.rnn, &ws.dh, None, None)?;
             let dx = ws.rnn.step_dx(t);

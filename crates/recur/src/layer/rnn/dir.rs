@@ -9,7 +9,7 @@
 
 use crate::cell::{self, CellKind, CellParams, StepBackward, StepForward, StepMask};
 use crate::float::Float;
-use crate::gemm::{gemm, Trans};
+use crate::gemm::{gemm_nn, gemm_nt, gemm_tn};
 use crate::params::Param;
 
 use super::workspace::DirWs;
@@ -245,16 +245,13 @@ pub(super) fn input_gemm<T: Float>(
     n: usize,
 ) {
     let (gh, rows) = (dm.gh(), n * dm.bn);
-    gemm(
+    gemm_nt(
         rows,
         gh,
         dm.inp,
         x,
         dm.inp,
-        Trans::N,
         p.w_ih,
-        dm.inp,
-        Trans::T,
         &mut d.gates[t0 * dm.bn * gh..][..rows * gh],
         gh,
         false,
@@ -405,16 +402,13 @@ pub(super) fn input_grad<T: Float>(
     accumulate: bool,
 ) {
     let (gh, rows) = (dm.gh(), n * dm.bn);
-    gemm(
+    gemm_nn(
         rows,
         dm.inp,
         gh,
         &d.d_gates[t0 * dm.bn * gh..][..rows * gh],
         gh,
-        Trans::N,
         p.w_ih,
-        dm.inp,
-        Trans::N,
         dx,
         dm.inp,
         accumulate,
@@ -459,65 +453,13 @@ pub(super) fn finish_backward<T: Float>(
         dgx
     };
     let h_prevs = &d.hs[dm.prev_states_offset()..][..rows * h];
-    gemm(
-        gh,
-        inp,
-        rows,
-        dgx,
-        gh,
-        Trans::T,
-        &x[..rows * inp],
-        inp,
-        Trans::N,
-        g.w_ih,
-        inp,
-        true,
-    );
+    gemm_tn(gh, inp, rows, dgx, gh, &x[..rows * inp], g.w_ih);
     if cell == CellKind::GruResetBefore {
-        gemm(
-            2 * h,
-            h,
-            rows,
-            dgh,
-            gh,
-            Trans::T,
-            h_prevs,
-            h,
-            Trans::N,
-            g.w_hh,
-            h,
-            true,
-        );
+        gemm_tn(2 * h, h, rows, dgh, gh, h_prevs, g.w_hh);
         let rh = &d.extra[..rows * h];
-        gemm(
-            h,
-            h,
-            rows,
-            &dgh[2 * h..],
-            gh,
-            Trans::T,
-            rh,
-            h,
-            Trans::N,
-            &mut g.w_hh[2 * h * h..],
-            h,
-            true,
-        );
+        gemm_tn(h, h, rows, &dgh[2 * h..], gh, rh, &mut g.w_hh[2 * h * h..]);
     } else if !g.w_hh.is_empty() {
-        gemm(
-            gh,
-            h,
-            rows,
-            dgh,
-            gh,
-            Trans::T,
-            h_prevs,
-            h,
-            Trans::N,
-            g.w_hh,
-            h,
-            true,
-        );
+        gemm_tn(gh, h, rows, dgh, gh, h_prevs, g.w_hh);
     }
     if dm.skip > 0 {
         skip_weight_grad(dm, d, g.w_skip);
@@ -542,19 +484,14 @@ fn skip_weight_grad<T: Float>(dm: Dims, d: &DirWs<T>, gw: &mut [T]) {
         (dm.skip - 1, 0)
     };
     let mut product = |t: usize, n: usize, k: usize| {
-        gemm(
+        gemm_tn(
             h,
             h,
             n * dm.bn,
             &d.d_gates[t * bh..][..n * bh],
             h,
-            Trans::T,
             &d.hs[k * bh..][..n * bh],
-            h,
-            Trans::N,
             gw,
-            h,
-            true,
         );
     };
     if inside > 0 {
