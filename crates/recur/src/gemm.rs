@@ -77,69 +77,42 @@ pub trait GemmScalar: Sized + Copy + Send + Sync {
     );
 }
 
-/// `c (+)= a · bᵀ`: `a` `[m, k]` with rows `lda` apart, `b` `[n, k]`
-/// contiguous, `c` `[m, n]` with rows `ldc` apart (x · Wᵀ: inputs through a
-/// weight stored `[out, in]`).
-#[allow(clippy::too_many_arguments)]
-#[inline]
-pub fn gemm_nt<T: GemmScalar>(
-    m: usize,
-    n: usize,
-    k: usize,
-    a: &[T],
-    lda: usize,
-    b: &[T],
-    c: &mut [T],
-    ldc: usize,
-    accumulate: bool,
-) {
-    gemm(
-        m,
-        n,
-        k,
-        a,
-        lda,
-        Trans::N,
-        b,
-        k,
-        Trans::T,
-        c,
-        ldc,
-        accumulate,
-    )
+/// The products of activations with a contiguous weight: the same nine
+/// arguments, the weight used as stored or transposed.
+macro_rules! weight_product {
+    ($(#[$doc:meta])* $name:ident, $tb:expr, |$n:ident, $k:ident| $ldb:expr) => {
+        $(#[$doc])*
+        #[allow(clippy::too_many_arguments)]
+        #[inline]
+        pub fn $name<T: GemmScalar>(
+            m: usize,
+            $n: usize,
+            $k: usize,
+            a: &[T],
+            lda: usize,
+            b: &[T],
+            c: &mut [T],
+            ldc: usize,
+            accumulate: bool,
+        ) {
+            gemm(m, $n, $k, a, lda, Trans::N, b, $ldb, $tb, c, ldc, accumulate)
+        }
+    };
 }
 
-/// `c (+)= a · b`: `a` `[m, k]` with rows `lda` apart, `b` `[k, n]`
-/// contiguous, `c` `[m, n]` with rows `ldc` apart (a gradient back through
-/// a weight stored `[out, in]`).
-#[allow(clippy::too_many_arguments)]
-#[inline]
-pub fn gemm_nn<T: GemmScalar>(
-    m: usize,
-    n: usize,
-    k: usize,
-    a: &[T],
-    lda: usize,
-    b: &[T],
-    c: &mut [T],
-    ldc: usize,
-    accumulate: bool,
-) {
-    gemm(
-        m,
-        n,
-        k,
-        a,
-        lda,
-        Trans::N,
-        b,
-        n,
-        Trans::N,
-        c,
-        ldc,
-        accumulate,
-    )
-}
+weight_product!(
+    /// `c (+)= a · bᵀ`: `a` `[m, k]` with rows `lda` apart, `b` `[n, k]`
+    /// contiguous, `c` `[m, n]` with rows `ldc` apart (x · Wᵀ: inputs
+    /// through a weight stored `[out, in]`).
+    gemm_nt, Trans::T, |n, k| k
+);
+
+weight_product!(
+    /// `c (+)= a · b`: `a` `[m, k]` with rows `lda` apart, `b` `[k, n]`
+    /// contiguous, `c` `[m, n]` with rows `ldc` apart (a gradient back
+    /// through a weight stored `[out, in]`).
+    gemm_nn, Trans::N, |n, k| n
+);
 
 /// `c += aᵀ · b`: `a` `[k, m]` with rows `lda` apart, `b` `[k, n]` and `c`
 /// `[m, n]` contiguous (a weight gradient summed over k rows).

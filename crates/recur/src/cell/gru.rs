@@ -83,14 +83,12 @@ fn gru_forward_step<T: Float>(h: usize, p: &CellParams<T>, io: &mut StepForward<
     let [bir, biz, bin] = blocks::<T, 3>(p.b_ih, h);
     let [bhr, bhz, bhn] = blocks::<T, 3>(p.b_hh, h);
     for b in 0..io.gates.len() / (3 * h) {
+        if io.carry_finished(b, h) {
+            continue;
+        }
         let hp = &io.h_prev[b * h..][..h];
         let ho = &mut io.h_new[b * h..][..h];
         let yr = &mut io.y[b * io.y_stride..][..h];
-        if !io.mask.active(b) {
-            ho.copy_from_slice(hp);
-            yr.fill(T::ZERO);
-            continue;
-        }
         let hnr = &mut io.extra[b * h..][..h];
         let [hr, hz, hnn] = blocks::<T, 3>(&io.hg[b * 3 * h..], h);
         let [gr, gz, gn] = blocks_mut::<T, 3>(&mut io.gates[b * 3 * h..], h);
@@ -125,16 +123,13 @@ fn gru_forward_step<T: Float>(h: usize, p: &CellParams<T>, io: &mut StepForward<
 fn gru_backward_step<T: Float>(h: usize, io: &mut StepBackward<T>) {
     let hn = io.extra;
     for b in 0..io.gates.len() / (3 * h) {
+        if io.pass_finished(b, h, 3) {
+            continue;
+        }
         let dhr = &io.dh[b * h..][..h];
         let dhp = &mut io.dh_prev[b * h..][..h];
         let dxr = &mut io.d_gates[b * 3 * h..][..3 * h];
         let dhg = &mut io.d_hgates[b * 3 * h..][..3 * h];
-        if !io.mask.active(b) {
-            dxr.fill(T::ZERO);
-            dhg.fill(T::ZERO);
-            dhp.copy_from_slice(dhr);
-            continue;
-        }
         let dyr = &io.dy[b * io.dy_stride..][..h];
         let hp = &io.h_prev[b * h..][..h];
         let hnr = &hn[b * h..][..h];
@@ -209,14 +204,12 @@ fn gru_rb_forward_out<T: Float>(h: usize, p: &CellParams<T>, io: &mut StepForwar
     let bin = &p.b_ih[2 * h..3 * h];
     let bhn = &p.b_hh[2 * h..3 * h];
     for b in 0..io.gates.len() / (3 * h) {
+        if io.carry_finished(b, h) {
+            continue;
+        }
         let hp = &io.h_prev[b * h..][..h];
         let ho = &mut io.h_new[b * h..][..h];
         let yr = &mut io.y[b * io.y_stride..][..h];
-        if !io.mask.active(b) {
-            ho.copy_from_slice(hp);
-            yr.fill(T::ZERO);
-            continue;
-        }
         let hnn = &io.hg[b * 3 * h + 2 * h..][..h];
         let [_, gz, gn] = blocks_mut::<T, 3>(&mut io.gates[b * 3 * h..], h);
         for (g, (bi, (hh, bh))) in gn.iter_mut().zip(bin.iter().zip(hnn.iter().zip(bhn))) {
@@ -240,14 +233,12 @@ fn gru_rb_forward_out<T: Float>(h: usize, p: &CellParams<T>, io: &mut StepForwar
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx512dq+avx2+fma", "x86_64+avx2+fma"))]
 fn gru_rb_backward_out<T: Float>(h: usize, io: &mut StepBackward<T>) {
     for b in 0..io.gates.len() / (3 * h) {
+        if io.pass_finished(b, h, 3) {
+            continue;
+        }
         let dhr = &io.dh[b * h..][..h];
         let dhp = &mut io.dh_prev[b * h..][..h];
         let dgr = &mut io.d_gates[b * 3 * h..][..3 * h];
-        if !io.mask.active(b) {
-            dgr.fill(T::ZERO);
-            dhp.copy_from_slice(dhr);
-            continue;
-        }
         let dyr = &io.dy[b * io.dy_stride..][..h];
         let hp = &io.h_prev[b * h..][..h];
         let [_, gz, gn] = blocks::<T, 3>(&io.gates[b * 3 * h..], h);

@@ -30,22 +30,17 @@ pub(crate) fn backward<T: Float>(h: usize, p: &CellParams<T>, mut io: StepBackwa
 /// - `y`: out, row b at `b·y_stride` gets h' (zero for finished rows)
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx512dq+avx2+fma", "x86_64+avx2+fma"))]
 fn lstm_forward_step<T: Float>(h: usize, p: &CellParams<T>, io: &mut StepForward<T>) {
-    let y = &mut *io.y;
     let [bii, bif, big, bio] = blocks::<T, 4>(p.b_ih, h);
     let [bhi, bhf, bhg, bho] = blocks::<T, 4>(p.b_hh, h);
     for b in 0..io.gates.len() / (4 * h) {
+        if io.carry_finished(b, h) {
+            continue;
+        }
         let cp = &io.c_prev[b * h..][..h];
-        let hp = &io.h_prev[b * h..][..h];
         let co = &mut io.c_new[b * h..][..h];
         let ho = &mut io.h_new[b * h..][..h];
         let tc = &mut io.extra[b * h..][..h];
-        let yr = &mut y[b * io.y_stride..][..h];
-        if !io.mask.active(b) {
-            co.copy_from_slice(cp);
-            ho.copy_from_slice(hp);
-            yr.fill(T::ZERO);
-            continue;
-        }
+        let yr = &mut io.y[b * io.y_stride..][..h];
         let [gi, gf, gg, go] = blocks_mut::<T, 4>(&mut io.gates[b * 4 * h..], h);
         // Two simple passes vectorise where one loop over 13 streams did not:
         // activate each gate block in place, then combine.
@@ -92,15 +87,13 @@ fn lstm_forward_step<T: Float>(h: usize, p: &CellParams<T>, io: &mut StepForward
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx512dq+avx2+fma", "x86_64+avx2+fma"))]
 fn lstm_backward_step<T: Float>(h: usize, io: &mut StepBackward<T>) {
     for b in 0..io.gates.len() / (4 * h) {
+        if io.pass_finished(b, h, 4) {
+            continue;
+        }
         let dhr = &io.dh[b * h..][..h];
         let dcr = &mut io.dc[b * h..][..h];
         let dhp = &mut io.dh_prev[b * h..][..h];
         let dgr = &mut io.d_gates[b * 4 * h..][..4 * h];
-        if !io.mask.active(b) {
-            dgr.fill(T::ZERO);
-            dhp.copy_from_slice(dhr);
-            continue;
-        }
         let dyr = &io.dy[b * io.dy_stride..][..h];
         let cp = &io.c_prev[b * h..][..h];
         let tc = &io.extra[b * h..][..h];

@@ -101,6 +101,41 @@ pub(crate) struct StepBackward<'a, T> {
     pub mask: StepMask<'a>,
 }
 
+impl<T: Float> StepForward<'_, T> {
+    /// When row b's sequence has ended: carries its states unchanged,
+    /// zeroes its output, and says so.
+    #[inline(always)]
+    pub(crate) fn carry_finished(&mut self, b: usize, h: usize) -> bool {
+        if self.mask.active(b) {
+            return false;
+        }
+        self.h_new[b * h..][..h].copy_from_slice(&self.h_prev[b * h..][..h]);
+        if !self.c_prev.is_empty() {
+            self.c_new[b * h..][..h].copy_from_slice(&self.c_prev[b * h..][..h]);
+        }
+        self.y[b * self.y_stride..][..h].fill(T::ZERO);
+        true
+    }
+}
+
+impl<T: Float> StepBackward<'_, T> {
+    /// When row b's sequence has ended: passes dL/dh through unchanged
+    /// (and dL/dc, by leaving it), gives its `g` gate blocks no gradient,
+    /// and says so.
+    #[inline(always)]
+    pub(crate) fn pass_finished(&mut self, b: usize, h: usize, g: usize) -> bool {
+        if self.mask.active(b) {
+            return false;
+        }
+        self.d_gates[b * g * h..][..g * h].fill(T::ZERO);
+        if !self.d_hgates.is_empty() {
+            self.d_hgates[b * g * h..][..g * h].fill(T::ZERO);
+        }
+        self.dh_prev[b * h..][..h].copy_from_slice(&self.dh[b * h..][..h]);
+        true
+    }
+}
+
 /// One forward step of `cell` for B rows: the recurrent GEMM(s) and the
 /// fused kernel.
 pub(crate) fn forward_step<T: Float>(

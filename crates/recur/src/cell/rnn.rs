@@ -44,15 +44,13 @@ pub(crate) fn backward<T: Float>(relu: bool, h: usize, p: &CellParams<T>, mut io
 fn rnn_forward_step<T: Float>(relu: bool, h: usize, p: &CellParams<T>, io: &mut StepForward<T>) {
     let (bi, bh) = (&p.b_ih[..h], &p.b_hh[..h]);
     for b in 0..io.gates.len() / h {
+        if io.carry_finished(b, h) {
+            continue;
+        }
         let v = &mut io.gates[b * h..][..h];
         let hp = &io.h_prev[b * h..][..h];
         let ho = &mut io.h_new[b * h..][..h];
         let yr = &mut io.y[b * io.y_stride..][..h];
-        if !io.mask.active(b) {
-            ho.copy_from_slice(hp);
-            yr.fill(T::ZERO);
-            continue;
-        }
         if relu {
             for (x, (bi, bh)) in v.iter_mut().zip(bi.iter().zip(bh)) {
                 *x = (*x + *bi + *bh).max(T::ZERO);
@@ -86,18 +84,15 @@ fn rnn_forward_step<T: Float>(relu: bool, h: usize, p: &CellParams<T>, io: &mut 
 ///   step `[B, H]`, and dL/d(leak logits) `[H]` (added to, when learned)
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx512dq+avx2+fma", "x86_64+avx2+fma"))]
 fn rnn_backward_step<T: Float>(relu: bool, h: usize, p: &CellParams<T>, io: &mut StepBackward<T>) {
-    let mut d_logit = io.d_logit.as_deref_mut();
     for b in 0..io.gates.len() / h {
+        if io.pass_finished(b, h, 1) {
+            continue;
+        }
         let a = &io.gates[b * h..][..h];
         let dhr = &io.dh[b * h..][..h];
         let dyr = &io.dy[b * io.dy_stride..][..h];
         let dp = &mut io.d_gates[b * h..][..h];
         let dhp = &mut io.dh_prev[b * h..][..h];
-        if !io.mask.active(b) {
-            dp.fill(T::ZERO);
-            dhp.copy_from_slice(dhr);
-            continue;
-        }
         let Some(al) = p.alpha else {
             if relu {
                 for (d, (v, (g, y))) in dp.iter_mut().zip(a.iter().zip(dhr.iter().zip(dyr))) {
@@ -127,7 +122,7 @@ fn rnn_backward_step<T: Float>(relu: bool, h: usize, p: &CellParams<T>, io: &mut
             };
             *d = *g * *al * fprime;
         }
-        if let Some(dl) = d_logit.as_deref_mut() {
+        if let Some(dl) = io.d_logit.as_deref_mut() {
             // io.dh'/dα = io.gates − io.h_prev; dα/dlogit = α(1 − α).
             let hp = &io.h_prev[b * h..][..h];
             for (d, (((g, v), hp), al)) in dl.iter_mut().zip(dhp.iter().zip(a).zip(hp).zip(al)) {

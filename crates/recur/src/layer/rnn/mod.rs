@@ -177,23 +177,31 @@ impl Rnn {
         }
     }
 
-    /// Checks the initial states against `[L·D, B, H]`.
-    fn check_states<T>(&self, bn: usize, h0: Option<&[T]>, c0: Option<&[T]>) -> Result<()> {
+    /// Checks a pair of states (`h0`, `c0`, or the gradients `dh_n`,
+    /// `dc_n`) against `[L·D, B, H]`; the second only for an LSTM.
+    fn check_states<T>(
+        &self,
+        names: [&'static str; 2],
+        bn: usize,
+        h: Option<&[T]>,
+        c: Option<&[T]>,
+    ) -> Result<()> {
         let cfg = &self.config;
-        let (h, d) = (cfg.hidden, cfg.directions());
-        let state_shape = || format!("[L·D={}, B={bn}, H={h}]", cfg.layers * d);
-        let state_len = cfg.layers * d * bn * h;
-        if let Some(s) = h0 {
-            check_len("h0", state_shape, state_len, s.len())?;
+        let d = cfg.directions();
+        let state_shape = || format!("[L·D={}, B={bn}, H={}]", cfg.layers * d, cfg.hidden);
+        let state_len = cfg.layers * d * bn * cfg.hidden;
+        if let Some(s) = h {
+            check_len(names[0], state_shape, state_len, s.len())?;
         }
-        if let Some(s) = c0 {
+        if let Some(s) = c {
             if !cfg.cell.has_cell_state() {
                 return Err(Error::Config(format!(
-                    "c0 was given, but a {} layer has no cell state",
+                    "{} was given, but a {} layer has no cell state",
+                    names[1],
                     cfg.cell.name()
                 )));
             }
-            check_len("c0", state_shape, state_len, s.len())?;
+            check_len(names[1], state_shape, state_len, s.len())?;
         }
         Ok(())
     }
@@ -232,7 +240,7 @@ impl Rnn {
             tn * bn * cfg.input,
             x.len(),
         )?;
-        self.check_states(bn, h0, c0)?;
+        self.check_states(["h0", "c0"], bn, h0, c0)?;
         if let Some(l) = lengths {
             check_len("lengths", || format!("[B={bn}]"), bn, l.len())?;
             if let Some((index, &len)) = l.iter().enumerate().find(|(_, &n)| n == 0 || n > tn) {
@@ -336,7 +344,7 @@ impl Rnn {
             tn * bn * d * h,
             dy.len(),
         )?;
-        self.check_final_grads(bn, dh_n, dc_n)?;
+        self.check_states(["dh_n", "dc_n"], bn, dh_n, dc_n)?;
         ws.size_backward(cfg);
 
         let bh = bn * h;
@@ -409,31 +417,6 @@ impl Rnn {
         }
         Ok(())
     }
-
-    fn check_final_grads<T>(
-        &self,
-        bn: usize,
-        dh_n: Option<&[T]>,
-        dc_n: Option<&[T]>,
-    ) -> Result<()> {
-        let cfg = &self.config;
-        let (h, d) = (cfg.hidden, cfg.directions());
-        let state_shape = || format!("[L·D={}, B={bn}, H={h}]", cfg.layers * d);
-        let state_len = cfg.layers * d * bn * h;
-        if let Some(s) = dh_n {
-            check_len("dh_n", state_shape, state_len, s.len())?;
-        }
-        if let Some(s) = dc_n {
-            if !cfg.cell.has_cell_state() {
-                return Err(Error::Config(format!(
-                    "dc_n was given, but a {} layer has no cell state",
-                    cfg.cell.name()
-                )));
-            }
-            check_len("dc_n", state_shape, state_len, s.len())?;
-        }
-        Ok(())
-    }
 }
 
 /// Step by step.
@@ -461,7 +444,7 @@ impl Rnn {
                 "steps and batch B must be at least 1 (got {max_steps} and {batch})"
             )));
         }
-        self.check_states(batch, h0, c0)?;
+        self.check_states(["h0", "c0"], batch, h0, c0)?;
         ws.size_forward(cfg, max_steps, batch);
         ws.config = Some(cfg.clone());
         ws.steps = 0;
@@ -598,7 +581,7 @@ impl Rnn {
         check_len("dy_t", || format!("[B={bn}, H={h}]"), bn * h, dy_t.len())?;
         let t = ws.pending - 1;
         if t + 1 == ws.steps {
-            self.check_final_grads(bn, dh_n, dc_n)?;
+            self.check_states(["dh_n", "dc_n"], bn, dh_n, dc_n)?;
             ws.size_backward(cfg);
         }
         let bh = bn * h;
