@@ -1,7 +1,7 @@
 //! `recur data` and `recur esn`, run as the real binary in temp dirs.
 
 mod common;
-use common::{fails, ok, s};
+use common::*;
 use std::path::Path;
 
 /// A safetensors file's metadata and tensors, in a comparable form.
@@ -29,79 +29,47 @@ fn contents(p: &Path) -> (Vec<(String, String)>, Vec<(String, Vec<usize>, Vec<u8
 fn mackey_glass_fit_predict_and_generate() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("mg.csv");
-    ok(&[
-        "data",
-        "mackey-glass",
-        "--length",
-        "1500",
-        "--out",
-        s(&data),
-    ]);
+    ok_line(&format!(
+        "data mackey-glass --length 1500 --out {}",
+        s(&data)
+    ));
     let text = std::fs::read_to_string(&data).unwrap();
     assert!(text.starts_with("t,x\n0,1.2\n"), "{}", &text[..40]);
     assert_eq!(text.lines().count(), 1501);
     let model = dir.path().join("esn.safetensors");
-    let out = ok(&[
-        "esn",
-        "fit",
-        "--data",
+    let out = ok_line(&format!(
+        "esn fit --data {} --column x --units 100 --horizon 10 --out {} --json",
         s(&data),
-        "--column",
-        "x",
-        "--units",
-        "100",
-        "--horizon",
-        "10",
-        "--out",
-        s(&model),
-        "--json",
-    ]);
+        s(&model)
+    ));
     let m: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert!(m["test_nrmse"].as_f64().unwrap() < 0.02, "{m}");
     assert!(m["test_r2"].as_f64().unwrap() > 0.99, "{m}");
     assert!(dir.path().join("prediction.svg").exists());
     let pred = dir.path().join("pred.csv");
-    ok(&[
-        "esn",
-        "predict",
-        "--model",
+    ok_line(&format!(
+        "esn predict --model {} --data {} --warmup 200 --out {}",
         s(&model),
-        "--data",
         s(&data),
-        "--warmup",
-        "200",
-        "--out",
-        s(&pred),
-    ]);
+        s(&pred)
+    ));
     let p = std::fs::read_to_string(&pred).unwrap();
     assert!(p.starts_with("step,prediction\n210,"), "{}", &p[..30]);
     assert_eq!(p.lines().count(), 1 + 1300);
     // Closed loop needs a horizon-1 model.
-    let e = fails(&[
-        "esn",
-        "predict",
-        "--model",
+    let e = fails_line(&format!(
+        "esn predict --model {} --data {} --generate 50",
         s(&model),
-        "--data",
-        s(&data),
-        "--generate",
-        "50",
-    ]);
+        s(&data)
+    ));
     assert!(e.contains("horizon 1"), "{e}");
     let m1 = dir.path().join("esn1.safetensors");
     ok(&["esn", "fit", "--data", s(&data), "--out", s(&m1)]);
-    let g = ok(&[
-        "esn",
-        "predict",
-        "--model",
+    let g = ok_line(&format!(
+        "esn predict --model {} --data {} --warmup 500 --generate 50",
         s(&m1),
-        "--data",
-        s(&data),
-        "--warmup",
-        "500",
-        "--generate",
-        "50",
-    ]);
+        s(&data)
+    ));
     assert_eq!(g.lines().count(), 51);
     assert!(g.lines().nth(1).unwrap().starts_with("500,"));
     // Same seed, same model: tensors and metadata (the header's key order
@@ -118,40 +86,25 @@ fn esn_bad_input() {
     let model = d.join("m.safetensors");
     let csv = d.join("a.csv");
     std::fs::write(&csv, "t,x\n0,1\n1,2\n2,oops\n").unwrap();
-    let e = fails(&[
-        "esn",
-        "fit",
-        "--data",
+    let e = fails_line(&format!(
+        "esn fit --data {} --column x --out {}",
         s(&csv),
-        "--column",
-        "x",
-        "--out",
-        s(&model),
-    ]);
+        s(&model)
+    ));
     assert!(e.contains("line 4") && e.contains("oops"), "{e}");
-    let e = fails(&[
-        "esn",
-        "fit",
-        "--data",
+    let e = fails_line(&format!(
+        "esn fit --data {} --column y --out {}",
         s(&csv),
-        "--column",
-        "y",
-        "--out",
-        s(&model),
-    ]);
+        s(&model)
+    ));
     assert!(e.contains("no column named 'y'"), "{e}");
     let short = d.join("short.csv");
     std::fs::write(&short, "x\n1\n2\n3\n").unwrap();
-    let e = fails(&[
-        "esn",
-        "fit",
-        "--data",
+    let e = fails_line(&format!(
+        "esn fit --data {} --washout 10 --out {}",
         s(&short),
-        "--washout",
-        "10",
-        "--out",
-        s(&model),
-    ]);
+        s(&model)
+    ));
     assert!(e.contains("fewer than washout 10"), "{e}");
     let ok_csv = d.join("ok.csv");
     std::fs::write(
@@ -162,16 +115,12 @@ fn esn_bad_input() {
     )
     .unwrap();
     for sr in ["0", "-1"] {
-        let e = fails(&[
-            "esn",
-            "fit",
-            "--data",
+        let e = fails_line(&format!(
+            "esn fit --data {} --spectral-radius {} --out {}",
             s(&ok_csv),
-            "--spectral-radius",
             sr,
-            "--out",
-            s(&model),
-        ]);
+            s(&model)
+        ));
         assert!(e.contains("spectral radius"), "{e}");
     }
     assert!(!model.exists());

@@ -1,7 +1,7 @@
 //! The language-model commands, run as the real binary in temp dirs.
 
 mod common;
-use common::{fails, ok, s};
+use common::*;
 use std::path::{Path, PathBuf};
 
 fn fixture(case: &str) -> PathBuf {
@@ -39,17 +39,13 @@ fn level(case: &str) -> &'static str {
 
 fn import(case: &str, dir: &Path) -> PathBuf {
     let model = dir.join(format!("{case}.safetensors"));
-    ok(&[
-        "import",
-        "--torch",
+    ok_line(&format!(
+        "import --torch {} --vocab {} --level {} --out {}",
         s(&fixture(case).join("state_dict.safetensors")),
-        "--vocab",
         s(&fixture(case).join("vocab.json")),
-        "--level",
         level(case),
-        "--out",
-        s(&model),
-    ]);
+        s(&model)
+    ));
     model
 }
 
@@ -70,14 +66,11 @@ fn import_then_eval_matches_pytorch() {
     let dir = tempfile::tempdir().unwrap();
     for case in CASES {
         let model = import(case, dir.path());
-        let out = ok(&[
-            "eval",
-            "--model",
+        let out = ok_line(&format!(
+            "eval --model {} --data {} --json",
             s(&model),
-            "--data",
-            s(&fixture(case).join("text.txt")),
-            "--json",
-        ]);
+            s(&fixture(case).join("text.txt"))
+        ));
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         let want = expected(case)["eval"]["mean_cross_entropy"]
             .as_f64()
@@ -99,35 +92,7 @@ fn one_sgd_step_through_train_matches_pytorch() {
         let model = import(case, dir.path());
         let step = &expected(case)["sgd_step"];
         let out = dir.path().join(format!("run-{case}"));
-        ok(&[
-            "train",
-            "--data",
-            s(&fixture(case).join("text.txt")),
-            "--level",
-            level(case),
-            "--init-from",
-            s(&model),
-            "--steps",
-            "1",
-            "--optimizer",
-            "sgd",
-            "--lr",
-            &step["lr"].to_string(),
-            "--clip-norm",
-            "0",
-            "--dropout",
-            "0",
-            "--batch",
-            &step["batch"].to_string(),
-            "--seq-len",
-            &step["seq_len"].to_string(),
-            "--val-fraction",
-            "0",
-            "--sample-length",
-            "0",
-            "--out",
-            s(&out),
-        ]);
+        ok_line(&format!("train --data {} --level {} --init-from {} --steps 1 --optimizer sgd --lr {} --clip-norm 0 --dropout 0 --batch {} --seq-len {} --val-fraction 0 --sample-length 0 --out {}", s(&fixture(case).join("text.txt")), level(case), s(&model), &step["lr"].to_string(), &step["batch"].to_string(), &step["seq_len"].to_string(), s(&out)));
         let got = tensors(&out.join("last.safetensors"));
         let want = tensors(&fixture(case).join("after_sgd_step.safetensors"));
         assert_eq!(got.len(), want.len(), "{case}: tensor count");
@@ -183,35 +148,7 @@ fn overfits_a_tiny_corpus() {
     let dir = tempfile::tempdir().unwrap();
     let data = tiny_corpus(dir.path());
     let out = dir.path().join("run");
-    let text = ok(&[
-        "train",
-        "--data",
-        s(&data),
-        "--hidden",
-        "64",
-        "--embed",
-        "16",
-        "--layers",
-        "1",
-        "--dropout",
-        "0",
-        "--batch",
-        "4",
-        "--seq-len",
-        "16",
-        "--lr",
-        "0.01",
-        "--steps",
-        "300",
-        "--val-fraction",
-        "0",
-        "--eval-every",
-        "50",
-        "--sample-length",
-        "40",
-        "--out",
-        s(&out),
-    ]);
+    let text = ok_line(&format!("train --data {} --hidden 64 --embed 16 --layers 1 --dropout 0 --batch 4 --seq-len 16 --lr 0.01 --steps 300 --val-fraction 0 --eval-every 50 --sample-length 40 --out {}", s(&data), s(&out)));
     let loss = last_train_loss(&out);
     assert!(loss < 0.05, "final training loss {loss}");
     for f in [
@@ -280,15 +217,10 @@ fn resume_continues_bit_for_bit() {
     let b = common(&parts, "6");
     ok(&b.iter().map(String::as_str).collect::<Vec<_>>());
     // The first run stopped mid-epoch; resume and go on to step 13.
-    ok(&[
-        "train",
-        "--resume",
-        s(&parts),
-        "--steps",
-        "13",
-        "--sample-length",
-        "0",
-    ]);
+    ok_line(&format!(
+        "train --resume {} --steps 13 --sample-length 0",
+        s(&parts)
+    ));
     assert_eq!(
         tensors(&whole.join("last.safetensors")),
         tensors(&parts.join("last.safetensors"))
@@ -308,29 +240,7 @@ fn generate_in_every_mode_and_eval_text() {
     let dir = tempfile::tempdir().unwrap();
     let data = tiny_corpus(dir.path());
     let out = dir.path().join("run");
-    ok(&[
-        "train",
-        "--data",
-        s(&data),
-        "--hidden",
-        "32",
-        "--embed",
-        "8",
-        "--layers",
-        "1",
-        "--batch",
-        "2",
-        "--seq-len",
-        "8",
-        "--steps",
-        "20",
-        "--val-fraction",
-        "0.1",
-        "--sample-length",
-        "0",
-        "--out",
-        s(&out),
-    ]);
+    ok_line(&format!("train --data {} --hidden 32 --embed 8 --layers 1 --batch 2 --seq-len 8 --steps 20 --val-fraction 0.1 --sample-length 0 --out {}", s(&data), s(&out)));
     let model = out.join("model.safetensors");
     let m = s(&model);
     let g1 = ok(&[
@@ -366,33 +276,7 @@ fn word_level_training_uses_unk_for_rare_words() {
     let data = dir.path().join("words.txt");
     std::fs::write(&data, "a b c a b\nrare a b\n\na b c\n".repeat(10)).unwrap();
     let out = dir.path().join("run");
-    ok(&[
-        "train",
-        "--data",
-        s(&data),
-        "--level",
-        "word",
-        "--min-count",
-        "11",
-        "--hidden",
-        "16",
-        "--embed",
-        "8",
-        "--layers",
-        "1",
-        "--batch",
-        "2",
-        "--seq-len",
-        "5",
-        "--steps",
-        "3",
-        "--val-fraction",
-        "0",
-        "--sample-length",
-        "5",
-        "--out",
-        s(&out),
-    ]);
+    ok_line(&format!("train --data {} --level word --min-count 11 --hidden 16 --embed 8 --layers 1 --batch 2 --seq-len 5 --steps 3 --val-fraction 0 --sample-length 5 --out {}", s(&data), s(&out)));
     let exp = dir.path().join("exp");
     ok(&[
         "export",
@@ -407,14 +291,11 @@ fn word_level_training_uses_unk_for_rare_words() {
     // Unseen words map to <unk> in eval.
     let other = dir.path().join("other.txt");
     std::fs::write(&other, "a zebra b\n").unwrap();
-    ok(&[
-        "eval",
-        "--model",
+    ok_line(&format!(
+        "eval --model {} --data {} --json",
         s(&out.join("model.safetensors")),
-        "--data",
-        s(&other),
-        "--json",
-    ]);
+        s(&other)
+    ));
 }
 
 #[test]
@@ -432,17 +313,11 @@ fn bad_input_gives_clear_errors_and_no_files() {
     assert!(e.contains("empty.txt") && e.contains("empty"), "{e}");
     let short = d.join("short.txt");
     std::fs::write(&short, "just a few characters").unwrap();
-    let e = fails(&[
-        "train",
-        "--data",
+    let e = fails_line(&format!(
+        "train --data {} --batch 4 --seq-len 10 --out {}",
         s(&short),
-        "--batch",
-        "4",
-        "--seq-len",
-        "10",
-        "--out",
-        o,
-    ]);
+        o
+    ));
     assert!(
         e.contains("short.txt") && e.contains("needs at least 44"),
         "{e}"

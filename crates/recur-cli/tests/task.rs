@@ -1,7 +1,7 @@
 //! `recur task` and `recur diagnose`, run as the real binary.
 
 mod common;
-use common::{fails, ok, s};
+use common::*;
 
 #[test]
 fn binary_addition_json_reaches_full_accuracy_on_64_bits() {
@@ -19,44 +19,16 @@ fn binary_addition_json_reaches_full_accuracy_on_64_bits() {
 
 #[test]
 fn adding_and_copy_report_their_metrics() {
-    let out = ok(&[
-        "task",
-        "adding",
-        "--cell",
-        "gru",
-        "--hidden",
-        "8",
-        "--length",
-        "20",
-        "--steps",
-        "5",
-        "--test-size",
-        "50",
-        "--json",
-    ]);
+    let out =
+        ok_line("task adding --cell gru --hidden 8 --length 20 --steps 5 --test-size 50 --json");
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert!(v["test_mse"].as_f64().unwrap() >= 0.0);
     assert!((0.1..0.25).contains(&v["baseline_mse"].as_f64().unwrap()));
     assert_eq!(v["length"].as_u64(), Some(20));
     // Human-readable output names the metric.
-    let out = ok(&[
-        "task",
-        "copy",
-        "--cell",
-        "tanh",
-        "--leak",
-        "0.5",
-        "--skip",
-        "3",
-        "--hidden",
-        "8",
-        "--length",
-        "5",
-        "--steps",
-        "4",
-        "--test-size",
-        "20",
-    ]);
+    let out = ok_line(
+        "task copy --cell tanh --leak 0.5 --skip 3 --hidden 8 --length 5 --steps 4 --test-size 20",
+    );
     assert!(out.contains("test accuracy"), "{out}");
 }
 
@@ -65,25 +37,7 @@ fn diagnose_writes_gradients_and_plot() {
     let dir = tempfile::tempdir().unwrap();
     for cell in ["tanh", "lstm"] {
         let out_dir = dir.path().join(cell);
-        let out = ok(&[
-            "diagnose",
-            "--task",
-            "adding",
-            "--cell",
-            cell,
-            "--hidden",
-            "8",
-            "--length",
-            "30",
-            "--steps",
-            "6",
-            "--records",
-            "3",
-            "--test-size",
-            "20",
-            "--out",
-            s(&out_dir),
-        ]);
+        let out = ok_line(&format!("diagnose --task adding --cell {} --hidden 8 --length 30 --steps 6 --records 3 --test-size 20 --out {}", cell, s(&out_dir)));
         assert!(out.contains("gradient_flow.svg"), "{out}");
         let lines: Vec<serde_json::Value> =
             std::fs::read_to_string(out_dir.join("gradients.jsonl"))
@@ -119,14 +73,9 @@ fn task_bad_input() {
     let e = fails(&["task", "adding", "--init", "zeros"]);
     assert!(e.contains("--init"), "{e}");
     let dir = tempfile::tempdir().unwrap();
-    let e = fails(&[
-        "diagnose",
-        "--cell",
-        "jordan",
-        "--steps",
-        "1",
-        "--out",
-        s(dir.path()),
-    ]);
+    let e = fails_line(&format!(
+        "diagnose --cell jordan --steps 1 --out {}",
+        s(dir.path())
+    ));
     assert!(e.contains("Elman"), "{e}");
 }

@@ -81,29 +81,18 @@ fn check_rounded<T: Float, R: Float>(name: &str, tol: f64) -> f64 {
     };
     let mut ws = RnnWorkspace::new();
     let out = run(&prob, &mut layer, &mut ws, None);
-    let mut w = 0.0f64;
-    w = w.max(worst(&format!("{name}.y"), &out.y, f.t("y"), tol));
-    w = w.max(worst(&format!("{name}.h_n"), &out.h_n, f.t("h_n"), tol));
-    w = w.max(worst(
-        &format!("{name}.grad.x"),
-        &out.dx,
-        f.t("grad.x"),
-        tol,
-    ));
-    w = w.max(worst(
-        &format!("{name}.grad.h0"),
-        &out.dh0,
-        f.t("grad.h0"),
-        tol,
-    ));
+    let mut outputs = vec![
+        ("y", &out.y),
+        ("h_n", &out.h_n),
+        ("grad.x", &out.dx),
+        ("grad.h0", &out.dh0),
+    ];
     if lstm {
-        w = w.max(worst(&format!("{name}.c_n"), &out.c_n, f.t("c_n"), tol));
-        w = w.max(worst(
-            &format!("{name}.grad.c0"),
-            &out.dc0,
-            f.t("grad.c0"),
-            tol,
-        ));
+        outputs.extend([("c_n", &out.c_n), ("grad.c0", &out.dc0)]);
+    }
+    let mut w = 0.0f64;
+    for (key, got) in outputs {
+        w = w.max(worst(&format!("{name}.{key}"), got, f.t(key), tol));
     }
     for p in layer.store.info() {
         let g = &out.grads[p.offset..p.offset + p.len()];

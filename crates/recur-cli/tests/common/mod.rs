@@ -39,6 +39,16 @@ pub fn fails(args: &[&str]) -> String {
     err
 }
 
+/// [`ok`] with the arguments as one line, split at whitespace.
+pub fn ok_line(line: &str) -> String {
+    ok(&line.split_whitespace().collect::<Vec<_>>())
+}
+
+/// [`fails`] with the arguments as one line, split at whitespace.
+pub fn fails_line(line: &str) -> String {
+    fails(&line.split_whitespace().collect::<Vec<_>>())
+}
+
 /// A path as a command-line argument.
 pub fn s(p: &Path) -> &str {
     p.to_str().unwrap()

@@ -136,19 +136,7 @@ fn gru_backward_step<T: Float>(h: usize, io: &mut StepBackward<T>) {
         let [gr, gz, gn] = blocks::<T, 3>(&io.gates[b * 3 * h..], h);
         let [dxr_r, dxr_z, dxr_n] = blocks_mut::<T, 3>(dxr, h);
         let [dhg_r, dhg_z, dhg_n] = blocks_mut::<T, 3>(dhg, h);
-        // io.dh_prev first holds dL/io.dh'.
-        for (d, (a, y)) in dhp.iter_mut().zip(dhr.iter().zip(dyr)) {
-            *d = *a + *y;
-        }
-        for (d, (t, (z, n))) in dxr_n.iter_mut().zip(dhp.iter().zip(gz.iter().zip(gn))) {
-            *d = *t * (T::ONE - *z) * (T::ONE - *n * *n);
-        }
-        for (d, (t, (p, (n, z)))) in dxr_z
-            .iter_mut()
-            .zip(dhp.iter().zip(hp.iter().zip(gn.iter().zip(gz))))
-        {
-            *d = *t * (*p - *n) * *z * (T::ONE - *z);
-        }
+        z_n_backward(dhr, dyr, hp, gz, gn, dxr_z, dxr_n, dhp);
         for (d, (dn, (hn, r))) in dxr_r.iter_mut().zip(dxr_n.iter().zip(hnr.iter().zip(gr))) {
             *d = *dn * *hn * *r * (T::ONE - *r);
         }
@@ -157,9 +145,39 @@ fn gru_backward_step<T: Float>(h: usize, io: &mut StepBackward<T>) {
         for (d, (dn, r)) in dhg_n.iter_mut().zip(dxr_n.iter().zip(gr)) {
             *d = *dn * *r;
         }
-        for (d, z) in dhp.iter_mut().zip(gz) {
-            *d *= *z;
-        }
+    }
+}
+
+/// The z and n blocks of a GRU step backward, as both forms share them:
+/// from dL/dh' = dh + dy, dL/d(pre-activation) of n and z, and z·dL/dh'
+/// into `dhp` (the part of dL/dh that bypasses the weights).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn z_n_backward<T: Float>(
+    dh: &[T],
+    dy: &[T],
+    hp: &[T],
+    gz: &[T],
+    gn: &[T],
+    dz: &mut [T],
+    dn: &mut [T],
+    dhp: &mut [T],
+) {
+    // dhp first holds dL/dh'.
+    for (d, (a, y)) in dhp.iter_mut().zip(dh.iter().zip(dy)) {
+        *d = *a + *y;
+    }
+    for (d, (t, (z, n))) in dn.iter_mut().zip(dhp.iter().zip(gz.iter().zip(gn))) {
+        *d = *t * (T::ONE - *z) * (T::ONE - *n * *n);
+    }
+    for (d, (t, (p, (n, z)))) in dz
+        .iter_mut()
+        .zip(dhp.iter().zip(hp.iter().zip(gn.iter().zip(gz))))
+    {
+        *d = *t * (*p - *n) * *z * (T::ONE - *z);
+    }
+    for (d, z) in dhp.iter_mut().zip(gz) {
+        *d *= *z;
     }
 }
 
@@ -243,21 +261,7 @@ fn gru_rb_backward_out<T: Float>(h: usize, io: &mut StepBackward<T>) {
         let hp = &io.h_prev[b * h..][..h];
         let [_, gz, gn] = blocks::<T, 3>(&io.gates[b * 3 * h..], h);
         let [_, dz, dn] = blocks_mut::<T, 3>(dgr, h);
-        for (d, (a, y)) in dhp.iter_mut().zip(dhr.iter().zip(dyr)) {
-            *d = *a + *y;
-        }
-        for (d, (t, (z, n))) in dn.iter_mut().zip(dhp.iter().zip(gz.iter().zip(gn))) {
-            *d = *t * (T::ONE - *z) * (T::ONE - *n * *n);
-        }
-        for (d, (t, (p, (n, z)))) in dz
-            .iter_mut()
-            .zip(dhp.iter().zip(hp.iter().zip(gn.iter().zip(gz))))
-        {
-            *d = *t * (*p - *n) * *z * (T::ONE - *z);
-        }
-        for (d, z) in dhp.iter_mut().zip(gz) {
-            *d *= *z;
-        }
+        z_n_backward(dhr, dyr, hp, gz, gn, dz, dn, dhp);
     }
 }
 

@@ -99,7 +99,7 @@ fn lstm_backward_step<T: Float>(h: usize, io: &mut StepBackward<T>) {
         let tc = &io.extra[b * h..][..h];
         let [gi, gf, gg, go] = blocks::<T, 4>(&io.gates[b * 4 * h..], h);
         let [di, df, dg, d_o] = blocks_mut::<T, 4>(dgr, h);
-        // Short passes over a few streams each vectorise; d_o first holds dL/io.dh'.
+        // Short passes over a few streams each vectorise; d_o first holds dL/dh'.
         for (d, (a, y)) in d_o.iter_mut().zip(dhr.iter().zip(dyr)) {
             *d = *a + *y;
         }

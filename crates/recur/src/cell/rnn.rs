@@ -106,7 +106,7 @@ fn rnn_backward_step<T: Float>(relu: bool, h: usize, p: &CellParams<T>, io: &mut
             dhp.fill(T::ZERO);
             continue;
         };
-        // io.dh_prev first holds the total dL/io.dh'.
+        // dh_prev first holds the total dL/dh'.
         for (d, (g, y)) in dhp.iter_mut().zip(dhr.iter().zip(dyr)) {
             *d = *g + *y;
         }
@@ -123,7 +123,7 @@ fn rnn_backward_step<T: Float>(relu: bool, h: usize, p: &CellParams<T>, io: &mut
             *d = *g * *al * fprime;
         }
         if let Some(dl) = io.d_logit.as_deref_mut() {
-            // io.dh'/dα = io.gates − io.h_prev; dα/dlogit = α(1 − α).
+            // dh'/dα = act − h_prev; dα/dlogit = α(1 − α).
             let hp = &io.h_prev[b * h..][..h];
             for (d, (((g, v), hp), al)) in dl.iter_mut().zip(dhp.iter().zip(a).zip(hp).zip(al)) {
                 *d += *g * (*v - *hp) * *al * (T::ONE - *al);

@@ -17,20 +17,19 @@ struct Hyper {
 }
 
 impl Hyper {
+    /// PyTorch's defaults for `kind` (those of [`OptimConfig::new`], as the
+    /// decimals Python holds) with these settings.
     fn new(kind: OptimizerKind, lr: f64, momentum: f64, wd: f64) -> Hyper {
+        let d = OptimConfig::new(kind, 1.0);
         Hyper {
             kind,
             lr,
             momentum,
             wd,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: if kind == OptimizerKind::Adagrad {
-                1e-10
-            } else {
-                1e-8
-            },
-            alpha: 0.99,
+            beta1: py_float(d.beta1),
+            beta2: py_float(d.beta2),
+            eps: py_float(d.eps),
+            alpha: py_float(d.alpha),
         }
     }
 
