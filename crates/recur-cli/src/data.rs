@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 use recur::checkpoint::write_atomic;
-use recur::reservoir::mackey_glass;
+use recur::data::mackey_glass;
 
 use crate::CliResult;
 

@@ -7,7 +7,8 @@ use anyhow::bail;
 use clap::{Args, Subcommand};
 use recur::checkpoint::write_atomic;
 use recur::data::{read_column, Column};
-use recur::reservoir::{nrmse, r2, Esn, EsnConfig};
+use recur::esn::{Esn, EsnConfig};
+use recur::metrics::{nrmse, r2};
 
 use crate::CliResult;
 use recur::plot::{line_plot, Series};

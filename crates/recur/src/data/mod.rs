@@ -2,8 +2,10 @@
 
 mod batch;
 mod csv;
+mod generate;
 mod vocab;
 
 pub use batch::{split_train_val, Batcher, LmBatch, LmData};
 pub use csv::{read_column, Column};
+pub use generate::mackey_glass;
 pub use vocab::{read_text, tokenize, Level, Vocab, EOS, UNK};

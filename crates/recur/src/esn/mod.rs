@@ -24,11 +24,15 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+mod ridge;
+mod sparse;
+
+pub use ridge::RidgeSums;
+
 use crate::checkpoint::{read_tensors_f64, write_tensors_f64};
 use crate::error::{Error, Result};
-use crate::gemm::{gemm, gram_lower, Trans};
-use crate::linalg::{solve_spd, spectral_radius, spectral_radius_arnoldi};
-use crate::pool::pool;
+use crate::linalg::{spectral_radius, spectral_radius_arnoldi};
+use sparse::{split_rows, Csr, OutPtr};
 
 /// The `format` metadata of an ESN model file.
 pub const ESN_FORMAT: &str = "recur-esn";
@@ -143,10 +147,8 @@ pub struct Esn {
     inputs: usize,
     /// O.
     outputs: usize,
-    /// W in CSR form: row r holds `w_val[w_row[r]..w_row[r+1]]` at columns `w_col[..]`.
-    w_row: Vec<usize>,
-    w_col: Vec<u32>,
-    w_val: Vec<f64>,
+    /// W in CSR form.
+    w: Csr,
     /// `[N, I]`
     w_in: Vec<f64>,
     /// `[N, O]`
@@ -163,157 +165,6 @@ pub struct Esn {
     y_prev: Vec<f64>,
     /// The factor W was scaled by to reach the target spectral radius.
     scale: f64,
-}
-
-/// Sums of a ridge regression with an unpenalised intercept.
-///
-/// Features arrive as [1; z] (z = [u; x]); the fit centres z and y, solves
-/// (Z̃ Z̃ᵀ + λI) W = Z̃ Ỹᵀ by Cholesky, and sets the intercept to
-/// ȳ − W z̄, so the constant is not shrunk and the Gram matrix is far better
-/// conditioned than with a raw constant column. Sums are accumulated with GEMMs
-/// over chunks of rows, across any number of sequences.
-#[derive(Clone, Debug)]
-pub struct RidgeSums {
-    /// Features without the constant: F − 1.
-    d: usize,
-    o: usize,
-    /// `[D, D]` Σ z zᵀ, lower triangle only (the upper is never written)
-    pub zzt: Vec<f64>,
-    /// `[D, O]` Σ z yᵀ
-    pub zyt: Vec<f64>,
-    /// `[D]` Σ z
-    pub z_sum: Vec<f64>,
-    /// `[O]` Σ y
-    pub y_sum: Vec<f64>,
-    /// `[D + O]` the first row's z and y: every row is accumulated relative
-    /// to it (centring is unchanged by a shift, and the sums stay small, so
-    /// Σzzᵀ − n z̄z̄ᵀ loses far fewer digits).
-    shift: Vec<f64>,
-    rows: usize,
-    /// `[CHUNK, D]` features waiting to be added.
-    feat: Vec<f64>,
-    /// `[CHUNK, O]` targets waiting to be added.
-    targ: Vec<f64>,
-    /// Total rows added.
-    pub count: usize,
-}
-
-const CHUNK: usize = 256;
-
-impl RidgeSums {
-    /// Empty sums for F features (the first being the constant 1) and O outputs.
-    pub fn new(f: usize, o: usize) -> RidgeSums {
-        let d = f - 1;
-        RidgeSums {
-            d,
-            o,
-            zzt: vec![0.0; d * d],
-            zyt: vec![0.0; d * o],
-            z_sum: vec![0.0; d],
-            y_sum: vec![0.0; o],
-            shift: Vec::new(),
-            rows: 0,
-            feat: vec![0.0; CHUNK * d],
-            targ: vec![0.0; CHUNK * o],
-            count: 0,
-        }
-    }
-
-    /// Adds one (features [1; z], target) pair; pairs are batched into GEMMs.
-    pub fn add(&mut self, features: &[f64], target: &[f64]) {
-        let (d, o) = (self.d, self.o);
-        if self.shift.is_empty() {
-            self.shift.extend_from_slice(&features[1..]);
-            self.shift.extend_from_slice(target);
-        }
-        let row = &mut self.feat[self.rows * d..(self.rows + 1) * d];
-        for ((r, v), s) in row.iter_mut().zip(&features[1..]).zip(&self.shift[..d]) {
-            *r = v - s;
-        }
-        for (s, r) in self.z_sum.iter_mut().zip(row.iter()) {
-            *s += r;
-        }
-        let row = &mut self.targ[self.rows * o..(self.rows + 1) * o];
-        for ((r, v), s) in row.iter_mut().zip(target).zip(&self.shift[d..]) {
-            *r = v - s;
-        }
-        for (s, r) in self.y_sum.iter_mut().zip(row.iter()) {
-            *s += r;
-        }
-        self.rows += 1;
-        self.count += 1;
-        if self.rows == CHUNK {
-            self.flush();
-        }
-    }
-
-    fn flush(&mut self) {
-        let (r, d, o) = (self.rows, self.d, self.o);
-        if r > 0 {
-            gram_lower(d, r, &self.feat, &mut self.zzt, d);
-            gemm(
-                d,
-                o,
-                r,
-                &self.feat,
-                d,
-                Trans::T,
-                &self.targ,
-                o,
-                Trans::N,
-                &mut self.zyt,
-                o,
-                true,
-            );
-        }
-        self.rows = 0;
-    }
-
-    /// W_out `[O, F]`: column 0 the intercept, then the ridge weights.
-    pub fn solve(&mut self, ridge: f64) -> Result<Vec<f64>> {
-        self.flush();
-        let (d, o) = (self.d, self.o);
-        let n = self.count.max(1) as f64;
-        // Means of the shifted data; the shift is added back for the intercept.
-        let zm: Vec<f64> = self.z_sum.iter().map(|s| s / n).collect();
-        let ym: Vec<f64> = self.y_sum.iter().map(|s| s / n).collect();
-        let no_shift = vec![0.0; d + o];
-        let shift = if self.shift.is_empty() {
-            &no_shift
-        } else {
-            &self.shift
-        };
-        // Centred sums: Σ(z − z̄)(z − z̄)ᵀ = Σ z zᵀ − n z̄ z̄ᵀ, and likewise
-        // for z yᵀ. Only the lower triangle of Σ z zᵀ was accumulated.
-        let mut a = self.zzt.clone();
-        for i in 0..d {
-            for j in 0..=i {
-                let v = a[i * d + j] - n * zm[i] * zm[j];
-                a[i * d + j] = v;
-                a[j * d + i] = v;
-            }
-            a[i * d + i] += ridge;
-        }
-        let mut w = self.zyt.clone();
-        for i in 0..d {
-            for j in 0..o {
-                w[i * o + j] -= n * zm[i] * ym[j];
-            }
-        }
-        solve_spd(&a, d, &mut w, o)?;
-        let f = d + 1;
-        let mut out = vec![0.0; o * f];
-        for j in 0..o {
-            out[j * f] = (ym[j] + shift[d + j])
-                - (0..d)
-                    .map(|i| w[i * o + j] * (zm[i] + shift[i]))
-                    .sum::<f64>();
-            for i in 0..d {
-                out[j * f + 1 + i] = w[i * o + j];
-            }
-        }
-        Ok(out)
-    }
 }
 
 impl Esn {
@@ -336,7 +187,10 @@ impl Esn {
         let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
         // W in CSR form, unscaled for now, drawn row by row (one uniform per
         // entry, a normal for each kept one) without an [N, N] buffer.
-        let (mut w_row, mut w_col, mut w_val) = (vec![0usize], Vec::new(), Vec::new());
+        let mut w = Csr {
+            row: vec![0],
+            ..Csr::default()
+        };
         for _ in 0..n {
             for c in 0..n {
                 if rng.random::<f64>() < config.connectivity {
@@ -344,12 +198,12 @@ impl Esn {
                     // A normal draw is never exactly 0 in practice; keep the
                     // pattern exact anyway.
                     if v != 0.0 {
-                        w_col.push(c as u32);
-                        w_val.push(v);
+                        w.col.push(c as u32);
+                        w.val.push(v);
                     }
                 }
             }
-            w_row.push(w_col.len());
+            w.row.push(w.col.len());
         }
         let scale = match known_scale {
             Some(s) => s,
@@ -357,10 +211,10 @@ impl Esn {
                 // Large reservoirs: Krylov (certified by its residual), else all eigenvalues.
                 let mut mv = |x: &[f64], y: &mut [f64]| {
                     let out = OutPtr(y.as_mut_ptr());
-                    split_rows(n, w_val.len(), &|lo, hi| {
+                    split_rows(n, w.nnz(), &|lo, hi| {
                         // SAFETY: disjoint row ranges of `y`.
                         let y = unsafe { std::slice::from_raw_parts_mut(out.at(lo), hi - lo) };
-                        csr_rows(lo, &w_row, &w_col, &w_val, x, y);
+                        w.rows(lo, x, y);
                     });
                 };
                 // A residual of 1e-9·θ leaves θ far more accurate than any
@@ -369,10 +223,7 @@ impl Esn {
                 let rho = (n > 256)
                     .then(|| spectral_radius_arnoldi(n, &mut mv, 50, 100, 1e-9))
                     .flatten()
-                    .map_or_else(
-                        || spectral_radius(&csr_dense(n, &w_row, &w_col, &w_val), n),
-                        Ok,
-                    )?;
+                    .map_or_else(|| spectral_radius(&w.dense(n), n), Ok)?;
                 if rho == 0.0 {
                     return Err(Error::Config(format!(
                         "the random reservoir has spectral radius 0 (connectivity {} is too sparse for {n} units)",
@@ -382,7 +233,7 @@ impl Esn {
                 config.spectral_radius / rho
             }
         };
-        w_val.iter_mut().for_each(|v| *v *= scale);
+        w.val.iter_mut().for_each(|v| *v *= scale);
         let mut bern = |len: usize, s: f64, p: f64| -> Vec<f64> {
             (0..len)
                 .map(|_| {
@@ -412,9 +263,7 @@ impl Esn {
             config,
             inputs,
             outputs,
-            w_row,
-            w_col,
-            w_val,
+            w,
             w_in,
             w_fb,
             b,
@@ -446,7 +295,7 @@ impl Esn {
 
     /// W as a dense `[N, N]` matrix (for checks).
     pub fn w_dense(&self) -> Vec<f64> {
-        csr_dense(self.config.units, &self.w_row, &self.w_col, &self.w_val)
+        self.w.dense(self.config.units)
     }
 
     /// Zeroes the state and the fed-back output.
@@ -461,7 +310,7 @@ impl Esn {
     /// the others' products; the buffers are then swapped.
     pub fn step(&mut self, u: &[f64]) {
         let out = OutPtr(self.x_next.as_mut_ptr());
-        split_rows(self.config.units, self.w_val.len(), &|lo, hi| {
+        split_rows(self.config.units, self.w.nnz(), &|lo, hi| {
             // SAFETY: split_rows gives disjoint row ranges of `x_next`, which
             // is not read during the step and outlives it.
             let y = unsafe { std::slice::from_raw_parts_mut(out.at(lo), hi - lo) };
@@ -664,21 +513,6 @@ impl Esn {
     }
 }
 
-/// Reservoirs with at least this many non-zeros split the state update across threads.
-const PAR_MIN_NNZ: usize = 20_000;
-
-/// A raw output pointer shared by tasks that write disjoint ranges.
-#[derive(Clone, Copy)]
-struct OutPtr(*mut f64);
-unsafe impl Send for OutPtr {}
-unsafe impl Sync for OutPtr {}
-impl OutPtr {
-    /// A method, so closures capture the whole (Sync) wrapper.
-    fn at(self, i: usize) -> *mut f64 {
-        self.0.wrapping_add(i)
-    }
-}
-
 /// Rows `first .. first + y.len()` of the next state:
 /// (1 − a)·x + a·tanh(W x + b + W_in u + W_fb y_prev).
 #[multiversion::multiversion(targets(
@@ -687,7 +521,7 @@ impl OutPtr {
 ))]
 fn reservoir_rows(first: usize, e: &Esn, u: &[f64], y: &mut [f64]) {
     let a = e.config.leak;
-    csr_rows(first, &e.w_row, &e.w_col, &e.w_val, &e.x, y);
+    e.w.rows(first, &e.x, y);
     for (k, s) in y.iter_mut().enumerate() {
         let r = first + k;
         *s += e.b[r];
@@ -702,146 +536,6 @@ fn reservoir_rows(first: usize, e: &Esn, u: &[f64], y: &mut [f64]) {
     }
     for (s, x) in y.iter_mut().zip(&e.x[first..]) {
         *s = (1.0 - a) * *x + a * crate::activation::tanh_f64(*s);
-    }
-}
-
-/// The dense row-major `[n, n]` form of a CSR matrix.
-fn csr_dense(n: usize, row: &[usize], col: &[u32], val: &[f64]) -> Vec<f64> {
-    let mut d = vec![0.0; n * n];
-    for r in 0..n {
-        for k in row[r]..row[r + 1] {
-            d[r * n + col[k] as usize] = val[k];
-        }
-    }
-    d
-}
-
-/// Calls `rows(lo, hi)` on disjoint ranges covering `0..n`: one per pool
-/// thread when the matrix has enough non-zeros to pay for the split, else
-/// once. Each row is computed whole by one thread, so results do not depend
-/// on the thread count.
-fn split_rows(n: usize, nnz: usize, rows: &(dyn Fn(usize, usize) + Sync)) {
-    let tasks = crate::gemm::threads();
-    if nnz >= PAR_MIN_NNZ && tasks > 1 {
-        let chunk = n.div_ceil(tasks);
-        pool().run(tasks, &|t| {
-            let (lo, hi) = (t * chunk, n.min((t + 1) * chunk));
-            if lo < hi {
-                rows(lo, hi);
-            }
-        });
-    } else {
-        rows(0, n);
-    }
-}
-
-/// Rows `first .. first + y.len()` of `W x`.
-///
-/// The arithmetic is fixed whatever the CPU: non-zero k of a row goes to
-/// lane k mod 16 of sixteen partial sums (fused multiply-adds), which are
-/// then added in a fixed tree. With AVX-512 that is two 8-lane accumulators
-/// fed by gathers of x; elsewhere the same sums in scalar code. A scalar
-/// loop with a few accumulators was bound by the FMA latency chain (about one
-/// non-zero per cycle).
-fn csr_rows(first: usize, row: &[usize], col: &[u32], val: &[f64], x: &[f64], y: &mut [f64]) {
-    assert!(row.len() > first + y.len() && row[first + y.len()] <= col.len().min(val.len()));
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f")
-        && std::arch::is_x86_feature_detected!("avx512vl")
-    {
-        debug_assert!(col[row[first]..row[first + y.len()]]
-            .iter()
-            .all(|&c| (c as usize) < x.len()));
-        // SAFETY: the features were detected; row offsets are checked above,
-        // and every column index is below x.len() = N by construction of W.
-        unsafe { csr_rows_avx512(first, row, col, val, x, y) };
-        return;
-    }
-    csr_rows_portable(first, row, col, val, x, y);
-}
-
-/// [`csr_rows`] without AVX-512: the same sums, lane by lane.
-#[multiversion::multiversion(targets("x86_64+avx2+fma"))]
-fn csr_rows_portable(
-    first: usize,
-    row: &[usize],
-    col: &[u32],
-    val: &[f64],
-    x: &[f64],
-    y: &mut [f64],
-) {
-    for (k, out) in y.iter_mut().enumerate() {
-        let r = first + k;
-        let (c, v) = (&col[row[r]..row[r + 1]], &val[row[r]..row[r + 1]]);
-        let mut acc = [0.0f64; 16];
-        let mut cc = c.chunks_exact(16);
-        let mut vc = v.chunks_exact(16);
-        for (c16, v16) in (&mut cc).zip(&mut vc) {
-            for l in 0..16 {
-                acc[l] = v16[l].mul_add(x[c16[l] as usize], acc[l]);
-            }
-        }
-        for (l, (ci, vi)) in cc.remainder().iter().zip(vc.remainder()).enumerate() {
-            acc[l] = vi.mul_add(x[*ci as usize], acc[l]);
-        }
-        *out = reduce16(&acc);
-    }
-}
-
-/// The fixed summation tree of sixteen partial sums.
-fn reduce16(a: &[f64; 16]) -> f64 {
-    let mut s = [0.0f64; 8];
-    for l in 0..8 {
-        s[l] = a[l] + a[l + 8];
-    }
-    ((s[0] + s[4]) + (s[2] + s[6])) + ((s[1] + s[5]) + (s[3] + s[7]))
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512vl")]
-unsafe fn csr_rows_avx512(
-    first: usize,
-    row: &[usize],
-    col: &[u32],
-    val: &[f64],
-    x: &[f64],
-    y: &mut [f64],
-) {
-    use std::arch::x86_64::*;
-    let xp = x.as_ptr();
-    for (k, out) in y.iter_mut().enumerate() {
-        let r = first + k;
-        let (lo, hi) = (row[r], row[r + 1]);
-        let (cp, vp) = (col.as_ptr().add(lo), val.as_ptr().add(lo));
-        let len = hi - lo;
-        let mut acc = [_mm512_setzero_pd(), _mm512_setzero_pd()];
-        let mut i = 0;
-        while i + 16 <= len {
-            for h in 0..2 {
-                let idx = _mm256_loadu_si256(cp.add(i + 8 * h) as *const __m256i);
-                let g = _mm512_i32gather_pd::<8>(idx, xp);
-                acc[h] = _mm512_fmadd_pd(_mm512_loadu_pd(vp.add(i + 8 * h)), g, acc[h]);
-            }
-            i += 16;
-        }
-        for h in 0..2 {
-            let rem = len.saturating_sub(i + 8 * h).min(8);
-            if rem > 0 {
-                let m: __mmask8 = ((1u32 << rem) - 1) as __mmask8;
-                let idx = _mm256_maskz_loadu_epi32(m, cp.add(i + 8 * h) as *const i32);
-                let g = _mm512_mask_i32gather_pd::<8>(_mm512_setzero_pd(), m, idx, xp);
-                acc[h] = _mm512_mask3_fmadd_pd(
-                    _mm512_maskz_loadu_pd(m, vp.add(i + 8 * h)),
-                    g,
-                    acc[h],
-                    m,
-                );
-            }
-        }
-        let mut a = [0.0f64; 16];
-        _mm512_storeu_pd(a.as_mut_ptr(), acc[0]);
-        _mm512_storeu_pd(a.as_mut_ptr().add(8), acc[1]);
-        *out = reduce16(&a);
     }
 }
 
@@ -860,122 +554,16 @@ pub fn scale_to_spectral_radius(w: &mut [f64], n: usize, target: f64) -> Result<
 }
 
 /// A standard normal draw (Box–Muller).
-fn normal(rng: &mut ChaCha8Rng) -> f64 {
+pub(crate) fn normal(rng: &mut ChaCha8Rng) -> f64 {
     let u1: f64 = 1.0 - rng.random::<f64>();
     let u2: f64 = rng.random::<f64>();
     (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
 }
 
-/// RMSE / (max − min) of the truth, as ReservoirPy's `nrmse`.
-pub fn nrmse(truth: &[f64], pred: &[f64]) -> f64 {
-    let mse = truth
-        .iter()
-        .zip(pred)
-        .map(|(a, b)| (a - b) * (a - b))
-        .sum::<f64>()
-        / truth.len() as f64;
-    let (lo, hi) = truth
-        .iter()
-        .fold((f64::MAX, f64::MIN), |(l, h), &v| (l.min(v), h.max(v)));
-    mse.sqrt() / (hi - lo)
-}
-
-/// Coefficient of determination 1 − SS_res / SS_tot.
-pub fn r2(truth: &[f64], pred: &[f64]) -> f64 {
-    let mean = truth.iter().sum::<f64>() / truth.len() as f64;
-    let ss_res: f64 = truth.iter().zip(pred).map(|(a, b)| (a - b) * (a - b)).sum();
-    let ss_tot: f64 = truth.iter().map(|a| (a - mean) * (a - mean)).sum();
-    1.0 - ss_res / ss_tot
-}
-
-/// The Mackey–Glass series dx/dt = 0.2·x(t−τ)/(1 + x(t−τ)^10) − 0.1·x(t),
-/// integrated by fourth-order Runge–Kutta with step `dt` (the delayed value
-/// at half steps interpolated linearly), sampled every `subsample` steps.
-/// The history before t = 0 is x0 = 1.2, perturbed by U(−0.1, 0.1) drawn
-/// from `seed` when it is non-zero.
-pub fn mackey_glass(
-    length: usize,
-    tau: f64,
-    dt: f64,
-    subsample: usize,
-    seed: u64,
-) -> Result<Vec<f64>> {
-    if !(tau > 0.0 && dt > 0.0 && tau.is_finite() && dt.is_finite()) || subsample == 0 {
-        return Err(Error::Config(format!("mackey-glass: tau and dt must be > 0 and subsample >= 1 (got {tau}, {dt}, {subsample})")));
-    }
-    let lag = (tau / dt).round() as usize;
-    if lag == 0 {
-        return Err(Error::Config(format!(
-            "mackey-glass: tau ({tau}) must be at least dt ({dt})"
-        )));
-    }
-    let x0 = if seed == 0 {
-        1.2
-    } else {
-        1.2 + ChaCha8Rng::seed_from_u64(seed).random_range(-0.1..0.1)
-    };
-    let f = |x: f64, xd: f64| 0.2 * xd / (1.0 + xd.powi(10)) - 0.1 * x;
-    // hist[i] is x at time (i − lag)·dt.
-    let steps = length * subsample;
-    let mut hist = vec![x0; lag + 1];
-    hist.reserve(steps);
-    let mut out = Vec::with_capacity(length);
-    for s in 0..steps {
-        let i = lag + s;
-        let x = hist[i];
-        let (d0, d1) = (hist[i - lag], hist[i - lag + 1]);
-        let dh = 0.5 * (d0 + d1);
-        let k1 = f(x, d0);
-        let k2 = f(x + 0.5 * dt * k1, dh);
-        let k3 = f(x + 0.5 * dt * k2, dh);
-        let k4 = f(x + dt * k3, d1);
-        if s % subsample == 0 {
-            out.push(x);
-        }
-        hist.push(x + dt / 6.0 * (k1 + 2.0 * k2 + 2.0 * k3 + k4));
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn csr_product_is_exact_and_the_same_on_every_path() {
-        // Row lengths around the 8- and 16-lane boundaries, and an empty row.
-        let lens = [0usize, 1, 7, 8, 9, 15, 16, 17, 31, 33, 100];
-        let n = 120;
-        let mut rng = ChaCha8Rng::seed_from_u64(5);
-        let (mut row, mut col, mut val) = (vec![0usize], Vec::new(), Vec::new());
-        for &l in &lens {
-            for _ in 0..l {
-                col.push(rng.random_range(0..n as u32));
-                val.push(normal(&mut rng));
-            }
-            row.push(col.len());
-        }
-        let x: Vec<f64> = (0..n).map(|_| normal(&mut rng)).collect();
-        let mut y = vec![0.0; lens.len()];
-        csr_rows(0, &row, &col, &val, &x, &mut y);
-        let mut y_portable = vec![0.0; lens.len()];
-        csr_rows_portable(0, &row, &col, &val, &x, &mut y_portable);
-        // Bit for bit: the result does not depend on which CPU runs it.
-        assert_eq!(y, y_portable);
-        for r in 0..lens.len() {
-            let exact: f64 = (row[r]..row[r + 1])
-                .map(|k| val[k] * x[col[k] as usize])
-                .sum();
-            assert!(
-                (y[r] - exact).abs() <= 1e-12 * (1.0 + exact.abs()),
-                "row {r}"
-            );
-        }
-        // A range of rows starting past 0, as a thread computes it.
-        let mut part = vec![0.0; 4];
-        csr_rows(3, &row, &col, &val, &x, &mut part);
-        assert_eq!(part, y[3..7]);
-    }
+    use crate::metrics::nrmse;
 
     #[test]
     fn scaled_reservoir_has_the_target_spectral_radius() {
@@ -1151,15 +739,5 @@ mod tests {
         let gen = esn.generate(&series[..1000], 200).unwrap();
         let e = nrmse(&series[1000..1200], &gen);
         assert!(e < 1e-3, "closed-loop NRMSE {e}");
-    }
-
-    #[test]
-    fn mackey_glass_stays_in_its_range() {
-        let x = mackey_glass(2000, 17.0, 0.1, 10, 0).unwrap();
-        assert_eq!(x.len(), 2000);
-        let (lo, hi) = x
-            .iter()
-            .fold((f64::MAX, f64::MIN), |(l, h), &v| (l.min(v), h.max(v)));
-        assert!(lo > 0.2 && hi < 1.5 && hi - lo > 0.5, "{lo}..{hi}");
     }
 }
