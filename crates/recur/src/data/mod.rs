@@ -3,6 +3,7 @@
 mod batch;
 mod csv;
 mod generate;
+pub mod tasks;
 mod vocab;
 
 pub use batch::{split_train_val, Batcher, LmBatch, LmData};

@@ -1,0 +1,326 @@
+//! The nets that learn the tasks, as [`Model`]s: their loss, test metrics
+//! and gradient flow.
+
+use rand::{Rng, RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::{GradientFlow, TaskCell, TaskConfig, TaskKind};
+use crate::cell::CellKind;
+use crate::data::tasks::{TaskBatch, COPY_LEN, COPY_SYMBOLS};
+use crate::diagnose::{rnn_jacobian_norms, state_grad_norms};
+use crate::error::{Error, Result};
+use crate::init::{init_params, set_lstm_forget_bias};
+use crate::layer::linear::Linear;
+use crate::layer::loss::{bce_with_logits, mse, softmax_cross_entropy};
+use crate::layer::rnn::{Rnn, RnnConfig, RnnInput, RnnWorkspace};
+use crate::model::jordan::{JordanNet, JordanWorkspace};
+use crate::params::ParamStore;
+use crate::train::{Evaluation, Metadata, Model};
+
+/// The net, in one store: a one-layer [`Rnn`] run over the whole sequence
+/// with a linear readout (Elman, LSTM and GRU nets), or a [`JordanNet`],
+/// run step by step as it feeds back its output.
+#[derive(Clone, Debug)]
+struct Net {
+    store: ParamStore<f32>,
+    kind: NetKind,
+}
+
+#[derive(Clone, Debug)]
+enum NetKind {
+    Layer {
+        rnn: Rnn,
+        ws: RnnWorkspace<f32>,
+        out: Linear,
+        /// `[T, B, O]` logits.
+        z: Vec<f32>,
+        /// `[T, B, H]` dL/dy.
+        dy: Vec<f32>,
+    },
+    Jordan {
+        net: JordanNet,
+        ws: JordanWorkspace<f32>,
+    },
+}
+
+impl Net {
+    fn new(cfg: &TaskConfig) -> Result<Net> {
+        let (i, h, o) = (cfg.inputs(), cfg.hidden, cfg.outputs());
+        let mut store = ParamStore::new();
+        let cell = match cfg.cell {
+            TaskCell::Tanh | TaskCell::Jordan => CellKind::RnnTanh,
+            TaskCell::Relu | TaskCell::Irnn => CellKind::RnnRelu,
+            TaskCell::Lstm => CellKind::Lstm,
+            TaskCell::Gru => CellKind::Gru,
+        };
+        let layer = |input: usize| {
+            RnnConfig::new(cell, input, h)
+                .leak(cfg.leak)
+                .skip(cfg.skip)
+                .hidden_to_hidden(cfg.cell != TaskCell::Jordan)
+        };
+        let (kind, rnn, out) = if cfg.cell == TaskCell::Jordan {
+            let net = JordanNet::new(store.root(), layer(i + o), i, cfg.output_kind())?;
+            let (rnn, out) = (net.rnn().clone(), *net.readout());
+            let ws = JordanWorkspace::new();
+            (NetKind::Jordan { net, ws }, rnn, out)
+        } else {
+            let rnn = Rnn::new(store.scope("rnn"), layer(i))?;
+            let out = Linear::new(store.scope("out"), h, o);
+            let kind = NetKind::Layer {
+                rnn: rnn.clone(),
+                ws: RnnWorkspace::new(),
+                out,
+                z: Vec::new(),
+                dy: Vec::new(),
+            };
+            (kind, rnn, out)
+        };
+        init_params(&mut store.params, rnn.param_info(), h, cfg.init, cfg.seed);
+        if cell == CellKind::Lstm {
+            set_lstm_forget_bias(&rnn, &mut store, cfg.forget_bias)?;
+        }
+        // The readout as torch.nn.Linear: U(−1/√H, 1/√H).
+        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x5eed);
+        let k = 1.0 / (h as f32).sqrt();
+        for r in [out.weight().range(), out.bias().range()] {
+            for v in &mut store.params[r] {
+                *v = rng.random_range(-k..k);
+            }
+        }
+        Ok(Net { store, kind })
+    }
+
+    /// Runs the net; returns the logits `[T, B, O]`.
+    fn forward(&mut self, bt: &TaskBatch, teacher: bool) -> Result<&[f32]> {
+        let store = &self.store;
+        match &mut self.kind {
+            NetKind::Jordan { net, ws } => {
+                let tf = teacher.then_some(&bt.y[..]);
+                net.forward(store, ws, &bt.x, bt.steps, bt.batch, None, tf)?;
+                Ok(ws.logits())
+            }
+            NetKind::Layer {
+                rnn, ws, out, z, ..
+            } => {
+                rnn.forward(store, ws, RnnInput::new(&bt.x, bt.steps, bt.batch), None)?;
+                let rows = bt.steps * bt.batch;
+                z.resize(rows * out.out, 0.0);
+                out.forward(store, ws.output(), rows, z);
+                Ok(z)
+            }
+        }
+    }
+
+    fn backward(&mut self, dz: &[f32]) -> Result<()> {
+        let store = &mut self.store;
+        match &mut self.kind {
+            NetKind::Jordan { net, ws } => net.backward(store, ws, dz),
+            NetKind::Layer {
+                rnn, ws, out, dy, ..
+            } => {
+                let rows = dz.len() / out.out;
+                dy.resize(rows * out.inp, 0.0);
+                out.backward(store, ws.output(), dz, rows, Some(dy));
+                rnn.backward(store, ws, dy, None, None)
+            }
+        }
+    }
+}
+
+/// The net of a task as a [`Model`]: its loss, its test metrics and its
+/// gradient flow.
+pub struct TaskNet {
+    cfg: TaskConfig,
+    net: Net,
+    /// `[T, B, O]` dL/dz.
+    dz: Vec<f32>,
+    /// (T, B, loss) of the last training batch.
+    last: (usize, usize, f64),
+}
+
+impl TaskNet {
+    /// The net `cfg` describes, initialised from its seed.
+    pub fn new(cfg: TaskConfig) -> Result<TaskNet> {
+        cfg.validate()?;
+        Ok(TaskNet {
+            net: Net::new(&cfg)?,
+            cfg,
+            dz: Vec::new(),
+            last: (0, 0, f64::NAN),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &TaskConfig {
+        &self.cfg
+    }
+
+    /// The loss of the last training batch.
+    pub fn last_loss(&self) -> f64 {
+        self.last.2
+    }
+
+    /// Makes later training steps keep dL/dh_t for [`TaskNet::gradient_flow`]
+    /// (Elman, LSTM and GRU nets).
+    pub fn record_gradients(&mut self) {
+        if let NetKind::Layer { ws, .. } = &mut self.net.kind {
+            ws.record_state_grads(true);
+        }
+    }
+
+    /// The gradient flow of the last training step (`step` is its number):
+    /// ‖dL/dh_t‖ over the batch, and the step Jacobians' spectral norms for
+    /// its first sequence. Needs [`TaskNet::record_gradients`] before the
+    /// step, and an Elman, LSTM or GRU net without skip connections (not a
+    /// Jordan net).
+    pub fn gradient_flow(&self, step: u64) -> Result<GradientFlow> {
+        let (tn, bn, loss) = self.last;
+        if tn == 0 {
+            return Err(Error::Order(
+                "gradient flow needs a training step first".into(),
+            ));
+        }
+        let store = &self.net.store;
+        let (state_grad_norm, jacobian_norm) = match &self.net.kind {
+            NetKind::Jordan { .. } => {
+                return Err(Error::Config(
+                    "gradient flow is measured for Elman, LSTM and GRU nets, not a Jordan net"
+                        .into(),
+                ))
+            }
+            NetKind::Layer { rnn, ws, .. } => {
+                let g = ws.state_grads(0, 0);
+                if g.is_empty() {
+                    return Err(Error::Order(
+                        "call record_gradients before the training step to keep dL/dh_t".into(),
+                    ));
+                }
+                (
+                    state_grad_norms(g, tn, bn),
+                    rnn_jacobian_norms(rnn, store, ws, 0)?,
+                )
+            }
+        };
+        Ok(GradientFlow {
+            step: step as usize,
+            loss,
+            state_grad_norm,
+            jacobian_norm,
+        })
+    }
+}
+
+impl Model for TaskNet {
+    type Batch = TaskBatch;
+
+    fn store(&self) -> &ParamStore<f32> {
+        &self.net.store
+    }
+
+    fn store_mut(&mut self) -> &mut ParamStore<f32> {
+        &mut self.net.store
+    }
+
+    fn forward_backward(&mut self, bt: &TaskBatch, _rng: &mut dyn RngCore) -> Result<f64> {
+        self.net.store.zero_grad();
+        let z = self.net.forward(bt, self.cfg.teacher_forcing)?;
+        let loss = task_loss(&self.cfg, bt, z, &mut self.dz);
+        self.last = (bt.steps, bt.batch, loss);
+        if loss.is_finite() {
+            self.net.backward(&self.dz)?;
+        }
+        Ok(loss)
+    }
+
+    /// The test set, free running (no teacher forcing): the task's loss,
+    /// and `accuracy` (binary addition: exactly right sums; copy: right
+    /// recalled symbols), `mse` and `baseline_mse` (adding), `baseline_loss`
+    /// (copy), and `solved` (1 or 0).
+    fn evaluate(&mut self, test: &[TaskBatch]) -> Result<Evaluation> {
+        let cfg = &self.cfg;
+        let o = cfg.outputs();
+        let (mut loss, mut right, mut count, mut sq, mut base) = (0.0, 0usize, 0usize, 0.0, 0.0);
+        let mut dz = Vec::new();
+        for bt in test {
+            let z = self.net.forward(bt, false)?;
+            let (tn, bn) = (bt.steps, bt.batch);
+            loss += task_loss(cfg, bt, z, &mut dz);
+            for b in 0..bn {
+                match cfg.task {
+                    TaskKind::BinaryAddition => {
+                        let exact = (cfg.delay..tn)
+                            .all(|t| (z[t * bn + b] > 0.0) == (bt.y[t * bn + b] > 0.5));
+                        right += usize::from(exact);
+                        count += 1;
+                    }
+                    TaskKind::Adding => {
+                        let r = (tn - 1) * bn + b;
+                        sq += f64::from(z[r] - bt.y[r]).powi(2);
+                        base += f64::from(1.0 - bt.y[r]).powi(2);
+                        count += 1;
+                    }
+                    TaskKind::Copy => {
+                        for t in tn - COPY_LEN..tn {
+                            let r = t * bn + b;
+                            let row = &z[r * o..][..o];
+                            let best = (0..o).fold(0, |m, k| if row[k] > row[m] { k } else { m });
+                            right += usize::from(best == bt.classes[r] as usize);
+                            count += 1;
+                        }
+                    }
+                }
+            }
+        }
+        let n = test.len() as f64;
+        let mut metrics = std::collections::BTreeMap::new();
+        let solved = match cfg.task {
+            TaskKind::BinaryAddition => {
+                metrics.insert("accuracy".to_string(), right as f64 / count as f64);
+                right == count
+            }
+            TaskKind::Adding => {
+                let m = sq / count as f64;
+                metrics.insert("mse".to_string(), m);
+                metrics.insert("baseline_mse".to_string(), base / count as f64);
+                m < 0.01
+            }
+            TaskKind::Copy => {
+                let acc = right as f64 / count as f64;
+                let tn = cfg.steps_per_sequence(true) as f64;
+                let base = COPY_LEN as f64 * (COPY_SYMBOLS as f64).ln() / tn;
+                metrics.insert("accuracy".to_string(), acc);
+                metrics.insert("baseline_loss".to_string(), base);
+                acc >= 0.99
+            }
+        };
+        metrics.insert("solved".to_string(), f64::from(u8::from(solved)));
+        Ok(Evaluation {
+            loss: loss / n,
+            metrics,
+        })
+    }
+
+    fn metadata(&self) -> Metadata {
+        vec![
+            ("format".to_string(), "recur-task".to_string()),
+            (
+                "config".to_string(),
+                serde_json::to_string(&self.cfg).expect("config serialises"),
+            ),
+        ]
+    }
+}
+
+/// The task's loss of logits `z` on `bt`; writes dL/dz into `dz`.
+fn task_loss(cfg: &TaskConfig, bt: &TaskBatch, z: &[f32], dz: &mut Vec<f32>) -> f64 {
+    dz.resize(z.len(), 0.0);
+    match cfg.task {
+        TaskKind::BinaryAddition => bce_with_logits(z, &bt.y, &bt.weight, dz),
+        TaskKind::Adding => mse(z, &bt.y, &bt.weight, dz),
+        TaskKind::Copy => {
+            dz.copy_from_slice(z);
+            softmax_cross_entropy(dz, &bt.classes, cfg.outputs(), true)
+        }
+    }
+}
