@@ -177,6 +177,16 @@ impl Rnn {
         }
     }
 
+    /// An [`Error::Order`] saying `what` unless `ws` last ran this layer and
+    /// `ready` holds.
+    fn expect<T>(&self, ws: &RnnWorkspace<T>, ready: bool, what: &str) -> Result<()> {
+        if ws.config.as_ref() == Some(&self.config) && ready {
+            Ok(())
+        } else {
+            Err(Error::Order(what.into()))
+        }
+    }
+
     /// Checks a pair of states (`h0`, `c0`, or the gradients `dh_n`,
     /// `dc_n`) against `[L·D, B, H]`; the second only for an LSTM.
     fn check_states<T>(
@@ -331,11 +341,11 @@ impl Rnn {
         dc_n: Option<&[T]>,
     ) -> Result<()> {
         let cfg = &self.config;
-        if ws.config.as_ref() != Some(cfg) || ws.stepwise {
-            return Err(Error::Order(
-                "backward needs a whole-sequence forward pass of the same layer on this workspace first".into(),
-            ));
-        }
+        self.expect(
+            ws,
+            !ws.stepwise,
+            "backward needs a whole-sequence forward pass of the same layer on this workspace first",
+        )?;
         let (tn, bn) = (ws.steps, ws.batch);
         let (h, d) = (cfg.hidden, cfg.directions());
         check_len(
@@ -489,11 +499,7 @@ impl Rnn {
         train: Option<&mut dyn RngCore>,
     ) -> Result<()> {
         let cfg = &self.config;
-        if ws.config.as_ref() != Some(cfg) || !ws.stepwise {
-            return Err(Error::Order(
-                "step needs start on this workspace first".into(),
-            ));
-        }
+        self.expect(ws, ws.stepwise, "step needs start on this workspace first")?;
         let (t, bn, h) = (ws.steps, ws.batch, cfg.hidden);
         if t == ws.capacity {
             return Err(Error::Config(format!(
@@ -571,12 +577,11 @@ impl Rnn {
         dc_n: Option<&[T]>,
     ) -> Result<()> {
         let cfg = &self.config;
-        if ws.config.as_ref() != Some(cfg) || !ws.stepwise || ws.pending == 0 {
-            return Err(Error::Order(
-                "step_backward needs steps run forward (start, step) and not yet run backward"
-                    .into(),
-            ));
-        }
+        self.expect(
+            ws,
+            ws.stepwise && ws.pending > 0,
+            "step_backward needs steps run forward (start, step) and not yet run backward",
+        )?;
         let (bn, h) = (ws.batch, cfg.hidden);
         check_len("dy_t", || format!("[B={bn}, H={h}]"), bn * h, dy_t.len())?;
         let t = ws.pending - 1;
@@ -645,11 +650,11 @@ impl Rnn {
         ws: &mut RnnWorkspace<T>,
     ) -> Result<()> {
         let cfg = &self.config;
-        if ws.config.as_ref() != Some(cfg) || !ws.stepwise || ws.pending != 0 || ws.steps == 0 {
-            return Err(Error::Order(
-                "finish_backward needs step_backward for every step first".into(),
-            ));
-        }
+        self.expect(
+            ws,
+            ws.stepwise && ws.pending == 0 && ws.steps > 0,
+            "finish_backward needs step_backward for every step first",
+        )?;
         let (tn, bn, h) = (ws.steps, ws.batch, cfg.hidden);
         let bh = bn * h;
         let RnnWorkspace {
