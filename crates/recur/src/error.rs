@@ -1,6 +1,10 @@
 //! Typed errors of the library. The CLI turns them into messages.
 
-/// Everything that can go wrong in the library.
+/// Everything that can go wrong in the library, by kind: configuration
+/// ([`Error::Config`], [`Error::Shape`], [`Error::Length`], [`Error::Order`]),
+/// invalid input naming the file, line and field ([`Error::Input`],
+/// [`Error::TooShort`]), numerical failure ([`Error::Diverged`],
+/// [`Error::Numerical`]), and I/O ([`Error::Io`]).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A configuration that cannot be built (zero sizes, dropout outside [0, 1), ...).
@@ -53,6 +57,10 @@ pub enum Error {
         /// What is wrong and what was expected.
         message: String,
     },
+    /// A computation that failed numerically (a solver that did not
+    /// converge, a matrix that is not positive definite).
+    #[error("{0}")]
+    Numerical(String),
     /// Training diverged: the loss stopped being a finite number.
     #[error("the loss became {loss} at step {step}; no update was made from it (try a lower --lr or --clip-norm)")]
     Diverged {

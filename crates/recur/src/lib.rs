@@ -43,8 +43,8 @@
 
 #![deny(missing_docs)]
 
-pub mod activation;
-pub mod cell;
+mod activation;
+mod cell;
 pub mod checkpoint;
 pub mod data;
 pub mod diagnose;
@@ -65,7 +65,7 @@ pub mod sample;
 pub mod task;
 pub mod train;
 
-pub use cell::{CellKind, StepMask};
+pub use cell::CellKind;
 pub use error::{Error, Result};
 pub use float::Float;
 pub use layer::embedding::Embedding;

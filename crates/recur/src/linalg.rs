@@ -18,7 +18,7 @@ pub fn spectral_radius(a: &[f64], n: usize) -> Result<f64> {
     let m = MatRef::from_row_major_slice(a, n, n);
     let ev = m
         .eigenvalues()
-        .map_err(|e| Error::Config(format!("eigenvalue solver did not converge: {e:?}")))?;
+        .map_err(|e| Error::Numerical(format!("the eigenvalue solver did not converge: {e:?}")))?;
     Ok(ev.iter().map(|z| z.re.hypot(z.im)).fold(0.0, f64::max))
 }
 
@@ -29,7 +29,7 @@ pub fn solve_spd(a: &[f64], n: usize, b: &mut [f64], m: usize) -> Result<()> {
     assert_eq!(b.len(), n * m, "solve_spd: right-hand side size");
     let am = MatRef::from_row_major_slice(a, n, n);
     let llt = am.llt(Side::Lower).map_err(|e| {
-        Error::Config(format!(
+        Error::Numerical(format!(
             "the regularised Gram matrix is not positive definite ({e:?}); increase --ridge"
         ))
     })?;

@@ -152,8 +152,9 @@ pub fn generate(
 ) -> Result<Vec<u32>> {
     how.validate()?;
     if prime.is_empty() {
-        return Err(Error::Config(
-            "generation needs at least one token to start from".into(),
+        return Err(Error::input(
+            "the prime",
+            "generation needs at least one token to start from",
         ));
     }
     if let Decoding::Beam { width } = how {

@@ -240,12 +240,6 @@ pub struct StepMask<'a> {
 }
 
 impl StepMask<'_> {
-    /// A mask with every row active.
-    pub const ALL: StepMask<'static> = StepMask {
-        lengths: None,
-        t: 0,
-    };
-
     /// Whether row `b` takes part in this step.
     #[inline(always)]
     pub fn active(&self, b: usize) -> bool {

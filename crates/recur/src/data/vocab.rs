@@ -90,13 +90,16 @@ impl Vocab {
         let mut index = HashMap::with_capacity(tokens.len());
         for (i, t) in tokens.iter().enumerate() {
             if index.insert(t.clone(), i as u32).is_some() {
-                return Err(Error::Config(format!(
-                    "vocabulary: token {t:?} appears twice"
-                )));
+                return Err(Error::Input {
+                    path: "vocabulary".into(),
+                    line: None,
+                    field: Some(format!("tokens[{i}]")),
+                    message: format!("token {t:?} appears twice"),
+                });
             }
         }
         if tokens.is_empty() {
-            return Err(Error::Config("vocabulary is empty".into()));
+            return Err(Error::input("vocabulary", "it is empty"));
         }
         Ok(Vocab {
             level,

@@ -371,12 +371,15 @@ impl Esn {
     pub fn fit(&mut self, series: &[f64]) -> Result<()> {
         let need = self.config.washout + self.config.horizon + 1;
         if series.len() < need {
-            return Err(Error::Config(format!(
-                "{} training points are too few: washout {} + horizon {} needs at least {need}",
-                series.len(),
-                self.config.washout,
-                self.config.horizon
-            )));
+            return Err(Error::input(
+                "the series",
+                format!(
+                    "{} training points are too few: washout {} + horizon {} needs at least {need}",
+                    series.len(),
+                    self.config.washout,
+                    self.config.horizon
+                ),
+            ));
         }
         let mut sums = RidgeSums::new(self.features(), 1);
         self.accumulate(series, &mut sums);

@@ -232,10 +232,13 @@ impl LanguageModel {
             self.config.layers,
         );
         check_len("ids", || format!("[T={t}, B={b}]"), t * b, ids.len())?;
-        if let Some(&bad) = ids.iter().find(|&&i| i as usize >= v) {
-            return Err(Error::Config(format!(
-                "token id {bad} is outside the vocabulary of {v}"
-            )));
+        if let Some((k, &bad)) = ids.iter().enumerate().find(|(_, &i)| i as usize >= v) {
+            return Err(Error::Input {
+                path: "token ids".into(),
+                line: None,
+                field: Some(format!("ids[{k}]")),
+                message: format!("token id {bad} is outside the vocabulary of {v}"),
+            });
         }
         let n = t * b;
         ws.ids.clear();
@@ -292,10 +295,13 @@ impl LanguageModel {
             t * b,
             targets.len(),
         )?;
-        match targets.iter().find(|&&i| i as usize >= v) {
-            Some(bad) => Err(Error::Config(format!(
-                "target id {bad} is outside the vocabulary of {v}"
-            ))),
+        match targets.iter().enumerate().find(|(_, &i)| i as usize >= v) {
+            Some((k, bad)) => Err(Error::Input {
+                path: "targets".into(),
+                line: None,
+                field: Some(format!("targets[{k}]")),
+                message: format!("target id {bad} is outside the vocabulary of {v}"),
+            }),
             None => Ok(()),
         }
     }
@@ -380,10 +386,10 @@ impl LanguageModel {
         chunk: usize,
     ) -> Result<StreamLoss> {
         if ids.len() < 2 {
-            return Err(Error::Config(format!(
-                "need at least 2 tokens to predict one, got {}",
-                ids.len()
-            )));
+            return Err(Error::input(
+                "token ids",
+                format!("need at least 2 tokens to predict one, got {}", ids.len()),
+            ));
         }
         ws.reset_state();
         let n = ids.len() - 1;
