@@ -6,6 +6,7 @@ use anyhow::bail;
 use clap::Args;
 use recur::checkpoint::load_lm;
 use recur::data::{read_text, tokenize};
+use recur::metrics::{bits_per_token, perplexity};
 use recur::model::lm::LmWorkspace;
 
 use crate::CliResult;
@@ -37,17 +38,17 @@ pub fn run(a: EvalArgs) -> CliResult {
     // One stream at batch 1, run 256 steps per call with the state carried.
     let r = model.eval_stream(&mut LmWorkspace::new(), &ids, 256)?;
     let ce = r.mean_cross_entropy;
-    let bits = ce / std::f64::consts::LN_2;
+    let (ppl, bits) = (perplexity(ce), bits_per_token(ce));
     if a.json {
         let v = serde_json::json!({
             "tokens": ids.len(), "predictions": r.predictions, "mean_cross_entropy": ce,
-            "perplexity": ce.exp(), "bits_per_token": bits,
+            "perplexity": ppl, "bits_per_token": bits,
         });
         println!("{v}");
     } else {
         println!("tokens              {}", ids.len());
         println!("mean cross-entropy  {ce:.6} nats");
-        println!("perplexity          {:.4}", ce.exp());
+        println!("perplexity          {ppl:.4}");
         println!(
             "bits per {:<10} {bits:.4}",
             if vocab.level == recur::data::Level::Char {

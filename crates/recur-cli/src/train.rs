@@ -10,6 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rand::SeedableRng;
 use recur::checkpoint::{load_lm, write_atomic};
 use recur::data::{read_text, tokenize, Level, LmData, Vocab};
+use recur::metrics::{bits_per_token, perplexity};
 use recur::model::lm::{LanguageModel, LmConfig};
 use recur::optim::OptimizerKind;
 use recur::sample::{default_start, generate, Decoding};
@@ -196,9 +197,9 @@ impl Observer<LanguageModel> for Progressbar {
             m.step, m.epoch, m.train_loss
         );
         if let Some(v) = m.val_loss {
-            line += &format!("  val {v:.4}  ppl {:.3}", v.exp());
+            line += &format!("  val {v:.4}  ppl {:.3}", perplexity(v));
             if self.char_level {
-                line += &format!("  bpc {:.4}", v / std::f64::consts::LN_2);
+                line += &format!("  bpc {:.4}", bits_per_token(v));
             }
         }
         line += &format!("  {:.0} tok/s", m.tokens_per_s);

@@ -19,6 +19,7 @@ use crate::layer::embedding::Embedding;
 use crate::layer::linear::Linear;
 use crate::layer::loss::softmax_cross_entropy;
 use crate::layer::rnn::{Rnn, RnnConfig, RnnInput, RnnWorkspace};
+use crate::metrics::{bits_per_token, perplexity};
 use crate::params::ParamStore;
 use crate::train::{Evaluation, Metadata, Model};
 
@@ -462,8 +463,8 @@ impl Model for LanguageModel {
         Ok(Evaluation {
             loss,
             metrics: [
-                ("perplexity".to_string(), loss.exp()),
-                ("bits_per_token".to_string(), loss / std::f64::consts::LN_2),
+                ("perplexity".to_string(), perplexity(loss)),
+                ("bits_per_token".to_string(), bits_per_token(loss)),
             ]
             .into(),
         })
