@@ -37,6 +37,7 @@ unsafe impl GlobalAlloc for Counting {
 static GLOBAL: Counting = Counting;
 
 /// Allocations made by one training pass (forward with dropout, backward).
+#[allow(clippy::too_many_arguments)]
 fn pass(
     rnn: &Rnn,
     store: &mut ParamStore<f32>,

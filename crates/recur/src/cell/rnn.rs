@@ -1,7 +1,8 @@
-//! Elman RNN step: h' = (1 − α) ⊙ h + α ⊙ act(W_ih x + b_ih + W_hh h + b_hh
-//! + W_skip h_{t−d}), act = tanh or relu. Without a leak (α = 1) and without
-//! a skip connection this is PyTorch's `nn.RNN` cell; either option, and the
-//! absence of W_hh (a Jordan net's hidden layer), are recur's.
+//! Elman RNN step, act = tanh or relu:
+//! h' = (1 − α) ⊙ h + α ⊙ act(W_ih x + b_ih + W_hh h + b_hh + W_skip h_{t−d}).
+//! Without a leak (α = 1) and without a skip connection this is PyTorch's
+//! `nn.RNN` cell; either option, and the absence of W_hh (a Jordan net's
+//! hidden layer), are recur's.
 
 use multiversion::multiversion;
 
