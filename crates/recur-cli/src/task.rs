@@ -102,7 +102,7 @@ impl NetArgs {
         let mut c = TaskConfig::new(kind, cell);
         c.hidden = self.hidden.unwrap_or(c.hidden);
         c.length = self.length.unwrap_or(c.length);
-        c.steps = self.steps.unwrap_or(c.steps);
+        c.train_steps = self.steps.unwrap_or(c.train_steps);
         c.batch = self.batch.unwrap_or(c.batch);
         c.seed = self.seed;
         c.optimizer = OptimizerKind::from_name(&self.optimizer).with_context(|| {
@@ -128,7 +128,7 @@ impl NetArgs {
         c.train_bits = self.train_bits;
         c.test_bits = self.test_bits;
         c.test_size = self.test_size.unwrap_or(c.test_size);
-        c.eval_every = self.eval_every.unwrap_or((c.steps / 20).max(1));
+        c.eval_every = self.eval_every.unwrap_or((c.train_steps / 20).max(1));
         Ok(c)
     }
 }
@@ -189,15 +189,12 @@ struct Watch<'a> {
     quiet: bool,
     solved_at: Option<usize>,
     last: Option<TaskMetrics>,
-    hook: &'a mut dyn FnMut(&TaskNet, u64) -> anyhow::Result<()>,
+    hook: &'a mut dyn FnMut(&TaskNet, u64) -> recur::Result<()>,
 }
 
 impl Observer<TaskNet> for Watch<'_> {
     fn step(&mut self, net: &TaskNet, _: &StepReport, p: &Progress) -> recur::Result<()> {
-        (self.hook)(net, p.step).map_err(|e| recur::Error::Io {
-            path: "the gradient record".into(),
-            message: format!("{e:#}"),
-        })
+        (self.hook)(net, p.step)
     }
 
     fn evaluated(&mut self, line: &MetricsLine) {
@@ -228,10 +225,10 @@ impl Observer<TaskNet> for Watch<'_> {
 fn train(
     run: &mut TaskRun,
     quiet: bool,
-    hook: &mut dyn FnMut(&TaskNet, u64) -> anyhow::Result<()>,
+    hook: &mut dyn FnMut(&TaskNet, u64) -> recur::Result<()>,
 ) -> anyhow::Result<(TaskMetrics, Option<usize>)> {
     let cfg = run.config().clone();
-    if cfg.steps == 0 {
+    if cfg.train_steps == 0 {
         bail!("--steps must be at least 1");
     }
     let mut watch = Watch {
@@ -241,7 +238,7 @@ fn train(
         hook,
     };
     run.trainer.run(
-        Budget::Steps(cfg.steps as u64),
+        Budget::Steps(cfg.train_steps as u64),
         cfg.eval_every as u64,
         None,
         &mut watch,
@@ -261,7 +258,7 @@ fn summary_json(
         "task": c.task.name(),
         "cell": c.cell.name(),
         "hidden": c.hidden,
-        "steps": c.steps,
+        "steps": c.train_steps,
         "batch": c.batch,
         "seed": c.seed,
         "optimizer": c.optimizer.name(),
@@ -326,7 +323,7 @@ pub fn run_task(a: TaskArgs) -> CliResult {
             c.cell.name(),
             c.hidden,
             run.param_count(),
-            c.steps,
+            c.train_steps,
             c.batch
         );
     }
@@ -361,12 +358,12 @@ pub fn run_diagnose(a: DiagnoseArgs) -> CliResult {
         cfg.hidden
     );
     let mut run = TaskRun::new(cfg.clone())?;
-    run.record_gradients();
+    run.record_gradients()?;
     std::fs::create_dir_all(&a.out)
         .with_context(|| format!("{}: cannot create the folder", a.out.display()))?;
     let jsonl = a.out.join("gradients.jsonl");
     let mut file = std::fs::File::create(&jsonl).with_context(|| jsonl.display().to_string())?;
-    let every = (cfg.steps / a.records).max(1);
+    let every = (cfg.train_steps / a.records).max(1);
     let mut flows: Vec<GradientFlow> = Vec::new();
     let (m, solved_at) = train(&mut run, false, &mut |net, s| {
         let s = s as usize;
@@ -378,7 +375,10 @@ pub fn run_diagnose(a: DiagnoseArgs) -> CliResult {
                 "state_grad_norm": f.state_grad_norm,
                 "jacobian_norm": f.jacobian_norm,
             });
-            writeln!(file, "{line}").with_context(|| jsonl.display().to_string())?;
+            writeln!(file, "{line}").map_err(|e| recur::Error::Io {
+                path: jsonl.display().to_string(),
+                message: e.to_string(),
+            })?;
             flows.push(f);
         }
         Ok(())

@@ -113,8 +113,12 @@ pub struct TrainArgs {
     /// Output folder.
     #[arg(long, default_value = "recur-run", value_name = "DIR")]
     out: PathBuf,
-    /// Continue the run saved in DIR (same data; a new --epochs/--steps/--time may be given).
-    #[arg(long, value_name = "DIR", conflicts_with_all = ["init_from", "cell", "layers", "hidden", "embed", "dropout"])]
+    /// Continue the run saved in DIR with its own settings (a new --epochs/--steps/--time or --eval-every may be given).
+    #[arg(long, value_name = "DIR", conflicts_with_all = [
+        "init_from", "cell", "layers", "hidden", "embed", "dropout", "data", "level", "min_count",
+        "seq_len", "batch", "optimizer", "lr", "momentum", "weight_decay", "schedule", "lr_decay",
+        "decay_start", "min_lr", "clip_norm", "clip_value", "val_fraction", "seed", "out",
+    ])]
     resume: Option<PathBuf>,
     /// Start from the weights (and vocabulary) of this recur model.
     #[arg(long, value_name = "MODEL", conflicts_with_all = ["cell", "layers", "hidden", "embed"])]
@@ -221,14 +225,14 @@ pub fn run(a: TrainArgs) -> CliResult {
         }
     }
     let (out, mut trainer, run_file) = match &a.resume {
-        Some(dir) => resume(dir, explicit_budget)?,
+        Some(dir) => resume(dir, explicit_budget, a.eval_every)?,
         None => start(&a, explicit_budget)?,
     };
 
     let spe = trainer.data.steps_per_epoch().unwrap_or(1) as u64;
     let eval_every = run_file.eval_every.unwrap_or(spe.min(200)).max(1);
     let c = trainer.model.config().clone();
-    let start_step = trainer.progress.step;
+    let start_step = trainer.progress().step;
     let limit_s = match run_file.budget {
         Budget::Minutes(m) => Some(m * 60.0),
         _ => None,
@@ -262,7 +266,7 @@ pub fn run(a: TrainArgs) -> CliResult {
     let mut bar = Progressbar {
         pb,
         start_step,
-        start_tokens: trainer.progress.tokens_seen,
+        start_tokens: trainer.progress().tokens_seen,
         limit_s,
         started: Instant::now(),
         char_level: trainer.data.vocab().level == Level::Char,
@@ -278,10 +282,10 @@ pub fn run(a: TrainArgs) -> CliResult {
     result?;
     println!(
         "done: {} steps, {} tokens in {:.1} s; best validation loss {}; wrote {}/model.safetensors, last.safetensors, metrics.jsonl, loss.svg",
-        trainer.progress.step,
-        trainer.progress.tokens_seen,
+        trainer.progress().step,
+        trainer.progress().tokens_seen,
         bar.started.elapsed().as_secs_f64(),
-        trainer.progress.best_val.map_or("n/a".to_string(), |v| format!("{v:.4}")),
+        trainer.progress().best_val.map_or("n/a".to_string(), |v| format!("{v:.4}")),
         out.display()
     );
     if run_file.sample_length > 0 {
@@ -310,8 +314,15 @@ pub fn run(a: TrainArgs) -> CliResult {
 
 type Started = (PathBuf, Trainer<LanguageModel, LmData>, RunFile);
 
+fn write_run_file(path: &Path, rf: &RunFile) -> anyhow::Result<()> {
+    let json = serde_json::to_string_pretty(rf).expect("run file serialises");
+    Ok(write_atomic(path, json.as_bytes())?)
+}
+
 /// Continues the run in `dir`.
-fn resume(dir: &Path, budget: Option<Budget>) -> anyhow::Result<Started> {
+/// Continues the run in `dir`, with a new budget or evaluation interval when
+/// given (written back to its `run.json`).
+fn resume(dir: &Path, budget: Option<Budget>, eval_every: Option<u64>) -> anyhow::Result<Started> {
     let rf_path = dir.join("run.json");
     let text = std::fs::read_to_string(&rf_path).with_context(|| {
         format!(
@@ -327,8 +338,10 @@ fn resume(dir: &Path, budget: Option<Budget>) -> anyhow::Result<Started> {
     let ids = vocab.encode(&tokenize(&text, vocab.level), &source)?;
     let rf = RunFile {
         budget: budget.unwrap_or(rf.budget),
+        eval_every: eval_every.or(rf.eval_every),
         ..rf
     };
+    write_run_file(&rf_path, &rf)?;
     let data = LmData::new(&ids, vocab, rf.batch, rf.seq_len, rf.val_fraction, &source)?;
     let total = rf.budget.total_steps(data.steps_per_epoch());
     let t = Trainer::resume(dir, model, data, total.map(Some))?;
@@ -425,12 +438,7 @@ fn start(a: &TrainArgs, budget: Option<Budget>) -> anyhow::Result<Started> {
         seq_len,
         val_fraction: a.val_fraction,
     };
-    write_atomic(
-        &a.out.join("run.json"),
-        serde_json::to_string_pretty(&rf)
-            .expect("run file serialises")
-            .as_bytes(),
-    )?;
+    write_run_file(&a.out.join("run.json"), &rf)?;
     let _ = std::fs::remove_file(a.out.join("metrics.jsonl"));
     Ok((a.out.clone(), t, rf))
 }

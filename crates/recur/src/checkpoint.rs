@@ -58,12 +58,7 @@ impl Tensors {
 }
 
 fn data_err(path: &Path, message: impl Into<String>) -> Error {
-    Error::Input {
-        line: None,
-        field: None,
-        path: path.display().to_string(),
-        message: message.into(),
-    }
+    Error::input(path.display(), message)
 }
 
 fn io_err(path: &Path, e: std::io::Error) -> Error {

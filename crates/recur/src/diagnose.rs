@@ -50,6 +50,16 @@ pub fn rnn_jacobian_norms<T: Float>(
     b: usize,
 ) -> Result<Vec<f64>> {
     let cfg = rnn.config();
+    if !ws.ran(cfg) {
+        return Err(Error::Order(
+            "the step Jacobian needs a forward pass of this layer on the workspace".into(),
+        ));
+    }
+    if ws.is_ragged() {
+        return Err(Error::Config(
+            "the step Jacobian is measured on batches whose sequences all run every step".into(),
+        ));
+    }
     if cfg.cell == CellKind::GruResetBefore {
         return Err(Error::Config(
             "the step Jacobian is measured for tanh/relu RNN, LSTM and reset-after GRU cells"

@@ -61,13 +61,15 @@ pub enum Error {
     /// converge, a matrix that is not positive definite).
     #[error("{0}")]
     Numerical(String),
-    /// Training diverged: the loss stopped being a finite number.
-    #[error("the loss became {loss} at step {step}; no update was made from it (try a lower --lr or --clip-norm)")]
+    /// Training diverged: the loss or the gradient stopped being finite.
+    #[error("training diverged at step {step}: loss {loss}, gradient norm {grad_norm}; no update was made from it (a lower learning rate or gradient clipping may help)")]
     Diverged {
         /// The update that would have been made (1-based).
         step: u64,
-        /// The loss.
+        /// The loss of the batch.
         loss: f64,
+        /// The gradient's global norm (NaN when the loss already was not finite).
+        grad_norm: f32,
     },
     /// Too little data for one batch.
     #[error("{what} has {have} tokens, but batch {batch} with sequence length {seq_len} needs at least {need} (batch × (seq_len + 1))")]

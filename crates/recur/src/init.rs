@@ -53,9 +53,11 @@ pub fn init_params<T: Float>(
     let small = Normal::new(0.0, 1e-3).expect("valid normal");
     for p in info {
         let dst = &mut params[p.offset..p.offset + p.len()];
-        let recurrent = p.name.starts_with("weight_hh") || p.name.starts_with("weight_skip");
+        // The name within its part: `rnn.weight_hh_l0` and `weight_hh_l0` alike.
+        let name = p.name.rsplit('.').next().unwrap_or(&p.name);
+        let recurrent = name.starts_with("weight_hh") || name.starts_with("weight_skip");
         match init {
-            _ if p.name.starts_with("leak_logit") => {}
+            _ if name.starts_with("leak_logit") => {}
             RecurrentInit::Orthogonal if recurrent => {
                 for block in dst.chunks_exact_mut(hidden * hidden) {
                     let q = random_orthogonal(hidden, &mut rng);
@@ -71,11 +73,11 @@ pub fn init_params<T: Float>(
                     (0..hidden).for_each(|i| block[i * hidden + i] = T::from_f64(scale));
                 }
             }
-            RecurrentInit::Identity(_) if p.name.starts_with("weight_ih") => {
+            RecurrentInit::Identity(_) if name.starts_with("weight_ih") => {
                 dst.iter_mut()
                     .for_each(|d| *d = T::from_f64(small.sample(&mut rng)));
             }
-            RecurrentInit::Identity(_) if p.name.starts_with("bias") => dst.fill(T::ZERO),
+            RecurrentInit::Identity(_) if name.starts_with("bias") => dst.fill(T::ZERO),
             _ => dst
                 .iter_mut()
                 .for_each(|d| *d = T::from_f64(rng.random_range(-k..k))),

@@ -173,5 +173,5 @@ pub use error::{Error, Result};
 pub use float::Float;
 pub use layer::embedding::Embedding;
 pub use layer::linear::Linear;
-pub use layer::rnn::{Rnn, RnnConfig, RnnInput, RnnWorkspace};
+pub use layer::rnn::{Leak, Rnn, RnnConfig, RnnInput, RnnWorkspace};
 pub use params::{Param, ParamInfo, ParamStore, Scope};

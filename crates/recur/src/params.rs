@@ -73,14 +73,6 @@ impl Param {
     pub fn of_mut<T>(self, buf: &mut [T]) -> &mut [T] {
         &mut buf[self.offset..self.offset + self.len]
     }
-    /// The handle covering `self` and `next`, which must follow it directly.
-    pub fn join(self, next: Param) -> Param {
-        debug_assert_eq!(self.offset + self.len, next.offset);
-        Param {
-            offset: self.offset,
-            len: self.len + next.len,
-        }
-    }
 }
 
 /// All parameters `[P]` and gradients `[P]` of a model, with their names.
@@ -202,9 +194,10 @@ impl<T: Float> Scope<'_, T> {
         Param { offset, len }
     }
 
-    /// The store's parameters, for a part that sets its own start values.
-    pub fn params_mut(&mut self) -> &mut [T] {
-        &mut self.store.params
+    /// Sets every element of a tensor this scope's store holds, for a part
+    /// that gives its own start value.
+    pub fn fill(&mut self, p: Param, value: T) {
+        p.of_mut(&mut self.store.params).fill(value);
     }
 
     /// Where the next tensor will start.

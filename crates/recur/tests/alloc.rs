@@ -172,7 +172,7 @@ fn training_steps() {
         let net = TaskNet::new(cfg.clone()).unwrap();
         let mut t = Trainer::new(
             net,
-            TaskData::new(&cfg),
+            TaskData::new(&cfg).unwrap(),
             TrainConfig::new(OptimizerKind::Adam, 1e-3),
         )
         .unwrap();

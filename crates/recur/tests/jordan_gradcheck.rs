@@ -275,3 +275,38 @@ fn step_by_step_equals_the_whole_sequence() {
         }
     }
 }
+
+/// Misused step by step, the layer says what is out of order instead of
+/// panicking or reading stale buffers.
+#[test]
+fn step_by_step_out_of_order_is_an_error() {
+    let Layer { rnn, mut store } = Layer::<f64>::new(RnnConfig::new(CellKind::Lstm, I, H));
+    let mut ws = RnnWorkspace::new();
+    let x = vec![0.1; B * I];
+    let dy = vec![0.1; B * H];
+    assert!(
+        rnn.step(&store, &mut ws, &x, None).is_err(),
+        "step before start"
+    );
+    rnn.start(&store, &mut ws, B, 3, None, None).unwrap();
+    for _ in 0..3 {
+        rnn.step(&store, &mut ws, &x, None).unwrap();
+    }
+    assert!(
+        rnn.step(&store, &mut ws, &x, None).is_err(),
+        "past the capacity"
+    );
+    // A new pass, then backward before any step.
+    rnn.start(&store, &mut ws, B, 3, None, None).unwrap();
+    assert!(rnn.step_backward(&store, &mut ws, &dy, None, None).is_err());
+    assert!(rnn.finish_backward(&mut store, &mut ws).is_err());
+    rnn.step(&store, &mut ws, &x, None).unwrap();
+    rnn.step_backward(&store, &mut ws, &dy, None, None).unwrap();
+    assert!(
+        rnn.step(&store, &mut ws, &x, None).is_err(),
+        "forward after backward began"
+    );
+    rnn.finish_backward(&mut store, &mut ws).unwrap();
+    assert!(rnn.finish_backward(&mut store, &mut ws).is_err(), "twice");
+    assert!(rnn.step_backward(&store, &mut ws, &dy, None, None).is_err());
+}

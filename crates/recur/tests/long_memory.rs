@@ -207,7 +207,7 @@ fn binary_addition_generalises_from_8_to_64_bits() {
     let cfg = TaskConfig::new(TaskKind::BinaryAddition, TaskCell::Tanh);
     assert_eq!((cfg.train_bits, cfg.test_bits), (8, 64));
     let mut run = TaskRun::new(cfg.clone()).unwrap();
-    for _ in 0..cfg.steps {
+    for _ in 0..cfg.train_steps {
         run.train_step().unwrap();
     }
     let m = run.evaluate().unwrap();
@@ -225,14 +225,14 @@ fn tasks_are_deterministic_and_report_their_metrics() {
         let cfg = TaskConfig {
             hidden: 8,
             length: 12,
-            steps: 3,
+            train_steps: 3,
             test_size: 40,
             batch: 10,
             ..TaskConfig::new(task, cell)
         };
         let metrics = || {
             let mut run = TaskRun::new(cfg.clone()).unwrap();
-            (0..cfg.steps).for_each(|_| {
+            (0..cfg.train_steps).for_each(|_| {
                 run.train_step().unwrap();
             });
             run.evaluate().unwrap()
@@ -267,14 +267,14 @@ fn gradient_flow_covers_every_step() {
         let cfg = TaskConfig {
             hidden: 6,
             length: 15,
-            steps: 2,
+            train_steps: 2,
             batch: 4,
             test_size: 4,
             ..TaskConfig::new(TaskKind::Adding, cell)
         };
         let mut run = TaskRun::new(cfg).unwrap();
         assert!(run.gradient_flow().is_err(), "no step yet");
-        run.record_gradients();
+        run.record_gradients().unwrap();
         run.train_step().unwrap();
         let f = run.gradient_flow().unwrap();
         assert_eq!((f.state_grad_norm.len(), f.jacobian_norm.len()), (15, 15));

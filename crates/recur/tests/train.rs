@@ -68,7 +68,7 @@ where
     let mut losses_b = Vec::new();
     let (m, d) = parts();
     let mut c = Trainer::resume(dir.path(), m, d, None).unwrap();
-    assert_eq!(c.progress.step, first);
+    assert_eq!(c.progress().step, first);
     for _ in first..total {
         losses_b.push(c.train_step().unwrap().loss);
     }
@@ -104,7 +104,12 @@ fn task_net_resumes_bit_for_bit() {
         test_size: 8,
         ..TaskConfig::new(TaskKind::BinaryAddition, TaskCell::Lstm)
     };
-    let parts = || (TaskNet::new(cfg.clone()).unwrap(), TaskData::new(&cfg));
+    let parts = || {
+        (
+            TaskNet::new(cfg.clone()).unwrap(),
+            TaskData::new(&cfg).unwrap(),
+        )
+    };
     let mut tc = TrainConfig::new(OptimizerKind::Adam, 1e-2);
     tc.clip_norm = 1.0;
     let (a, b, la, lb) = straight_and_resumed(parts, tc, 7, 15);
@@ -149,11 +154,32 @@ fn a_diverging_run_stops_before_the_update() {
     }
     let e = err.expect("the loss diverges");
     assert!(matches!(e, recur::Error::Diverged { .. }), "{e}");
-    let (diverged_at, before) = (t.progress.step, t.model.store().params.clone());
+    let (diverged_at, before) = (t.progress().step, t.model.store().params.clone());
     assert!(t.train_step().is_err());
-    assert_eq!(t.progress.step, diverged_at, "no step was counted");
+    assert_eq!(t.progress().step, diverged_at, "no step was counted");
     assert!(before
         .iter()
         .zip(&t.model.store().params)
         .all(|(a, b)| a.to_bits() == b.to_bits()));
+}
+
+#[test]
+fn resume_refuses_a_half_saved_pair() {
+    // A crash between the two renames leaves last.safetensors from one step
+    // and train_state.safetensors from another: resume must refuse it.
+    let dir = tempfile::tempdir().unwrap();
+    let (m, d) = lm_parts();
+    let mut t = Trainer::new(m, d, lm_config()).unwrap();
+    t.run(Budget::Steps(2), 2, Some(dir.path()), &mut Quiet)
+        .unwrap();
+    let early = std::fs::read(dir.path().join("last.safetensors")).unwrap();
+    t.run(Budget::Steps(4), 2, Some(dir.path()), &mut Quiet)
+        .unwrap();
+    std::fs::write(dir.path().join("last.safetensors"), early).unwrap();
+    let (m, d) = lm_parts();
+    let e = Trainer::resume(dir.path(), m, d, None)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(e.contains("step 2") && e.contains("step 4"), "{e}");
 }

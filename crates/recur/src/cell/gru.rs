@@ -71,12 +71,12 @@ pub(crate) fn backward_reset_before<T: Float>(
     gemm_nn(bn, h, 2 * h, io.d_gates, gh, p.w_hh, io.dh_prev, h, true);
 }
 
-/// Reset-after forward step for B rows.
+/// Reset-after forward step for B rows (fields of [`StepForward`]).
 ///
 /// - `gates` `[B, 3H]`: in, x·W_ihᵀ; out, activated r, z, n
 /// - `hg` `[B, 3H]`: h_prev·W_hhᵀ
 /// - `b_ih`, `b_hh` `[3H]`; `h_prev` `[B, H]`
-/// - `h_out` `[B, H]`: out, h'; `hn` `[B, H]`: out, W_hn h + b_hn (saved for backward)
+/// - `h_new` `[B, H]`: out, h'; `extra` `[B, H]`: out, W_hn h + b_hn (saved for backward)
 /// - `y`: out, row b at `b·y_stride` gets h' (zero for finished rows)
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx512dq+avx2+fma", "x86_64+avx2+fma"))]
 fn gru_forward_step<T: Float>(h: usize, p: &CellParams<T>, io: &mut StepForward<T>) {
@@ -111,12 +111,12 @@ fn gru_forward_step<T: Float>(h: usize, p: &CellParams<T>, io: &mut StepForward<
     }
 }
 
-/// Reset-after backward step for B rows.
+/// Reset-after backward step for B rows (fields of [`StepBackward`]).
 ///
-/// - `gates` `[B, 3H]`: saved r, z, n; `hn` `[B, H]`: saved W_hn h + b_hn; `h_prev` `[B, H]`
+/// - `gates` `[B, 3H]`: saved r, z, n; `extra` `[B, H]`: saved W_hn h + b_hn; `h_prev` `[B, H]`
 /// - `dh` `[B, H]`: dL/dh' from later steps; `dy` rows at `dy_stride`: dL/dy
-/// - `dg_x` `[B, 3H]`: out, dL/d(x-side pre-activations) (r, z, n)
-/// - `dg_h` `[B, 3H]`: out, dL/d(h·W_hhᵀ + b_hh) (r, z, and r·dn for n)
+/// - `d_gates` `[B, 3H]`: out, dL/d(x-side pre-activations) (r, z, n)
+/// - `d_hgates` `[B, 3H]`: out, dL/d(h·W_hhᵀ + b_hh) (r, z, and r·dn for n)
 /// - `dh_prev` `[B, H]`: out, the part of dL/dh that bypasses W_hh
 ///   (z·dh', or dh for finished rows); the layer then adds dg_h·W_hh.
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx512dq+avx2+fma", "x86_64+avx2+fma"))]
@@ -186,7 +186,7 @@ fn z_n_backward<T: Float>(
 /// - `gates` `[B, 3H]`: in, x·W_ihᵀ; out, r and z activated in blocks 0 and 1
 /// - `hg` `[B, 3H]`: blocks 0 and 1 hold h_prev·W_h{r,z}ᵀ
 /// - `b_ih`, `b_hh` `[3H]`; `h_prev` `[B, H]`
-/// - `rh` `[B, H]`: out, r ⊙ h_prev (the input of the n block's GEMM)
+/// - `extra` `[B, H]`: out, r ⊙ h_prev (the input of the n block's GEMM)
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx512dq+avx2+fma", "x86_64+avx2+fma"))]
 fn gru_rb_forward_gates<T: Float>(h: usize, p: &CellParams<T>, io: &mut StepForward<T>) {
     let [bir, biz, _] = blocks::<T, 3>(p.b_ih, h);
@@ -216,7 +216,7 @@ fn gru_rb_forward_gates<T: Float>(h: usize, p: &CellParams<T>, io: &mut StepForw
 ///
 /// - `gates` `[B, 3H]`: r, z activated; block 2 in, x·W_inᵀ; out, n
 /// - `hg` `[B, 3H]`: block 2 holds (r ⊙ h_prev)·W_hnᵀ
-/// - `h_out` `[B, H]`: out, h'; `y`: out, row b at `b·y_stride` gets h'
+/// - `h_new` `[B, H]`: out, h'; `y`: out, row b at `b·y_stride` gets h'
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx512dq+avx2+fma", "x86_64+avx2+fma"))]
 fn gru_rb_forward_out<T: Float>(h: usize, p: &CellParams<T>, io: &mut StepForward<T>) {
     let bin = &p.b_ih[2 * h..3 * h];

@@ -21,12 +21,13 @@ pub(crate) fn backward<T: Float>(h: usize, p: &CellParams<T>, mut io: StepBackwa
     gemm_nn(bn, h, gh, io.d_gates, gh, p.w_hh, io.dh_prev, h, true);
 }
 
-/// Forward step for B rows.
+/// Forward step for B rows; names are fields of [`StepForward`] and
+/// [`CellParams`].
 ///
 /// - `gates` `[B, 4H]`: in, x·W_ihᵀ + h_prev·W_hhᵀ; out, activated i, f, g, o
 /// - `b_ih`, `b_hh` `[4H]`
 /// - `c_prev`, `h_prev` `[B, H]`
-/// - `c_out`, `h_out`, `tanh_c` `[B, H]`: out, c', h', tanh(c')
+/// - `c_new`, `h_new`, `extra` `[B, H]`: out, c', h', tanh(c')
 /// - `y`: out, row b at `b·y_stride` gets h' (zero for finished rows)
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx512dq+avx2+fma", "x86_64+avx2+fma"))]
 fn lstm_forward_step<T: Float>(h: usize, p: &CellParams<T>, io: &mut StepForward<T>) {
@@ -76,9 +77,9 @@ fn lstm_forward_step<T: Float>(h: usize, p: &CellParams<T>, io: &mut StepForward
     }
 }
 
-/// Backward step for B rows.
+/// Backward step for B rows; names are fields of [`StepBackward`].
 ///
-/// - `gates` `[B, 4H]`: saved activated i, f, g, o; `c_prev`, `tanh_c` `[B, H]`: saved
+/// - `gates` `[B, 4H]`: saved activated i, f, g, o; `c_prev`, `extra` `[B, H]`: saved
 /// - `dh` `[B, H]`: dL/dh' from later steps; `dy` rows at `dy_stride`: dL/dy
 /// - `dc` `[B, H]`: in, dL/dc'; out, dL/dc
 /// - `d_gates` `[B, 4H]`: out, dL/d(pre-activations)

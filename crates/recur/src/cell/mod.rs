@@ -1,8 +1,9 @@
 //! Fused pointwise step kernels, one file per cell.
 //!
-//! A step of a recurrent layer is one recurrent GEMM plus one of these
-//! kernels (two of each for the reset-before GRU, whose second GEMM needs the
-//! reset gate). Forward kernels take the pre-activations the GEMMs produced,
+//! A step of a recurrent layer is its recurrent GEMMs plus one of these
+//! kernels: one GEMM for most cells; two of each for the reset-before GRU,
+//! whose second GEMM needs the reset gate; for an Elman layer, one more for a
+//! skip connection and none without `weight_hh`. Forward kernels take the pre-activations the GEMMs produced,
 //! add the biases, activate in place (the activated gates are what backward
 //! needs) and write the new state; backward kernels turn dL/dh (and dL/dc)
 //! into gradients of the pre-activations, which the layer then multiplies
@@ -48,7 +49,7 @@ pub(crate) struct StepForward<'a, T> {
     pub h_skip: Option<&'a [T]>,
     /// `[B, H]` out: the new state.
     pub h_new: &'a mut [T],
-    /// `[B, H]` the cell state before the step and after it (LSTM; else empty).
+    /// `[B, H]` the cell state before the step (LSTM; else empty).
     pub c_prev: &'a [T],
     /// `[B, H]` out: the new cell state (LSTM; else empty).
     pub c_new: &'a mut [T],
@@ -232,7 +233,7 @@ impl CellKind {
 /// Row b is active at time t when `t < lengths[b]`; with no lengths every row
 /// is active.
 #[derive(Clone, Copy, Debug)]
-pub struct StepMask<'a> {
+pub(crate) struct StepMask<'a> {
     /// Per-row sequence lengths `[B]`, or `None` for all equal to T.
     pub lengths: Option<&'a [usize]>,
     /// The time index of this step.
@@ -242,7 +243,7 @@ pub struct StepMask<'a> {
 impl StepMask<'_> {
     /// Whether row `b` takes part in this step.
     #[inline(always)]
-    pub fn active(&self, b: usize) -> bool {
+    pub(crate) fn active(&self, b: usize) -> bool {
         match self.lengths {
             None => true,
             Some(l) => self.t < l[b],

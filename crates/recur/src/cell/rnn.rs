@@ -34,11 +34,12 @@ pub(crate) fn backward<T: Float>(relu: bool, h: usize, p: &CellParams<T>, mut io
     }
 }
 
-/// Forward step for B rows.
+/// Forward step for B rows; names are fields of [`StepForward`] and
+/// [`CellParams`].
 ///
-/// - `pre`  `[B, H]`: in, the products; out, act(pre + b) (the saved activation)
+/// - `gates` `[B, H]`: in, the products; out, act(pre + b) (the saved activation)
 /// - `b_ih`, `b_hh` `[H]`
-/// - `h_prev` `[B, H]`; `h_out` `[B, H]`: out, h'
+/// - `h_prev` `[B, H]`; `h_new` `[B, H]`: out, h'
 /// - `y`: out, row b at `b·y_stride` gets h' (zero for finished rows)
 /// - `alpha` `[H]`: the leak rates, or `None` for h' = act
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx512dq+avx2+fma", "x86_64+avx2+fma"))]
@@ -73,11 +74,11 @@ fn rnn_forward_step<T: Float>(relu: bool, h: usize, p: &CellParams<T>, io: &mut 
     }
 }
 
-/// Backward step for B rows.
+/// Backward step for B rows; names are fields of [`StepBackward`].
 ///
-/// - `act` `[B, H]`: the saved act(pre) of this step
+/// - `gates` `[B, H]`: the saved act(pre) of this step
 /// - `dh` `[B, H]`: dL/dh' from later steps; `dy` rows at `dy_stride`: dL/dy
-/// - `d_pre` `[B, H]`: out, dL/d(pre-activation)
+/// - `d_gates` `[B, H]`: out, dL/d(pre-activation)
 /// - `dh_prev` `[B, H]`: out, the part of dL/dh that bypasses the weights:
 ///   (1 − α)·dL/dh' for active rows, dL/dh' for finished ones; the cell then
 ///   adds d_pre·W_hh

@@ -1,4 +1,5 @@
-//! Text data: tokens, vocabularies and the batch layout of language models.
+//! Data: text tokens, vocabularies and the batch layout of language models;
+//! CSV columns; generated series (Mackey-Glass) and the long-memory tasks' batches.
 
 mod batch;
 mod csv;

@@ -136,17 +136,18 @@ pub struct TaskData {
 
 impl TaskData {
     /// The streams `cfg` (its task and seed) describes.
-    pub fn new(cfg: &TaskConfig) -> TaskData {
+    pub fn new(cfg: &TaskConfig) -> Result<TaskData> {
+        cfg.validate()?;
         let mut test_rng = ChaCha8Rng::seed_from_u64(cfg.seed.wrapping_add(0x7e57));
         let chunks = cfg.test_size.div_ceil(cfg.batch);
         let test = (0..chunks)
             .map(|_| draw_batch(cfg, &mut test_rng, cfg.batch, true))
             .collect();
-        TaskData {
+        Ok(TaskData {
             cfg: cfg.clone(),
             rng: ChaCha8Rng::seed_from_u64(cfg.seed.wrapping_add(0xda7a)),
             test,
-        }
+        })
     }
 }
 

@@ -9,10 +9,8 @@ use crate::params::{Param, ParamStore, Scope};
 /// readout; to `[B, in]`, a head on a pooled vector.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Linear {
-    /// Input features.
-    pub inp: usize,
-    /// Output features.
-    pub out: usize,
+    input: usize,
+    output: usize,
     weight: Param,
     bias: Param,
 }
@@ -23,11 +21,19 @@ impl Linear {
         let weight = scope.add("weight", &[out, inp]);
         let bias = scope.add("bias", &[out]);
         Linear {
-            inp,
-            out,
+            input: inp,
+            output: out,
             weight,
             bias,
         }
+    }
+    /// Input features.
+    pub fn input(&self) -> usize {
+        self.input
+    }
+    /// Output features.
+    pub fn output(&self) -> usize {
+        self.output
     }
     /// The weight `[out, in]`.
     pub fn weight(&self) -> Param {
@@ -45,8 +51,8 @@ impl Linear {
             self.weight.of(p),
             self.bias.of(p),
             n,
-            self.inp,
-            self.out,
+            self.input,
+            self.output,
             y,
         );
     }
@@ -66,8 +72,8 @@ impl Linear {
             self.weight.of(p),
             dy,
             n,
-            self.inp,
-            self.out,
+            self.input,
+            self.output,
             self.weight.of_mut(lo),
             &mut hi[..self.bias.len],
             dx,
@@ -76,7 +82,7 @@ impl Linear {
 }
 
 /// `y[N, out] = x[N, in] · Wᵀ + b`.
-pub fn linear_forward<T: Float>(
+pub(crate) fn linear_forward<T: Float>(
     x: &[T],
     w: &[T],
     b: &[T],
@@ -94,7 +100,7 @@ pub fn linear_forward<T: Float>(
 /// Adds dW `[out, in]` += dyᵀ·x and db += Σ dy; writes dx `[N, in]` = dy·W
 /// when `dx` is given.
 #[allow(clippy::too_many_arguments)]
-pub fn linear_backward<T: Float>(
+pub(crate) fn linear_backward<T: Float>(
     x: &[T],
     w: &[T],
     dy: &[T],

@@ -135,7 +135,12 @@ impl JordanNet {
         h0: Option<&[T]>,
         teacher: Option<&[T]>,
     ) -> Result<()> {
-        let (tn, bn, i, o) = (steps, batch, self.inputs, self.out.out);
+        let (tn, bn, i, o) = (steps, batch, self.inputs, self.out.output());
+        if tn == 0 || bn == 0 {
+            return Err(Error::Config(format!(
+                "steps T and batch B must be at least 1 (got T = {tn}, B = {bn})"
+            )));
+        }
         check_len(
             "x",
             || format!("[T={tn}, B={bn}, I={i}]"),
@@ -150,8 +155,7 @@ impl JordanNet {
                 s.len(),
             )?;
         }
-        self.rnn
-            .start(store, &mut ws.rnn, bn, tn.max(1), h0, None)?;
+        self.rnn.start(store, &mut ws.rnn, bn, tn, h0, None)?;
         ws.teacher = teacher.is_some();
         ws.xin.resize(bn * (i + o), T::ZERO);
         ws.z.resize(tn * bn * o, T::ZERO);
@@ -186,7 +190,7 @@ impl JordanNet {
         dz: &[T],
     ) -> Result<()> {
         let (tn, bn) = (ws.rnn.steps(), ws.rnn.batch());
-        let (i, o, h) = (self.inputs, self.out.out, self.out.inp);
+        let (i, o, h) = (self.inputs, self.out.output(), self.out.input());
         check_len(
             "dz",
             || format!("[T={tn}, B={bn}, O={o}]"),

@@ -117,7 +117,7 @@ impl LmWorkspace {
     }
     /// Reorders the rows of the carried state: new row i = old row `from[i]`
     /// (beam search).
-    pub fn reorder_state(&mut self, from: &[usize], h: usize) {
+    pub(crate) fn reorder_state(&mut self, from: &[usize], h: usize) {
         let b = self.state_batch;
         for s in [&mut self.state_h, &mut self.state_c] {
             if s.is_empty() {

@@ -1,5 +1,8 @@
 //! Long-memory benchmark tasks: binary addition, the adding problem and the
-//! copy task, each with its data generator, loss, metric and training loop.
+//! copy task. Their configs and runs are here, the nets that learn them (as
+//! [`crate::train::Model`]s, with the loss and test metrics) in `net.rs`, the
+//! batch generators in [`crate::data::tasks`]; the [`crate::train::Trainer`]
+//! trains them.
 //!
 //! - **binary-addition**: two input bits per step, least significant first;
 //!   the target is the sum bit, `delay` steps later. Train on numbers of at
@@ -24,6 +27,9 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::data::tasks::{TaskBatch, TaskData};
 pub use net::TaskNet;
+
+/// The `format` metadata of a task net's checkpoint.
+pub const TASK_FORMAT: &str = "recur-task";
 
 use crate::data::tasks::{COPY_LEN, COPY_SYMBOLS};
 use crate::error::{Error, Result};
@@ -127,7 +133,7 @@ pub struct TaskConfig {
     /// takes its length from the bit counts).
     pub length: usize,
     /// Training steps (batches).
-    pub steps: usize,
+    pub train_steps: usize,
     /// B.
     pub batch: usize,
     /// Seeds initialisation, training data, test data.
@@ -175,7 +181,7 @@ impl TaskConfig {
             cell,
             hidden,
             length,
-            steps,
+            train_steps: steps,
             batch,
             seed: 1,
             optimizer: OptimizerKind::Adam,
@@ -199,7 +205,7 @@ impl TaskConfig {
         }
     }
 
-    fn validate(&self) -> Result<()> {
+    pub(crate) fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Config(m));
         if self.hidden == 0 || self.batch == 0 || self.test_size == 0 {
             return bad("hidden size, batch and test size must be at least 1".into());
@@ -276,7 +282,8 @@ impl TaskConfig {
 pub struct TaskMetrics {
     /// Training steps taken when measured.
     pub step: usize,
-    /// The mean training loss since the previous evaluation.
+    /// The training loss: in a run, the mean since the previous evaluation;
+    /// from [`TaskRun::evaluate`], the last batch's.
     pub train_loss: f64,
     /// The task's loss on the test set.
     pub test_loss: f64,
@@ -320,7 +327,7 @@ impl TaskRun {
         tc.clip_norm = cfg.clip_norm;
         tc.clip_value = cfg.clip_value;
         tc.seed = cfg.seed;
-        let data = TaskData::new(&cfg);
+        let data = TaskData::new(&cfg)?;
         Ok(TaskRun {
             trainer: Trainer::new(net, data, tc)?,
         })
@@ -338,12 +345,12 @@ impl TaskRun {
 
     /// Training steps taken.
     pub fn steps_done(&self) -> usize {
-        self.trainer.progress.step as usize
+        self.trainer.progress().step as usize
     }
 
     /// Makes the next training steps keep dL/dh_t for [`TaskRun::gradient_flow`].
-    pub fn record_gradients(&mut self) {
-        self.trainer.model.record_gradients();
+    pub fn record_gradients(&mut self) -> Result<()> {
+        self.trainer.model.record_gradients()
     }
 
     /// One step on a fresh batch: forward, loss, BPTT, clipping, update.
@@ -365,7 +372,9 @@ impl TaskRun {
 
     /// The gradient flow of the last training step; see [`TaskNet::gradient_flow`].
     pub fn gradient_flow(&self) -> Result<GradientFlow> {
-        self.trainer.model.gradient_flow(self.trainer.progress.step)
+        self.trainer
+            .model
+            .gradient_flow(self.trainer.progress().step)
     }
 }
 

@@ -4,7 +4,7 @@
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::{GradientFlow, TaskCell, TaskConfig, TaskKind};
+use super::{GradientFlow, TaskCell, TaskConfig, TaskKind, TASK_FORMAT};
 use crate::cell::CellKind;
 use crate::data::tasks::{TaskBatch, COPY_LEN, COPY_SYMBOLS};
 use crate::diagnose::{rnn_jacobian_norms, state_grad_norms};
@@ -105,7 +105,7 @@ impl Net {
             } => {
                 rnn.forward(store, ws, RnnInput::new(&bt.x, bt.steps, bt.batch), None)?;
                 let rows = bt.steps * bt.batch;
-                z.resize(rows * out.out, 0.0);
+                z.resize(rows * out.output(), 0.0);
                 out.forward(store, ws.output(), rows, z);
                 Ok(z)
             }
@@ -119,8 +119,8 @@ impl Net {
             NetKind::Layer {
                 rnn, ws, out, dy, ..
             } => {
-                let rows = dz.len() / out.out;
-                dy.resize(rows * out.inp, 0.0);
+                let rows = dz.len() / out.output();
+                dy.resize(rows * out.input(), 0.0);
                 out.backward(store, ws.output(), dz, rows, Some(dy));
                 rnn.backward(store, ws, dy, None, None)
             }
@@ -137,6 +137,11 @@ pub struct TaskNet {
     dz: Vec<f32>,
     /// (T, B, loss) of the last training batch.
     last: (usize, usize, f64),
+    /// Whether training steps measure the gradient flow.
+    record: bool,
+    /// (‖dL/dh_t‖, σ_max of the step Jacobians) of the last training step,
+    /// measured before the update.
+    flow: Option<(Vec<f64>, Vec<f64>)>,
 }
 
 impl TaskNet {
@@ -148,6 +153,8 @@ impl TaskNet {
             cfg,
             dz: Vec::new(),
             last: (0, 0, f64::NAN),
+            record: false,
+            flow: None,
         })
     }
 
@@ -161,53 +168,48 @@ impl TaskNet {
         self.last.2
     }
 
-    /// Makes later training steps keep dL/dh_t for [`TaskNet::gradient_flow`]
-    /// (Elman, LSTM and GRU nets).
-    pub fn record_gradients(&mut self) {
-        if let NetKind::Layer { ws, .. } = &mut self.net.kind {
-            ws.record_state_grads(true);
+    /// Makes later training steps measure their gradient flow for
+    /// [`TaskNet::gradient_flow`] (Elman, LSTM and GRU nets without skip
+    /// connections; not a Jordan net).
+    pub fn record_gradients(&mut self) -> Result<()> {
+        match &mut self.net.kind {
+            NetKind::Jordan { .. } => Err(Error::Config(
+                "gradient flow is measured for Elman, LSTM and GRU nets, not a Jordan net".into(),
+            )),
+            NetKind::Layer { ws, .. } => {
+                ws.record_state_grads(true);
+                self.record = true;
+                Ok(())
+            }
         }
     }
 
     /// The gradient flow of the last training step (`step` is its number):
     /// ‖dL/dh_t‖ over the batch, and the step Jacobians' spectral norms for
-    /// its first sequence. Needs [`TaskNet::record_gradients`] before the
-    /// step, and an Elman, LSTM or GRU net without skip connections (not a
-    /// Jordan net).
+    /// its first sequence, both from the weights the step used. Needs
+    /// [`TaskNet::record_gradients`] before the step.
     pub fn gradient_flow(&self, step: u64) -> Result<GradientFlow> {
-        let (tn, bn, loss) = self.last;
-        if tn == 0 {
-            return Err(Error::Order(
-                "gradient flow needs a training step first".into(),
-            ));
-        }
-        let store = &self.net.store;
-        let (state_grad_norm, jacobian_norm) = match &self.net.kind {
-            NetKind::Jordan { .. } => {
-                return Err(Error::Config(
-                    "gradient flow is measured for Elman, LSTM and GRU nets, not a Jordan net"
-                        .into(),
-                ))
-            }
-            NetKind::Layer { rnn, ws, .. } => {
-                let g = ws.state_grads(0, 0);
-                if g.is_empty() {
-                    return Err(Error::Order(
-                        "call record_gradients before the training step to keep dL/dh_t".into(),
-                    ));
-                }
-                (
-                    state_grad_norms(g, tn, bn),
-                    rnn_jacobian_norms(rnn, store, ws, 0)?,
-                )
-            }
-        };
+        let (state_grad_norm, jacobian_norm) = self.flow.clone().ok_or_else(|| {
+            Error::Order("gradient flow needs record_gradients and then a training step".into())
+        })?;
         Ok(GradientFlow {
             step: step as usize,
-            loss,
+            loss: self.last.2,
             state_grad_norm,
             jacobian_norm,
         })
+    }
+
+    /// Measures the flow of the backward pass that just ran.
+    fn measure_flow(&self) -> Result<(Vec<f64>, Vec<f64>)> {
+        let (tn, bn, _) = self.last;
+        match &self.net.kind {
+            NetKind::Layer { rnn, ws, .. } => Ok((
+                state_grad_norms(ws.state_grads(0, 0), tn, bn),
+                rnn_jacobian_norms(rnn, &self.net.store, ws, 0)?,
+            )),
+            NetKind::Jordan { .. } => unreachable!("record_gradients refuses a Jordan net"),
+        }
     }
 }
 
@@ -229,6 +231,9 @@ impl Model for TaskNet {
         self.last = (bt.steps, bt.batch, loss);
         if loss.is_finite() {
             self.net.backward(&self.dz)?;
+            if self.record {
+                self.flow = Some(self.measure_flow()?);
+            }
         }
         Ok(loss)
     }
@@ -303,7 +308,7 @@ impl Model for TaskNet {
 
     fn metadata(&self) -> Metadata {
         vec![
-            ("format".to_string(), "recur-task".to_string()),
+            ("format".to_string(), TASK_FORMAT.to_string()),
             (
                 "config".to_string(),
                 serde_json::to_string(&self.cfg).expect("config serialises"),

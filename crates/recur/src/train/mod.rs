@@ -20,8 +20,9 @@
 //! 1. the gradients are zeroed, forward and backward run on the batch;
 //! 2. a loss that is not finite stops the run with [`Error::Diverged`]
 //!    before any weight changes, so the last checkpoint stays good;
-//! 3. the global L2 norm is measured (and reported) and, with
-//!    `clip_norm` > 0, the gradient is scaled down to it;
+//! 3. the global L2 norm is measured (and reported); one that is not finite
+//!    stops the run the same way; with `clip_norm` > 0, the gradient is
+//!    scaled down to it;
 //! 4. with `clip_value` > 0, every element is then clamped to ±clip_value;
 //! 5. the optimiser steps at the schedule's rate for this step and epoch.
 
@@ -243,8 +244,7 @@ pub struct Trainer<M: Model, D: Data<Batch = M::Batch>> {
     rng: ChaCha8Rng,
     /// The training batch, refilled every step.
     batch: M::Batch,
-    /// Where the run stands.
-    pub progress: Progress,
+    progress: Progress,
     /// Every evaluation of the run, for the plot.
     history: Vec<MetricsLine>,
 }
@@ -272,6 +272,11 @@ impl<M: Model, D: Data<Batch = M::Batch>> Trainer<M, D> {
         &self.config
     }
 
+    /// Where the run stands.
+    pub fn progress(&self) -> &Progress {
+        &self.progress
+    }
+
     /// One update on the next batch (see the module docs for its order).
     pub fn train_step(&mut self) -> Result<StepReport> {
         let p = &self.progress;
@@ -284,11 +289,19 @@ impl<M: Model, D: Data<Batch = M::Batch>> Trainer<M, D> {
             return Err(Error::Diverged {
                 step: self.progress.step + 1,
                 loss,
+                grad_norm: f32::NAN,
             });
         }
         let c = &self.config;
         let store = self.model.store_mut();
         let grad_norm = clip_grad_norm(&mut [&mut store.grads], c.clip_norm);
+        if !grad_norm.is_finite() {
+            return Err(Error::Diverged {
+                step: self.progress.step + 1,
+                loss,
+                grad_norm,
+            });
+        }
         if c.clip_value > 0.0 {
             clip_grad_value(&mut [&mut store.grads], c.clip_value);
         }
@@ -311,22 +324,17 @@ impl<M: Model, D: Data<Batch = M::Batch>> Trainer<M, D> {
         })
     }
 
-    /// Measures the model on the held-out batches (None without any) and
-    /// keeps the best loss.
+    /// Measures the model on the held-out batches (None without any).
     pub fn evaluate(&mut self) -> Result<Option<Evaluation>> {
         let val = self.data.validation();
         if val.is_empty() {
             return Ok(None);
         }
-        let e = self.model.evaluate(val)?;
-        if self.progress.best_val.is_none_or(|b| e.loss < b) {
-            self.progress.best_val = Some(e.loss);
-        }
-        Ok(Some(e))
+        Ok(Some(self.model.evaluate(val)?))
     }
 
     /// Trains until `budget` is spent, evaluating every `eval_every` steps
-    /// and at the end. With `out`, each evaluation appends to
+    /// (0: only at the end) and at the end. With `out`, each evaluation appends to
     /// `OUT/metrics.jsonl`, redraws `OUT/loss.svg` and writes the last
     /// checkpoint (and the best one when validation improved).
     pub fn run(
@@ -336,8 +344,24 @@ impl<M: Model, D: Data<Batch = M::Batch>> Trainer<M, D> {
         out: Option<&Path>,
         obs: &mut dyn Observer<M>,
     ) -> Result<()> {
-        let eval_every = eval_every.max(1);
+        let eval_every = if eval_every == 0 {
+            u64::MAX
+        } else {
+            eval_every
+        };
         let spe = self.data.steps_per_epoch().map(|s| s as u64);
+        if let (Budget::Epochs(_), None) = (budget, spe) {
+            return Err(Error::Config(
+                "a budget in epochs needs data with epochs; give steps or minutes".into(),
+            ));
+        }
+        if let Budget::Minutes(m) = budget {
+            if !(m.is_finite() && m > 0.0) {
+                return Err(Error::Config(format!(
+                    "a budget in minutes must be a number > 0, got {m}"
+                )));
+            }
+        }
         let end_step = match budget {
             Budget::Epochs(e) => spe.map(|s| e as u64 * s),
             Budget::Steps(s) => Some(s),
@@ -388,6 +412,11 @@ impl<M: Model, D: Data<Batch = M::Batch>> Trainer<M, D> {
     ) -> Result<MetricsLine> {
         let before = self.progress.best_val;
         let e = self.evaluate()?;
+        if let Some(e) = &e {
+            if before.is_none_or(|b| e.loss < b) {
+                self.progress.best_val = Some(e.loss);
+            }
+        }
         let p = &self.progress;
         let line = MetricsLine {
             step: p.step,

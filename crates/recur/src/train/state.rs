@@ -10,16 +10,14 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::{Data, MetricsLine, Model, Progress, TrainConfig, Trainer, STATE_FORMAT};
-use crate::checkpoint::{fill_params, read_tensors, write_tensors};
+use crate::checkpoint::{fill_params, read_tensors, write_store, write_tensors};
+
+/// The metadata key of the step a run's `last.safetensors` was saved at.
+const STEP_KEY: &str = "run_step";
 use crate::error::{Error, Result};
 
 fn state_err(path: &Path, message: impl Into<String>) -> Error {
-    Error::Input {
-        path: path.display().to_string(),
-        line: None,
-        field: None,
-        message: message.into(),
-    }
+    Error::input(path.display(), message)
 }
 
 /// A ChaCha8 stream's position as JSON.
@@ -41,9 +39,23 @@ fn rng_from_json(v: &serde_json::Value) -> Option<ChaCha8Rng> {
 }
 
 impl<M: Model, D: Data<Batch = M::Batch>> Trainer<M, D> {
-    /// Writes `DIR/last.safetensors` and `DIR/train_state.safetensors`.
+    /// Writes `DIR/last.safetensors` and `DIR/train_state.safetensors`, each
+    /// through a temporary file and a rename, and each stamped with the step:
+    /// a crash between the two renames leaves a pair that resume refuses.
     pub fn save(&mut self, dir: &Path) -> Result<()> {
-        self.save_model(&dir.join("last.safetensors"))?;
+        let step = self.progress.step.to_string();
+        let model_meta = self
+            .model
+            .metadata()
+            .into_iter()
+            .chain(self.data.metadata())
+            .chain([(STEP_KEY.to_string(), step)])
+            .collect();
+        write_store(
+            &dir.join("last.safetensors"),
+            self.model.store(),
+            model_meta,
+        )?;
         let mut meta = HashMap::new();
         meta.insert("format".to_string(), STATE_FORMAT.to_string());
         meta.insert("train_config".to_string(), to_json(&self.config));
@@ -78,7 +90,8 @@ impl<M: Model, D: Data<Batch = M::Batch>> Trainer<M, D> {
         total_steps: Option<Option<u64>>,
     ) -> Result<Trainer<M, D>> {
         let last = dir.join("last.safetensors");
-        fill_params(model.store_mut(), &mut read_tensors(&last)?, &last)?;
+        let mut weights = read_tensors(&last)?;
+        fill_params(model.store_mut(), &mut weights, &last)?;
         let path = dir.join("train_state.safetensors");
         let mut st = read_tensors(&path)?;
         if st.metadata.get("format").map(String::as_str) != Some(STATE_FORMAT) {
@@ -101,6 +114,17 @@ impl<M: Model, D: Data<Batch = M::Batch>> Trainer<M, D> {
         }
         let progress: Progress = serde_json::from_value(get("progress")?)
             .map_err(|e| state_err(&path, format!("metadata 'progress': {e}")))?;
+        if weights.metadata.get(STEP_KEY) != Some(&progress.step.to_string()) {
+            return Err(state_err(
+                &last,
+                format!(
+                    "holds the weights of step {}, but {} is at step {}: the run stopped while saving; resume needs a matching pair",
+                    weights.metadata.get(STEP_KEY).map_or("?", String::as_str),
+                    path.display(),
+                    progress.step
+                ),
+            ));
+        }
         let rng = get("rng")?;
         let data_meta = get("data")?;
         let mut t = Trainer::new(model, data, config)?;

@@ -7,8 +7,9 @@
 //!    the new state.
 //!
 //! Backward walks the steps in reverse order with the fused backward kernel
-//! and one GEMM per step (`d_gates · W_hh` into dh_prev), then computes dW_ih,
-//! dW_hh and dx as three large GEMMs over all T·B rows.
+//! and one GEMM per step (`d_gates · W_hh` into dh_prev; a skip connection
+//! adds `d_gates · W_skip`), then computes dW_ih, dW_hh (and dW_skip) and dx
+//! as large GEMMs over all T·B rows.
 //!
 //! The same steps run one at a time for decoders and nets that feed back
 //! their output: [`Rnn::start`], [`Rnn::step`] per step, then
@@ -98,7 +99,7 @@ impl Rnn {
                 };
                 if let (Leak::Learned(a), Some(p)) = (config.leak, leak_logit) {
                     let logit = T::from_f64((a / (1.0 - a)).ln());
-                    p.of_mut(scope.params_mut()).fill(logit);
+                    scope.fill(p, logit);
                 }
                 slots.push(Slot {
                     w_ih,
@@ -458,6 +459,8 @@ impl Rnn {
         ws.size_forward(cfg, max_steps, batch);
         ws.config = Some(cfg.clone());
         ws.steps = 0;
+        ws.pending = 0;
+        ws.finished = false;
         ws.stepwise = true;
         ws.ragged = false;
         ws.dropped = false;
@@ -499,7 +502,11 @@ impl Rnn {
         train: Option<&mut dyn RngCore>,
     ) -> Result<()> {
         let cfg = &self.config;
-        self.expect(ws, ws.stepwise, "step needs start on this workspace first")?;
+        self.expect(
+            ws,
+            ws.stepwise && ws.pending == ws.steps && !ws.finished,
+            "step needs start on this workspace first, and no step run backward since",
+        )?;
         let (t, bn, h) = (ws.steps, ws.batch, cfg.hidden);
         if t == ws.capacity {
             return Err(Error::Config(format!(
@@ -579,7 +586,7 @@ impl Rnn {
         let cfg = &self.config;
         self.expect(
             ws,
-            ws.stepwise && ws.pending > 0,
+            ws.stepwise && ws.pending > 0 && !ws.finished,
             "step_backward needs steps run forward (start, step) and not yet run backward",
         )?;
         let (bn, h) = (ws.batch, cfg.hidden);
@@ -652,7 +659,7 @@ impl Rnn {
         let cfg = &self.config;
         self.expect(
             ws,
-            ws.stepwise && ws.pending == 0 && ws.steps > 0,
+            ws.stepwise && ws.pending == 0 && ws.steps > 0 && !ws.finished,
             "finish_backward needs step_backward for every step first",
         )?;
         let (tn, bn, h) = (ws.steps, ws.batch, cfg.hidden);
@@ -689,6 +696,7 @@ impl Rnn {
                 dc0_l,
             );
         }
+        ws.finished = true;
         Ok(())
     }
 }

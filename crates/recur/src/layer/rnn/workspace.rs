@@ -124,6 +124,8 @@ pub struct RnnWorkspace<T> {
     pub(super) stepwise: bool,
     /// Step-by-step backward: the steps not yet run backward.
     pub(super) pending: usize,
+    /// Step by step: whether the weight gradients of the pass were added.
+    pub(super) finished: bool,
     /// `[B]`
     pub(super) lengths: Vec<usize>,
     /// `[T, B, I]` copy of the input.
@@ -141,6 +143,17 @@ pub struct RnnWorkspace<T> {
     pub(super) dc0: Vec<T>,
     /// Whether backward keeps dL/dh_t of every step (see `state_grads`).
     pub(super) record: bool,
+}
+
+impl<T> RnnWorkspace<T> {
+    /// Whether the last forward had rows of different lengths.
+    pub(crate) fn is_ragged(&self) -> bool {
+        self.ragged
+    }
+    /// Whether the last forward was of a layer with this config.
+    pub(crate) fn ran(&self, cfg: &RnnConfig) -> bool {
+        self.config.as_ref() == Some(cfg)
+    }
 }
 
 impl<T: Float> RnnWorkspace<T> {
@@ -163,10 +176,14 @@ impl<T: Float> RnnWorkspace<T> {
             .last()
             .map_or(&[], |l| &l.y[..self.steps * self.batch * w])
     }
-    /// `[B, H]` the last layer's output at step `t` (step by step).
+    /// `[B, H]` the last layer's output at step `t` (step by step); empty
+    /// for a step not run.
     pub fn step_output(&self, t: usize) -> &[T] {
         let n = self.batch * self.width();
-        self.layers.last().map_or(&[], |l| &l.y[t * n..][..n])
+        match self.layers.last() {
+            Some(l) if t < self.steps => &l.y[t * n..][..n],
+            _ => &[],
+        }
     }
     /// `[L·D, B, H]` the final hidden state of every layer and direction.
     pub fn h_n(&self) -> &[T] {
@@ -178,12 +195,14 @@ impl<T: Float> RnnWorkspace<T> {
     }
     /// `[T, B, I]` dL/dx after [`super::Rnn::backward`].
     pub fn dx(&self) -> &[T] {
-        &self.dx[..self.steps * self.batch * self.input_width()]
+        self.dx
+            .get(..self.steps * self.batch * self.input_width())
+            .unwrap_or(&[])
     }
     /// `[B, I]` dL/dx_t after [`super::Rnn::step_backward`] for step `t`.
     pub fn step_dx(&self, t: usize) -> &[T] {
         let n = self.batch * self.input_width();
-        &self.dx[t * n..][..n]
+        self.dx.get(t * n..(t + 1) * n).unwrap_or(&[])
     }
     /// `[L·D, B, H]` dL/dh0 after [`super::Rnn::backward`].
     pub fn dh0(&self) -> &[T] {
@@ -204,10 +223,12 @@ impl<T: Float> RnnWorkspace<T> {
     /// the last backward; empty unless [`RnnWorkspace::record_state_grads`]
     /// was on.
     pub fn state_grads(&self, layer: usize, dir: usize) -> &[T] {
+        let n = self.steps * self.batch * self.config.as_ref().map_or(0, |c| c.hidden);
         self.layers
             .get(layer)
             .and_then(|l| l.dirs.get(dir))
-            .map_or(&[], |d| &d.dh_record[..])
+            .and_then(|d| d.dh_record.get(..n))
+            .unwrap_or(&[])
     }
 
     fn width(&self) -> usize {
