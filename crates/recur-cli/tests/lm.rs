@@ -382,7 +382,13 @@ fn bad_input_gives_clear_errors_and_no_files() {
 fn resume_refuses_settings_it_would_ignore() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
-    for flag in ["--lr 0.1", "--batch 4", "--out elsewhere", "--optimizer sgd", "--seed 5"] {
+    for flag in [
+        "--lr 0.1",
+        "--batch 4",
+        "--out elsewhere",
+        "--optimizer sgd",
+        "--seed 5",
+    ] {
         let e = fails_line(&format!("train --resume {} {flag}", s(&run)));
         assert!(e.contains("cannot be used with"), "{flag}: {e}");
     }

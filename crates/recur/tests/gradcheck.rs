@@ -154,7 +154,7 @@ fn gru_reset_before() {
 
 /// The Elman cell's own options, in every structure: a fixed and a learned
 /// leak, skip connections (reaching back before the sequence, and past its
-/// start in the reverse direction), and no `weight_hh`.
+/// start in the reverse direction), no `weight_hh`, and no `bias_hh`.
 #[test]
 fn elman_leak_skip_and_no_hidden_to_hidden() {
     let options = [
@@ -167,6 +167,10 @@ fn elman_leak_skip_and_no_hidden_to_hidden() {
             RnnConfig::new(CellKind::RnnTanh, 3, 4).leak(Leak::Learned(0.4)),
         ),
         (" skip 2", RnnConfig::new(CellKind::RnnTanh, 3, 4).skip(2)),
+        (
+            " one bias",
+            RnnConfig::new(CellKind::RnnRelu, 3, 4).bias_hh(false),
+        ),
         (
             " skip 3 relu",
             RnnConfig::new(CellKind::RnnRelu, 3, 4).skip(3),

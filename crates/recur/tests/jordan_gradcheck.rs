@@ -39,9 +39,11 @@ impl Case {
     }
 }
 
-/// A Jordan net's hidden layer for O outputs: tanh, no W_hh.
+/// A Jordan net's hidden layer for O outputs: tanh, no W_hh, one bias.
 fn jordan(o: usize) -> RnnConfig {
-    RnnConfig::new(CellKind::RnnTanh, I + o, H).hidden_to_hidden(false)
+    RnnConfig::new(CellKind::RnnTanh, I + o, H)
+        .hidden_to_hidden(false)
+        .bias_hh(false)
 }
 
 /// Targets `[T, B, O]`: 0/1 for BCE, one-hot for CE, reals for MSE; and a

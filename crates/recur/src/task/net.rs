@@ -58,6 +58,8 @@ impl Net {
                 .leak(cfg.leak)
                 .skip(cfg.skip)
                 .hidden_to_hidden(cfg.cell != TaskCell::Jordan)
+                // Elman and Jordan nets have one bias, as in the papers.
+                .bias_hh(matches!(cell, CellKind::Lstm | CellKind::Gru))
         };
         let (kind, rnn, out) = if cfg.cell == TaskCell::Jordan {
             let net = JordanNet::new(store.root(), layer(i + o), i, cfg.output_kind())?;

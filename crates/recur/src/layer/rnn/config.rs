@@ -44,6 +44,10 @@ pub struct RnnConfig {
     /// Whether h_{t−1} feeds step t through `weight_hh` (true but for the
     /// hidden layer of a Jordan net, an Elman cell fed back its output).
     pub hidden_to_hidden: bool,
+    /// Whether the layer has `bias_hh` besides `bias_ih` (PyTorch's layout).
+    /// An Elman cell adds the two, so one is redundant; with `false` it has
+    /// one bias, and Adam does not move it twice as fast.
+    pub bias_hh: bool,
 }
 
 impl RnnConfig {
@@ -59,6 +63,7 @@ impl RnnConfig {
             leak: Leak::None,
             skip: 0,
             hidden_to_hidden: true,
+            bias_hh: true,
         }
     }
     /// Sets the number of stacked layers.
@@ -89,6 +94,11 @@ impl RnnConfig {
     /// Keeps or drops `weight_hh` (Elman cells).
     pub fn hidden_to_hidden(mut self, yes: bool) -> RnnConfig {
         self.hidden_to_hidden = yes;
+        self
+    }
+    /// Keeps or drops `bias_hh` (Elman cells).
+    pub fn bias_hh(mut self, yes: bool) -> RnnConfig {
+        self.bias_hh = yes;
         self
     }
     /// D: 1 or 2.
@@ -128,9 +138,9 @@ impl RnnConfig {
             return bad(format!("dropout must be in [0, 1), got {}", self.dropout));
         }
         let elman = matches!(self.cell, CellKind::RnnTanh | CellKind::RnnRelu);
-        if !elman && (self.leaky() || self.skip > 0 || !self.hidden_to_hidden) {
+        if !elman && (self.leaky() || self.skip > 0 || !self.hidden_to_hidden || !self.bias_hh) {
             return bad(format!(
-                "leaky units, skip connections and dropping weight_hh apply to Elman cells (rnn-tanh, rnn-relu), not {}",
+                "leaky units, skip connections and dropping weight_hh or bias_hh apply to Elman cells (rnn-tanh, rnn-relu), not {}",
                 self.cell.name()
             ));
         }

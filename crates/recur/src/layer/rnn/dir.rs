@@ -97,36 +97,42 @@ impl Dims {
 /// registration order.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Slot {
+    /// H.
+    pub hidden: usize,
+    /// Whether the units leak (the constants start with α).
+    pub leaky: bool,
     pub w_ih: Param,
     pub w_hh: Option<Param>,
     pub b_ih: Param,
-    pub b_hh: Param,
+    pub b_hh: Option<Param>,
     pub w_skip: Option<Param>,
     pub leak_logit: Option<Param>,
 }
 
 impl Slot {
-    /// The parameters a step reads; `alpha` from the workspace.
-    pub fn params<'a, T>(&self, p: &'a [T], alpha: &'a [T]) -> CellParams<'a, T> {
+    /// The parameters a step reads; `consts` is the pass's `DirWs::consts`:
+    /// the leak rates, then zeros standing in for an absent `bias_hh`.
+    pub fn params<'a, T>(&self, p: &'a [T], consts: &'a [T]) -> CellParams<'a, T> {
+        let (alpha, zeros) = consts.split_at(if self.leaky { self.hidden } else { 0 });
         CellParams {
             w_ih: self.w_ih.of(p),
             w_hh: self.w_hh.map_or(&[], |w| w.of(p)),
             b_ih: self.b_ih.of(p),
-            b_hh: self.b_hh.of(p),
+            b_hh: self.b_hh.map_or(zeros, |b| b.of(p)),
             w_skip: self.w_skip.map(|w| w.of(p)),
-            alpha: (!alpha.is_empty()).then_some(alpha),
+            alpha: self.leaky.then_some(alpha),
         }
     }
 
     /// The gradients of the slot's tensors, apart.
     pub fn grads<'a, T>(&self, g: &'a mut [T]) -> SlotGrads<'a, T> {
-        // Registration order: w_ih, w_hh?, b_ih, b_hh, w_skip?, leak_logit?.
-        let end = [Some(self.b_hh), self.w_skip, self.leak_logit]
+        // Registration order: w_ih, w_hh?, b_ih, b_hh?, w_skip?, leak_logit?.
+        let end = [Some(self.b_ih), self.b_hh, self.w_skip, self.leak_logit]
             .into_iter()
             .flatten()
             .map(|p| p.offset + p.len)
             .max()
-            .expect("b_hh");
+            .expect("b_ih");
         let mut rest = &mut g[self.w_ih.offset..end];
         let mut take = |p: Option<Param>| -> &'a mut [T] {
             match p {
@@ -142,7 +148,7 @@ impl Slot {
             w_ih: take(Some(self.w_ih)),
             w_hh: take(self.w_hh),
             b_ih: take(Some(self.b_ih)),
-            b_hh: take(Some(self.b_hh)),
+            b_hh: take(self.b_hh),
             w_skip: take(self.w_skip),
             leak_logit: take(self.leak_logit),
         }
@@ -201,7 +207,7 @@ fn add_column_sums<T: Float>(acc: &mut [T], m: &[T], n: usize) {
 }
 
 /// Writes the state before the first step (zeros when not given) and the
-/// leak rates of the pass.
+/// pass's constants: the leak rates, and zeros for an absent `bias_hh`.
 pub(super) fn start<T: Float>(
     dm: Dims,
     leak: Leak,
@@ -222,11 +228,15 @@ pub(super) fn start<T: Float>(
             None => d.cs[first * bh..][..bh].fill(T::ZERO),
         }
     }
+    let (alpha, zeros) = d
+        .consts
+        .split_at_mut(if leak == Leak::None { 0 } else { dm.h });
+    zeros.fill(T::ZERO);
     match (leak, logit) {
         (Leak::None, _) => {}
-        (Leak::Fixed(a), _) => d.alpha.fill(T::from_f64(a)),
+        (Leak::Fixed(a), _) => alpha.fill(T::from_f64(a)),
         (Leak::Learned(_), Some(l)) => {
-            for (a, l) in d.alpha.iter_mut().zip(l) {
+            for (a, l) in alpha.iter_mut().zip(l) {
                 *a = l.sigmoid();
             }
         }

@@ -50,7 +50,7 @@ use workspace::LayerWs;
 /// The tensors are registered contiguously in PyTorch's `state_dict`
 /// order: for each layer, for each direction, `weight_ih`, `weight_hh`,
 /// `bias_ih`, `bias_hh`, then recur's `weight_skip` and `leak_logit` where
-/// the config has them. [`Rnn::param_info`] names every tensor.
+/// the config has them (and `weight_hh`, `bias_hh` only where it does). [`Rnn::param_info`] names every tensor.
 #[derive(Clone, Debug)]
 pub struct Rnn {
     config: RnnConfig,
@@ -91,7 +91,7 @@ impl Rnn {
                     .hidden_to_hidden
                     .then(|| add("weight_hh", vec![g * h, h]));
                 let b_ih = add("bias_ih", vec![g * h]);
-                let b_hh = add("bias_hh", vec![g * h]);
+                let b_hh = config.bias_hh.then(|| add("bias_hh", vec![g * h]));
                 let w_skip = (config.skip > 0).then(|| add("weight_skip", vec![h, h]));
                 let leak_logit = match config.leak {
                     Leak::Learned(_) => Some(add("leak_logit", vec![h])),
@@ -102,6 +102,8 @@ impl Rnn {
                     scope.fill(p, logit);
                 }
                 slots.push(Slot {
+                    hidden: h,
+                    leaky: config.leaky(),
                     w_ih,
                     w_hh,
                     b_ih,
@@ -311,13 +313,13 @@ impl Rnn {
                     h0.map(|s| &s[k * bh..][..bh]),
                     c0.map(|s| &s[k * bh..][..bh]),
                 );
-                let alpha = std::mem::take(&mut dw.alpha);
+                let alpha = std::mem::take(&mut dw.consts);
                 let p = slot.params(params, &alpha);
                 dir::input_gemm(dm, &p, input, dw, 0, tn);
                 for s in 0..tn {
                     dir::step(dm, &p, dw, s, lengths, y, dir * h, d * h);
                 }
-                dw.alpha = alpha;
+                dw.consts = alpha;
                 let (_, last) = dm.first_last();
                 ws.h_n[k * bh..][..bh].copy_from_slice(&dw.hs[last * bh..][..bh]);
                 if cfg.cell.has_cell_state() {
@@ -393,7 +395,7 @@ impl Rnn {
                 let dm = Dims::new(cfg, tn, bn, inp, dir == 1);
                 let k = l * d + dir;
                 let slot = &self.slots[k];
-                let alpha = std::mem::take(&mut dw.alpha);
+                let alpha = std::mem::take(&mut dw.consts);
                 let p = slot.params(params, &alpha);
                 dir::start_backward(
                     dw,
@@ -418,7 +420,7 @@ impl Rnn {
                     dc0_k,
                 );
                 dir::input_grad(dm, &p, dw, 0, tn, d_input, dir > 0);
-                dw.alpha = alpha;
+                dw.consts = alpha;
             }
             if l > 0 && *dropped {
                 for (v, m) in d_input.iter_mut().zip(mask.iter()) {
@@ -556,11 +558,11 @@ impl Rnn {
             };
             let dm = Dims::new(cfg, ws.capacity, bn, inp, false);
             let dw = &mut dirs[0];
-            let alpha = std::mem::take(&mut dw.alpha);
+            let alpha = std::mem::take(&mut dw.consts);
             let p = self.slots[l].params(params, &alpha);
             dir::input_gemm(dm, &p, input, dw, t, 1);
             dir::step(dm, &p, dw, t, None, y, 0, h);
-            dw.alpha = alpha;
+            dw.consts = alpha;
             ws.h_n[l * bh..][..bh].copy_from_slice(&dw.hs[(t + 1) * bh..][..bh]);
             if cfg.cell.has_cell_state() {
                 ws.c_n[l * bh..][..bh].copy_from_slice(&dw.cs[(t + 1) * bh..][..bh]);
@@ -625,7 +627,7 @@ impl Rnn {
                 );
             }
             let dm = Dims::new(cfg, *capacity, bn, inp, false);
-            let alpha = std::mem::take(&mut dw.alpha);
+            let alpha = std::mem::take(&mut dw.consts);
             let p = self.slots[l].params(params, &alpha);
             let dy_l: &[T] = if l + 1 == cfg.layers {
                 dy_t
@@ -643,7 +645,7 @@ impl Rnn {
                     *v *= *m;
                 }
             }
-            dw.alpha = alpha;
+            dw.consts = alpha;
         }
         ws.pending = t;
         Ok(())

@@ -67,8 +67,9 @@ pub(super) struct DirWs<T> {
     pub extra: Vec<T>,
     /// `[B, G·H]` h_prev · W_hhᵀ for the GRU step.
     pub hg: Vec<T>,
-    /// `[H]` the leak rate of each unit (leaky Elman cells; else empty).
-    pub alpha: Vec<T>,
+    /// The pass's constants: `[H]` the leak rate of each unit (leaky Elman
+    /// cells), then `[H]` zeros in place of an absent `bias_hh`.
+    pub consts: Vec<T>,
     /// `[T, B, G·H]` dL/d(pre-activations) on the input side.
     pub d_gates: Vec<T>,
     /// `[T, B, G·H]` dL/d(h·W_hhᵀ + b_hh) for the reset-after GRU.
@@ -261,7 +262,7 @@ impl<T: Float> RnnWorkspace<T> {
             h_prev: state_row(&d.hs, before * bn + b, h),
             c_prev: state_row(&d.cs, before * bn + b, h),
             extra: state_row(&d.extra, t * bn + b, h),
-            alpha: &d.alpha,
+            alpha: &d.consts[..if cfg.leaky() { h } else { 0 }],
         }
     }
 
@@ -286,7 +287,8 @@ impl<T: Float> RnnWorkspace<T> {
                     .resize(if elman { 0 } else { tn * bn * h }, T::ZERO);
                 let gru = matches!(cfg.cell, CellKind::Gru | CellKind::GruResetBefore);
                 dw.hg.resize(if gru { bn * g * h } else { 0 }, T::ZERO);
-                dw.alpha.resize(if cfg.leaky() { h } else { 0 }, T::ZERO);
+                let n = usize::from(cfg.leaky()) + usize::from(!cfg.bias_hh);
+                dw.consts.resize(n * h, T::ZERO);
             }
             let in_l = if l == 0 { 0 } else { cfg.layer_input(l) };
             if cfg.dropout > 0.0 {
