@@ -113,7 +113,7 @@ pub struct TrainArgs {
     /// Output folder.
     #[arg(long, default_value = "recur-run", value_name = "DIR")]
     out: PathBuf,
-    /// Continue the run saved in DIR with its own settings (a new --epochs/--steps/--time or --eval-every may be given).
+    /// Continue the run saved in DIR with its own settings (a new --epochs/--steps/--time, --eval-every or --sample-length may be given).
     #[arg(long, value_name = "DIR", conflicts_with_all = [
         "init_from", "cell", "layers", "hidden", "embed", "dropout", "data", "level", "min_count",
         "seq_len", "batch", "optimizer", "lr", "momentum", "weight_decay", "schedule", "lr_decay",
@@ -123,9 +123,9 @@ pub struct TrainArgs {
     /// Start from the weights (and vocabulary) of this recur model.
     #[arg(long, value_name = "MODEL", conflicts_with_all = ["cell", "layers", "hidden", "embed"])]
     init_from: Option<PathBuf>,
-    /// Tokens of the sample printed at the end (0: none).
-    #[arg(long, default_value_t = 400)]
-    sample_length: usize,
+    /// Tokens of the sample printed at the end (0: none) [default: 400].
+    #[arg(long)]
+    sample_length: Option<usize>,
 }
 
 /// What `--resume` needs besides the library's state: `OUT/run.json`.
@@ -225,7 +225,7 @@ pub fn run(a: TrainArgs) -> CliResult {
         }
     }
     let (out, mut trainer, run_file) = match &a.resume {
-        Some(dir) => resume(dir, explicit_budget, a.eval_every)?,
+        Some(dir) => resume(dir, explicit_budget, a.eval_every, a.sample_length)?,
         None => start(&a, explicit_budget)?,
     };
 
@@ -320,9 +320,14 @@ fn write_run_file(path: &Path, rf: &RunFile) -> anyhow::Result<()> {
 }
 
 /// Continues the run in `dir`.
-/// Continues the run in `dir`, with a new budget or evaluation interval when
-/// given (written back to its `run.json`).
-fn resume(dir: &Path, budget: Option<Budget>, eval_every: Option<u64>) -> anyhow::Result<Started> {
+/// Continues the run in `dir`, with a new budget, evaluation interval or
+/// sample length when given (written back to its `run.json`).
+fn resume(
+    dir: &Path,
+    budget: Option<Budget>,
+    eval_every: Option<u64>,
+    sample_length: Option<usize>,
+) -> anyhow::Result<Started> {
     let rf_path = dir.join("run.json");
     let text = std::fs::read_to_string(&rf_path).with_context(|| {
         format!(
@@ -339,6 +344,7 @@ fn resume(dir: &Path, budget: Option<Budget>, eval_every: Option<u64>) -> anyhow
     let rf = RunFile {
         budget: budget.unwrap_or(rf.budget),
         eval_every: eval_every.or(rf.eval_every),
+        sample_length: sample_length.unwrap_or(rf.sample_length),
         ..rf
     };
     write_run_file(&rf_path, &rf)?;
@@ -433,7 +439,7 @@ fn start(a: &TrainArgs, budget: Option<Budget>) -> anyhow::Result<Started> {
         min_count: a.min_count,
         budget,
         eval_every: a.eval_every,
-        sample_length: a.sample_length,
+        sample_length: a.sample_length.unwrap_or(400),
         batch,
         seq_len,
         val_fraction: a.val_fraction,
