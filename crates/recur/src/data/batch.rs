@@ -108,10 +108,11 @@ pub struct LmData {
     hash: u64,
 }
 
-/// FNV-1a over the token ids: resuming on different data is an error.
-fn hash_ids(ids: &[u32]) -> u64 {
-    ids.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &x| {
-        (h ^ x as u64).wrapping_mul(0x0100_0000_01b3)
+/// FNV-1a over `values`: the fingerprint of a run's data, so that resuming
+/// on different data is an error.
+pub(crate) fn fingerprint(values: impl IntoIterator<Item = u64>) -> u64 {
+    values.into_iter().fold(0xcbf2_9ce4_8422_2325u64, |h, x| {
+        (h ^ x).wrapping_mul(0x0100_0000_01b3)
     })
 }
 
@@ -152,7 +153,7 @@ impl LmData {
             val: validation_batches(val_ids, batch, seq_len),
             train,
             vocab,
-            hash: hash_ids(ids),
+            hash: fingerprint(ids.iter().map(|&x| u64::from(x))),
         })
     }
 

@@ -173,9 +173,7 @@ impl Data for TaskData {
 
     fn fingerprint(&self) -> u64 {
         let s = serde_json::to_string(&self.cfg).expect("config serialises");
-        s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, x| {
-            (h ^ x as u64).wrapping_mul(0x0100_0000_01b3)
-        })
+        super::batch::fingerprint(s.bytes().map(u64::from))
     }
 
     fn rng(&mut self) -> Option<&mut ChaCha8Rng> {

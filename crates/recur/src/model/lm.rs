@@ -367,6 +367,28 @@ impl LanguageModel {
     }
 }
 
+impl LanguageModel {
+    /// Σ loss·predictions and the predictions of `chunks` (inputs, targets,
+    /// T, B), run in order with the state carried from one to the next and
+    /// zeroed before and after: how validation and `eval` both measure a
+    /// stream.
+    fn run_stream<'a>(
+        &self,
+        ws: &mut LmWorkspace,
+        chunks: impl Iterator<Item = (&'a [u32], &'a [u32], usize, usize)>,
+    ) -> Result<(f64, usize)> {
+        ws.reset_state();
+        let sums = chunks
+            .into_iter()
+            .try_fold((0.0f64, 0usize), |(total, n), (x, y, t, b)| {
+                let mean = self.loss(ws, x, y, t, b)?;
+                Ok((total + mean * (t * b) as f64, n + t * b))
+            });
+        ws.reset_state();
+        sums
+    }
+}
+
 /// What [`LanguageModel::eval_stream`] measured.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct StreamLoss {
@@ -392,23 +414,12 @@ impl LanguageModel {
                 format!("need at least 2 tokens to predict one, got {}", ids.len()),
             ));
         }
-        ws.reset_state();
-        let n = ids.len() - 1;
-        let mut total = 0.0f64;
-        let mut start = 0;
-        while start < n {
-            let t = chunk.max(1).min(n - start);
-            let mean = self.loss(
-                ws,
-                &ids[start..start + t],
-                &ids[start + 1..start + t + 1],
-                t,
-                1,
-            )?;
-            total += mean * t as f64;
-            start += t;
-        }
-        ws.reset_state();
+        let (n, c) = (ids.len() - 1, chunk.max(1));
+        let chunks = (0..n).step_by(c).map(|s| {
+            let t = c.min(n - s);
+            (&ids[s..s + t], &ids[s + 1..s + t + 1], t, 1)
+        });
+        let (total, _) = self.run_stream(ws, chunks)?;
         Ok(StreamLoss {
             predictions: n,
             mean_cross_entropy: total / n as f64,
@@ -441,24 +452,12 @@ impl Model for LanguageModel {
     /// also perplexity and bits per token.
     fn evaluate(&mut self, batches: &[LmBatch]) -> Result<Evaluation> {
         let mut ws = std::mem::take(&mut self.eval_ws);
-        ws.reset_state();
-        let (mut total, mut count) = (0.0f64, 0usize);
-        let mut result = Ok(());
-        for b in batches {
-            match self.loss(&mut ws, &b.inputs, &b.targets, b.steps, b.batch) {
-                Ok(l) => {
-                    total += l * (b.steps * b.batch) as f64;
-                    count += b.steps * b.batch;
-                }
-                Err(e) => {
-                    result = Err(e);
-                    break;
-                }
-            }
-        }
-        ws.reset_state();
+        let chunks = batches
+            .iter()
+            .map(|b| (&b.inputs[..], &b.targets[..], b.steps, b.batch));
+        let result = self.run_stream(&mut ws, chunks);
         self.eval_ws = ws;
-        result?;
+        let (total, count) = result?;
         let loss = total / count.max(1) as f64;
         Ok(Evaluation {
             loss,

@@ -466,11 +466,17 @@ impl<M: Model, D: Data<Batch = M::Batch>> Trainer<M, D> {
 
     /// Writes the model with its metadata (and the data's) to `path`.
     pub fn save_model(&self, path: &Path) -> Result<()> {
+        self.write_model(path, Vec::new())
+    }
+
+    /// Writes the model with its metadata, the data's and `extra`.
+    fn write_model(&self, path: &Path, extra: Metadata) -> Result<()> {
         let meta = self
             .model
             .metadata()
             .into_iter()
             .chain(self.data.metadata())
+            .chain(extra)
             .collect();
         write_store(path, self.model.store(), meta)
     }

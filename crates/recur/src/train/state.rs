@@ -10,7 +10,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::{Data, MetricsLine, Model, Progress, TrainConfig, Trainer, STATE_FORMAT};
-use crate::checkpoint::{fill_params, read_tensors, write_store, write_tensors};
+use crate::checkpoint::{fill_params, read_tensors, write_tensors};
 
 /// The metadata key of the step a run's `last.safetensors` was saved at.
 const STEP_KEY: &str = "run_step";
@@ -43,19 +43,8 @@ impl<M: Model, D: Data<Batch = M::Batch>> Trainer<M, D> {
     /// through a temporary file and a rename, and each stamped with the step:
     /// a crash between the two renames leaves a pair that resume refuses.
     pub fn save(&mut self, dir: &Path) -> Result<()> {
-        let step = self.progress.step.to_string();
-        let model_meta = self
-            .model
-            .metadata()
-            .into_iter()
-            .chain(self.data.metadata())
-            .chain([(STEP_KEY.to_string(), step)])
-            .collect();
-        write_store(
-            &dir.join("last.safetensors"),
-            self.model.store(),
-            model_meta,
-        )?;
+        let step = (STEP_KEY.to_string(), self.progress.step.to_string());
+        self.write_model(&dir.join("last.safetensors"), vec![step])?;
         let mut meta = HashMap::new();
         meta.insert("format".to_string(), STATE_FORMAT.to_string());
         meta.insert("train_config".to_string(), to_json(&self.config));

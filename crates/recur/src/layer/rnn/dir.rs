@@ -12,7 +12,7 @@ use crate::float::Float;
 use crate::gemm::{gemm_nn, gemm_nt, gemm_tn};
 use crate::params::Param;
 
-use super::workspace::DirWs;
+use super::workspace::{state_row, DirWs};
 use super::{Leak, RnnConfig};
 
 /// Shapes shared by the per-direction passes.
@@ -359,13 +359,6 @@ pub(super) fn step_backward<T: Float>(
             }
         }
     }
-    fn row<T>(buf: &[T], t: usize, bh: usize) -> &[T] {
-        if buf.is_empty() {
-            &[]
-        } else {
-            &buf[t * bh..][..bh]
-        }
-    }
     let dh_skip = if dm.skip > 0 {
         Some(&mut d.dh_skip[dm.skip_slot(s) * bh..][..bh])
     } else {
@@ -373,13 +366,9 @@ pub(super) fn step_backward<T: Float>(
     };
     let io = StepBackward {
         gates: &d.gates[t * bn * gh..][..bn * gh],
-        extra: row(&d.extra, t, bh),
+        extra: state_row(&d.extra, t, bh),
         h_prev: &d.hs[before * bh..][..bh],
-        c_prev: if d.cs.is_empty() {
-            &[]
-        } else {
-            &d.cs[before * bh..][..bh]
-        },
+        c_prev: state_row(&d.cs, before, bh),
         dh: &d.dh,
         dy: dy_t,
         dy_stride,

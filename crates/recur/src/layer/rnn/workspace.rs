@@ -334,7 +334,7 @@ impl<T: Float> RnnWorkspace<T> {
 }
 
 /// Row `row` (of width `h`) of `buf`, or nothing when `buf` is unused.
-fn state_row<T>(buf: &[T], row: usize, h: usize) -> &[T] {
+pub(super) fn state_row<T>(buf: &[T], row: usize, h: usize) -> &[T] {
     if buf.is_empty() {
         &[]
     } else {
