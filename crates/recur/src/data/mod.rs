@@ -1,9 +1,12 @@
 //! Data: text tokens, vocabularies and the batch layout of language models;
-//! CSV columns; generated series (Mackey-Glass) and the long-memory tasks' batches.
+//! CSV columns; generated series (Mackey-Glass) and the long-memory tasks' batches;
+//! readers of labelled text, CoNLL-U, `.ts` series and CSV tables ([`read`]).
 
 mod batch;
 mod csv;
 mod generate;
+pub mod read;
+pub mod seq;
 pub mod tasks;
 mod vocab;
 

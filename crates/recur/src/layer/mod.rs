@@ -4,5 +4,6 @@ pub mod dropout;
 pub mod embedding;
 pub mod linear;
 pub mod loss;
+pub mod pool;
 pub mod rnn;
 pub mod softmax;

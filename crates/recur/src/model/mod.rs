@@ -2,3 +2,4 @@
 
 pub mod jordan;
 pub mod lm;
+pub mod seq;

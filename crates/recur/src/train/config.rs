@@ -60,6 +60,10 @@ pub struct TrainConfig {
     pub clip_value: f32,
     /// Seed of dropout (and, by convention, of the initial weights).
     pub seed: u64,
+    /// Early stopping: end the run after this many evaluations without a
+    /// better validation score (0: never).
+    #[serde(default)]
+    pub patience: u32,
 }
 
 impl TrainConfig {
@@ -77,6 +81,7 @@ impl TrainConfig {
             decay_start: 4,
             min_lr: 0.0,
             total_steps: None,
+            patience: 0,
             clip_norm: 0.0,
             clip_value: 0.0,
             seed: 1,

@@ -25,6 +25,13 @@
 //!    scaled down to it;
 //! 4. with `clip_value` > 0, every element is then clamped to ±clip_value;
 //! 5. the optimiser steps at the schedule's rate for this step and epoch.
+//!
+//! # The best model
+//! Each evaluation scores the model on the held-out batches: by the metric
+//! [`Model::selection`] names (higher is better, e.g. accuracy) or else by
+//! the loss (lower is better). `model.safetensors` is the best-scoring
+//! model so far; with [`TrainConfig::patience`] > 0 the run ends once that
+//! many evaluations in a row have not beaten it.
 
 mod config;
 mod state;
@@ -99,6 +106,12 @@ pub trait Model {
                 "this model carries no state, but the training state has '{name}'"
             ))),
         }
+    }
+
+    /// The held-out metric that picks the best model, higher being better
+    /// (`None`: the lowest loss).
+    fn selection(&self) -> Option<&'static str> {
+        None
     }
 
     /// The config (and format) as checkpoint metadata.
@@ -188,6 +201,13 @@ pub struct Progress {
     pub tokens_seen: u64,
     /// Best validation loss so far.
     pub best_val: Option<f64>,
+    /// The best model's validation score (its loss, or the model's
+    /// selection metric).
+    #[serde(default)]
+    pub best_score: Option<f64>,
+    /// Evaluations since the best score.
+    #[serde(default)]
+    pub since_best: u32,
 }
 
 /// One line of `metrics.jsonl`: an evaluation and the training since the
@@ -378,7 +398,9 @@ impl<M: Model, D: Data<Batch = M::Batch>> Trainer<M, D> {
         };
         let (mut loss_sum, mut loss_n) = (0.0f64, 0u64);
         let mut window = (self.progress.tokens_seen, Instant::now());
-        while !finished(&self.progress) {
+        let patience = self.config.patience;
+        let out_of_patience = |p: &Progress| patience > 0 && p.since_best >= patience;
+        while !finished(&self.progress) && !out_of_patience(&self.progress) {
             let r = self.train_step()?;
             loss_sum += r.loss;
             loss_n += 1;
@@ -410,11 +432,31 @@ impl<M: Model, D: Data<Batch = M::Batch>> Trainer<M, D> {
         elapsed_s: f64,
         out: Option<&Path>,
     ) -> Result<MetricsLine> {
-        let before = self.progress.best_val;
         let e = self.evaluate()?;
+        // Without validation the latest model is the best one known.
+        let mut improved = true;
         if let Some(e) = &e {
-            if before.is_none_or(|b| e.loss < b) {
-                self.progress.best_val = Some(e.loss);
+            let p = &mut self.progress;
+            if p.best_val.is_none_or(|b| e.loss < b) {
+                p.best_val = Some(e.loss);
+            }
+            let (score, better) = match self.model.selection() {
+                Some(m) => {
+                    let v = e.metrics.get(m).copied().ok_or_else(|| {
+                        Error::Config(format!(
+                            "the model selects on '{m}', which it did not report"
+                        ))
+                    })?;
+                    (v, p.best_score.is_none_or(|b| v > b))
+                }
+                None => (e.loss, p.best_score.is_none_or(|b| e.loss < b)),
+            };
+            improved = better;
+            if better {
+                p.best_score = Some(score);
+                p.since_best = 0;
+            } else {
+                p.since_best += 1;
             }
         }
         let p = &self.progress;
@@ -452,11 +494,6 @@ impl<M: Model, D: Data<Batch = M::Batch>> Trainer<M, D> {
             writeln!(f, "{json}").map_err(io)?;
             plot_losses(&dir.join("loss.svg"), &self.history)?;
             self.save(dir)?;
-            // Without validation the latest model is the best one known.
-            let improved = match (line.val_loss, before) {
-                (Some(v), Some(b)) => v < b,
-                _ => true,
-            };
             if improved {
                 self.save_model(&dir.join("model.safetensors"))?;
             }

@@ -48,6 +48,10 @@ pub struct RnnConfig {
     /// An Elman cell adds the two, so one is redundant; with `false` it has
     /// one bias, and Adam does not move it twice as fast.
     pub bias_hh: bool,
+    /// Whether every layer after the first adds its input to its output
+    /// (a residual connection; both are D·H wide).
+    #[serde(default)]
+    pub residual: bool,
 }
 
 impl RnnConfig {
@@ -64,6 +68,7 @@ impl RnnConfig {
             skip: 0,
             hidden_to_hidden: true,
             bias_hh: true,
+            residual: false,
         }
     }
     /// Sets the number of stacked layers.
@@ -99,6 +104,11 @@ impl RnnConfig {
     /// Keeps or drops `bias_hh` (Elman cells).
     pub fn bias_hh(mut self, yes: bool) -> RnnConfig {
         self.bias_hh = yes;
+        self
+    }
+    /// Adds residual connections between layers.
+    pub fn residual(mut self, yes: bool) -> RnnConfig {
+        self.residual = yes;
         self
     }
     /// D: 1 or 2.

@@ -326,6 +326,9 @@ impl Rnn {
                     ws.c_n[k * bh..][..bh].copy_from_slice(&dw.cs[last * bh..][..bh]);
                 }
             }
+            if l > 0 && cfg.residual {
+                add_into(y, input);
+            }
         }
         Ok(())
     }
@@ -421,6 +424,9 @@ impl Rnn {
                 );
                 dir::input_grad(dm, &p, dw, 0, tn, d_input, dir > 0);
                 dw.consts = alpha;
+            }
+            if l > 0 && cfg.residual {
+                add_into(d_input, dy_l);
             }
             if l > 0 && *dropped {
                 for (v, m) in d_input.iter_mut().zip(mask.iter()) {
@@ -563,6 +569,9 @@ impl Rnn {
             dir::input_gemm(dm, &p, input, dw, t, 1);
             dir::step(dm, &p, dw, t, None, y, 0, h);
             dw.consts = alpha;
+            if l > 0 && cfg.residual {
+                add_into(&mut y[t * n_in..][..n_in], input);
+            }
             ws.h_n[l * bh..][..bh].copy_from_slice(&dw.hs[(t + 1) * bh..][..bh]);
             if cfg.cell.has_cell_state() {
                 ws.c_n[l * bh..][..bh].copy_from_slice(&dw.cs[(t + 1) * bh..][..bh]);
@@ -640,6 +649,9 @@ impl Rnn {
                 Some(prev) => &mut prev.dy[t * n_in..][..n_in],
             };
             dir::input_grad(dm, &p, dw, t, 1, d_input, false);
+            if l > 0 && cfg.residual {
+                add_into(d_input, dy_l);
+            }
             if l > 0 && *dropped {
                 for (v, m) in d_input.iter_mut().zip(&mask[t * n_in..][..n_in]) {
                     *v *= *m;
@@ -704,6 +716,13 @@ impl Rnn {
 }
 
 /// Draws a dropout mask (0 or 1/(1−p)) and applies it: `x_drop = v ⊙ mask`.
+/// `a += b`, elementwise (a residual connection and its gradient).
+fn add_into<T: Float>(a: &mut [T], b: &[T]) {
+    for (a, b) in a.iter_mut().zip(b) {
+        *a += *b;
+    }
+}
+
 fn draw_dropout<T: Float>(
     p: f64,
     mask: &mut [T],

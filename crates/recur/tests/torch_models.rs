@@ -1,0 +1,226 @@
+//! Classifiers and taggers against PyTorch (`fixtures/torch-models`, whose
+//! README defines the modules): logits at the valid steps, the loss and
+//! every parameter's gradient, in f64 to 1e-9 and in f32 to 1e-5 relative
+//! (|a − b| / max(|b|, 1)).
+//!
+//! The cases come from `$RECUR_TORCH_MODELS` when set, otherwise from the
+//! project's copy; one line per case checked is printed.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use recur::data::seq::SeqBatch;
+use recur::model::seq::{Pooling, SeqConfig, SeqInput, SeqMeta, SeqModel, SeqTask, SeqWorkspace};
+use recur::{CellKind, Float};
+use safetensors::{Dtype, SafeTensors};
+
+fn cases_dir() -> PathBuf {
+    match std::env::var_os("RECUR_TORCH_MODELS") {
+        Some(d) => PathBuf::from(d),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/torch-models"),
+    }
+}
+
+/// Every tensor of a file as f64, by name.
+fn tensors(path: &PathBuf) -> HashMap<String, (Vec<usize>, Vec<f64>)> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    st.tensors()
+        .into_iter()
+        .map(|(name, v)| {
+            let d = v.data();
+            let vals: Vec<f64> = match v.dtype() {
+                Dtype::F32 => d
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64)
+                    .collect(),
+                Dtype::F64 => d
+                    .chunks_exact(8)
+                    .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
+                    .collect(),
+                Dtype::I64 => d
+                    .chunks_exact(8)
+                    .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f64)
+                    .collect(),
+                other => panic!("{name}: dtype {other:?}"),
+            };
+            (name, (v.shape().to_vec(), vals))
+        })
+        .collect()
+}
+
+struct Case {
+    name: String,
+    config: SeqConfig,
+    params: HashMap<String, (Vec<usize>, Vec<f64>)>,
+    batch: SeqBatch,
+    expected: HashMap<String, (Vec<usize>, Vec<f64>)>,
+}
+
+fn load(name: &str) -> Case {
+    let dir = cases_dir().join(name);
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    let u = |k: &str| j[k].as_u64().unwrap_or_else(|| panic!("{name}: {k}")) as usize;
+    let task = SeqTask::from_name(j["model"].as_str().unwrap()).unwrap();
+    let cell = CellKind::from_name(j["cell"].as_str().unwrap()).unwrap();
+    let mut config = SeqConfig::new(
+        task,
+        SeqInput::Tokens {
+            vocab: u("vocab"),
+            embed: u("embed"),
+        },
+        u("classes"),
+    );
+    config.cell = cell;
+    config.hidden = u("hidden");
+    config.layers = u("layers");
+    config.bidirectional = j["bidirectional"].as_bool().unwrap();
+    if let Some(p) = j["pooling"].as_str() {
+        config.pooling = Pooling::from_name(p).unwrap();
+    }
+    let inputs = tensors(&dir.join("inputs.safetensors"));
+    let (shape, tokens) = &inputs["tokens"];
+    let (bn, tn) = (shape[0], shape[1]);
+    let lengths: Vec<usize> = inputs["lengths"].1.iter().map(|&v| v as usize).collect();
+    // Batch-first → time-major.
+    let mut batch = SeqBatch::default();
+    batch.steps = tn;
+    batch.lengths = lengths.clone();
+    batch.ids = vec![0; tn * bn];
+    for b in 0..bn {
+        for t in 0..tn {
+            batch.ids[t * bn + b] = tokens[b * tn + t] as u32;
+        }
+    }
+    let labels = &inputs["labels"].1;
+    batch.labels = if task == SeqTask::Tag {
+        let mut l = vec![0; tn * bn];
+        for b in 0..bn {
+            for t in 0..lengths[b] {
+                l[t * bn + b] = labels[b * tn + t] as u32;
+            }
+        }
+        l
+    } else {
+        labels.iter().map(|&v| v as u32).collect()
+    };
+    batch.rows = (0..bn).collect();
+    Case {
+        name: name.into(),
+        config,
+        params: tensors(&dir.join("state_dict.safetensors")),
+        batch,
+        expected: tensors(&dir.join("expected.safetensors")),
+    }
+}
+
+fn check(name: &str, what: &str, got: f64, want: f64, tol: f64, worst: &mut f64) {
+    let err = (got - want).abs() / want.abs().max(1.0);
+    assert!(
+        err <= tol,
+        "{name}: {what}: recur {got}, PyTorch {want} (error {err:.2e} > {tol:.0e})"
+    );
+    *worst = worst.max(err);
+}
+
+/// Runs a case in T; returns the worst error.
+fn run<T: Float>(c: &Case, tol: f64) -> f64 {
+    let mut m = SeqModel::<T>::zeros(c.config.clone(), SeqMeta::default()).unwrap();
+    let mut named = 0;
+    for p in m.store.info().to_vec() {
+        let (shape, v) = c
+            .params
+            .get(&p.name)
+            .unwrap_or_else(|| panic!("{}: PyTorch has no {}", c.name, p.name));
+        assert_eq!(shape, &p.shape, "{}: shape of {}", c.name, p.name);
+        for (d, s) in m.store.params[p.range()].iter_mut().zip(v) {
+            *d = T::from_f64(*s);
+        }
+        named += 1;
+    }
+    assert_eq!(
+        named,
+        c.params.len(),
+        "{}: every PyTorch tensor is used",
+        c.name
+    );
+    let mut ws = SeqWorkspace::default();
+    m.forward(&mut ws, &c.batch, None).unwrap();
+    let logits_t = m.predict(&c.batch).unwrap();
+    let loss = m.forward_backward_with(&mut ws, &c.batch, None).unwrap();
+    let mut worst = 0.0;
+    check(
+        &c.name,
+        "loss",
+        loss,
+        c.expected["loss"].1[0],
+        tol,
+        &mut worst,
+    );
+    // Logits: [B, C] or, tagging, [B, T, C] at the valid steps.
+    let (shape, want) = &c.expected["logits"];
+    let (bn, tn, o) = (c.batch.batch(), c.batch.steps, c.config.outputs);
+    for b in 0..bn {
+        let steps = if shape.len() == 3 {
+            c.batch.lengths[b]
+        } else {
+            1
+        };
+        for t in 0..steps {
+            for k in 0..o {
+                let (got, w) = if shape.len() == 3 {
+                    (logits_t[(t * bn + b) * o + k], want[(b * tn + t) * o + k])
+                } else {
+                    (logits_t[b * o + k], want[b * o + k])
+                };
+                check(
+                    &c.name,
+                    &format!("logits[{b}, {t}, {k}]"),
+                    got.to_f64(),
+                    w,
+                    tol,
+                    &mut worst,
+                );
+            }
+        }
+    }
+    for p in m.store.info() {
+        let (_, want) = &c.expected[&format!("grad.{}", p.name)];
+        for (i, (g, w)) in m.store.grads[p.range()].iter().zip(want).enumerate() {
+            check(
+                &c.name,
+                &format!("grad {}[{i}]", p.name),
+                g.to_f64(),
+                *w,
+                tol,
+                &mut worst,
+            );
+        }
+    }
+    worst
+}
+
+const CASES: [&str; 7] = [
+    "classify_lstm_1l_last",
+    "classify_lstm_2l_bi_last",
+    "classify_gru_1l_bi_mean",
+    "classify_rnn_tanh_2l_max",
+    "tag_lstm_1l_bi",
+    "tag_lstm_2l_bi",
+    "tag_gru_1l",
+];
+
+#[test]
+fn classifiers_and_taggers_match_pytorch() {
+    println!("cases from {}", cases_dir().display());
+    for name in CASES {
+        let c = load(name);
+        let w64 = run::<f64>(&c, 1e-9);
+        let w32 = run::<f32>(&c, 1e-5);
+        println!(
+            "{name}: loss, logits and {} gradients match; worst error f64 {w64:.1e}, f32 {w32:.1e}",
+            c.params.len()
+        );
+    }
+}
