@@ -22,9 +22,14 @@ pub struct EvalArgs {
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    seq: crate::seq::SeqEvalArgs,
 }
 
 pub fn run(a: EvalArgs) -> CliResult {
+    if recur::checkpoint::file_format(&a.model)? == recur::model::seq::SEQ_FORMAT {
+        return crate::seq::eval(&a.model, &a.data, a.json, &a.seq);
+    }
     let (model, vocab) = load_lm(&a.model)?;
     let text = read_text(&a.data)?;
     let ids = vocab.encode(&tokenize(&text, vocab.level), &a.data.display().to_string())?;

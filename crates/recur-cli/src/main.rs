@@ -11,6 +11,9 @@ mod data;
 mod esn;
 mod eval;
 mod generate;
+mod predict;
+mod seq;
+mod seqdata;
 mod task;
 mod train;
 
@@ -24,12 +27,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Train a language model on a text file (or on recur's own source, with no --data).
+    /// Train a language model on a text file (or on recur's own source, with no --data), or with
+    /// --task a classifier, tagger or regressor.
     Train(Box<train::TrainArgs>),
     /// Write text with a trained model.
     Generate(generate::GenerateArgs),
-    /// Measure a model's cross-entropy, perplexity and bits per token on a text file.
+    /// Measure a model on a file: a language model's cross-entropy, perplexity and bits per
+    /// token; a classifier's or tagger's accuracy and F1; a regressor's errors.
     Eval(eval::EvalArgs),
+    /// Write a sequence model's predictions for a file: labels, tags or values.
+    Predict(predict::PredictArgs),
     /// Turn a PyTorch word_language_model state_dict into a recur model.
     Import(convert::ImportArgs),
     /// Write a recur model as a PyTorch state_dict and vocab.json.
@@ -57,6 +64,7 @@ fn main() -> ExitCode {
         Command::Train(a) => train::run(*a),
         Command::Generate(a) => generate::run(a),
         Command::Eval(a) => eval::run(a),
+        Command::Predict(a) => predict::run(a),
         Command::Import(a) => convert::import(a),
         Command::Export(a) => convert::export(a),
         Command::Esn(cmd) => esn::run(cmd),

@@ -25,107 +25,180 @@ use crate::CliResult;
 #[derive(Args)]
 pub struct TrainArgs {
     /// Text file to train on (default: recur's own source, embedded; trains for a minute).
+    /// With --task: the training file (label<TAB>text, .conllu, .ts or .csv), or one file per
+    /// class (several files, or a folder).
+    #[arg(long, value_name = "FILE", num_args = 1..)]
+    pub data: Vec<PathBuf>,
+
+    /// Train a sequence model instead of a language model: classify, tag or regress.
+    #[arg(long)]
+    pub task: Option<String>,
+    /// With --task: held-out examples for validation and early stopping
+    /// [default: --val-fraction of the training examples].
     #[arg(long, value_name = "FILE")]
-    data: Option<PathBuf>,
+    pub valid: Option<PathBuf>,
+    /// Text encoding of text files: utf-8, windows-1252 or latin1.
+    #[arg(long, default_value = "utf-8")]
+    pub encoding: String,
+    /// Tagging: the CoNLL-U column to learn, upos or xpos.
+    #[arg(long, default_value = "upos")]
+    pub column: String,
+    /// CSV: the column to predict (name or 0-based index).
+    #[arg(long)]
+    pub target: Option<String>,
+    /// CSV: input columns, comma-separated [default: the target alone].
+    #[arg(long, value_delimiter = ',')]
+    pub features: Vec<String>,
+    /// CSV: predict this many steps ahead from each window (0: the target at every step).
+    #[arg(long, default_value_t = 1)]
+    pub horizon: usize,
+    /// CSV: input steps per window [default: 24].
+    #[arg(long)]
+    pub window: Option<usize>,
+    /// CSV: hold out the last N rows from training (the test that `recur eval` forecasts).
+    #[arg(long, default_value_t = 0)]
+    pub holdout: usize,
+    /// CSV: model the logarithm of the values.
+    #[arg(long)]
+    pub log: bool,
+    /// CSV: inputs and targets relative to each window's last value.
+    #[arg(long)]
+    pub relative: bool,
+    /// Sequence classification: pooling over the steps: last, mean, max or attention [default: max for text, last for series].
+    #[arg(long)]
+    pub pooling: Option<String>,
+    /// With --task: run each layer in both directions [default: true].
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub bidirectional: Option<bool>,
+    /// With --task: residual connections between stacked layers.
+    #[arg(long)]
+    pub residual: bool,
+    /// With --task: learn the initial state instead of starting from zeros.
+    #[arg(long)]
+    pub learned_init: bool,
+    /// Class weights of the loss: balanced (n / (C·n_c)), or one number per class in label order.
+    #[arg(long)]
+    pub class_weights: Option<String>,
+    /// With --task: stop after this many evaluations without a better validation score (0: never) [default: 5].
+    #[arg(long)]
+    pub patience: Option<u32>,
+    /// Classification: K-fold cross-validation on the training data instead of one run.
+    #[arg(long)]
+    pub folds: Option<usize>,
+    /// With --folds: print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    /// Tagging: width of the character embedding [default: 32].
+    #[arg(long)]
+    pub char_embed: Option<usize>,
+    /// Tagging: hidden units per direction of the character BiLSTM (0: no character encoder) [default: 64].
+    #[arg(long)]
+    pub char_hidden: Option<usize>,
+    /// Word dropout: a training word seen c times becomes <unk> with chance α/(α + c) [default: 0.25 for tagging, 0 otherwise].
+    #[arg(long)]
+    pub word_dropout: Option<f64>,
     /// Tokens: char (Unicode scalar values) or word (whitespace-separated, <eos> per line).
     #[arg(long, default_value = "char")]
-    level: String,
+    pub level: String,
     /// Word level: words seen fewer times become <unk>.
     #[arg(long, default_value_t = 1)]
-    min_count: usize,
+    pub min_count: usize,
 
     /// Cell: lstm, gru, gru-reset-before, rnn-tanh, rnn-relu [default: lstm].
     #[arg(long)]
-    cell: Option<String>,
+    pub cell: Option<String>,
     /// Stacked layers [default: 2].
     #[arg(long)]
-    layers: Option<usize>,
+    pub layers: Option<usize>,
     /// Hidden units per layer [default: 512; 256 on the built-in corpus].
     #[arg(long)]
-    hidden: Option<usize>,
+    pub hidden: Option<usize>,
     /// Embedding width [default: 128].
     #[arg(long)]
-    embed: Option<usize>,
+    pub embed: Option<usize>,
     /// Dropout on embeddings, between layers and on the output [default: 0.2; 0.1 on the built-in corpus].
     #[arg(long)]
-    dropout: Option<f64>,
+    pub dropout: Option<f64>,
 
     /// Steps of truncated backpropagation through time per batch [default: 100; 64 on the built-in corpus].
     #[arg(long)]
-    seq_len: Option<usize>,
+    pub seq_len: Option<usize>,
     /// Sequences per batch [default: 64; 32 on the built-in corpus].
     #[arg(long)]
-    batch: Option<usize>,
+    pub batch: Option<usize>,
 
     /// sgd, adam, adamw, rmsprop or adagrad.
     #[arg(long, default_value = "adam")]
-    optimizer: String,
+    pub optimizer: String,
     /// Learning rate [default: 0.002; 0.003 on the built-in corpus].
     #[arg(long, allow_negative_numbers = true)]
-    lr: Option<f32>,
+    pub lr: Option<f32>,
     /// Momentum (sgd, rmsprop).
     #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
-    momentum: f32,
+    pub momentum: f32,
     /// Weight decay (decoupled for adamw).
     #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
-    weight_decay: f32,
+    pub weight_decay: f32,
     /// Learning-rate schedule: constant, step (Zaremba: ×--lr-decay each epoch from --decay-start) or cosine.
     #[arg(long, default_value = "constant")]
-    schedule: String,
+    pub schedule: String,
     /// Step schedule: factor per epoch.
     #[arg(long, default_value_t = 0.5)]
-    lr_decay: f32,
+    pub lr_decay: f32,
     /// Step schedule: first decayed epoch (0-based).
     #[arg(long, default_value_t = 4)]
-    decay_start: usize,
+    pub decay_start: usize,
     /// Cosine schedule: final learning rate.
     #[arg(long, default_value_t = 0.0)]
-    min_lr: f32,
+    pub min_lr: f32,
     /// Clip the global gradient norm (0: off).
     #[arg(long, default_value_t = 5.0, allow_negative_numbers = true)]
-    clip_norm: f32,
+    pub clip_norm: f32,
     /// Clip each gradient element to ±this (0: off).
     #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
-    clip_value: f32,
+    pub clip_value: f32,
 
     /// Train for this many epochs [default: 10; 1 minute with no --data].
     #[arg(long, group = "budget")]
-    epochs: Option<usize>,
+    pub epochs: Option<usize>,
     /// Train for this many steps.
     #[arg(long, group = "budget")]
-    steps: Option<u64>,
+    pub steps: Option<u64>,
     /// Train for this many minutes.
     #[arg(long, group = "budget")]
-    time: Option<f64>,
+    pub time: Option<f64>,
 
     /// Fraction of the text, from its end, held out for validation.
     #[arg(long, default_value_t = 0.1)]
-    val_fraction: f64,
+    pub val_fraction: f64,
     /// Evaluate, log and checkpoint every N steps [default: each epoch, at most 200 steps apart].
     #[arg(long)]
-    eval_every: Option<u64>,
+    pub eval_every: Option<u64>,
     /// Seed of the weights and of dropout.
     #[arg(long, default_value_t = 1)]
-    seed: u64,
+    pub seed: u64,
     /// Threads for matrix products (0: one per core).
     #[arg(long, default_value_t = 0)]
-    threads: usize,
+    pub threads: usize,
     /// Output folder.
     #[arg(long, default_value = "recur-run", value_name = "DIR")]
-    out: PathBuf,
+    pub out: PathBuf,
     /// Continue the run saved in DIR with its own settings (a new --epochs/--steps/--time, --eval-every or --sample-length may be given).
     #[arg(long, value_name = "DIR", conflicts_with_all = [
         "init_from", "cell", "layers", "hidden", "embed", "dropout", "data", "level", "min_count",
         "seq_len", "batch", "optimizer", "lr", "momentum", "weight_decay", "schedule", "lr_decay",
         "decay_start", "min_lr", "clip_norm", "clip_value", "val_fraction", "seed", "out",
+        "task", "valid", "encoding", "column", "target", "features", "horizon", "window",
+        "holdout", "log", "relative", "pooling", "bidirectional", "residual", "learned_init",
+        "class_weights", "patience", "folds", "char_embed", "char_hidden", "word_dropout",
     ])]
-    resume: Option<PathBuf>,
+    pub resume: Option<PathBuf>,
     /// Start from the weights (and vocabulary) of this recur model.
     #[arg(long, value_name = "MODEL", conflicts_with_all = ["cell", "layers", "hidden", "embed"])]
-    init_from: Option<PathBuf>,
+    pub init_from: Option<PathBuf>,
     /// Tokens of the sample printed at the end (0: none) [default: 400].
     #[arg(long)]
-    sample_length: Option<usize>,
+    pub sample_length: Option<usize>,
 }
 
 /// What `--resume` needs besides the library's state: `OUT/run.json`.
@@ -159,17 +232,55 @@ fn load_data(data: Option<&Path>) -> anyhow::Result<(String, String)> {
 }
 
 /// The progress bar and the log lines of a run.
-struct Progressbar {
-    pb: ProgressBar,
+pub struct Progressbar {
+    pub pb: ProgressBar,
     start_step: u64,
     start_tokens: u64,
     limit_s: Option<f64>,
-    started: Instant,
+    pub started: Instant,
+    /// Language models: whether to show bits per character.
     char_level: bool,
+    /// Sequence models: show every held-out metric instead of perplexity.
+    metrics: bool,
 }
 
 impl Progressbar {
-    fn say(&self, msg: &str) {
+    /// A bar for a run of `budget` from `progress`, `spe` steps per epoch.
+    pub fn new(
+        budget: Budget,
+        spe: Option<usize>,
+        progress: &Progress,
+        char_level: bool,
+        metrics: bool,
+    ) -> Progressbar {
+        let limit_s = match budget {
+            Budget::Minutes(m) => Some(m * 60.0),
+            _ => None,
+        };
+        let pb = match (budget.total_steps(spe), limit_s) {
+            (Some(end), _) => ProgressBar::new(end.saturating_sub(progress.step)),
+            (None, Some(s)) => ProgressBar::new(s.ceil() as u64),
+            _ => ProgressBar::hidden(),
+        };
+        pb.set_style(
+            ProgressStyle::with_template(
+                "{bar:30.cyan/blue} {percent:>3}% [{elapsed_precise} < {eta_precise}] {msg}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+        Progressbar {
+            pb,
+            start_step: progress.step,
+            start_tokens: progress.tokens_seen,
+            limit_s,
+            started: Instant::now(),
+            char_level,
+            metrics,
+        }
+    }
+
+    pub fn say(&self, msg: &str) {
         if self.pb.is_hidden() {
             println!("{msg}");
         } else {
@@ -178,8 +289,8 @@ impl Progressbar {
     }
 }
 
-impl Observer<LanguageModel> for Progressbar {
-    fn step(&mut self, _: &LanguageModel, r: &StepReport, p: &Progress) -> recur::Result<()> {
+impl<M> Observer<M> for Progressbar {
+    fn step(&mut self, _: &M, r: &StepReport, p: &Progress) -> recur::Result<()> {
         let tok_s = (p.tokens_seen - self.start_tokens) as f64
             / self.started.elapsed().as_secs_f64().max(1e-9);
         self.pb.set_message(format!(
@@ -200,7 +311,14 @@ impl Observer<LanguageModel> for Progressbar {
             "step {:>6}  epoch {:>3}  train {:.4}",
             m.step, m.epoch, m.train_loss
         );
-        if let Some(v) = m.val_loss {
+        if self.metrics {
+            if let Some(v) = m.val_loss {
+                line += &format!("  val {v:.4}");
+            }
+            for (k, v) in &m.val {
+                line += &format!("  {} {v:.4}", k.trim_start_matches("val_"));
+            }
+        } else if let Some(v) = m.val_loss {
             line += &format!("  val {v:.4}  ppl {:.3}", perplexity(v));
             if self.char_level {
                 line += &format!("  bpc {:.4}", bits_per_token(v));
@@ -213,6 +331,15 @@ impl Observer<LanguageModel> for Progressbar {
 
 pub fn run(a: TrainArgs) -> CliResult {
     recur::gemm::set_threads(a.threads);
+    if a.task.is_some() || a.resume.as_ref().is_some_and(|d| crate::seq::is_seq_run(d)) {
+        return crate::seq::train(a);
+    }
+    if a.data.len() > 1 {
+        bail!(
+            "--data: a language model trains on one text file, got {}",
+            a.data.len()
+        );
+    }
     let explicit_budget = match (a.epochs, a.steps, a.time) {
         (Some(e), _, _) => Some(Budget::Epochs(e)),
         (_, Some(s), _) => Some(Budget::Steps(s)),
@@ -232,11 +359,6 @@ pub fn run(a: TrainArgs) -> CliResult {
     let spe = trainer.data.steps_per_epoch().unwrap_or(1) as u64;
     let eval_every = run_file.eval_every.unwrap_or(spe.min(200)).max(1);
     let c = trainer.model.config().clone();
-    let start_step = trainer.progress().step;
-    let limit_s = match run_file.budget {
-        Budget::Minutes(m) => Some(m * 60.0),
-        _ => None,
-    };
     println!(
         "training a {}-layer {} ({} hidden, {} embed, {} parameters) on {} tokens of {}, vocab {}; {} steps per epoch of {}×{}",
         c.layers,
@@ -251,26 +373,13 @@ pub fn run(a: TrainArgs) -> CliResult {
         trainer.data.batch(),
         trainer.data.seq_len(),
     );
-    let pb = match (run_file.budget.total_steps(Some(spe as usize)), limit_s) {
-        (Some(end), _) => ProgressBar::new(end.saturating_sub(start_step)),
-        (None, Some(s)) => ProgressBar::new(s.ceil() as u64),
-        _ => ProgressBar::hidden(),
-    };
-    pb.set_style(
-        ProgressStyle::with_template(
-            "{bar:30.cyan/blue} {percent:>3}% [{elapsed_precise} < {eta_precise}] {msg}",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
+    let mut bar = Progressbar::new(
+        run_file.budget,
+        Some(spe as usize),
+        trainer.progress(),
+        trainer.data.vocab().level == Level::Char,
+        false,
     );
-    let mut bar = Progressbar {
-        pb,
-        start_step,
-        start_tokens: trainer.progress().tokens_seen,
-        limit_s,
-        started: Instant::now(),
-        char_level: trainer.data.vocab().level == Level::Char,
-    };
     let result = trainer.run(run_file.budget, eval_every, Some(&out), &mut bar);
     bar.pb.finish_and_clear();
     if let Err(e @ Error::Diverged { .. }) = &result {
@@ -314,7 +423,7 @@ pub fn run(a: TrainArgs) -> CliResult {
 
 type Started = (PathBuf, Trainer<LanguageModel, LmData>, RunFile);
 
-fn write_run_file(path: &Path, rf: &RunFile) -> anyhow::Result<()> {
+pub fn write_run_file<R: Serialize>(path: &Path, rf: &R) -> anyhow::Result<()> {
     let json = serde_json::to_string_pretty(rf).expect("run file serialises");
     Ok(write_atomic(path, json.as_bytes())?)
 }
@@ -358,41 +467,16 @@ fn resume(
 fn start(a: &TrainArgs, budget: Option<Budget>) -> anyhow::Result<Started> {
     // The built-in demo trains for a minute: a smaller, faster model
     // learns more in that time.
-    let demo = a.data.is_none();
+    let demo = a.data.is_empty();
     let seq_len = a.seq_len.unwrap_or(if demo { 64 } else { 100 });
     let batch = a.batch.unwrap_or(if demo { 32 } else { 64 });
     let lr = a.lr.unwrap_or(if demo { 3e-3 } else { 2e-3 });
     let level = Level::from_name(&a.level)
         .with_context(|| format!("--level: expected char or word, got '{}'", a.level))?;
-    let optimizer = OptimizerKind::from_name(&a.optimizer).with_context(|| {
-        format!(
-            "--optimizer: unknown optimizer '{}': expected sgd, adam, adamw, rmsprop or adagrad",
-            a.optimizer
-        )
-    })?;
-    let schedule = ScheduleKind::from_name(&a.schedule).with_context(|| {
-        format!(
-            "--schedule: unknown schedule '{}': expected constant, step or cosine",
-            a.schedule
-        )
-    })?;
-    let mut cfg = TrainConfig {
-        optimizer,
-        lr,
-        momentum: a.momentum,
-        weight_decay: a.weight_decay,
-        schedule,
-        lr_decay: a.lr_decay,
-        decay_start: a.decay_start,
-        min_lr: a.min_lr,
-        total_steps: None,
-        clip_norm: a.clip_norm,
-        clip_value: a.clip_value,
-        seed: a.seed,
-    };
+    let mut cfg = train_config(a, lr)?;
     // Settings are checked before any data is read.
     cfg.check()?;
-    let (text, source) = load_data(a.data.as_deref())?;
+    let (text, source) = load_data(a.data.first().map(PathBuf::as_path))?;
     let budget = budget.unwrap_or(if demo {
         Budget::Minutes(1.0)
     } else {
@@ -411,12 +495,7 @@ fn start(a: &TrainArgs, budget: Option<Budget>) -> anyhow::Result<Started> {
             let tokens = tokenize(&text, level);
             let vocab = Vocab::build(level, &tokens, a.min_count)?;
             let ids = vocab.encode(&tokens, &source)?;
-            let cell = match &a.cell {
-                None => CellKind::Lstm,
-                Some(c) => CellKind::from_name(c).with_context(|| {
-                    format!("--cell: unknown cell '{c}': expected lstm, gru, gru-reset-before, rnn-tanh or rnn-relu")
-                })?,
-            };
+            let cell = parse_cell(a.cell.as_deref())?;
             let cfg = LmConfig {
                 cell,
                 vocab_size: vocab.len(),
@@ -434,7 +513,7 @@ fn start(a: &TrainArgs, budget: Option<Budget>) -> anyhow::Result<Started> {
     let t = Trainer::new(model, data, cfg)?;
     std::fs::create_dir_all(&a.out).with_context(|| format!("{}", a.out.display()))?;
     let rf = RunFile {
-        data: a.data.clone(),
+        data: a.data.first().cloned(),
         level: a.level.clone(),
         min_count: a.min_count,
         budget,
@@ -447,4 +526,45 @@ fn start(a: &TrainArgs, budget: Option<Budget>) -> anyhow::Result<Started> {
     write_run_file(&a.out.join("run.json"), &rf)?;
     let _ = std::fs::remove_file(a.out.join("metrics.jsonl"));
     Ok((a.out.clone(), t, rf))
+}
+
+/// The optimiser, schedule and clipping settings of `a`, at `lr`.
+pub fn train_config(a: &TrainArgs, lr: f32) -> anyhow::Result<TrainConfig> {
+    let optimizer = OptimizerKind::from_name(&a.optimizer).with_context(|| {
+        format!(
+            "--optimizer: unknown optimizer '{}': expected sgd, adam, adamw, rmsprop or adagrad",
+            a.optimizer
+        )
+    })?;
+    let schedule = ScheduleKind::from_name(&a.schedule).with_context(|| {
+        format!(
+            "--schedule: unknown schedule '{}': expected constant, step or cosine",
+            a.schedule
+        )
+    })?;
+    Ok(TrainConfig {
+        optimizer,
+        lr,
+        momentum: a.momentum,
+        weight_decay: a.weight_decay,
+        schedule,
+        lr_decay: a.lr_decay,
+        decay_start: a.decay_start,
+        min_lr: a.min_lr,
+        total_steps: None,
+        clip_norm: a.clip_norm,
+        clip_value: a.clip_value,
+        seed: a.seed,
+        patience: 0,
+    })
+}
+
+/// The cell `--cell` names (LSTM when not given).
+pub fn parse_cell(c: Option<&str>) -> anyhow::Result<CellKind> {
+    match c {
+        None => Ok(CellKind::Lstm),
+        Some(c) => CellKind::from_name(c).with_context(|| {
+            format!("--cell: unknown cell '{c}': expected lstm, gru, gru-reset-before, rnn-tanh or rnn-relu")
+        }),
+    }
 }

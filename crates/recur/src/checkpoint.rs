@@ -21,6 +21,7 @@ use crate::cell::CellKind;
 use crate::data::{Level, Vocab};
 use crate::error::{Error, Result};
 use crate::model::lm::{LanguageModel, LmConfig};
+use crate::model::seq::{SeqConfig, SeqMeta, SeqModel, SEQ_FORMAT};
 use crate::params::ParamStore;
 use crate::train::Model;
 
@@ -269,26 +270,7 @@ pub fn save_lm(path: &Path, model: &LanguageModel, vocab: &Vocab) -> Result<()> 
 /// Loads a language model saved by [`save_lm`].
 pub fn load_lm(path: &Path) -> Result<(LanguageModel, Vocab)> {
     let mut t = read_tensors(path)?;
-    match t.metadata.get("format").map(String::as_str) {
-        Some(MODEL_FORMAT) => {}
-        Some(other) => {
-            return Err(data_err(
-                path,
-                format!(
-                    "is a '{other}' file, not a recur language model (format '{MODEL_FORMAT}')"
-                ),
-            ));
-        }
-        None => {
-            return Err(data_err(
-                path,
-                format!(
-                    "is not a recur language model (no '{MODEL_FORMAT}' format metadata); \
-                     for a PyTorch state_dict use `recur import`"
-                ),
-            ))
-        }
-    }
+    expect_format(&t, path, MODEL_FORMAT, "a recur language model")?;
     let config: LmConfig =
         serde_json::from_str(t.metadata.get("config").map_or("", String::as_str)).map_err(|e| {
             data_err(
@@ -321,6 +303,75 @@ pub fn load_lm(path: &Path) -> Result<(LanguageModel, Vocab)> {
     let mut model = LanguageModel::zeros(config).map_err(|e| data_err(path, e.to_string()))?;
     fill_params(&mut model.store, &mut t, path)?;
     Ok((model, vocab))
+}
+
+/// Checks a file's `format` metadata: it must be `format`, the format of
+/// `what`.
+fn expect_format(t: &Tensors, path: &Path, format: &str, what: &str) -> Result<()> {
+    match t.metadata.get("format").map(String::as_str) {
+        Some(f) if f == format => Ok(()),
+        Some(other) => Err(data_err(
+            path,
+            format!("is a '{other}' file, not {what} (format '{format}')"),
+        )),
+        None => Err(data_err(
+            path,
+            format!(
+                "is not {what} (no '{format}' format metadata); \
+                 for a PyTorch state_dict use `recur import`"
+            ),
+        )),
+    }
+}
+
+/// The `format` metadata of a recur file (`recur-lm`, `recur-seq-model`, …).
+pub fn file_format(path: &Path) -> Result<String> {
+    let (meta, _) = read_raw(path)?;
+    meta.get("format").cloned().ok_or_else(|| {
+        data_err(
+            path,
+            "is not a recur model (no 'format' metadata); for a PyTorch state_dict use `recur import`",
+        )
+    })
+}
+
+/// Loads a sequence model (classifier, tagger, regressor) saved by the
+/// trainer.
+pub fn load_seq(path: &Path) -> Result<SeqModel<f32>> {
+    let mut t = read_tensors(path)?;
+    expect_format(&t, path, SEQ_FORMAT, "a recur sequence model")?;
+    let get = |k: &str| t.metadata.get(k).map_or("", String::as_str);
+    let config: SeqConfig = serde_json::from_str(get("config")).map_err(|e| {
+        data_err(
+            path,
+            format!("metadata 'config' is not a valid sequence-model config: {e}"),
+        )
+    })?;
+    let meta: SeqMeta = serde_json::from_str(get("meta"))
+        .map_err(|e| data_err(path, format!("metadata 'meta' is not valid: {e}")))?;
+    let mut model = SeqModel::zeros(config, meta).map_err(|e| data_err(path, e.to_string()))?;
+    fill_params(&mut model.store, &mut t, path)?;
+    if let Some(extra) = t.tensors.keys().next() {
+        return Err(data_err(
+            path,
+            format!("unexpected tensor '{extra}' for this model's config"),
+        ));
+    }
+    Ok(model)
+}
+
+/// Writes a sequence model as a plain PyTorch state_dict (the names of the
+/// modules in `fixtures/torch-models`) and its vocabularies and labels as
+/// JSON: `DIR/state_dict.safetensors`, `DIR/meta.json`.
+pub fn export_torch_seq(dir: &Path, model: &SeqModel<f32>) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+    write_store(
+        &dir.join("state_dict.safetensors"),
+        &model.store,
+        HashMap::new(),
+    )?;
+    let json = serde_json::json!({ "config": model.config(), "meta": model.meta });
+    write_atomic(&dir.join("meta.json"), json.to_string().as_bytes())
 }
 
 /// Reads a plain PyTorch `RNNModel` state_dict, inferring its sizes, layer

@@ -255,3 +255,87 @@ fn draw_flows(
     root.present().map_err(|e| err(&e))?;
     Ok(true)
 }
+
+/// Draws a confusion matrix as a heatmap: row = true class, column =
+/// predicted, each cell shaded by its share of the row and labelled with
+/// its count.
+pub fn confusion_plot(
+    path: &Path,
+    title: &str,
+    labels: &[String],
+    m: &crate::metrics::Confusion,
+) -> Result<()> {
+    save_svg(path, |svg| {
+        let c = m.classes();
+        if c == 0 || labels.len() != c {
+            return Ok(false);
+        }
+        let cell = (36u32).max(600 / c as u32).min(60);
+        let margin = 110u32;
+        let side = margin + cell * c as u32 + 20;
+        let root = SVGBackend::with_string(svg, (side, side + 40)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        let font = ("sans-serif", 13).into_font();
+        root.draw(&Text::new(
+            title.to_string(),
+            (10, 10),
+            ("sans-serif", 18).into_font(),
+        ))
+        .map_err(|e| e.to_string())?;
+        let top = 40 + margin as i32;
+        for t in 0..c {
+            let row_total: u64 = (0..c).map(|p| m.count(t, p)).sum();
+            for p in 0..c {
+                let n = m.count(t, p);
+                let share = if row_total == 0 {
+                    0.0
+                } else {
+                    n as f64 / row_total as f64
+                };
+                let shade = (255.0 * (1.0 - 0.85 * share)) as u8;
+                let (x, y) = (
+                    margin as i32 + (p as u32 * cell) as i32,
+                    top + (t as u32 * cell) as i32,
+                );
+                root.draw(&Rectangle::new(
+                    [(x, y), (x + cell as i32, y + cell as i32)],
+                    RGBColor(shade, shade, 255).filled(),
+                ))
+                .map_err(|e| e.to_string())?;
+                if n > 0 {
+                    let color = if share > 0.55 { WHITE } else { BLACK };
+                    root.draw(&Text::new(
+                        short_number(n as f64),
+                        (x + 4, y + cell as i32 / 2 - 6),
+                        font.clone().color(&color),
+                    ))
+                    .map_err(|e| e.to_string())?;
+                }
+            }
+            let name: String = labels[t].chars().take(14).collect();
+            root.draw(&Text::new(
+                name.clone(),
+                (6, top + (t as u32 * cell) as i32 + cell as i32 / 2 - 6),
+                font.clone(),
+            ))
+            .map_err(|e| e.to_string())?;
+            root.draw(&Text::new(
+                name,
+                (
+                    margin as i32 + (t as u32 * cell) as i32 + cell as i32 / 2,
+                    top - 8,
+                ),
+                font.clone().transform(FontTransform::Rotate270),
+            ))
+            .map_err(|e| e.to_string())?;
+        }
+        root.draw(&Text::new(
+            "rows: true class; columns: predicted".to_string(),
+            (10, 28),
+            font.clone(),
+        ))
+        .map_err(|e| e.to_string())?;
+        root.present().map_err(|e| e.to_string())?;
+        Ok(true)
+    })
+}

@@ -1,0 +1,968 @@
+//! `recur train --task classify|tag|regress`, K-fold cross-validation, and
+//! `eval` and `predict` for the sequence models.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use clap::Args;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use recur::checkpoint::{load_seq, write_atomic};
+use recur::data::read::{write_conllu, TagColumn};
+use recur::data::seq::{batches_of, by_length, SeqData, SeqEncoder, SeqExample};
+use recur::metrics::Confusion;
+use recur::model::seq::{
+    argmax, CharConfig, Pooling, SeqConfig, SeqInput, SeqMeta, SeqModel, SeqTask,
+};
+use recur::plot::{confusion_plot, line_plot, Series};
+use recur::train::{Budget, Data, Model, Quiet, Trainer};
+use serde::{Deserialize, Serialize};
+
+use crate::seqdata::{encode, fit, read_items, Item, Items, Part, ReadSettings};
+use crate::train::{parse_cell, train_config, write_run_file, Progressbar, TrainArgs};
+use crate::CliResult;
+
+/// What `--resume` needs besides the library's state: `OUT/run.json`.
+#[derive(Serialize, Deserialize)]
+struct SeqRunFile {
+    task: String,
+    data: Vec<PathBuf>,
+    valid: Option<PathBuf>,
+    read: ReadSettings,
+    budget: Budget,
+    eval_every: Option<u64>,
+    batch: usize,
+    val_fraction: f64,
+    word_dropout: f64,
+    min_count: usize,
+    seed: u64,
+}
+
+/// Whether `dir` holds a sequence-model run (its run.json names a task).
+pub fn is_seq_run(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join("run.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .is_some_and(|v| v.get("task").is_some())
+}
+
+/// Settings that depend on the task and the data.
+struct Defaults {
+    embed: usize,
+    hidden: usize,
+    layers: usize,
+    dropout: f64,
+    epochs: usize,
+    patience: u32,
+    batch: usize,
+    lr: f32,
+    pooling: Pooling,
+    char_embed: usize,
+    char_hidden: usize,
+    word_dropout: f64,
+}
+
+fn defaults(task: SeqTask, kind: &str) -> Defaults {
+    let text = matches!(kind, "text" | "class-files" | "conllu");
+    match (task, text) {
+        (SeqTask::Tag, _) => Defaults {
+            embed: 128,
+            hidden: 128,
+            layers: 2,
+            dropout: 0.25,
+            epochs: 20,
+            patience: 5,
+            batch: 32,
+            lr: 2e-3,
+            pooling: Pooling::Last,
+            char_embed: 32,
+            char_hidden: 64,
+            word_dropout: 0.25,
+        },
+        (_, true) => Defaults {
+            embed: 128,
+            hidden: 128,
+            layers: 1,
+            dropout: 0.5,
+            epochs: 10,
+            patience: 3,
+            batch: 32,
+            lr: 2e-3,
+            pooling: Pooling::Max,
+            char_embed: 0,
+            char_hidden: 0,
+            word_dropout: 0.0,
+        },
+        (_, false) => Defaults {
+            embed: 0,
+            hidden: 64,
+            layers: 1,
+            dropout: 0.0,
+            epochs: 100,
+            patience: 20,
+            batch: 16,
+            lr: 3e-3,
+            pooling: Pooling::Last,
+            char_embed: 0,
+            char_hidden: 0,
+            word_dropout: 0.0,
+        },
+    }
+}
+
+fn parse_task(a: &TrainArgs) -> anyhow::Result<SeqTask> {
+    let t = a.task.as_deref().unwrap_or("classify");
+    SeqTask::from_name(t)
+        .with_context(|| format!("--task: unknown task '{t}': expected classify, tag or regress"))
+}
+
+fn read_settings(a: &TrainArgs, task: SeqTask) -> anyhow::Result<ReadSettings> {
+    if a.data.is_empty() {
+        bail!("--task {} needs --data: the training file(s)", task.name());
+    }
+    let kind = ReadSettings::detect_kind(&a.data);
+    Ok(ReadSettings {
+        kind: kind.to_string(),
+        encoding: a.encoding.clone(),
+        column: a.column.clone(),
+        target: a.target.clone(),
+        features: a.features.clone(),
+        window: a.window.unwrap_or(24),
+        horizon: a.horizon,
+        holdout: a.holdout,
+        log: a.log,
+        relative: a.relative,
+        lowercase: kind == "conllu",
+    })
+}
+
+/// The model's settings from the arguments and the task's defaults.
+fn model_config(
+    a: &TrainArgs,
+    task: SeqTask,
+    d: &Defaults,
+    meta: &SeqMeta,
+    first: &Item,
+) -> anyhow::Result<SeqConfig> {
+    let input = if first.tokens.is_empty() {
+        SeqInput::Features {
+            features: first.features.len() / first.steps.max(1),
+        }
+    } else {
+        SeqInput::Tokens {
+            vocab: meta.words.len(),
+            embed: a.embed.unwrap_or(d.embed),
+        }
+    };
+    let outputs = match task {
+        SeqTask::Regress => first
+            .targets
+            .len()
+            .max(first.step_targets.len() / first.steps.max(1)),
+        _ => meta.labels.len(),
+    };
+    if task != SeqTask::Regress && outputs < 2 {
+        bail!(
+            "the training data has {} class(es) ({}): a classifier needs at least 2",
+            outputs,
+            meta.labels.join(", ")
+        );
+    }
+    let mut c = SeqConfig::new(task, input, outputs);
+    c.cell = parse_cell(a.cell.as_deref())?;
+    c.hidden = a.hidden.unwrap_or(d.hidden);
+    c.layers = a.layers.unwrap_or(d.layers);
+    c.bidirectional = a.bidirectional.unwrap_or(true);
+    c.dropout = a.dropout.unwrap_or(d.dropout);
+    c.residual = a.residual;
+    c.learned_init = a.learned_init;
+    c.per_step = task == SeqTask::Tag || !first.step_targets.is_empty();
+    c.pooling = match &a.pooling {
+        None => d.pooling,
+        Some(p) => Pooling::from_name(p).with_context(|| {
+            format!("--pooling: unknown pooling '{p}': expected last, mean, max or attention")
+        })?,
+    };
+    let char_hidden = a.char_hidden.unwrap_or(d.char_hidden);
+    if char_hidden > 0 && !first.tokens.is_empty() {
+        c.chars = Some(CharConfig {
+            vocab: meta.chars.len(),
+            embed: a.char_embed.unwrap_or(d.char_embed.max(16)),
+            hidden: char_hidden,
+        });
+    }
+    Ok(c)
+}
+
+/// Class weights from `--class-weights`: balanced, or one per class.
+fn class_weights(
+    spec: Option<&str>,
+    meta: &SeqMeta,
+    train: &[SeqExample],
+    task: SeqTask,
+) -> anyhow::Result<Vec<f64>> {
+    let Some(spec) = spec else {
+        return Ok(Vec::new());
+    };
+    let c = meta.labels.len();
+    if task == SeqTask::Regress {
+        bail!("--class-weights: a regressor has no classes");
+    }
+    if spec == "balanced" {
+        let mut n = vec![0usize; c];
+        for e in train {
+            if task == SeqTask::Tag {
+                e.tags.iter().for_each(|&t| n[t as usize] += 1);
+            } else {
+                n[e.label as usize] += 1;
+            }
+        }
+        let total: usize = n.iter().sum();
+        return Ok(n
+            .iter()
+            .map(|&k| {
+                if k == 0 {
+                    0.0
+                } else {
+                    total as f64 / (c as f64 * k as f64)
+                }
+            })
+            .collect());
+    }
+    let w: Vec<f64> = spec
+        .split(',')
+        .map(|s| s.trim().parse::<f64>())
+        .collect::<Result<_, _>>()
+        .with_context(|| {
+            format!(
+                "--class-weights: expected 'balanced' or numbers separated by commas, got '{spec}'"
+            )
+        })?;
+    if w.len() != c || w.iter().any(|v| !(v.is_finite() && *v >= 0.0)) {
+        bail!(
+            "--class-weights: expected {c} weights ≥ 0, one per class in the order {}; got '{spec}'",
+            meta.labels.join(", ")
+        );
+    }
+    Ok(w)
+}
+
+/// Splits off validation items: the last `fraction` of windows for a
+/// series read in time order, else a seeded random `fraction`.
+fn split_valid(
+    items: Vec<Item>,
+    fraction: f64,
+    chronological: bool,
+    seed: u64,
+) -> anyhow::Result<(Vec<Item>, Vec<Item>)> {
+    if !(0.0..1.0).contains(&fraction) {
+        bail!("--val-fraction: expected a number in [0, 1), got {fraction}");
+    }
+    let n_val = ((items.len() as f64) * fraction).round() as usize;
+    if n_val == 0 {
+        return Ok((items, Vec::new()));
+    }
+    if n_val >= items.len() {
+        bail!(
+            "--val-fraction {fraction} leaves no training examples of {}",
+            items.len()
+        );
+    }
+    let mut idx: Vec<usize> = (0..items.len()).collect();
+    if !chronological {
+        idx.shuffle(&mut ChaCha8Rng::seed_from_u64(seed ^ 0x7a11d));
+    }
+    let val_set: std::collections::HashSet<usize> =
+        idx[items.len() - n_val..].iter().copied().collect();
+    let (mut train, mut val) = (Vec::new(), Vec::new());
+    for (i, it) in items.into_iter().enumerate() {
+        if val_set.contains(&i) {
+            val.push(it);
+        } else {
+            train.push(it);
+        }
+    }
+    Ok((train, val))
+}
+
+/// Fits the vocabularies and statistics on `train`, encodes both sets and
+/// builds a fresh model and its data.
+fn prepare(
+    a: &TrainArgs,
+    task: SeqTask,
+    rs: &ReadSettings,
+    train: &[Item],
+    valid: &[Item],
+    source: (&str, &str),
+) -> anyhow::Result<(SeqModel<f32>, SeqData, f64)> {
+    let d = defaults(task, &rs.kind);
+    let chars = task == SeqTask::Tag && a.char_hidden.unwrap_or(d.char_hidden) > 0;
+    let mut meta = SeqMeta::default();
+    let counts = fit(&mut meta, train, task, rs, chars, a.min_count);
+    meta.data.insert(
+        "read".into(),
+        serde_json::to_string(rs).expect("settings serialise"),
+    );
+    let mut enc = SeqEncoder::new(&meta, rs.lowercase);
+    let train_ex = encode(train, &mut enc, task, chars, true, source.0)?;
+    let valid_ex = encode(valid, &mut enc, task, chars, true, source.1)?;
+    meta.class_weights = class_weights(a.class_weights.as_deref(), &meta, &train_ex, task)?;
+    let config = model_config(a, task, &d, &meta, &train[0])?;
+    let model = SeqModel::new(config, meta, a.seed)?;
+    let word_dropout = a.word_dropout.unwrap_or(d.word_dropout);
+    let data = SeqData::new(
+        train_ex,
+        &valid_ex,
+        enc.table,
+        a.batch.unwrap_or(d.batch),
+        a.seed,
+    )?
+    .with_unk_chance(unk_chance(&counts, word_dropout));
+    Ok((model, data, word_dropout))
+}
+
+/// Word dropout's chance per id: α / (α + count) (never for the reserved ids).
+fn unk_chance(counts: &[usize], alpha: f64) -> Vec<f32> {
+    if alpha <= 0.0 {
+        return Vec::new();
+    }
+    counts
+        .iter()
+        .enumerate()
+        .map(|(i, &c)| {
+            if i < 2 || c == 0 {
+                0.0
+            } else {
+                (alpha / (alpha + c as f64)) as f32
+            }
+        })
+        .collect()
+}
+
+fn budget(a: &TrainArgs, d: &Defaults) -> anyhow::Result<Budget> {
+    Ok(match (a.epochs, a.steps, a.time) {
+        (Some(e), _, _) => Budget::Epochs(e),
+        (_, Some(s), _) => Budget::Steps(s),
+        (_, _, Some(m)) if m.is_finite() && m > 0.0 => Budget::Minutes(m),
+        (_, _, Some(m)) => bail!("--time: expected a number of minutes > 0, got {m}"),
+        _ => Budget::Epochs(d.epochs),
+    })
+}
+
+/// `recur train --task …`.
+pub fn train(a: TrainArgs) -> CliResult {
+    if let Some(k) = a.folds {
+        return cross_validate(&a, k);
+    }
+    let (out, mut trainer, rf) = match &a.resume {
+        Some(dir) => resume(&a, dir)?,
+        None => start(&a)?,
+    };
+    let spe = trainer.data.steps_per_epoch().unwrap_or(1);
+    let eval_every = rf.eval_every.unwrap_or(spe as u64).max(1);
+    let c = trainer.model.config().clone();
+    println!(
+        "training a {} {}: {}-layer {}{} ({} hidden, {} parameters) on {} examples of {}, {} held out; {} steps per epoch of {}",
+        c.task.name(),
+        match c.task {
+            SeqTask::Regress => format!("of {} value(s)", c.outputs),
+            _ => format!("of {} classes", c.outputs),
+        },
+        c.layers,
+        if c.bidirectional { "bidirectional " } else { "" },
+        c.cell.name(),
+        c.hidden,
+        trainer.model.num_params(),
+        trainer.data.examples().len(),
+        rf.data.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
+        trainer.data.validation().iter().map(|b| b.batch()).sum::<usize>(),
+        spe,
+        rf.batch,
+    );
+    let mut bar = Progressbar::new(rf.budget, Some(spe), trainer.progress(), false, true);
+    let result = trainer.run(rf.budget, eval_every, Some(&out), &mut bar);
+    bar.pb.finish_and_clear();
+    if let Err(e @ recur::Error::Diverged { .. }) = &result {
+        bar.say(&format!(
+            "stopping: {e}; {} holds the last good checkpoint",
+            out.display()
+        ));
+    }
+    result?;
+    let p = trainer.progress();
+    let stopped = trainer.config().patience > 0 && p.since_best >= trainer.config().patience;
+    println!(
+        "done: {} steps ({} epochs{}) in {:.1} s; best validation {}",
+        p.step,
+        p.epoch,
+        if stopped { ", stopped early" } else { "" },
+        bar.started.elapsed().as_secs_f64(),
+        match (trainer.model.selection(), p.best_score) {
+            (Some(m), Some(s)) => format!("{m} {s:.4}"),
+            (None, Some(s)) => format!("loss {s:.4}"),
+            _ => "n/a".into(),
+        }
+    );
+    write_figures(&out, &trainer)?;
+    println!(
+        "wrote {}/model.safetensors (the best), last.safetensors, metrics.jsonl, loss.svg{}",
+        out.display(),
+        if trainer.model.config().task == SeqTask::Regress {
+            ""
+        } else {
+            ", accuracy.svg, confusion.svg"
+        }
+    );
+    Ok(())
+}
+
+/// The learning curve of the held-out metric and the best model's
+/// confusion matrix on the held-out data.
+fn write_figures(out: &Path, trainer: &Trainer<SeqModel<f32>, SeqData>) -> anyhow::Result<()> {
+    if trainer.model.config().task == SeqTask::Regress || trainer.data.validation().is_empty() {
+        return Ok(());
+    }
+    let points: Vec<(f64, f64)> = trainer
+        .history()
+        .iter()
+        .filter_map(|m| m.val.get("val_accuracy").map(|v| (m.step as f64, *v)))
+        .collect();
+    line_plot(
+        &out.join("accuracy.svg"),
+        "recur: held-out accuracy",
+        "training steps",
+        "accuracy",
+        &[Series {
+            label: "validation",
+            points,
+            color: (214, 39, 40),
+        }],
+    )?;
+    let mut best = load_seq(&out.join("model.safetensors"))?;
+    let (_, conf) = best.measure(trainer.data.validation())?;
+    if let Some(conf) = conf {
+        confusion_plot(
+            &out.join("confusion.svg"),
+            "recur: confusion matrix of the best model on the held-out data",
+            &best.meta.labels,
+            &conf,
+        )?;
+    }
+    Ok(())
+}
+
+type Started = (PathBuf, Trainer<SeqModel<f32>, SeqData>, SeqRunFile);
+
+fn start(a: &TrainArgs) -> anyhow::Result<Started> {
+    let task = parse_task(a)?;
+    let rs = read_settings(a, task)?;
+    let d = defaults(task, &rs.kind);
+    let lr = a.lr.unwrap_or(d.lr);
+    let mut cfg = train_config(a, lr)?;
+    cfg.patience = a.patience.unwrap_or(d.patience);
+    cfg.check()?;
+    let budget = budget(a, &d)?;
+    let items = read_items(&a.data, task, &rs, Part::Train)?;
+    let (train, valid, vsource) = match &a.valid {
+        Some(v) => {
+            let vi = read_items(std::slice::from_ref(v), task, &rs, Part::Train)?;
+            (items.items, vi.items, v.display().to_string())
+        }
+        None => {
+            let (t, v) = split_valid(items.items, a.val_fraction, rs.kind == "csv", a.seed)?;
+            (t, v, items.source.clone())
+        }
+    };
+    let (model, data, word_dropout) =
+        prepare(a, task, &rs, &train, &valid, (&items.source, &vsource))?;
+    cfg.total_steps = budget.total_steps(data.steps_per_epoch());
+    let batch = data.batch();
+    let t = Trainer::new(model, data, cfg)?;
+    std::fs::create_dir_all(&a.out).with_context(|| format!("{}", a.out.display()))?;
+    let rf = SeqRunFile {
+        task: task.name().into(),
+        data: a.data.clone(),
+        valid: a.valid.clone(),
+        read: rs,
+        budget,
+        eval_every: a.eval_every,
+        batch,
+        val_fraction: a.val_fraction,
+        word_dropout,
+        min_count: a.min_count,
+        seed: a.seed,
+    };
+    write_run_file(&a.out.join("run.json"), &rf)?;
+    let _ = std::fs::remove_file(a.out.join("metrics.jsonl"));
+    Ok((a.out.clone(), t, rf))
+}
+
+/// Continues the run in `dir`: the data is read again and encoded with
+/// the saved model's vocabularies.
+fn resume(a: &TrainArgs, dir: &Path) -> anyhow::Result<Started> {
+    let rf_path = dir.join("run.json");
+    let text = std::fs::read_to_string(&rf_path)
+        .with_context(|| format!("--resume {}: not a recur run folder", dir.display()))?;
+    let mut rf: SeqRunFile =
+        serde_json::from_str(&text).with_context(|| format!("{}", rf_path.display()))?;
+    if let Some(b) = match (a.epochs, a.steps, a.time) {
+        (None, None, None) => None,
+        _ => Some(budget(a, &defaults(SeqTask::Classify, "text"))?),
+    } {
+        rf.budget = b;
+    }
+    rf.eval_every = a.eval_every.or(rf.eval_every);
+    write_run_file(&rf_path, &rf)?;
+    let task = SeqTask::from_name(&rf.task)
+        .with_context(|| format!("{}: task '{}'", rf_path.display(), rf.task))?;
+    let model = load_seq(&dir.join("last.safetensors"))?;
+    let chars = model.chars().is_some();
+    let items = read_items(&rf.data, task, &rf.read, Part::Train)?;
+    let (train, valid, vsource) = match &rf.valid {
+        Some(v) => {
+            let vi = read_items(std::slice::from_ref(v), task, &rf.read, Part::Train)?;
+            (items.items, vi.items, v.display().to_string())
+        }
+        None => {
+            let (t, v) = split_valid(items.items, rf.val_fraction, rf.read.kind == "csv", rf.seed)?;
+            (t, v, items.source.clone())
+        }
+    };
+    let mut scratch = SeqMeta::default();
+    let counts = fit(&mut scratch, &train, task, &rf.read, chars, rf.min_count);
+    if scratch.words != model.meta.words {
+        bail!(
+            "--resume {}: the training data no longer gives the model's vocabulary",
+            dir.display()
+        );
+    }
+    let mut enc = SeqEncoder::new(&model.meta, rf.read.lowercase);
+    let train_ex = encode(&train, &mut enc, task, chars, true, &items.source)?;
+    let valid_ex = encode(&valid, &mut enc, task, chars, true, &vsource)?;
+    let data = SeqData::new(train_ex, &valid_ex, enc.table, rf.batch, rf.seed)?
+        .with_unk_chance(unk_chance(&counts, rf.word_dropout));
+    let total = rf.budget.total_steps(data.steps_per_epoch());
+    let t = Trainer::resume(dir, model, data, total.map(Some))?;
+    Ok((dir.to_path_buf(), t, rf))
+}
+
+/// `--folds K`: K-fold cross-validation; prints one line per fold, or one
+/// JSON object with `--json`.
+fn cross_validate(a: &TrainArgs, k: usize) -> CliResult {
+    let task = parse_task(a)?;
+    if task != SeqTask::Classify {
+        bail!("--folds: cross-validation is for --task classify");
+    }
+    if k < 2 {
+        bail!("--folds: expected at least 2 folds, got {k}");
+    }
+    if a.valid.is_some() || a.resume.is_some() {
+        bail!("--folds splits the training data itself: it takes neither --valid nor --resume");
+    }
+    let rs = read_settings(a, task)?;
+    let d = defaults(task, &rs.kind);
+    let budget = budget(a, &d)?;
+    let items = read_items(&a.data, task, &rs, Part::Train)?;
+    let n = items.items.len();
+    if n < k {
+        bail!("--folds {k}: the data has only {n} examples");
+    }
+    let mut order: Vec<usize> = (0..n).collect();
+    order.shuffle(&mut ChaCha8Rng::seed_from_u64(a.seed ^ 0xf01d5));
+    let started = std::time::Instant::now();
+    let mut accs = Vec::new();
+    for f in 0..k {
+        let (lo, hi) = (f * n / k, (f + 1) * n / k);
+        let test: Vec<Item> = order[lo..hi]
+            .iter()
+            .map(|&i| items.items[i].clone())
+            .collect();
+        let rest: Vec<Item> = order[..lo]
+            .iter()
+            .chain(&order[hi..])
+            .map(|&i| items.items[i].clone())
+            .collect();
+        let (train, valid) = split_valid(rest, a.val_fraction, false, a.seed + f as u64)?;
+        let (model, data, _) =
+            prepare(a, task, &rs, &train, &valid, (&items.source, &items.source))?;
+        let mut cfg = train_config(a, a.lr.unwrap_or(d.lr))?;
+        cfg.patience = a.patience.unwrap_or(d.patience);
+        cfg.total_steps = budget.total_steps(data.steps_per_epoch());
+        let spe = data.steps_per_epoch().unwrap_or(1) as u64;
+        let dir = a.out.join(format!("fold-{f}"));
+        std::fs::create_dir_all(&dir).with_context(|| format!("{}", dir.display()))?;
+        let _ = std::fs::remove_file(dir.join("metrics.jsonl"));
+        let mut t = Trainer::new(model, data, cfg)?;
+        t.run(
+            budget,
+            a.eval_every.unwrap_or(spe).max(1),
+            Some(&dir),
+            &mut Quiet,
+        )?;
+        let mut best = load_seq(&dir.join("model.safetensors"))?;
+        let mut enc = SeqEncoder::new(&best.meta, rs.lowercase);
+        let test_ex = encode(&test, &mut enc, task, false, true, &items.source)?;
+        let batches = batches_of(&test_ex, &by_length(&test_ex), &enc.table, 64)?;
+        let (e, _) = best.measure(&batches)?;
+        let acc = e.metrics["accuracy"];
+        if !a.json {
+            println!(
+                "fold {}/{k}: test accuracy {acc:.4} ({} test, {} training examples; {} steps, {:.0} s so far)",
+                f + 1,
+                test.len(),
+                train.len(),
+                t.progress().step,
+                started.elapsed().as_secs_f64()
+            );
+        }
+        accs.push(acc);
+    }
+    let mean = accs.iter().sum::<f64>() / k as f64;
+    let std = (accs.iter().map(|a| (a - mean).powi(2)).sum::<f64>() / k as f64).sqrt();
+    if a.json {
+        println!(
+            "{}",
+            serde_json::json!({"folds": k, "mean_accuracy": mean, "std_accuracy": std,
+                "fold_accuracies": accs, "examples": n, "seconds": started.elapsed().as_secs_f64()})
+        );
+    } else {
+        println!("{k}-fold cross-validation: mean accuracy {mean:.4} (std {std:.4})");
+    }
+    Ok(())
+}
+
+/// Options of `eval` and `predict` for sequence models.
+#[derive(Args, Clone, Default)]
+pub struct SeqEvalArgs {
+    /// Forecasting: the last N rows to forecast [default: the model's --holdout].
+    #[arg(long)]
+    pub holdout: Option<usize>,
+    /// Forecasting: the season's length, for the seasonal-naive baseline.
+    #[arg(long)]
+    pub period: Option<usize>,
+}
+
+/// Reads `data` as the model was trained to read it.
+fn model_items(
+    model: &SeqModel<f32>,
+    data: &Path,
+    holdout: Option<usize>,
+) -> anyhow::Result<(ReadSettings, Items)> {
+    let mut rs: ReadSettings =
+        serde_json::from_str(model.meta.data.get("read").map_or("", String::as_str))
+            .context("the model has no reader settings ('read' in its metadata)")?;
+    if let Some(h) = holdout {
+        rs.holdout = h;
+    }
+    let paths = vec![data.to_path_buf()];
+    // A text model reads a single file as text lines whatever it trained on.
+    if rs.kind == "class-files" {
+        rs.kind = "text".into();
+    }
+    let items = read_items(&paths, model.config().task, &rs, Part::Test)?;
+    Ok((rs, items))
+}
+
+/// Predictions `[N, O]` for every item, in the items' order, and the rows
+/// they came from (N = items, or the sum of their steps per step).
+fn run_model(
+    model: &mut SeqModel<f32>,
+    items: &Items,
+    labels: bool,
+    rs: &ReadSettings,
+) -> anyhow::Result<(Vec<SeqExample>, Vec<Vec<f32>>)> {
+    let task = model.config().task;
+    let chars = model.chars().is_some();
+    let mut enc = SeqEncoder::new(&model.meta, rs.lowercase);
+    let ex = encode(&items.items, &mut enc, task, chars, labels, &items.source)?;
+    check_features(model, &ex, &items.source)?;
+    let order = by_length(&ex);
+    let batches = batches_of(&ex, &order, &enc.table, 64)?;
+    let o = model.config().outputs;
+    let mut out = vec![Vec::new(); ex.len()];
+    for b in &batches {
+        let pred = model.predict(b)?;
+        let bn = b.batch();
+        for (i, &r) in b.rows.iter().enumerate() {
+            if model.config().steps_out() {
+                out[r] = (0..b.lengths[i])
+                    .flat_map(|t| pred[(t * bn + i) * o..][..o].to_vec())
+                    .collect();
+            } else {
+                out[r] = pred[i * o..][..o].to_vec();
+            }
+        }
+    }
+    Ok((ex, out))
+}
+
+fn check_features(model: &SeqModel<f32>, ex: &[SeqExample], source: &str) -> anyhow::Result<()> {
+    if let SeqInput::Features { features } = model.config().input {
+        if let Some((i, e)) = ex
+            .iter()
+            .enumerate()
+            .find(|(_, e)| e.features.len() != e.steps * features)
+        {
+            bail!(
+                "{source}: example {} has {} channel(s) per step, but the model reads {features}",
+                i + 1,
+                e.features.len() / e.steps.max(1)
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `recur eval` of a sequence model.
+pub fn eval(model_path: &Path, data: &Path, json: bool, opts: &SeqEvalArgs) -> CliResult {
+    let mut model = load_seq(model_path)?;
+    let (rs, items) = model_items(&model, data, opts.holdout)?;
+    let task = model.config().task;
+    let (ex, pred) = run_model(&mut model, &items, true, &rs)?;
+    let result = match task {
+        SeqTask::Classify | SeqTask::Tag => {
+            let mut conf = Confusion::new(model.config().outputs);
+            let o = model.config().outputs;
+            for (e, p) in ex.iter().zip(&pred) {
+                if task == SeqTask::Tag {
+                    for (t, row) in p.chunks_exact(o).enumerate() {
+                        conf.add(e.tags[t] as usize, argmax(row));
+                    }
+                } else {
+                    conf.add(e.label as usize, argmax(p));
+                }
+            }
+            let labels = &model.meta.labels;
+            let per_class: serde_json::Map<String, serde_json::Value> = (0..o)
+                .map(|c| {
+                    (
+                        labels[c].clone(),
+                        serde_json::to_value(conf.scores(c)).expect("scores"),
+                    )
+                })
+                .collect();
+            serde_json::json!({
+                "task": task.name(), "examples": ex.len(), "predictions": conf.total(),
+                "accuracy": conf.accuracy(), "macro_f1": conf.macro_f1(), "per_class": per_class,
+            })
+        }
+        SeqTask::Regress => regression_report(&model, &rs, &items, &pred, opts)?,
+    };
+    if json {
+        println!("{result}");
+    } else {
+        print_report(&result);
+    }
+    Ok(())
+}
+
+fn print_report(v: &serde_json::Value) {
+    let Some(map) = v.as_object() else { return };
+    for (k, v) in map {
+        match v {
+            serde_json::Value::Object(per) if k == "per_class" => {
+                println!(
+                    "{:<16} {:>9} {:>9} {:>9} {:>9}",
+                    "class", "precision", "recall", "f1", "support"
+                );
+                for (c, s) in per {
+                    println!(
+                        "{:<16} {:>9.4} {:>9.4} {:>9.4} {:>9}",
+                        c,
+                        s["precision"].as_f64().unwrap_or(0.0),
+                        s["recall"].as_f64().unwrap_or(0.0),
+                        s["f1"].as_f64().unwrap_or(0.0),
+                        s["support"]
+                    );
+                }
+            }
+            serde_json::Value::Number(n) if n.is_f64() => {
+                println!("{k:<16} {:.6}", n.as_f64().unwrap_or(0.0))
+            }
+            other => println!("{k:<16} {other}"),
+        }
+    }
+}
+
+/// Undoes the CSV transforms of a prediction: back from relative and log.
+fn untransform(rs: &ReadSettings, v: f64, base: f64) -> f64 {
+    let v = v + base;
+    if rs.log {
+        v.exp()
+    } else {
+        v
+    }
+}
+
+/// RMSE and MAE of a regressor next to a naive baseline's.
+fn regression_report(
+    model: &SeqModel<f32>,
+    rs: &ReadSettings,
+    items: &Items,
+    pred: &[Vec<f32>],
+    opts: &SeqEvalArgs,
+) -> anyhow::Result<serde_json::Value> {
+    let (mut se, mut ae, mut n) = (0.0, 0.0, 0usize);
+    let (mut bse, mut bae) = (0.0, 0.0);
+    let o = model.config().outputs;
+    let baseline;
+    if rs.kind == "csv" {
+        let y = &items.series;
+        let period = opts.period.unwrap_or(0);
+        baseline = if period > 0 {
+            format!("seasonal naive (period {period})")
+        } else {
+            "naive (last value)".into()
+        };
+        for ((it, p), &first) in items.items.iter().zip(pred).zip(&items.first_row) {
+            let origin = first;
+            for (k, v) in p.iter().enumerate() {
+                let row = if rs.horizon > 0 {
+                    first + k
+                } else {
+                    first + k / o.max(1)
+                };
+                if row >= y.len() || row + rs.holdout < y.len() {
+                    continue;
+                }
+                let truth = y[row];
+                let guess = untransform(rs, *v as f64, it.base);
+                // The baselines know what was observed before the forecast's origin.
+                let last = origin.checked_sub(1).map(|r| y[r]).unwrap_or(truth);
+                let h = row - origin + 1;
+                let naive = if period > 0 {
+                    let back = period * h.div_ceil(period);
+                    row.checked_sub(back).map(|r| y[r]).unwrap_or(last)
+                } else {
+                    last
+                };
+                se += (guess - truth).powi(2);
+                ae += (guess - truth).abs();
+                bse += (naive - truth).powi(2);
+                bae += (naive - truth).abs();
+                n += 1;
+            }
+        }
+    } else {
+        baseline = "mean of the training targets".into();
+        for (it, p) in items.items.iter().zip(pred) {
+            for (k, (v, t)) in p
+                .iter()
+                .zip(it.targets.iter().chain(&it.step_targets))
+                .enumerate()
+            {
+                let m = model.meta.target_mean.get(k % o).copied().unwrap_or(0.0);
+                let (v, t) = (*v as f64, *t as f64);
+                se += (v - t).powi(2);
+                ae += (v - t).abs();
+                bse += (m - t).powi(2);
+                bae += (m - t).abs();
+                n += 1;
+            }
+        }
+    }
+    if n == 0 {
+        bail!("{}: nothing to evaluate: no target values", items.source);
+    }
+    let nf = n as f64;
+    Ok(serde_json::json!({
+        "task": "regress", "predictions": n,
+        "rmse": (se / nf).sqrt(), "mae": ae / nf,
+        "baseline": baseline, "baseline_rmse": (bse / nf).sqrt(), "baseline_mae": bae / nf,
+    }))
+}
+
+/// `recur predict` of a sequence model: labels as TSV, CoNLL-U with the
+/// predicted column, or values as CSV.
+pub fn predict(
+    model_path: &Path,
+    data: &Path,
+    out: Option<&Path>,
+    opts: &SeqEvalArgs,
+) -> CliResult {
+    let mut model = load_seq(model_path)?;
+    let (rs, items) = model_items(&model, data, opts.holdout)?;
+    let task = model.config().task;
+    let (_, pred) = run_model(&mut model, &items, false, &rs)?;
+    let o = model.config().outputs;
+    let labels = &model.meta.labels;
+    let text = match task {
+        SeqTask::Tag => {
+            let column = TagColumn::from_name(&rs.column).unwrap_or(TagColumn::Upos);
+            let tags: Vec<Vec<String>> = pred
+                .iter()
+                .map(|p| {
+                    p.chunks_exact(o)
+                        .map(|row| labels[argmax(row)].clone())
+                        .collect()
+                })
+                .collect();
+            write_conllu(&items.sentences, &tags, column)?
+        }
+        SeqTask::Classify => {
+            let mut s = String::from(if items.texts.is_empty() {
+                "index\tlabel\tprobability\n"
+            } else {
+                "label\tprobability\ttext\n"
+            });
+            for (i, p) in pred.iter().enumerate() {
+                let (best, prob) = softmax_best(p);
+                match items.texts.get(i) {
+                    Some(t) => s += &format!("{}\t{prob:.4}\t{t}\n", labels[best]),
+                    None => s += &format!("{}\t{}\t{prob:.4}\n", i + 1, labels[best]),
+                }
+            }
+            s
+        }
+        SeqTask::Regress => {
+            let mut s = String::new();
+            if rs.kind == "csv" {
+                s += "row,prediction\n";
+                for ((it, p), &first) in items.items.iter().zip(&pred).zip(&items.first_row) {
+                    for (k, v) in p.iter().enumerate() {
+                        s += &format!(
+                            "{},{}\n",
+                            first + k + 1,
+                            untransform(&rs, *v as f64, it.base)
+                        );
+                    }
+                }
+            } else {
+                s += "index,";
+                s += &(0..o)
+                    .map(|k| format!("prediction_{k}"))
+                    .collect::<Vec<_>>()
+                    .join(",");
+                s += "\n";
+                for (i, p) in pred.iter().enumerate() {
+                    s += &format!(
+                        "{},{}\n",
+                        i + 1,
+                        p.iter()
+                            .map(|v| v.to_string())
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    );
+                }
+            }
+            s
+        }
+    };
+    match out {
+        Some(path) => {
+            write_atomic(path, text.as_bytes())?;
+            eprintln!("wrote {} predictions to {}", pred.len(), path.display());
+        }
+        None => print!("{text}"),
+    }
+    Ok(())
+}
+
+/// The most likely class of a row of logits and its probability.
+fn softmax_best(logits: &[f32]) -> (usize, f64) {
+    let best = argmax(logits);
+    let m = logits[best] as f64;
+    let z: f64 = logits.iter().map(|&v| (v as f64 - m).exp()).sum();
+    (best, 1.0 / z)
+}
