@@ -187,6 +187,9 @@ pub enum BenchCommand {
     /// Forward + backward time of one recurrent layer, its GFLOP/s, and the
     /// GEMM rate faer reaches on the same shapes.
     Layer(LayerArgs),
+    /// Sentences/s of the default tagger (UD English EWT) and text classifier (MR), as
+    /// bench/seq_baseline.py measures PyTorch's.
+    Seq(crate::seq::SeqBenchArgs),
 }
 
 #[derive(Args)]
@@ -220,10 +223,11 @@ pub struct LayerArgs {
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Layer(a) => layer(a),
+        BenchCommand::Seq(a) => crate::seq::bench(a),
     }
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }

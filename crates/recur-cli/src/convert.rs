@@ -34,7 +34,7 @@ pub struct ExportArgs {
     /// A recur model.
     #[arg(long, value_name = "FILE")]
     model: PathBuf,
-    /// Folder for state_dict.safetensors and vocab.json.
+    /// Folder for state_dict.safetensors and vocab.json (meta.json for sequence models).
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
 }
@@ -65,6 +65,15 @@ pub fn import(a: ImportArgs) -> CliResult {
 }
 
 pub fn export(a: ExportArgs) -> CliResult {
+    if recur::checkpoint::file_format(&a.model)? == recur::model::seq::SEQ_FORMAT {
+        let model = recur::checkpoint::load_seq(&a.model)?;
+        recur::checkpoint::export_torch_seq(&a.out, &model)?;
+        println!(
+            "wrote {0}/state_dict.safetensors and {0}/meta.json (config, vocabularies, labels)",
+            a.out.display()
+        );
+        return Ok(());
+    }
     let (model, vocab) = load_lm(&a.model)?;
     export_torch_lm(&a.out, &model, &vocab)?;
     println!(

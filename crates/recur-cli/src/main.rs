@@ -20,13 +20,13 @@ mod train;
 /// recur: recurrent neural networks (RNN, LSTM, GRU) on the CPU.
 #[derive(Parser)]
 #[command(name = "recur", version, about, long_about = None)]
-struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
-    command: Command,
+    pub(crate) command: Command,
 }
 
 #[derive(Subcommand)]
-enum Command {
+pub(crate) enum Command {
     /// Train a language model on a text file (or on recur's own source, with no --data), or with
     /// --task a classifier, tagger or regressor.
     Train(Box<train::TrainArgs>),

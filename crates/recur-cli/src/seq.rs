@@ -391,7 +391,10 @@ pub fn train(a: TrainArgs) -> CliResult {
     }
     result?;
     let p = trainer.progress();
-    let stopped = trainer.config().patience > 0 && p.since_best >= trainer.config().patience;
+    let stopped = rf
+        .budget
+        .total_steps(Some(spe))
+        .is_some_and(|end| p.step < end);
     println!(
         "done: {} steps ({} epochs{}) in {:.1} s; best validation {}",
         p.step,
@@ -463,10 +466,10 @@ fn start(a: &TrainArgs) -> anyhow::Result<Started> {
     cfg.patience = a.patience.unwrap_or(d.patience);
     cfg.check()?;
     let budget = budget(a, &d)?;
-    let items = read_items(&a.data, task, &rs, Part::Train)?;
+    let items = read_items(&a.data, task, &rs, Part::Train, true)?;
     let (train, valid, vsource) = match &a.valid {
         Some(v) => {
-            let vi = read_items(std::slice::from_ref(v), task, &rs, Part::Train)?;
+            let vi = read_items(std::slice::from_ref(v), task, &rs, Part::Train, true)?;
             (items.items, vi.items, v.display().to_string())
         }
         None => {
@@ -518,10 +521,10 @@ fn resume(a: &TrainArgs, dir: &Path) -> anyhow::Result<Started> {
         .with_context(|| format!("{}: task '{}'", rf_path.display(), rf.task))?;
     let model = load_seq(&dir.join("last.safetensors"))?;
     let chars = model.chars().is_some();
-    let items = read_items(&rf.data, task, &rf.read, Part::Train)?;
+    let items = read_items(&rf.data, task, &rf.read, Part::Train, true)?;
     let (train, valid, vsource) = match &rf.valid {
         Some(v) => {
-            let vi = read_items(std::slice::from_ref(v), task, &rf.read, Part::Train)?;
+            let vi = read_items(std::slice::from_ref(v), task, &rf.read, Part::Train, true)?;
             (items.items, vi.items, v.display().to_string())
         }
         None => {
@@ -563,7 +566,7 @@ fn cross_validate(a: &TrainArgs, k: usize) -> CliResult {
     let rs = read_settings(a, task)?;
     let d = defaults(task, &rs.kind);
     let budget = budget(a, &d)?;
-    let items = read_items(&a.data, task, &rs, Part::Train)?;
+    let items = read_items(&a.data, task, &rs, Part::Train, true)?;
     let n = items.items.len();
     if n < k {
         bail!("--folds {k}: the data has only {n} examples");
@@ -648,6 +651,7 @@ fn model_items(
     model: &SeqModel<f32>,
     data: &Path,
     holdout: Option<usize>,
+    labeled: bool,
 ) -> anyhow::Result<(ReadSettings, Items)> {
     let mut rs: ReadSettings =
         serde_json::from_str(model.meta.data.get("read").map_or("", String::as_str))
@@ -660,7 +664,7 @@ fn model_items(
     if rs.kind == "class-files" {
         rs.kind = "text".into();
     }
-    let items = read_items(&paths, model.config().task, &rs, Part::Test)?;
+    let items = read_items(&paths, model.config().task, &rs, Part::Test, labeled)?;
     Ok((rs, items))
 }
 
@@ -717,7 +721,7 @@ fn check_features(model: &SeqModel<f32>, ex: &[SeqExample], source: &str) -> any
 /// `recur eval` of a sequence model.
 pub fn eval(model_path: &Path, data: &Path, json: bool, opts: &SeqEvalArgs) -> CliResult {
     let mut model = load_seq(model_path)?;
-    let (rs, items) = model_items(&model, data, opts.holdout)?;
+    let (rs, items) = model_items(&model, data, opts.holdout, true)?;
     let task = model.config().task;
     let (ex, pred) = run_model(&mut model, &items, true, &rs)?;
     let result = match task {
@@ -882,7 +886,7 @@ pub fn predict(
     opts: &SeqEvalArgs,
 ) -> CliResult {
     let mut model = load_seq(model_path)?;
-    let (rs, items) = model_items(&model, data, opts.holdout)?;
+    let (rs, items) = model_items(&model, data, opts.holdout, false)?;
     let task = model.config().task;
     let (_, pred) = run_model(&mut model, &items, false, &rs)?;
     let o = model.config().outputs;
@@ -965,4 +969,94 @@ fn softmax_best(logits: &[f32]) -> (usize, f64) {
     let m = logits[best] as f64;
     let z: f64 = logits.iter().map(|&v| (v as f64 - m).exp()).sum();
     (best, 1.0 / z)
+}
+
+/// `recur bench seq`.
+#[derive(Args)]
+pub struct SeqBenchArgs {
+    /// The shared data folder (UD English EWT and MR).
+    #[arg(long, default_value = "../shared/data")]
+    data: PathBuf,
+    /// Timed batches, after 3 warm-up batches; the median is reported.
+    #[arg(long, default_value_t = 40)]
+    steps: usize,
+    /// Threads (0: one per core).
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+}
+
+/// Training and inference sentences/s of the default tagger and text
+/// classifier, one JSON line each (bench/seq_baseline.py's measure).
+pub fn bench(a: SeqBenchArgs) -> CliResult {
+    use clap::Parser;
+    recur::gemm::set_threads(a.threads);
+    let ewt = a.data.join("ud-english-ewt/en_ewt-ud-train.conllu");
+    let mr = a.data.join("mr");
+    let runs = [
+        (
+            "tagger",
+            vec![
+                "--task".to_string(),
+                "tag".into(),
+                "--data".into(),
+                ewt.display().to_string(),
+            ],
+        ),
+        (
+            "classifier",
+            vec![
+                "--task".to_string(),
+                "classify".into(),
+                "--data".into(),
+                mr.display().to_string(),
+                "--encoding".into(),
+                "windows-1252".into(),
+            ],
+        ),
+    ];
+    for (name, args) in runs {
+        let cli = crate::Cli::try_parse_from(
+            ["recur", "train", "--val-fraction", "0"]
+                .iter()
+                .map(|s| s.to_string())
+                .chain(args),
+        )?;
+        let crate::Command::Train(ta) = cli.command else {
+            unreachable!("parsed a train command")
+        };
+        let task = parse_task(&ta)?;
+        let rs = read_settings(&ta, task)?;
+        let items = read_items(&ta.data, task, &rs, Part::Train, true)?;
+        let (model, data, _) = prepare(&ta, task, &rs, &items.items, &[], (&items.source, ""))?;
+        let d = defaults(task, &rs.kind);
+        let mut cfg = train_config(&ta, d.lr)?;
+        cfg.clip_norm = 5.0;
+        let mut t = Trainer::new(model, data, cfg)?;
+        let warm = 3;
+        let mut train = Vec::new();
+        for k in 0..warm + a.steps {
+            let started = std::time::Instant::now();
+            t.train_step()?;
+            if k >= warm {
+                train.push(32.0 / started.elapsed().as_secs_f64());
+            }
+        }
+        let mut infer = Vec::new();
+        let mut batch = recur::data::seq::SeqBatch::default();
+        for k in 0..warm + a.steps {
+            t.data.fill(0, k, &mut batch)?;
+            let started = std::time::Instant::now();
+            t.model.predict(&batch)?;
+            if k >= warm {
+                infer.push(batch.batch() as f64 / started.elapsed().as_secs_f64());
+            }
+        }
+        println!(
+            "{}",
+            serde_json::json!({"name": name, "train_sent_s": crate::bench::median(train),
+                "infer_sent_s": crate::bench::median(infer), "threads": recur::gemm::threads(),
+                "params": t.model.num_params()})
+        );
+    }
+    Ok(())
 }

@@ -131,11 +131,14 @@ pub enum Part {
 }
 
 /// Reads `paths` for `task` as `s` says.
+/// With `labeled`, text lines must be `label<TAB>text`; without, a line
+/// may be the text alone.
 pub fn read_items(
     paths: &[PathBuf],
     task: SeqTask,
     s: &ReadSettings,
     part: Part,
+    labeled: bool,
 ) -> anyhow::Result<Items> {
     let source = paths
         .iter()
@@ -162,7 +165,7 @@ pub fn read_items(
                 bail!("{source}: tagging reads CoNLL-U files (.conllu), not text lines");
             }
             let labeled = if s.kind == "text" {
-                read_text_lines(one()?, s.encoding()?)?
+                read_text_lines(one()?, s.encoding()?, labeled)?
             } else {
                 read::read_class_files(paths, s.encoding()?)?
             };
@@ -213,19 +216,14 @@ pub fn read_items(
 }
 
 /// Text lines for classification: `label<TAB>text`, or for prediction
-/// plain lines (a line with a tab keeps what follows the first tab).
-fn read_text_lines(path: &Path, enc: Encoding) -> anyhow::Result<Vec<Labeled>> {
+/// (not `labeled`) plain lines too (a line with a tab keeps what follows
+/// the first tab).
+fn read_text_lines(path: &Path, enc: Encoding, labeled: bool) -> anyhow::Result<Vec<Labeled>> {
     let text = read::read_decoded(path, enc)?;
     let source = path.display().to_string();
-    if text
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .all(|l| l.contains('\t'))
-    {
+    if labeled {
         return Ok(read::parse_label_tab_text(&text, &source)?);
     }
-    // Unlabelled lines: only prediction accepts them (a missing label is
-    // reported where one is needed).
     Ok(text
         .lines()
         .enumerate()

@@ -224,3 +224,34 @@ fn classifiers_and_taggers_match_pytorch() {
         );
     }
 }
+
+/// `export_torch_seq` writes exactly PyTorch's state_dict: the same names,
+/// shapes and values as the fixture's (so `load_state_dict(strict=True)`
+/// takes it; `bench/check_export.py` does that with PyTorch installed).
+#[test]
+fn export_gives_pytorch_state_dicts() {
+    for name in CASES {
+        let c = load(name);
+        let mut m = SeqModel::<f32>::zeros(c.config.clone(), SeqMeta::default()).unwrap();
+        for p in m.store.info().to_vec() {
+            for (d, s) in m.store.params[p.range()]
+                .iter_mut()
+                .zip(&c.params[&p.name].1)
+            {
+                *d = *s as f32;
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        recur::checkpoint::export_torch_seq(dir.path(), &m).unwrap();
+        let got = tensors(&dir.path().join("state_dict.safetensors"));
+        assert_eq!(got.len(), c.params.len(), "{name}");
+        for (k, (shape, v)) in &c.params {
+            let (gs, gv) = got
+                .get(k)
+                .unwrap_or_else(|| panic!("{name}: export lacks {k}"));
+            assert_eq!(gs, shape, "{name}: {k}");
+            assert_eq!(gv, v, "{name}: {k}");
+        }
+        println!("{name}: export holds PyTorch's {} tensors", got.len());
+    }
+}
