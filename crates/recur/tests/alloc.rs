@@ -8,9 +8,11 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
+use recur::data::seq::{SeqData, SeqExample};
 use recur::data::{tokenize, Level, LmData, Vocab};
 use recur::model::lm::{LanguageModel, LmConfig};
+use recur::model::seq::{CharConfig, SeqConfig, SeqInput, SeqMeta, SeqModel, SeqTask};
 use recur::optim::OptimizerKind;
 use recur::task::{TaskCell, TaskConfig, TaskData, TaskKind, TaskNet};
 use recur::train::{Data, Model, TrainConfig, Trainer};
@@ -179,6 +181,59 @@ fn training_steps() {
         let n = steps(&mut t, 2, 5);
         assert_eq!(n, 0, "{}: a training step allocated", cell.name());
     }
+    // A tagger with a character encoder on ragged, bucketed batches: after
+    // two epochs every buffer has its largest size, and a third epoch
+    // (its plan, batches, word dropout, both encoders) allocates nothing.
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+    let mut table: Vec<Vec<u32>> = Vec::new();
+    let examples: Vec<SeqExample> = (0..40)
+        .map(|_| {
+            let steps = rng.random_range(1..12);
+            let tokens: Vec<u32> = (0..steps).map(|_| rng.random_range(2..30)).collect();
+            let spellings = tokens
+                .iter()
+                .map(|&t| {
+                    table.push(
+                        (0..1 + t as usize % 7)
+                            .map(|c| 2 + (c as u32 + t) % 9)
+                            .collect(),
+                    );
+                    (table.len() - 1) as u32
+                })
+                .collect();
+            SeqExample {
+                steps,
+                tags: tokens.iter().map(|&t| t % 3).collect(),
+                tokens,
+                spellings,
+                ..Default::default()
+            }
+        })
+        .collect();
+    let mut cfg = SeqConfig::new(
+        SeqTask::Tag,
+        SeqInput::Tokens {
+            vocab: 30,
+            embed: 8,
+        },
+        3,
+    );
+    cfg.hidden = 16;
+    cfg.layers = 2;
+    cfg.bidirectional = true;
+    cfg.dropout = 0.2;
+    cfg.chars = Some(CharConfig {
+        vocab: 12,
+        embed: 4,
+        hidden: 5,
+    });
+    let model = SeqModel::<f32>::new(cfg, SeqMeta::default(), 1).unwrap();
+    let data = SeqData::new(examples, &[], table, 8, 1)
+        .unwrap()
+        .with_unk_chance(vec![0.3; 30]);
+    let mut t = Trainer::new(model, data, TrainConfig::new(OptimizerKind::Adam, 1e-3)).unwrap();
+    let n = steps(&mut t, 10, 6);
+    assert_eq!(n, 0, "a tagger's training step allocated");
 }
 
 #[test]

@@ -198,3 +198,125 @@ fn regression_per_sequence_and_per_step() {
     c.learned_init = true;
     gradcheck("regress per step", c, meta);
 }
+
+/// Padding never changes a result: each example of a ragged batch gets the
+/// outputs, loss and gradients it gets alone (B = 1, no padding), for
+/// every pooling and head, bidirectional, with characters.
+#[test]
+fn padding_never_changes_a_result() {
+    let mut configs = Vec::new();
+    for pooling in [
+        Pooling::Last,
+        Pooling::Mean,
+        Pooling::Max,
+        Pooling::Attention,
+    ] {
+        let mut c = tokens(SeqTask::Classify, 3);
+        c.pooling = pooling;
+        c.bidirectional = true;
+        c.layers = 2;
+        c.residual = true;
+        configs.push(c);
+    }
+    let mut tag = tokens(SeqTask::Tag, 4);
+    tag.bidirectional = true;
+    tag.chars = Some(CharConfig {
+        vocab: CHARS,
+        embed: 2,
+        hidden: 3,
+    });
+    configs.push(tag);
+    let mut reg = SeqConfig::new(SeqTask::Regress, SeqInput::Features { features: 2 }, 2);
+    reg.per_step = true;
+    reg.bidirectional = true;
+    reg.hidden = 4;
+    configs.push(reg);
+    for config in configs {
+        let mut rng = Lcg(11);
+        let mut m = SeqModel::<f64>::new(config.clone(), SeqMeta::default(), 5).unwrap();
+        let b = batch(&config, &mut rng);
+        let mut ws = SeqWorkspace::default();
+        m.forward_backward_with(&mut ws, &b, None).unwrap();
+        let (whole_grads, whole_out) = (m.store.grads.clone(), m.predict(&b).unwrap());
+        let o = config.outputs;
+        let bn = b.batch();
+        let mut summed = vec![0.0; whole_grads.len()];
+        let mut weight_total = 0.0;
+        for (i, &len) in b.lengths.iter().enumerate() {
+            // Example i alone: its steps, its spellings renumbered.
+            let mut one = SeqBatch::default();
+            one.steps = len;
+            one.lengths = vec![len];
+            one.rows = vec![0];
+            one.ids = (0..len).map(|t| b.ids[t * bn + i]).collect();
+            let c = b.features.len() / (b.steps * bn);
+            one.features = (0..len)
+                .flat_map(|t| b.features[(t * bn + i) * c..][..c].to_vec())
+                .collect();
+            one.labels = if config.task == SeqTask::Tag {
+                (0..len).map(|t| b.labels[t * bn + i]).collect()
+            } else if config.task == SeqTask::Classify {
+                vec![b.labels[i]]
+            } else {
+                Vec::new()
+            };
+            one.targets = if config.task != SeqTask::Regress {
+                Vec::new()
+            } else if config.per_step {
+                (0..len)
+                    .flat_map(|t| b.targets[(t * bn + i) * o..][..o].to_vec())
+                    .collect()
+            } else {
+                b.targets
+                    .get(i * o..(i + 1) * o)
+                    .map(<[f32]>::to_vec)
+                    .unwrap_or_default()
+            };
+            if config.chars.is_some() {
+                for t in 0..len {
+                    let sp = b.word_spelling[t * bn + i] as usize;
+                    let chars =
+                        &b.spellings.chars[b.spellings.offsets[sp]..b.spellings.offsets[sp + 1]];
+                    one.word_spelling.push(one.spellings.push(chars));
+                }
+            }
+            let out = m.predict(&one).unwrap();
+            let rows = if config.steps_out() { len } else { 1 };
+            for r in 0..rows {
+                let whole_row = if config.steps_out() { r * bn + i } else { i };
+                for k in 0..o {
+                    let (a, w) = (out[r * o + k], whole_out[whole_row * o + k]);
+                    assert!(
+                        (a - w).abs() < 1e-12,
+                        "{:?}: example {i} row {r}: alone {a}, in the batch {w}",
+                        config.pooling
+                    );
+                }
+            }
+            m.forward_backward_with(&mut ws, &one, None).unwrap();
+            // The batch's loss is the mean over its rows (or valid steps).
+            let w = (rows
+                * if config.task == SeqTask::Regress {
+                    o
+                } else {
+                    1
+                }) as f64;
+            weight_total += w;
+            for (s, g) in summed.iter_mut().zip(&m.store.grads) {
+                *s += g * w;
+            }
+        }
+        for (k, (s, g)) in summed.iter().zip(&whole_grads).enumerate() {
+            let s = s / weight_total;
+            assert!(
+                (s - g).abs() < 1e-12 * g.abs().max(1.0),
+                "{:?}: gradient {k}: examples {s}, batch {g}",
+                config.task
+            );
+        }
+        println!(
+            "{:?} {:?}: padding changes nothing",
+            config.task, config.pooling
+        );
+    }
+}

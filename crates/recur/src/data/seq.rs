@@ -199,8 +199,11 @@ pub struct SeqData {
     /// `[V]` the chance that a training token of each id becomes
     /// [`UNK_ID`] (empty: never).
     unk_chance: Vec<f32>,
-    /// The batches (example indices) of `plan_epoch`.
-    plan: Vec<Vec<usize>>,
+    /// `[N]` the examples of `plan_epoch` in batch order: length-sorted
+    /// pools of shuffled examples.
+    order: Vec<usize>,
+    /// Each batch's range in `order`, in the epoch's (shuffled) order.
+    bounds: Vec<(usize, usize)>,
     plan_epoch: Option<usize>,
     last_tokens: usize,
     hash: u64,
@@ -239,7 +242,8 @@ impl SeqData {
             seed,
             val,
             unk_chance: Vec::new(),
-            plan: Vec::new(),
+            order: Vec::new(),
+            bounds: Vec::new(),
             plan_epoch: None,
             last_tokens: 0,
             hash,
@@ -263,20 +267,28 @@ impl SeqData {
         self.batch
     }
 
-    /// The batches of `epoch`, each a list of example indices.
-    fn make_plan(&self, epoch: usize) -> Vec<Vec<usize>> {
+    /// Lays out the batches of `epoch` in `order` and `bounds`, reusing
+    /// their buffers (no allocation after the first epoch).
+    fn make_plan(&mut self, epoch: usize) {
         let mut rng = ChaCha8Rng::seed_from_u64(
             self.seed ^ (epoch as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
         );
-        let mut idx: Vec<usize> = (0..self.examples.len()).collect();
-        idx.shuffle(&mut rng);
-        let mut plan = Vec::new();
-        for pool in idx.chunks_mut(self.batch * POOL) {
-            pool.sort_by_key(|&i| self.examples[i].steps);
-            plan.extend(pool.chunks(self.batch).map(<[usize]>::to_vec));
+        let n = self.examples.len();
+        self.order.clear();
+        self.order.extend(0..n);
+        self.order.shuffle(&mut rng);
+        let examples = &self.examples;
+        for pool in self.order.chunks_mut(self.batch * POOL) {
+            pool.sort_by_key(|&i| examples[i].steps);
         }
-        plan.shuffle(&mut rng);
-        plan
+        self.bounds.clear();
+        self.bounds.extend(
+            (0..n)
+                .step_by(self.batch)
+                .map(|lo| (lo, (lo + self.batch).min(n))),
+        );
+        self.bounds.shuffle(&mut rng);
+        self.plan_epoch = Some(epoch);
     }
 }
 
@@ -289,16 +301,15 @@ impl Data for SeqData {
 
     fn fill(&mut self, epoch: usize, step: usize, batch: &mut SeqBatch) -> Result<()> {
         if self.plan_epoch != Some(epoch) {
-            self.plan = self.make_plan(epoch);
-            self.plan_epoch = Some(epoch);
+            self.make_plan(epoch);
         }
-        let rows = self.plan.get(step).ok_or_else(|| {
+        let &(lo, hi) = self.bounds.get(step).ok_or_else(|| {
             Error::Config(format!(
                 "step {step} is past the epoch's {} batches",
-                self.plan.len()
+                self.bounds.len()
             ))
         })?;
-        batch.fill(&self.examples, rows, &self.table)?;
+        batch.fill(&self.examples, &self.order[lo..hi], &self.table)?;
         self.last_tokens = batch.tokens();
         if !self.unk_chance.is_empty() {
             let mut rng = ChaCha8Rng::seed_from_u64(
