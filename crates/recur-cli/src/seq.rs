@@ -70,7 +70,7 @@ fn defaults(task: SeqTask, kind: &str) -> Defaults {
             embed: 128,
             hidden: 128,
             layers: 2,
-            dropout: 0.25,
+            dropout: 0.5,
             epochs: 20,
             patience: 5,
             batch: 32,
@@ -177,6 +177,7 @@ fn model_config(
     c.dropout = a.dropout.unwrap_or(d.dropout);
     c.residual = a.residual;
     c.learned_init = a.learned_init;
+    c.input_noise = a.noise;
     c.per_step = task == SeqTask::Tag || !first.step_targets.is_empty();
     c.pooling = match &a.pooling {
         None => d.pooling,

@@ -94,6 +94,10 @@ pub struct TrainArgs {
     /// Tagging: hidden units per direction of the character BiLSTM (0: no character encoder) [default: 64].
     #[arg(long)]
     pub char_hidden: Option<usize>,
+    /// Series: the standard deviation of Gaussian noise added to the standardised inputs in
+    /// training (0: none).
+    #[arg(long, default_value_t = 0.0)]
+    pub noise: f64,
     /// Word dropout: a training word seen c times becomes <unk> with chance α/(α + c) [default: 0.25 for tagging, 0 otherwise].
     #[arg(long)]
     pub word_dropout: Option<f64>,
@@ -190,7 +194,7 @@ pub struct TrainArgs {
         "decay_start", "min_lr", "clip_norm", "clip_value", "val_fraction", "seed", "out",
         "task", "valid", "encoding", "column", "target", "features", "horizon", "window",
         "holdout", "log", "relative", "pooling", "bidirectional", "residual", "learned_init",
-        "class_weights", "patience", "folds", "char_embed", "char_hidden", "word_dropout",
+        "class_weights", "patience", "folds", "char_embed", "char_hidden", "word_dropout", "noise",
     ])]
     pub resume: Option<PathBuf>,
     /// Start from the weights (and vocabulary) of this recur model.

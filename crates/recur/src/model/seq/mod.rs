@@ -156,6 +156,10 @@ pub struct SeqConfig {
     pub outputs: usize,
     /// Regression: a prediction per step instead of per sequence.
     pub per_step: bool,
+    /// Series input: the standard deviation of Gaussian noise added to the
+    /// standardised features in training (data augmentation; 0: none).
+    #[serde(default)]
+    pub input_noise: f64,
 }
 
 impl SeqConfig {
@@ -176,6 +180,7 @@ impl SeqConfig {
             pooling: Pooling::Last,
             outputs,
             per_step: task == SeqTask::Tag,
+            input_noise: 0.0,
         }
     }
 
@@ -210,6 +215,12 @@ impl SeqConfig {
             return bad(format!(
                 "classification needs at least 2 classes, got {}",
                 self.outputs
+            ));
+        }
+        if !(self.input_noise >= 0.0 && self.input_noise.is_finite()) {
+            return bad(format!(
+                "input noise must be a standard deviation ≥ 0, got {}",
+                self.input_noise
             ));
         }
         if self.chars.is_some() && matches!(self.input, SeqInput::Features { .. }) {
@@ -611,6 +622,11 @@ impl<T: Float> SeqModel<T> {
                 }
             }
         }
+        if let (Some(rng), SeqInput::Features { features }) = (reborrow(&mut train), c.input) {
+            if c.input_noise > 0.0 {
+                add_noise(&mut ws.x, features, lengths, c.input_noise, rng);
+            }
+        }
         ws.x_dropped = train.is_some() && p > 0.0 && self.embedding.is_some();
         if ws.x_dropped {
             ws.x_mask.resize(n * i_w, T::ZERO);
@@ -982,6 +998,27 @@ impl<T: Float> SeqModel<T> {
             e.metrics.insert("mae".into(), ae / count as f64);
         }
         Ok((e, conf))
+    }
+}
+
+/// Adds N(0, σ²) noise to the valid steps of x `[T, B, C]` (Box–Muller).
+fn add_noise<T: Float>(
+    x: &mut [T],
+    c: usize,
+    lengths: &[usize],
+    sigma: f64,
+    rng: &mut dyn RngCore,
+) {
+    let bn = lengths.len();
+    for (r, row) in x.chunks_exact_mut(c).enumerate() {
+        if r / bn >= lengths[r % bn] {
+            continue;
+        }
+        for v in row {
+            let (u1, u2): (f64, f64) = (rng.random::<f64>().max(1e-300), rng.random());
+            let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+            *v += T::from_f64(sigma * z);
+        }
     }
 }
 
