@@ -153,3 +153,37 @@ pub(crate) fn pool() -> &'static Pool {
 pub(crate) fn max_threads() -> usize {
     pool().workers + 1
 }
+
+/// Runs `f` on contiguous pieces of `0..len`, one per thread the products
+/// use (`gemm::threads`), each at least `min` long: for elementwise work
+/// over large buffers, whose result does not depend on the split.
+pub(crate) fn par_ranges(len: usize, min: usize, f: &(dyn Fn(std::ops::Range<usize>) + Sync)) {
+    let tasks = (len / min.max(1)).clamp(1, crate::gemm::threads());
+    if tasks == 1 {
+        f(0..len);
+        return;
+    }
+    // Pieces start on 64-byte lines (16 f32s).
+    let chunk = len.div_ceil(tasks).next_multiple_of(16);
+    pool().run(tasks, &|i| {
+        let (lo, hi) = ((i * chunk).min(len), ((i + 1) * chunk).min(len));
+        if lo < hi {
+            f(lo..hi);
+        }
+    });
+}
+
+/// Runs `a` and `b` at once, `b` on a worker (both here when the pool has
+/// no worker or is busy): the two directions of a bidirectional layer.
+pub(crate) fn join<A: FnOnce() + Send, B: FnOnce() + Send>(a: A, b: B) {
+    let (a, b) = (Mutex::new(Some(a)), Mutex::new(Some(b)));
+    pool().run(2, &|i| {
+        if i == 0 {
+            if let Some(f) = a.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                f();
+            }
+        } else if let Some(f) = b.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            f();
+        }
+    });
+}

@@ -56,7 +56,8 @@ pub struct SeqBatch {
     pub labels: Vec<u32>,
     /// `[B, O]` or `[T, B, O]` regression targets (0 at padding).
     pub targets: Vec<f32>,
-    /// `[B]` which example each row is (its index in the data).
+    /// `[B]` which example each row is (its index in the data); rows are
+    /// ordered longest first.
     pub rows: Vec<usize>,
     /// spelling id → its index in `spellings`.
     seen: std::collections::HashMap<u32, u32>,
@@ -93,8 +94,13 @@ impl SeqBatch {
         let o_seq = first.targets.len();
         let o_step = first.step_targets.len() / first.steps.max(1);
         self.steps = tn;
+        // Longest first, as in a packed batch: each step of the recurrent
+        // layers then runs only on the rows still inside their sequences.
         self.rows.clear();
         self.rows.extend_from_slice(rows);
+        self.rows
+            .sort_unstable_by_key(|&r| (std::cmp::Reverse(examples[r].steps), r));
+        let rows = &self.rows[..];
         self.lengths.clear();
         self.ids.clear();
         self.ids.resize(tn * bn, 0);

@@ -106,31 +106,25 @@ impl Optimizer {
             .iter_mut()
             .zip(grads)
             .zip(self.a.iter_mut().zip(self.b.iter_mut()));
-        match c.kind {
-            OptimizerKind::Sgd => {
+        let one_minus_alpha = self.one_minus_alpha;
+        let first = self.step == 1;
+        for ((p, g), (a, b)) in tensors {
+            // Elementwise rules: split over threads, the same numbers at
+            // any split.
+            par_update(p, g, a, b, &|p, g, a, b| match c.kind {
                 // PyTorch's buffer is None before the first step: it starts as the gradient.
-                let first = self.step == 1;
-                for ((p, g), (buf, _)) in tensors {
-                    sgd(p, g, buf, lr, c.weight_decay, c.momentum, first);
-                }
-            }
-            OptimizerKind::Adam | OptimizerKind::AdamW => {
-                let s = adam_scalars.expect("computed for adam");
-                for ((p, g), (m, v)) in tensors {
-                    adam(p, g, m, v, &s);
-                }
-            }
-            OptimizerKind::RmsProp => {
-                for ((p, g), (buf, sq)) in tensors {
-                    rmsprop(p, g, sq, buf, lr, c, self.one_minus_alpha);
-                }
-            }
-            OptimizerKind::Adagrad => {
+                OptimizerKind::Sgd => sgd(p, g, a, lr, c.weight_decay, c.momentum, first),
+                OptimizerKind::Adam | OptimizerKind::AdamW => adam(
+                    p,
+                    g,
+                    a,
+                    b,
+                    adam_scalars.as_ref().expect("computed for adam"),
+                ),
+                OptimizerKind::RmsProp => rmsprop(p, g, b, a, lr, c, one_minus_alpha),
                 // clr = lr / (1 + (step - 1)·lr_decay) = lr, as lr_decay is 0.
-                for ((p, g), (sum, _)) in tensors {
-                    adagrad(p, g, sum, lr, c.weight_decay, c.eps);
-                }
-            }
+                OptimizerKind::Adagrad => adagrad(p, g, a, lr, c.weight_decay, c.eps),
+            });
         }
     }
 
@@ -304,6 +298,39 @@ fn lerp(start: f32, end: f32, w: f32) -> f32 {
 }
 
 /// `_single_tensor_sgd` for one tensor (dampening 0, no Nesterov).
+/// A raw pointer that crosses into the pool's threads; each thread touches
+/// only its own range.
+#[derive(Clone, Copy)]
+struct Raw(*mut f32);
+// SAFETY: `par_update` gives each task a disjoint range of the buffers.
+unsafe impl Send for Raw {}
+unsafe impl Sync for Raw {}
+
+/// Runs an update rule over (params, grads, state a, state b) split into
+/// one contiguous range per thread. A state buffer may be empty (unused).
+type Rule<'a> = &'a (dyn Fn(&mut [f32], &[f32], &mut [f32], &mut [f32]) + Sync);
+fn par_update(p: &mut [f32], g: &[f32], a: &mut [f32], b: &mut [f32], rule: Rule<'_>) {
+    let n = p.len();
+    let (pp, gp, ap, bp) = (
+        Raw(p.as_mut_ptr()),
+        Raw(g.as_ptr() as *mut f32),
+        Raw(a.as_mut_ptr()),
+        Raw(b.as_mut_ptr()),
+    );
+    let (na, nb) = (a.len(), b.len());
+    crate::pool::par_ranges(n, 1 << 15, &|r| {
+        let sub = |ptr: Raw, len: usize| -> &mut [f32] {
+            if len == 0 {
+                return &mut [];
+            }
+            // SAFETY: the buffers hold n values (or none), and the ranges
+            // the pool hands out are disjoint and within 0..n.
+            unsafe { std::slice::from_raw_parts_mut(ptr.0.add(r.start), r.len()) }
+        };
+        rule(sub(pp, n), sub(gp, n), sub(ap, na), sub(bp, nb));
+    });
+}
+
 fn sgd(p: &mut [f32], g: &[f32], buf: &mut [f32], lr: f32, wd: f32, momentum: f32, first: bool) {
     let neg_lr = -lr;
     if momentum == 0.0 {

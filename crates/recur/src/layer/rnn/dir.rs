@@ -83,6 +83,14 @@ impl Dims {
             0
         }
     }
+    /// With ragged rows sorted longest first (and no skip connection), the
+    /// number of rows still inside their sequences at time t: a prefix.
+    /// `None` when every row runs (equal lengths) or the rows are unsorted.
+    pub fn active_rows(&self, lengths: Option<&[usize]>, t: usize) -> Option<usize> {
+        let l = lengths?;
+        (self.skip == 0 && l.windows(2).all(|w| w[0] >= w[1]))
+            .then(|| l.partition_point(|&n| n > t))
+    }
     /// The slot the skip connection reads at processing step s: the state
     /// d steps back in processing order, or the state before the sequence.
     pub fn skip_slot(&self, s: usize) -> usize {
@@ -163,6 +171,12 @@ pub(super) struct SlotGrads<'a, T> {
     pub b_hh: &'a mut [T],
     pub w_skip: &'a mut [T],
     pub leak_logit: &'a mut [T],
+}
+
+/// The first `n` elements of `s`, or all of a shorter (empty) one.
+fn head<T>(s: &mut [T], n: usize) -> &mut [T] {
+    let k = n.min(s.len());
+    &mut s[..k]
 }
 
 /// Slot `a` of `buf` read-only and slot `b` mutable, each `n` long (a ≠ b).
@@ -297,6 +311,35 @@ pub(super) fn step<T: Float>(
     } else {
         &mut d.extra[t * bh..][..bh]
     };
+    // Rows sorted longest first (as a packed batch is): the step runs on
+    // the rows still inside their sequences, and the others carry.
+    if let Some(m) = dm.active_rows(lengths, t) {
+        let (mh, mg) = (m * dm.h, m * gh);
+        let io = StepForward {
+            h_prev: &h_prev[..mh],
+            h_skip: skip.then(|| &h_skip[..mh]),
+            h_new: &mut h_new[..mh],
+            c_prev: &c_prev[..mh.min(c_prev.len())],
+            c_new: head(c_new, mh),
+            gates: &mut d.gates[t * bn * gh..][..mg],
+            extra: head(extra, mh),
+            hg: head(&mut d.hg, mg),
+            y: &mut y[t * bn * y_stride + y_off..],
+            y_stride,
+            mask: StepMask { lengths: None, t },
+        };
+        if m > 0 {
+            cell::forward_step(dm.cell, dm.h, p, io);
+        }
+        h_new[mh..].copy_from_slice(&h_prev[mh..]);
+        if !c_prev.is_empty() {
+            c_new[mh..].copy_from_slice(&c_prev[mh..]);
+        }
+        for b in m..bn {
+            y[(t * bn + b) * y_stride + y_off..][..dm.h].fill(T::ZERO);
+        }
+        return;
+    }
     let io = StepForward {
         h_prev,
         h_skip: skip.then_some(h_skip),
@@ -358,6 +401,47 @@ pub(super) fn step_backward<T: Float>(
                 *r = *g + *y;
             }
         }
+    }
+    if let Some(m) = dm.active_rows(lengths, t) {
+        let (mh, mg) = (m * h, m * gh);
+        let lim = |v: usize, len: usize| v.min(len);
+        let d_hgates: &mut [T] = if d.d_hgates.is_empty() {
+            &mut []
+        } else {
+            &mut d.d_hgates[t * bn * gh..][..bn * gh]
+        };
+        let d_gates = &mut d.d_gates[t * bn * gh..][..bn * gh];
+        let extra = state_row(&d.extra, t, bh);
+        let c_prev = state_row(&d.cs, before, bh);
+        let io = StepBackward {
+            gates: &d.gates[t * bn * gh..][..mg],
+            extra: &extra[..lim(mh, extra.len())],
+            h_prev: &d.hs[before * bh..][..mh],
+            c_prev: &c_prev[..lim(mh, c_prev.len())],
+            dh: &d.dh[..mh],
+            dy: dy_t,
+            dy_stride,
+            dc: head(&mut d.dc, mh),
+            d_gates: &mut d_gates[..mg],
+            d_hgates: head(d_hgates, mg),
+            d_rh: head(&mut d.d_rh, mh),
+            dh_prev: &mut d.dh_next[..mh],
+            dh_skip: None,
+            d_logit: (!d.d_logit.is_empty()).then_some(&mut d.d_logit[..]),
+            mask: StepMask { lengths: None, t },
+        };
+        if m > 0 {
+            cell::backward_step(dm.cell, h, p, io);
+        }
+        // Finished rows: no gradient into their gates; dL/dh (and dL/dc,
+        // left in place) pass through the carried state.
+        d_gates[mg..].fill(T::ZERO);
+        if !d_hgates.is_empty() {
+            d_hgates[mg..].fill(T::ZERO);
+        }
+        d.dh_next[mh..].copy_from_slice(&d.dh[mh..]);
+        std::mem::swap(&mut d.dh, &mut d.dh_next);
+        return;
     }
     let dh_skip = if dm.skip > 0 {
         Some(&mut d.dh_skip[dm.skip_slot(s) * bh..][..bh])

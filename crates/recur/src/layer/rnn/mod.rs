@@ -42,7 +42,7 @@ use crate::error::{check_len, Error, Result};
 use crate::float::Float;
 use crate::params::{Param, ParamInfo, ParamStore, Scope};
 use dir::{Dims, Slot};
-use workspace::LayerWs;
+use workspace::{DirWs, LayerWs};
 
 /// A stack of recurrent layers: its shape, and where its tensors sit in a
 /// [`ParamStore`].
@@ -288,6 +288,7 @@ impl Rnn {
             let (done, rest) = ws.layers.split_at_mut(l);
             let LayerWs {
                 y,
+                y_rev,
                 mask,
                 x_drop,
                 dirs,
@@ -301,6 +302,11 @@ impl Rnn {
             } else {
                 &done[l - 1].y
             };
+            // Start both directions and run their input GEMMs (large
+            // products, on every thread); then the step loops, at once on
+            // two threads when the layer is bidirectional, since each
+            // step's products are too small to split well.
+            let mut alphas: [Vec<T>; 2] = Default::default();
             for (dir, dw) in dirs.iter_mut().enumerate() {
                 let dm = Dims::new(cfg, tn, bn, inp, dir == 1);
                 let k = l * d + dir;
@@ -313,13 +319,36 @@ impl Rnn {
                     h0.map(|s| &s[k * bh..][..bh]),
                     c0.map(|s| &s[k * bh..][..bh]),
                 );
-                let alpha = std::mem::take(&mut dw.consts);
-                let p = slot.params(params, &alpha);
+                alphas[dir] = std::mem::take(&mut dw.consts);
+                let p = slot.params(params, &alphas[dir]);
                 dir::input_gemm(dm, &p, input, dw, 0, tn);
+            }
+            let run = |dir: usize, dw: &mut DirWs<T>, y: &mut [T], off: usize, stride: usize| {
+                let dm = Dims::new(cfg, tn, bn, inp, dir == 1);
+                let p = self.slots[l * d + dir].params(params, &alphas[dir]);
                 for s in 0..tn {
-                    dir::step(dm, &p, dw, s, lengths, y, dir * h, d * h);
+                    dir::step(dm, &p, dw, s, lengths, y, off, stride);
                 }
-                dw.consts = alpha;
+            };
+            match &mut dirs[..] {
+                [fwd] => run(0, fwd, y, 0, h),
+                [fwd, bwd] if crate::gemm::threads() > 1 => {
+                    y_rev.resize(tn * bn * h, T::ZERO);
+                    crate::pool::join(|| run(0, fwd, y, 0, 2 * h), || run(1, bwd, y_rev, 0, h));
+                    for (row, rev) in y.chunks_exact_mut(2 * h).zip(y_rev.chunks_exact(h)) {
+                        row[h..].copy_from_slice(rev);
+                    }
+                }
+                [fwd, bwd] => {
+                    run(0, fwd, y, 0, 2 * h);
+                    run(1, bwd, y, h, 2 * h);
+                }
+                _ => unreachable!("one or two directions"),
+            }
+            for (dir, dw) in dirs.iter_mut().enumerate() {
+                dw.consts = std::mem::take(&mut alphas[dir]);
+                let dm = Dims::new(cfg, tn, bn, inp, dir == 1);
+                let k = l * d + dir;
                 let (_, last) = dm.first_last();
                 ws.h_n[k * bh..][..bh].copy_from_slice(&dw.hs[last * bh..][..bh]);
                 if cfg.cell.has_cell_state() {
@@ -394,21 +423,40 @@ impl Rnn {
                 None => (x, dx),
                 Some(prev) => (if *dropped { x_drop } else { &prev.y }, &mut prev.dy),
             };
+            // The step loops of both directions at once (as in forward),
+            // then the weight and input gradients as large products.
+            let mut alphas: [Vec<T>; 2] = Default::default();
             for (dir, dw) in dirs.iter_mut().enumerate() {
-                let dm = Dims::new(cfg, tn, bn, inp, dir == 1);
                 let k = l * d + dir;
-                let slot = &self.slots[k];
-                let alpha = std::mem::take(&mut dw.consts);
-                let p = slot.params(params, &alpha);
+                alphas[dir] = std::mem::take(&mut dw.consts);
                 dir::start_backward(
                     dw,
                     dh_n.map(|s| &s[k * bh..][..bh]),
                     dc_n.map(|s| &s[k * bh..][..bh]),
                 );
+            }
+            let run = |dir: usize, dw: &mut DirWs<T>| {
+                let dm = Dims::new(cfg, tn, bn, inp, dir == 1);
+                let p = self.slots[l * d + dir].params(params, &alphas[dir]);
                 for s in (0..tn).rev() {
                     let dy_t = &dy_l[dm.time(s) * bn * d * h + dir * h..];
                     dir::step_backward(dm, &p, dw, s, lengths, dy_t, d * h);
                 }
+            };
+            match &mut dirs[..] {
+                [fwd, bwd] if crate::gemm::threads() > 1 => {
+                    crate::pool::join(|| run(0, fwd), || run(1, bwd))
+                }
+                all => all
+                    .iter_mut()
+                    .enumerate()
+                    .for_each(|(dir, dw)| run(dir, dw)),
+            }
+            for (dir, dw) in dirs.iter_mut().enumerate() {
+                let dm = Dims::new(cfg, tn, bn, inp, dir == 1);
+                let k = l * d + dir;
+                let slot = &self.slots[k];
+                let p = slot.params(params, &alphas[dir]);
                 let dc0_k: &mut [T] = if cfg.cell.has_cell_state() {
                     &mut dc0[k * bh..][..bh]
                 } else {
@@ -423,7 +471,7 @@ impl Rnn {
                     dc0_k,
                 );
                 dir::input_grad(dm, &p, dw, 0, tn, d_input, dir > 0);
-                dw.consts = alpha;
+                dw.consts = std::mem::take(&mut alphas[dir]);
             }
             if l > 0 && cfg.residual {
                 add_into(d_input, dy_l);

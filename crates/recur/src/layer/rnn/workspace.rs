@@ -96,6 +96,9 @@ pub(super) struct DirWs<T> {
 pub(super) struct LayerWs<T> {
     /// `[T, B, D·H]` the layer's output.
     pub y: Vec<T>,
+    /// `[T, B, H]` the reverse direction's output while both directions
+    /// run at once, before it joins `y`.
+    pub y_rev: Vec<T>,
     /// `[T, B, D·H]` dL/dy.
     pub dy: Vec<T>,
     /// `[T, B, in]` dropout mask on this layer's input, values 0 or 1/(1-p).

@@ -73,8 +73,11 @@ pub struct CharEncoder {
 pub struct CharWs<T> {
     /// `[Tc, N]` character ids, time-major, 0 past each spelling's end.
     ids: Vec<u32>,
-    /// `[N]`
+    /// `[N]` the spellings' lengths, longest first.
     lengths: Vec<usize>,
+    /// `[N]` the spelling in each row (rows run longest first, so each
+    /// step runs only on the words still being read).
+    order: Vec<usize>,
     /// `[Tc, N, Ec]`
     x: Vec<T>,
     rnn: RnnWorkspace<T>,
@@ -139,13 +142,17 @@ impl CharEncoder {
         let w = &words.offsets;
         let tc = (0..n).map(|i| w[i + 1] - w[i]).max().unwrap_or(0);
         let (ec, hc) = (self.config.embed, self.config.hidden);
+        ws.order.clear();
+        ws.order.extend(0..n);
+        ws.order
+            .sort_unstable_by_key(|&i| (std::cmp::Reverse(w[i + 1] - w[i]), i));
         ws.ids.clear();
         ws.ids.resize(tc * n, 0);
         ws.lengths.clear();
-        for i in 0..n {
+        for (row, &i) in ws.order.iter().enumerate() {
             let s = &words.chars[w[i]..w[i + 1]];
             for (t, &c) in s.iter().enumerate() {
-                ws.ids[t * n + i] = c;
+                ws.ids[t * n + row] = c;
             }
             ws.lengths.push(s.len());
         }
@@ -160,9 +167,9 @@ impl CharEncoder {
         // h_n `[2, N, Hc]` → out `[N, 2·Hc]`.
         ws.out.resize(n * 2 * hc, T::ZERO);
         let h_n = ws.rnn.h_n();
-        for i in 0..n {
+        for (row, &i) in ws.order.iter().enumerate() {
             for d in 0..2 {
-                ws.out[(i * 2 + d) * hc..][..hc].copy_from_slice(&h_n[(d * n + i) * hc..][..hc]);
+                ws.out[(i * 2 + d) * hc..][..hc].copy_from_slice(&h_n[(d * n + row) * hc..][..hc]);
             }
         }
         Ok(())
@@ -182,9 +189,10 @@ impl CharEncoder {
         ws.dy.clear();
         ws.dy.resize(tc * n * 2 * hc, T::ZERO);
         ws.dh_n.resize(2 * n * hc, T::ZERO);
-        for i in 0..n {
+        for (row, &i) in ws.order.iter().enumerate() {
             for d in 0..2 {
-                ws.dh_n[(d * n + i) * hc..][..hc].copy_from_slice(&d_out[(i * 2 + d) * hc..][..hc]);
+                ws.dh_n[(d * n + row) * hc..][..hc]
+                    .copy_from_slice(&d_out[(i * 2 + d) * hc..][..hc]);
             }
         }
         self.rnn
