@@ -99,10 +99,10 @@ fn defaults(task: SeqTask, kind: &str) -> Defaults {
             hidden: 64,
             layers: 1,
             dropout: 0.0,
-            epochs: 100,
-            patience: 20,
+            epochs: 500,
+            patience: 50,
             batch: 16,
-            lr: 3e-3,
+            lr: 1e-3,
             pooling: Pooling::Last,
             char_embed: 0,
             char_hidden: 0,
@@ -134,6 +134,7 @@ fn read_settings(a: &TrainArgs, task: SeqTask) -> anyhow::Result<ReadSettings> {
         log: a.log,
         relative: a.relative,
         lowercase: kind == "conllu",
+        patch: a.patch,
     })
 }
 

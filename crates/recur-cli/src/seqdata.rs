@@ -42,6 +42,15 @@ pub struct ReadSettings {
     pub relative: bool,
     /// Words are looked up lowercased (the characters keep their case).
     pub lowercase: bool,
+    /// `.ts` series: each step of the network reads this many consecutive
+    /// steps of the series (their channels side by side); the last patch
+    /// repeats the series' last step.
+    #[serde(default = "one")]
+    pub patch: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 impl ReadSettings {
@@ -204,7 +213,7 @@ pub fn read_items(
         }
         "ts" => {
             let ts = read::read_ts(one()?)?;
-            series_items(&ts, task, &mut out)?;
+            series_items(&ts, task, s.patch.max(1), &mut out)?;
         }
         "csv" => csv_items(one()?, task, s, part, &mut out)?,
         other => bail!("unknown file kind '{other}'"),
@@ -237,11 +246,19 @@ fn read_text_lines(path: &Path, enc: Encoding, labeled: bool) -> anyhow::Result<
         .collect())
 }
 
-fn series_items(ts: &TsData, task: SeqTask, out: &mut Items) -> anyhow::Result<()> {
+fn series_items(ts: &TsData, task: SeqTask, patch: usize, out: &mut Items) -> anyhow::Result<()> {
     for (i, s) in ts.series.iter().enumerate() {
+        let c = s.channels;
+        let steps = s.steps.div_ceil(patch);
+        let features = (0..steps * patch)
+            .flat_map(|t| {
+                let t = t.min(s.steps - 1);
+                s.values[t * c..][..c].iter().copied()
+            })
+            .collect();
         let mut it = Item {
-            steps: s.steps,
-            features: s.values.clone(),
+            steps,
+            features,
             line: i + 1,
             ..Default::default()
         };

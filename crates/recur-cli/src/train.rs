@@ -94,6 +94,9 @@ pub struct TrainArgs {
     /// Tagging: hidden units per direction of the character BiLSTM (0: no character encoder) [default: 64].
     #[arg(long)]
     pub char_hidden: Option<usize>,
+    /// .ts series: feed the network this many consecutive steps at a time (patches).
+    #[arg(long, default_value_t = 1)]
+    pub patch: usize,
     /// Series: the standard deviation of Gaussian noise added to the standardised inputs in
     /// training (0: none).
     #[arg(long, default_value_t = 0.0)]
@@ -194,7 +197,7 @@ pub struct TrainArgs {
         "decay_start", "min_lr", "clip_norm", "clip_value", "val_fraction", "seed", "out",
         "task", "valid", "encoding", "column", "target", "features", "horizon", "window",
         "holdout", "log", "relative", "pooling", "bidirectional", "residual", "learned_init",
-        "class_weights", "patience", "folds", "char_embed", "char_hidden", "word_dropout", "noise",
+        "class_weights", "patience", "folds", "char_embed", "char_hidden", "word_dropout", "noise", "patch",
     ])]
     pub resume: Option<PathBuf>,
     /// Start from the weights (and vocabulary) of this recur model.
