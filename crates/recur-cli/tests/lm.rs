@@ -367,7 +367,7 @@ fn bad_input_gives_clear_errors_and_no_files() {
         t,
     ]);
     assert!(
-        e.contains("not a recur language model") && e.contains("recur import"),
+        e.contains("not a recur model") && e.contains("recur import"),
         "{e}"
     );
     // A symbol the vocabulary lacks, with no <unk>.

@@ -55,6 +55,13 @@ fn sentiment_lines(n: usize, seed: u64) -> String {
     s
 }
 
+/// `recur eval --json` of a model on a file, with extra arguments.
+fn eval_json(model: &str, data: &str, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec!["eval", "--model", model, "--data", data, "--json"];
+    args.extend_from_slice(extra);
+    json(&ok(&args))
+}
+
 fn json(out: &str) -> serde_json::Value {
     serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
 }
@@ -103,14 +110,7 @@ fn text_classifier_trains_evaluates_predicts_and_resumes() {
         assert!(run.join(f).exists(), "{f} missing");
     }
     let model = run.join("model.safetensors");
-    let e = json(&ok(&[
-        "eval",
-        "--model",
-        s(&model),
-        "--data",
-        s(&test),
-        "--json",
-    ]));
+    let e = eval_json(s(&model), s(&test), &[]);
     assert!(e["accuracy"].as_f64().unwrap() >= 0.95, "{e}");
     assert!(e["macro_f1"].as_f64().unwrap() >= 0.95, "{e}");
     for c in ["pos", "neg"] {
@@ -268,14 +268,7 @@ fn tagger_writes_conllu_back_with_the_predicted_column() {
         "0.01",
     ]);
     let model = run.join("model.safetensors");
-    let e = json(&ok(&[
-        "eval",
-        "--model",
-        s(&model),
-        "--data",
-        s(&test),
-        "--json",
-    ]));
+    let e = eval_json(s(&model), s(&test), &[]);
     assert!(e["accuracy"].as_f64().unwrap() >= 0.95, "{e}");
     let pred = dir.path().join("pred.conllu");
     ok(&[
@@ -347,18 +340,13 @@ fn series_classifier_on_ts_files() {
         "--out",
         s(&run),
         "--epochs",
-        "15",
+        "30",
         "--hidden",
         "8",
+        "--lr",
+        "0.01",
     ]);
-    let e = json(&ok(&[
-        "eval",
-        "--model",
-        s(&run.join("model.safetensors")),
-        "--data",
-        s(&test),
-        "--json",
-    ]));
+    let e = eval_json(s(&run.join("model.safetensors")), s(&test), &[]);
     assert!(e["accuracy"].as_f64().unwrap() >= 0.95, "{e}");
 }
 
@@ -400,16 +388,7 @@ fn forecaster_beats_the_seasonal_naive_baseline() {
         "16",
     ]);
     let model = run.join("model.safetensors");
-    let e = json(&ok(&[
-        "eval",
-        "--model",
-        s(&model),
-        "--data",
-        s(&csv),
-        "--period",
-        "12",
-        "--json",
-    ]));
+    let e = eval_json(s(&model), s(&csv), &["--period", "12"]);
     assert_eq!(e["predictions"], 24, "{e}");
     assert!(
         e["rmse"].as_f64().unwrap() < e["baseline_rmse"].as_f64().unwrap(),

@@ -364,14 +364,16 @@ pub fn load_seq(path: &Path) -> Result<SeqModel<f32>> {
 /// modules in `fixtures/torch-models`) and its vocabularies and labels as
 /// JSON: `DIR/state_dict.safetensors`, `DIR/meta.json`.
 pub fn export_torch_seq(dir: &Path, model: &SeqModel<f32>) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
-    write_store(
-        &dir.join("state_dict.safetensors"),
-        &model.store,
-        HashMap::new(),
-    )?;
     let json = serde_json::json!({ "config": model.config(), "meta": model.meta });
-    write_atomic(&dir.join("meta.json"), json.to_string().as_bytes())
+    export_store(dir, &model.store, "meta.json", json.to_string().as_bytes())
+}
+
+/// `DIR/state_dict.safetensors` (the store's tensors, no metadata) and the
+/// JSON file `side` beside it.
+fn export_store(dir: &Path, store: &ParamStore<f32>, side: &str, json: &[u8]) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+    write_store(&dir.join("state_dict.safetensors"), store, HashMap::new())?;
+    write_atomic(&dir.join(side), json)
 }
 
 /// Reads a plain PyTorch `RNNModel` state_dict, inferring its sizes, layer
@@ -459,14 +461,8 @@ pub fn import_torch_lm(
 /// Writes a model as a plain PyTorch state_dict (no recur metadata) and its
 /// vocabulary as a JSON array: `DIR/state_dict.safetensors`, `DIR/vocab.json`.
 pub fn export_torch_lm(dir: &Path, model: &LanguageModel, vocab: &Vocab) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
-    write_store(
-        &dir.join("state_dict.safetensors"),
-        &model.store,
-        HashMap::new(),
-    )?;
     let json = serde_json::to_string(&vocab.tokens).expect("tokens serialise");
-    write_atomic(&dir.join("vocab.json"), json.as_bytes())
+    export_store(dir, &model.store, "vocab.json", json.as_bytes())
 }
 
 /// Reads a JSON array of tokens in index order.

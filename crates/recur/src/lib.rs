@@ -9,8 +9,10 @@
 //! The model layer: every model keeps its parameters and gradients in one
 //! [`ParamStore`] whose parts register under scoped names ([`params`]);
 //! models implement [`train::Model`] and one [`train::Trainer`] trains them
-//! all: the language model ([`model::lm`]), the long-memory task nets
-//! ([`task`], with gradient-flow [`diagnose`]-tics). Echo state networks
+//! all: the language model ([`model::lm`]), sequence classifiers, taggers
+//! and regressors ([`model::seq`], on the readers of [`data::read`] and the
+//! bucketed batches of [`data::seq`]), the long-memory task nets ([`task`],
+//! with gradient-flow [`diagnose`]-tics). Echo state networks
 //! ([`esn`]) are fitted in closed form.
 //!
 //! # Dimension legend
