@@ -530,3 +530,126 @@ fn bad_files_get_clear_errors() {
     ]);
     assert!(e.contains("--pooling"), "{e}");
 }
+
+#[test]
+fn regression_per_step_per_sequence_and_class_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Per step: y_t = 2·a_t − b_t from two feature columns.
+    let mut r = Lcg(12);
+    let mut text = String::from("a,b,y\n");
+    for _ in 0..400 {
+        let (a, b) = (r.below(100) as f64 / 50.0, r.below(100) as f64 / 50.0);
+        writeln!(text, "{a},{b},{}", 2.0 * a - b).unwrap();
+    }
+    let csv = write(d, "steps.csv", &text);
+    let run = d.join("steps");
+    ok(&[
+        "train",
+        "--task",
+        "regress",
+        "--data",
+        &csv,
+        "--target",
+        "y",
+        "--features",
+        "a,b",
+        "--horizon",
+        "0",
+        "--window",
+        "10",
+        "--holdout",
+        "40",
+        "--epochs",
+        "40",
+        "--hidden",
+        "16",
+        "--lr",
+        "0.01",
+        "--out",
+        s(&run),
+    ]);
+    let e = eval_json(s(&run.join("model.safetensors")), &csv, &[]);
+    assert_eq!(e["predictions"], 40, "{e}");
+    assert!(
+        e["rmse"].as_f64().unwrap() < 0.5 * e["baseline_rmse"].as_f64().unwrap(),
+        "{e}"
+    );
+    // Per sequence from a .ts file with numeric targets: the series' mean.
+    let mut ts = String::from("@problemName sums\n@timeStamps false\n@univariate true\n@equalLength false\n@targetLabel true\n@data\n");
+    for _ in 0..200 {
+        let len = 4 + r.below(6) as usize;
+        let v: Vec<f64> = (0..len).map(|_| r.below(100) as f64 / 25.0).collect();
+        let mean = v.iter().sum::<f64>() / len as f64;
+        let vs: Vec<String> = v.iter().map(|x| format!("{x}")).collect();
+        writeln!(ts, "{}:{mean}", vs.join(",")).unwrap();
+    }
+    let tsf = write(d, "sums.ts", &ts);
+    let run = d.join("sums");
+    ok(&[
+        "train",
+        "--task",
+        "regress",
+        "--data",
+        &tsf,
+        "--epochs",
+        "60",
+        "--hidden",
+        "16",
+        "--lr",
+        "0.01",
+        "--out",
+        s(&run),
+    ]);
+    let e = eval_json(s(&run.join("model.safetensors")), &tsf, &[]);
+    assert!(
+        e["rmse"].as_f64().unwrap() < 0.5 * e["baseline_rmse"].as_f64().unwrap(),
+        "{e}"
+    );
+    let pred = ok(&[
+        "predict",
+        "--model",
+        s(&run.join("model.safetensors")),
+        "--data",
+        &tsf,
+    ]);
+    assert!(pred.starts_with("index,prediction_0\n1,"), "{pred}");
+    assert_eq!(pred.lines().count(), 201);
+    // Imbalanced classes: balanced weights and an explicit list both train; a wrong list is an error.
+    let lines: String = sentiment_lines(200, 13)
+        .lines()
+        .filter(|l| l.starts_with("pos") || l.len() % 4 == 0)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let data = write(d, "imbalanced.tsv", &lines);
+    for w in ["balanced", "2,0.5"] {
+        ok(&[
+            "train",
+            "--task",
+            "classify",
+            "--data",
+            &data,
+            "--class-weights",
+            w,
+            "--epochs",
+            "2",
+            "--out",
+            s(&d.join(format!("w{}", w.len()))),
+        ]);
+    }
+    let e = fails(&[
+        "train",
+        "--task",
+        "classify",
+        "--data",
+        &data,
+        "--class-weights",
+        "1,2,3",
+        "--out",
+        s(&d.join("w3")),
+    ]);
+    assert!(
+        e.contains("--class-weights") && e.contains("expected 2 weights"),
+        "{e}"
+    );
+}
