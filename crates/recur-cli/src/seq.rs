@@ -311,7 +311,26 @@ fn prepare(
     let valid_ex = encode(valid, &mut enc, task, chars, true, source.1)?;
     meta.class_weights = class_weights(a.class_weights.as_deref(), &meta, &train_ex, task)?;
     let config = model_config(a, task, &d, &meta, &train[0])?;
-    let model = SeqModel::new(config, meta, a.seed)?;
+    let mut model = SeqModel::new(config, meta, a.seed)?;
+    if a.pretrain > 0 {
+        let c = model.config().clone();
+        let dirs: &[bool] = if c.bidirectional {
+            &[false, true]
+        } else {
+            &[false]
+        };
+        for &reverse in dirs {
+            let lm = recur::model::seq::pretrain_lm(
+                &train_ex,
+                &model.meta.words,
+                &c,
+                a.pretrain,
+                a.seed,
+                reverse,
+            )?;
+            model.init_from_lm(&lm, reverse)?;
+        }
+    }
     let word_dropout = a.word_dropout.unwrap_or(d.word_dropout);
     let data = SeqData::new(
         train_ex,

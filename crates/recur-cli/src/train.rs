@@ -94,6 +94,11 @@ pub struct TrainArgs {
     /// Tagging: hidden units per direction of the character BiLSTM (0: no character encoder) [default: 64].
     #[arg(long)]
     pub char_hidden: Option<usize>,
+    /// Text classification: first train a language model for this many epochs on the training
+    /// texts (one on the reversed texts too for a bidirectional layer), and start the embedding
+    /// and first layer from it (Dai & Le 2015) [default: 0, none].
+    #[arg(long, default_value_t = 0)]
+    pub pretrain: usize,
     /// .ts series: feed the network this many consecutive steps at a time (patches).
     #[arg(long, default_value_t = 1)]
     pub patch: usize,
@@ -197,7 +202,7 @@ pub struct TrainArgs {
         "decay_start", "min_lr", "clip_norm", "clip_value", "val_fraction", "seed", "out",
         "task", "valid", "encoding", "column", "target", "features", "horizon", "window",
         "holdout", "log", "relative", "pooling", "bidirectional", "residual", "learned_init",
-        "class_weights", "patience", "folds", "char_embed", "char_hidden", "word_dropout", "noise", "patch",
+        "class_weights", "patience", "folds", "char_embed", "char_hidden", "word_dropout", "noise", "patch", "pretrain",
     ])]
     pub resume: Option<PathBuf>,
     /// Start from the weights (and vocabulary) of this recur model.

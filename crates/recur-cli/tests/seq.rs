@@ -96,6 +96,8 @@ fn text_classifier_trains_evaluates_predicts_and_resumes() {
         "0.01",
         "--patience",
         "0",
+        "--pretrain",
+        "1",
     ]);
     assert!(out.contains("training a classify of 2 classes"), "{out}");
     for f in [

@@ -22,6 +22,7 @@
 //! `pool.*`).
 
 mod chars;
+mod pretrain;
 
 use std::collections::BTreeMap;
 
@@ -30,6 +31,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 pub use chars::{CharConfig, CharEncoder, CharWs, Spellings};
+pub use pretrain::pretrain_lm;
 
 use crate::cell::CellKind;
 use crate::data::seq::SeqBatch;
