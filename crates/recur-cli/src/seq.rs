@@ -255,7 +255,7 @@ fn class_weights(
 fn split_valid(
     items: Vec<Item>,
     fraction: f64,
-    chronological: bool,
+    chronological_gap: Option<usize>,
     seed: u64,
 ) -> anyhow::Result<(Vec<Item>, Vec<Item>)> {
     if !(0.0..1.0).contains(&fraction) {
@@ -271,21 +271,50 @@ fn split_valid(
             items.len()
         );
     }
-    let mut idx: Vec<usize> = (0..items.len()).collect();
-    if !chronological {
+    let n = items.len();
+    let mut idx: Vec<usize> = (0..n).collect();
+    let gap = chronological_gap.unwrap_or(0);
+    if chronological_gap.is_none() {
         idx.shuffle(&mut ChaCha8Rng::seed_from_u64(seed ^ 0x7a11d));
+    } else if n_val + gap >= n {
+        bail!("--val-fraction {fraction} leaves no training windows of {n} once the {gap} windows overlapping the held-out ones are left out");
     }
-    let val_set: std::collections::HashSet<usize> =
-        idx[items.len() - n_val..].iter().copied().collect();
+    let val_set: std::collections::HashSet<usize> = idx[n - n_val..].iter().copied().collect();
     let (mut train, mut val) = (Vec::new(), Vec::new());
     for (i, it) in items.into_iter().enumerate() {
         if val_set.contains(&i) {
             val.push(it);
-        } else {
+        } else if chronological_gap.is_none() || i + n_val + gap < n {
             train.push(it);
         }
     }
     Ok((train, val))
+}
+
+/// The training items and the held-out ones (`valid`'s, or a split of the
+/// training data), with their sources' names.
+fn read_train_valid(
+    data: &[PathBuf],
+    valid: Option<&Path>,
+    task: SeqTask,
+    rs: &ReadSettings,
+    val_fraction: f64,
+    seed: u64,
+) -> anyhow::Result<(Vec<Item>, Vec<Item>, String, String)> {
+    let items = read_items(data, task, rs, Part::Train, true)?;
+    Ok(match valid {
+        Some(v) => {
+            let vi = read_items(&[v.to_path_buf()], task, rs, Part::Train, true)?;
+            (items.items, vi.items, items.source, v.display().to_string())
+        }
+        None => {
+            // Consecutive CSV windows overlap: a gap of window + horizon − 1
+            // windows keeps the held-out targets out of training.
+            let gap = (rs.kind == "csv").then(|| (rs.window.max(1) + rs.horizon).saturating_sub(1));
+            let (t, v) = split_valid(items.items, val_fraction, gap, seed)?;
+            (t, v, items.source.clone(), items.source)
+        }
+    })
 }
 
 /// Fits the vocabularies and statistics on `train`, encodes both sets and
@@ -299,7 +328,10 @@ fn prepare(
     source: (&str, &str),
 ) -> anyhow::Result<(SeqModel<f32>, SeqData, f64)> {
     let d = defaults(task, &rs.kind);
-    let chars = task == SeqTask::Tag && a.char_hidden.unwrap_or(d.char_hidden) > 0;
+    // One rule with `model_config`: a character encoder for token input
+    // whenever it has units.
+    let chars = a.char_hidden.unwrap_or(d.char_hidden) > 0
+        && train.first().is_some_and(|i| !i.tokens.is_empty());
     let mut meta = SeqMeta::default();
     let counts = fit(&mut meta, train, task, rs, chars, a.min_count);
     meta.data.insert(
@@ -401,6 +433,15 @@ pub fn train(a: TrainArgs) -> CliResult {
         spe,
         rf.batch,
     );
+    if c.task != SeqTask::Regress {
+        let labels = &trainer.model.meta.labels;
+        let shown: Vec<&str> = labels.iter().take(30).map(String::as_str).collect();
+        println!(
+            "classes, in the order of --class-weights: {}{}",
+            shown.join(", "),
+            if labels.len() > 30 { ", …" } else { "" }
+        );
+    }
     let mut bar = Progressbar::new(rf.budget, Some(spe), trainer.progress(), false, true);
     let result = trainer.run(rf.budget, eval_every, Some(&out), &mut bar);
     bar.pb.finish_and_clear();
@@ -487,19 +528,15 @@ fn start(a: &TrainArgs) -> anyhow::Result<Started> {
     cfg.patience = a.patience.unwrap_or(d.patience);
     cfg.check()?;
     let budget = budget(a, &d)?;
-    let items = read_items(&a.data, task, &rs, Part::Train, true)?;
-    let (train, valid, vsource) = match &a.valid {
-        Some(v) => {
-            let vi = read_items(std::slice::from_ref(v), task, &rs, Part::Train, true)?;
-            (items.items, vi.items, v.display().to_string())
-        }
-        None => {
-            let (t, v) = split_valid(items.items, a.val_fraction, rs.kind == "csv", a.seed)?;
-            (t, v, items.source.clone())
-        }
-    };
-    let (model, data, word_dropout) =
-        prepare(a, task, &rs, &train, &valid, (&items.source, &vsource))?;
+    let (train, valid, source, vsource) = read_train_valid(
+        &a.data,
+        a.valid.as_deref(),
+        task,
+        &rs,
+        a.val_fraction,
+        a.seed,
+    )?;
+    let (model, data, word_dropout) = prepare(a, task, &rs, &train, &valid, (&source, &vsource))?;
     cfg.total_steps = budget.total_steps(data.steps_per_epoch());
     let batch = data.batch();
     let t = Trainer::new(model, data, cfg)?;
@@ -542,17 +579,14 @@ fn resume(a: &TrainArgs, dir: &Path) -> anyhow::Result<Started> {
         .with_context(|| format!("{}: task '{}'", rf_path.display(), rf.task))?;
     let model = load_seq(&dir.join("last.safetensors"))?;
     let chars = model.chars().is_some();
-    let items = read_items(&rf.data, task, &rf.read, Part::Train, true)?;
-    let (train, valid, vsource) = match &rf.valid {
-        Some(v) => {
-            let vi = read_items(std::slice::from_ref(v), task, &rf.read, Part::Train, true)?;
-            (items.items, vi.items, v.display().to_string())
-        }
-        None => {
-            let (t, v) = split_valid(items.items, rf.val_fraction, rf.read.kind == "csv", rf.seed)?;
-            (t, v, items.source.clone())
-        }
-    };
+    let (train, valid, source, vsource) = read_train_valid(
+        &rf.data,
+        rf.valid.as_deref(),
+        task,
+        &rf.read,
+        rf.val_fraction,
+        rf.seed,
+    )?;
     let mut scratch = SeqMeta::default();
     let counts = fit(&mut scratch, &train, task, &rf.read, chars, rf.min_count);
     if scratch.words != model.meta.words {
@@ -562,7 +596,7 @@ fn resume(a: &TrainArgs, dir: &Path) -> anyhow::Result<Started> {
         );
     }
     let mut enc = SeqEncoder::new(&model.meta, rf.read.lowercase);
-    let train_ex = encode(&train, &mut enc, task, chars, true, &items.source)?;
+    let train_ex = encode(&train, &mut enc, task, chars, true, &source)?;
     let valid_ex = encode(&valid, &mut enc, task, chars, true, &vsource)?;
     let data = SeqData::new(train_ex, &valid_ex, enc.table, rf.batch, rf.seed)?
         .with_unk_chance(unk_chance(&counts, rf.word_dropout));
@@ -607,7 +641,7 @@ fn cross_validate(a: &TrainArgs, k: usize) -> CliResult {
             .chain(&order[hi..])
             .map(|&i| items.items[i].clone())
             .collect();
-        let (train, valid) = split_valid(rest, a.val_fraction, false, a.seed + f as u64)?;
+        let (train, valid) = split_valid(rest, a.val_fraction, None, a.seed + f as u64)?;
         let (model, data, _) =
             prepare(a, task, &rs, &train, &valid, (&items.source, &items.source))?;
         let mut cfg = train_config(a, a.lr.unwrap_or(d.lr))?;
@@ -626,7 +660,14 @@ fn cross_validate(a: &TrainArgs, k: usize) -> CliResult {
         )?;
         let mut best = load_seq(&dir.join("model.safetensors"))?;
         let mut enc = SeqEncoder::new(&best.meta, rs.lowercase);
-        let test_ex = encode(&test, &mut enc, task, false, true, &items.source)?;
+        let test_ex = encode(
+            &test,
+            &mut enc,
+            task,
+            best.chars().is_some(),
+            true,
+            &items.source,
+        )?;
         let batches = batches_of(&test_ex, &by_length(&test_ex), &enc.table, 64)?;
         let (e, _) = best.measure(&batches)?;
         let acc = e.metrics["accuracy"];
@@ -681,11 +722,20 @@ fn model_items(
         rs.holdout = h;
     }
     let paths = vec![data.to_path_buf()];
-    // A text model reads a single file as text lines whatever it trained on.
-    if rs.kind == "class-files" {
+    // A model trained on class files reads another folder of them, or a
+    // file of text lines.
+    if rs.kind == "class-files" && !data.is_dir() {
         rs.kind = "text".into();
     }
-    let items = read_items(&paths, model.config().task, &rs, Part::Test, labeled)?;
+    let c = model.config();
+    if c.task != SeqTask::Regress && model.meta.labels.len() != c.outputs {
+        bail!(
+            "the model names {} labels for its {} classes: is it a recur classifier or tagger file?",
+            model.meta.labels.len(),
+            c.outputs
+        );
+    }
+    let items = read_items(&paths, c.task, &rs, Part::Test, labeled)?;
     Ok((rs, items))
 }
 
@@ -810,6 +860,37 @@ fn print_report(v: &serde_json::Value) {
     }
 }
 
+/// The predictions of CSV windows as (data row, value in the target's
+/// units, the window's forecast origin), each row once, in order.
+fn csv_predictions(
+    rs: &ReadSettings,
+    items: &Items,
+    pred: &[Vec<f32>],
+    o: usize,
+) -> Vec<(usize, f64, usize)> {
+    let mut out = Vec::new();
+    let rows = items.series.len();
+    for (((it, p), &first), &new) in items
+        .items
+        .iter()
+        .zip(pred)
+        .zip(&items.first_row)
+        .zip(&items.first_new)
+    {
+        for (k, v) in p.iter().enumerate() {
+            let row = if rs.horizon > 0 {
+                first + k
+            } else {
+                first + k / o.max(1)
+            };
+            if row >= new && row < rows {
+                out.push((row, untransform(rs, *v as f64, it.base), first));
+            }
+        }
+    }
+    out
+}
+
 /// Undoes the CSV transforms of a prediction: back from relative and log.
 fn untransform(rs: &ReadSettings, v: f64, base: f64) -> f64 {
     let v = v + base;
@@ -840,34 +921,25 @@ fn regression_report(
         } else {
             "naive (last value)".into()
         };
-        for ((it, p), &first) in items.items.iter().zip(pred).zip(&items.first_row) {
-            let origin = first;
-            for (k, v) in p.iter().enumerate() {
-                let row = if rs.horizon > 0 {
-                    first + k
-                } else {
-                    first + k / o.max(1)
-                };
-                if row >= y.len() || row + rs.holdout < y.len() {
-                    continue;
-                }
-                let truth = y[row];
-                let guess = untransform(rs, *v as f64, it.base);
-                // The baselines know what was observed before the forecast's origin.
-                let last = origin.checked_sub(1).map(|r| y[r]).unwrap_or(truth);
-                let h = row - origin + 1;
-                let naive = if period > 0 {
-                    let back = period * h.div_ceil(period);
-                    row.checked_sub(back).map(|r| y[r]).unwrap_or(last)
-                } else {
-                    last
-                };
-                se += (guess - truth).powi(2);
-                ae += (guess - truth).abs();
-                bse += (naive - truth).powi(2);
-                bae += (naive - truth).abs();
-                n += 1;
+        for (row, guess, origin) in csv_predictions(rs, items, pred, o) {
+            if row + rs.holdout < y.len() {
+                continue;
             }
+            let truth = y[row];
+            // The baselines know what was observed before the forecast's origin.
+            let last = origin.checked_sub(1).map(|r| y[r]).unwrap_or(truth);
+            let h = row - origin + 1;
+            let naive = if period > 0 {
+                let back = period * h.div_ceil(period);
+                row.checked_sub(back).map(|r| y[r]).unwrap_or(last)
+            } else {
+                last
+            };
+            se += (guess - truth).powi(2);
+            ae += (guess - truth).abs();
+            bse += (naive - truth).powi(2);
+            bae += (naive - truth).abs();
+            n += 1;
         }
     } else {
         baseline = "mean of the training targets".into();
@@ -944,14 +1016,8 @@ pub fn predict(
             let mut s = String::new();
             if rs.kind == "csv" {
                 s += "row,prediction\n";
-                for ((it, p), &first) in items.items.iter().zip(&pred).zip(&items.first_row) {
-                    for (k, v) in p.iter().enumerate() {
-                        s += &format!(
-                            "{},{}\n",
-                            first + k + 1,
-                            untransform(&rs, *v as f64, it.base)
-                        );
-                    }
+                for (row, guess, _) in csv_predictions(&rs, &items, &pred, o) {
+                    s += &format!("{},{guess}\n", row + 1);
                 }
             } else {
                 s += "index,";
@@ -1010,6 +1076,9 @@ pub struct SeqBenchArgs {
 /// classifier, one JSON line each (bench/seq_baseline.py's measure).
 pub fn bench(a: SeqBenchArgs) -> CliResult {
     use clap::Parser;
+    if a.steps == 0 {
+        bail!("--steps must be at least 1");
+    }
     recur::gemm::set_threads(a.threads);
     let ewt = a.data.join("ud-english-ewt/en_ewt-ud-train.conllu");
     let mr = a.data.join("mr");

@@ -111,6 +111,8 @@ pub struct Item {
     pub base: f64,
     /// Where it came from, for errors.
     pub line: usize,
+    /// Tagging: each word's line, for errors.
+    pub word_lines: Vec<usize>,
 }
 
 /// The examples of a file, and what predicting on it needs to write back.
@@ -126,6 +128,9 @@ pub struct Items {
     /// CSV: the row (0-based, in the file's data rows) of each example's
     /// first prediction.
     pub first_row: Vec<usize>,
+    /// CSV: each example's first row not predicted by an earlier one (a
+    /// last per-step window may overlap the one before).
+    pub first_new: Vec<usize>,
     /// Forecasting: the target column, untransformed, for the baselines.
     pub series: Vec<f64>,
 }
@@ -160,6 +165,7 @@ pub fn read_items(
         texts: Vec::new(),
         sentences: Vec::new(),
         first_row: Vec::new(),
+        first_new: Vec::new(),
         series: Vec::new(),
     };
     let one = || -> anyhow::Result<&Path> {
@@ -205,6 +211,7 @@ pub fn read_items(
                     steps: st.words.len(),
                     tokens: st.words.iter().map(|w| w.form.clone()).collect(),
                     tags: st.words.iter().map(|w| w.tag(column).to_string()).collect(),
+                    word_lines: st.words.iter().map(|w| w.line).collect(),
                     line: st.words.first().map_or(0, |w| w.line),
                     ..Default::default()
                 });
@@ -312,6 +319,9 @@ fn csv_items(
     if s.horizon == 0 && target_in.is_some() {
         bail!("--horizon 0 predicts the target at every step from the features, so --features must not include the target '{target_name}'");
     }
+    if s.horizon == 0 && s.relative {
+        bail!("--relative measures values from the window's last target, which --horizon 0 predicts: use one or the other");
+    }
     let tr = |v: f64, line: usize| -> anyhow::Result<f64> {
         if s.log {
             if v <= 0.0 {
@@ -333,14 +343,16 @@ fn csv_items(
     }
     let end = rows - s.holdout;
     let span = w + h;
-    // Window starts: training windows end before the held-out rows; test
-    // windows forecast them, `horizon` at a time.
-    let starts: Vec<usize> = match part {
+    // Windows as (start, first new row): training windows end before the
+    // held-out rows; test windows forecast them, `horizon` at a time, or
+    // (per step) cover them with windows of `window` rows, the last moved
+    // back to end at the last row, its rows already predicted skipped.
+    let starts: Vec<(usize, usize)> = match part {
         Part::Train => {
             if end < span {
                 bail!("{source}: {end} rows before the held-out ones, but a window needs {span} (--window {w} + --horizon {h})");
             }
-            (0..=end - span).collect()
+            (0..=end - span).map(|st| (st, st + w)).collect()
         }
         Part::Test => {
             if s.holdout == 0 {
@@ -348,20 +360,30 @@ fn csv_items(
                     "{source}: nothing is held out: give --holdout N to forecast the last N rows"
                 );
             }
+            if rows < span {
+                bail!("{source}: {rows} rows, but a window needs {span} (--window {w} + --horizon {h})");
+            }
             if h == 0 {
-                (end.saturating_sub(w)..=rows - w).step_by(w).collect()
+                let mut out = Vec::new();
+                let mut covered = end;
+                while covered < rows {
+                    let st = covered.min(rows - w);
+                    out.push((st, covered));
+                    covered = st + w;
+                }
+                out
             } else {
                 (end..rows)
                     .step_by(h)
                     .filter(|&o| o >= w)
-                    .map(|o| o - w)
+                    .map(|o| (o - w, o))
                     .collect()
             }
         }
     };
     // Data rows start on line 2 (after the header).
     let line = |r: usize| r + 2;
-    for st in starts {
+    for (st, first_new) in starts {
         let base = if s.relative {
             tr(target[st + w - 1], line(st + w - 1))?
         } else {
@@ -396,6 +418,7 @@ fn csv_items(
             it.targets.resize(h, f32::NAN);
             out.first_row.push(st + w);
         }
+        out.first_new.push(first_new);
         debug_assert_eq!(it.features.len(), w * c);
         out.items.push(it);
     }
@@ -483,7 +506,9 @@ pub fn encode(
                     it.tags
                         .iter()
                         .enumerate()
-                        .map(|(k, t)| enc.label(t, source, it.line + k))
+                        .map(|(k, t)| {
+                            enc.label(t, source, it.word_lines.get(k).copied().unwrap_or(it.line))
+                        })
                         .collect::<recur::Result<_>>()?
                 } else {
                     vec![0; it.steps]

@@ -577,6 +577,30 @@ fn regression_per_step_per_sequence_and_class_weights() {
         e["rmse"].as_f64().unwrap() < 0.5 * e["baseline_rmse"].as_f64().unwrap(),
         "{e}"
     );
+    // Held-out tails that windows do not tile: each row predicted once.
+    for (holdout, n) in [("45", 45), ("5", 5)] {
+        let e = eval_json(
+            s(&run.join("model.safetensors")),
+            &csv,
+            &["--holdout", holdout],
+        );
+        assert_eq!(e["predictions"], n, "{e}");
+    }
+    let pred = ok(&[
+        "predict",
+        "--model",
+        s(&run.join("model.safetensors")),
+        "--data",
+        &csv,
+        "--holdout",
+        "45",
+    ]);
+    let rows: Vec<usize> = pred
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(rows, (356..=400).collect::<Vec<_>>(), "{pred}");
     // Per sequence from a .ts file with numeric targets: the series' mean.
     let mut ts = String::from("@problemName sums\n@timeStamps false\n@univariate true\n@equalLength false\n@targetLabel true\n@data\n");
     for _ in 0..200 {

@@ -7,7 +7,7 @@
 //! so back-to-back steps find them awake, then park.
 
 use std::cell::UnsafeCell;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, OnceLock};
 
 /// A job: called once with each task index in 0..tasks.
@@ -27,6 +27,8 @@ struct Shared {
     busy: Mutex<()>,
     /// Workers that have started and reached their loop.
     started: AtomicUsize,
+    /// Whether a worker's task panicked in the current job.
+    panicked: AtomicBool,
     /// Workers parked (or about to park) on `wake`; a job only takes the
     /// lock and signals when this is non-zero, so back-to-back jobs cost no
     /// system call.
@@ -58,6 +60,7 @@ impl Pool {
             busy: Mutex::new(()),
             started: AtomicUsize::new(0),
             sleepers: AtomicUsize::new(0),
+            panicked: AtomicBool::new(false),
         }));
         for w in 0..workers {
             std::thread::Builder::new()
@@ -99,12 +102,22 @@ impl Pool {
             drop(s.sleep.lock().unwrap_or_else(|e| e.into_inner()));
             s.wake.notify_all();
         }
-        job(0);
+        // A panicking task must not unwind past the workers still using
+        // `job` (it borrows this frame): wait for them, then re-raise.
+        let here = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(0)));
         while s.pending.load(Ordering::Acquire) != 0 {
             std::hint::spin_loop();
         }
         unsafe { *s.job.get() = None };
+        let there = s.panicked.swap(false, Ordering::AcqRel);
         drop(guard);
+        if let Err(e) = here {
+            std::panic::resume_unwind(e);
+        }
+        assert!(
+            !there,
+            "a task of a parallel job panicked on a worker thread"
+        );
     }
 }
 
@@ -132,7 +145,11 @@ fn worker(s: &'static Shared, index: usize) {
         // SAFETY: see `Shared`.
         if let Some(job) = unsafe { *s.job.get() } {
             if index < s.tasks.load(Ordering::Relaxed) {
-                job(index);
+                // Counted as done either way; the caller re-raises.
+                let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(index)));
+                if run.is_err() {
+                    s.panicked.store(true, Ordering::Release);
+                }
             }
         }
         s.pending.fetch_sub(1, Ordering::Release);

@@ -69,6 +69,12 @@ impl SeqBatch {
         self.lengths.len()
     }
 
+    /// Whether row r of a `[T, B]` layout (step r / B of sequence r % B)
+    /// is inside its sequence rather than padding.
+    pub fn is_valid(&self, r: usize) -> bool {
+        step_is_valid(&self.lengths, r)
+    }
+
     /// Valid steps in all.
     pub fn tokens(&self) -> usize {
         self.lengths.iter().sum()
@@ -158,6 +164,13 @@ impl SeqBatch {
         }
         Ok(())
     }
+}
+
+/// Whether row r of a `[T, B]` layout with these `[B]` lengths (step r / B
+/// of sequence r % B) is inside its sequence rather than padding.
+pub fn step_is_valid(lengths: &[usize], r: usize) -> bool {
+    let bn = lengths.len();
+    r / bn < lengths[r % bn]
 }
 
 /// Cuts `examples` into batches of at most `batch` rows in the given order
@@ -323,9 +336,8 @@ impl Data for SeqData {
                     ^ 0x756e_6b00
                     ^ ((epoch as u64) << 32 | step as u64).wrapping_mul(0x2545_f491_4f6c_dd1d),
             );
-            let bn = batch.batch();
             for (r, id) in batch.ids.iter_mut().enumerate() {
-                if r / bn < batch.lengths[r % bn] {
+                if step_is_valid(&batch.lengths, r) {
                     let p = self.unk_chance.get(*id as usize).copied().unwrap_or(0.0);
                     if p > 0.0 && rng.random::<f32>() < p {
                         *id = UNK_ID;
@@ -498,7 +510,7 @@ impl SeqMeta {
         }
         let mut kept: Vec<(String, (usize, usize))> = counts
             .into_iter()
-            .filter(|(_, (c, _))| *c >= min_count.max(1))
+            .filter(|(w, (c, _))| *c >= min_count.max(1) && w != PAD && w != UNK_WORD)
             .collect();
         kept.sort_by(|a, b| b.1 .0.cmp(&a.1 .0).then(a.1 .1.cmp(&b.1 .1)));
         self.words = [PAD.to_string(), UNK_WORD.to_string()]

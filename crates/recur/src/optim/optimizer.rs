@@ -297,7 +297,6 @@ fn lerp(start: f32, end: f32, w: f32) -> f32 {
     }
 }
 
-/// `_single_tensor_sgd` for one tensor (dampening 0, no Nesterov).
 /// A raw pointer that crosses into the pool's threads; each thread touches
 /// only its own range.
 #[derive(Clone, Copy)]
@@ -306,31 +305,48 @@ struct Raw(*mut f32);
 unsafe impl Send for Raw {}
 unsafe impl Sync for Raw {}
 
+/// A read-only pointer that crosses into the pool's threads.
+#[derive(Clone, Copy)]
+struct RawConst(*const f32);
+// SAFETY: only read, by tasks over disjoint ranges.
+unsafe impl Send for RawConst {}
+unsafe impl Sync for RawConst {}
+impl RawConst {
+    /// A method, so closures capture the whole (Sync) wrapper.
+    fn at(self, offset: usize) -> *const f32 {
+        self.0.wrapping_add(offset)
+    }
+}
+
 /// Runs an update rule over (params, grads, state a, state b) split into
 /// one contiguous range per thread. A state buffer may be empty (unused).
 type Rule<'a> = &'a (dyn Fn(&mut [f32], &[f32], &mut [f32], &mut [f32]) + Sync);
 fn par_update(p: &mut [f32], g: &[f32], a: &mut [f32], b: &mut [f32], rule: Rule<'_>) {
     let n = p.len();
+    let (na, nb) = (a.len(), b.len());
+    assert!(g.len() == n && (na == 0 || na == n) && (nb == 0 || nb == n));
     let (pp, gp, ap, bp) = (
         Raw(p.as_mut_ptr()),
-        Raw(g.as_ptr() as *mut f32),
+        RawConst(g.as_ptr()),
         Raw(a.as_mut_ptr()),
         Raw(b.as_mut_ptr()),
     );
-    let (na, nb) = (a.len(), b.len());
     crate::pool::par_ranges(n, 1 << 15, &|r| {
         let sub = |ptr: Raw, len: usize| -> &mut [f32] {
             if len == 0 {
                 return &mut [];
             }
-            // SAFETY: the buffers hold n values (or none), and the ranges
-            // the pool hands out are disjoint and within 0..n.
+            // SAFETY: the buffers hold n values (or none, asserted above),
+            // and the ranges the pool hands out are disjoint and within 0..n.
             unsafe { std::slice::from_raw_parts_mut(ptr.0.add(r.start), r.len()) }
         };
-        rule(sub(pp, n), sub(gp, n), sub(ap, na), sub(bp, nb));
+        // SAFETY: as above; the gradient is only read.
+        let g = unsafe { std::slice::from_raw_parts(gp.at(r.start), r.len()) };
+        rule(sub(pp, n), g, sub(ap, na), sub(bp, nb));
     });
 }
 
+/// `_single_tensor_sgd` for one tensor (dampening 0, no Nesterov).
 fn sgd(p: &mut [f32], g: &[f32], buf: &mut [f32], lr: f32, wd: f32, momentum: f32, first: bool) {
     let neg_lr = -lr;
     if momentum == 0.0 {

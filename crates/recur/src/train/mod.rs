@@ -437,6 +437,10 @@ impl<M: Model, D: Data<Batch = M::Batch>> Trainer<M, D> {
         let mut improved = true;
         if let Some(e) = &e {
             let p = &mut self.progress;
+            // A run saved before scores were kept selected on the loss.
+            if p.best_score.is_none() && self.model.selection().is_none() {
+                p.best_score = p.best_val;
+            }
             if p.best_val.is_none_or(|b| e.loss < b) {
                 p.best_val = Some(e.loss);
             }

@@ -34,7 +34,7 @@ pub use chars::{CharConfig, CharEncoder, CharWs, Spellings};
 pub use pretrain::pretrain_lm;
 
 use crate::cell::CellKind;
-use crate::data::seq::SeqBatch;
+use crate::data::seq::{step_is_valid, SeqBatch};
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::layer::dropout::{dropout_backward, dropout_forward};
@@ -595,7 +595,7 @@ impl<T: Float> SeqModel<T> {
                     for r in 0..n {
                         let row = &mut ws.x[r * i_w..][..i_w];
                         row[..embed].copy_from_slice(&ws.emb[r * embed..][..embed]);
-                        if r / bn < lengths[r % bn] {
+                        if step_is_valid(lengths, r) {
                             let s = batch.word_spelling[r] as usize;
                             row[embed..].copy_from_slice(&words[s * w..][..w]);
                         }
@@ -611,7 +611,7 @@ impl<T: Float> SeqModel<T> {
                         .zip(batch.features.chunks_exact(features))
                         .enumerate()
                 {
-                    if r / bn >= lengths[r % bn] {
+                    if !step_is_valid(lengths, r) {
                         continue;
                     }
                     for (j, (x, f)) in x.iter_mut().zip(f).enumerate() {
@@ -712,7 +712,7 @@ impl<T: Float> SeqModel<T> {
         let (tn, bn, o) = (ws.steps, batch.batch(), c.outputs);
         let per_step = c.steps_out();
         let rows = if per_step { tn * bn } else { bn };
-        let valid = |r: usize| !per_step || r / bn < batch.lengths[r % bn];
+        let valid = |r: usize| !per_step || batch.is_valid(r);
         match c.task {
             SeqTask::Classify | SeqTask::Tag => {
                 if batch.labels.len() != rows {
@@ -878,7 +878,7 @@ impl<T: Float> SeqModel<T> {
                 for r in 0..n {
                     let row = &ws.dx[r * i_w..][..i_w];
                     ws.d_emb[r * embed..][..embed].copy_from_slice(&row[..embed]);
-                    if r / bn < lengths[r % bn] {
+                    if step_is_valid(lengths, r) {
                         let s = batch.word_spelling[r] as usize;
                         for (a, v) in ws.d_chars[s * w..][..w].iter_mut().zip(&row[embed..]) {
                             *a += *v;
@@ -962,8 +962,7 @@ impl<T: Float> SeqModel<T> {
         let (mut se, mut ae, mut count) = (0.0f64, 0.0f64, 0usize);
         for b in batches {
             self.forward(ws, b, None)?;
-            let bn = b.batch();
-            let valid = |r: usize| !c.steps_out() || r / bn < b.lengths[r % bn];
+            let valid = |r: usize| !c.steps_out() || b.is_valid(r);
             if let Some(conf) = conf.as_mut() {
                 for (r, row) in ws.out.chunks_exact(o).enumerate() {
                     if valid(r) {
@@ -1011,9 +1010,8 @@ fn add_noise<T: Float>(
     sigma: f64,
     rng: &mut dyn RngCore,
 ) {
-    let bn = lengths.len();
     for (r, row) in x.chunks_exact_mut(c).enumerate() {
-        if r / bn >= lengths[r % bn] {
+        if !step_is_valid(lengths, r) {
             continue;
         }
         for v in row {
