@@ -28,8 +28,14 @@
 //! | L | stacked layers |
 //! | D | directions: 1, or 2 when bidirectional |
 //! | V | vocabulary size |
-//! | O | outputs per step of a readout (task nets, the Jordan net) |
+//! | O | outputs per step of a readout (task nets, the Jordan net), classes or values of a sequence model's head |
 //! | P | parameters of a model: its store's flat buffers |
+//! | E | embedding width |
+//! | C | features (channels) per step of a series |
+//! | F | width of a sequence model's head input: D·H, pooled or per step |
+//! | N | rows a head or loss sees: B per sequence, T·B per step; spellings of a batch in the character encoder |
+//! | Tc, Ec, Hc | the character encoder's steps (characters), embedding and hidden width |
+//! | A | width of attention pooling's projection |
 //!
 //! Sequences are time-major: `x` is `[T, B, I]`, row `t·B + b` is step t of
 //! sequence b. States are `[L·D, B, H]`, indexed by `layer·D + direction`.
