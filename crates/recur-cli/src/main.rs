@@ -12,6 +12,7 @@ mod esn;
 mod eval;
 mod generate;
 mod predict;
+mod runlock;
 mod seq;
 mod seqdata;
 mod task;

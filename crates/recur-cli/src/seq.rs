@@ -408,7 +408,7 @@ pub fn train(a: TrainArgs) -> CliResult {
     if let Some(k) = a.folds {
         return cross_validate(&a, k);
     }
-    let (out, mut trainer, rf) = match &a.resume {
+    let (out, mut trainer, rf, _lock) = match &a.resume {
         Some(dir) => resume(&a, dir)?,
         None => start(&a)?,
     };
@@ -517,11 +517,17 @@ fn write_figures(out: &Path, trainer: &Trainer<SeqModel<f32>, SeqData>) -> anyho
     Ok(())
 }
 
-type Started = (PathBuf, Trainer<SeqModel<f32>, SeqData>, SeqRunFile);
+type Started = (
+    PathBuf,
+    Trainer<SeqModel<f32>, SeqData>,
+    SeqRunFile,
+    crate::runlock::RunLock,
+);
 
 fn start(a: &TrainArgs) -> anyhow::Result<Started> {
     let task = parse_task(a)?;
     let rs = read_settings(a, task)?;
+    crate::runlock::check_free(&a.out, a.overwrite)?;
     let d = defaults(task, &rs.kind);
     let lr = a.lr.unwrap_or(d.lr);
     let mut cfg = train_config(a, lr)?;
@@ -540,7 +546,7 @@ fn start(a: &TrainArgs) -> anyhow::Result<Started> {
     cfg.total_steps = budget.total_steps(data.steps_per_epoch());
     let batch = data.batch();
     let t = Trainer::new(model, data, cfg)?;
-    std::fs::create_dir_all(&a.out).with_context(|| format!("{}", a.out.display()))?;
+    let lock = crate::runlock::claim(&a.out)?;
     let rf = SeqRunFile {
         task: task.name().into(),
         data: a.data.clone(),
@@ -556,7 +562,7 @@ fn start(a: &TrainArgs) -> anyhow::Result<Started> {
     };
     write_run_file(&a.out.join("run.json"), &rf)?;
     let _ = std::fs::remove_file(a.out.join("metrics.jsonl"));
-    Ok((a.out.clone(), t, rf))
+    Ok((a.out.clone(), t, rf, lock))
 }
 
 /// Continues the run in `dir`: the data is read again and encoded with
@@ -567,6 +573,7 @@ fn resume(a: &TrainArgs, dir: &Path) -> anyhow::Result<Started> {
         .with_context(|| format!("--resume {}: not a recur run folder", dir.display()))?;
     let mut rf: SeqRunFile =
         serde_json::from_str(&text).with_context(|| format!("{}", rf_path.display()))?;
+    let lock = crate::runlock::lock(dir)?;
     if let Some(b) = match (a.epochs, a.steps, a.time) {
         (None, None, None) => None,
         _ => Some(budget(a, &defaults(SeqTask::Classify, "text"))?),
@@ -602,7 +609,7 @@ fn resume(a: &TrainArgs, dir: &Path) -> anyhow::Result<Started> {
         .with_unk_chance(unk_chance(&counts, rf.word_dropout));
     let total = rf.budget.total_steps(data.steps_per_epoch());
     let t = Trainer::resume(dir, model, data, total.map(Some))?;
-    Ok((dir.to_path_buf(), t, rf))
+    Ok((dir.to_path_buf(), t, rf, lock))
 }
 
 /// `--folds K`: K-fold cross-validation; prints one line per fold, or one
@@ -621,8 +628,10 @@ fn cross_validate(a: &TrainArgs, k: usize) -> CliResult {
     let rs = read_settings(a, task)?;
     let d = defaults(task, &rs.kind);
     let budget = budget(a, &d)?;
+    crate::runlock::check_free(&a.out, a.overwrite)?;
     let items = read_items(&a.data, task, &rs, Part::Train, true)?;
     let n = items.items.len();
+    let _lock = crate::runlock::claim(&a.out)?;
     if n < k {
         bail!("--folds {k}: the data has only {n} examples");
     }
@@ -685,12 +694,11 @@ fn cross_validate(a: &TrainArgs, k: usize) -> CliResult {
     }
     let mean = accs.iter().sum::<f64>() / k as f64;
     let std = (accs.iter().map(|a| (a - mean).powi(2)).sum::<f64>() / k as f64).sqrt();
+    let result = serde_json::json!({"folds": k, "mean_accuracy": mean, "std_accuracy": std,
+        "fold_accuracies": accs, "examples": n, "seconds": started.elapsed().as_secs_f64()});
+    write_atomic(&a.out.join("folds.json"), result.to_string().as_bytes())?;
     if a.json {
-        println!(
-            "{}",
-            serde_json::json!({"folds": k, "mean_accuracy": mean, "std_accuracy": std,
-                "fold_accuracies": accs, "examples": n, "seconds": started.elapsed().as_secs_f64()})
-        );
+        println!("{result}");
     } else {
         println!("{k}-fold cross-validation: mean accuracy {mean:.4} (std {std:.4})");
     }

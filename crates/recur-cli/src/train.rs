@@ -202,9 +202,12 @@ pub struct TrainArgs {
         "decay_start", "min_lr", "clip_norm", "clip_value", "val_fraction", "seed", "out",
         "task", "valid", "encoding", "column", "target", "features", "horizon", "window",
         "holdout", "log", "relative", "pooling", "bidirectional", "residual", "learned_init",
-        "class_weights", "patience", "folds", "char_embed", "char_hidden", "word_dropout", "noise", "patch", "pretrain",
+        "class_weights", "patience", "folds", "overwrite", "char_embed", "char_hidden", "word_dropout", "noise", "patch", "pretrain",
     ])]
     pub resume: Option<PathBuf>,
+    /// Train into an --out folder that already holds a run, replacing it.
+    #[arg(long)]
+    pub overwrite: bool,
     /// Start from the weights (and vocabulary) of this recur model.
     #[arg(long, value_name = "MODEL", conflicts_with_all = ["cell", "layers", "hidden", "embed"])]
     pub init_from: Option<PathBuf>,
@@ -363,7 +366,7 @@ pub fn run(a: TrainArgs) -> CliResult {
             bail!("--time: expected a number of minutes > 0, got {m}");
         }
     }
-    let (out, mut trainer, run_file) = match &a.resume {
+    let (out, mut trainer, run_file, _lock) = match &a.resume {
         Some(dir) => resume(dir, explicit_budget, a.eval_every, a.sample_length)?,
         None => start(&a, explicit_budget)?,
     };
@@ -433,7 +436,12 @@ pub fn run(a: TrainArgs) -> CliResult {
     Ok(())
 }
 
-type Started = (PathBuf, Trainer<LanguageModel, LmData>, RunFile);
+type Started = (
+    PathBuf,
+    Trainer<LanguageModel, LmData>,
+    RunFile,
+    crate::runlock::RunLock,
+);
 
 pub fn write_run_file<R: Serialize>(path: &Path, rf: &R) -> anyhow::Result<()> {
     let json = serde_json::to_string_pretty(rf).expect("run file serialises");
@@ -459,6 +467,7 @@ fn resume(
     })?;
     let rf: RunFile =
         serde_json::from_str(&text).with_context(|| format!("{}", rf_path.display()))?;
+    let lock = crate::runlock::lock(dir)?;
     let (text, source) = load_data(rf.data.as_deref())?;
     let (model, vocab) = load_lm(&dir.join("last.safetensors"))?;
     let ids = vocab.encode(&tokenize(&text, vocab.level), &source)?;
@@ -472,7 +481,7 @@ fn resume(
     let data = LmData::new(&ids, vocab, rf.batch, rf.seq_len, rf.val_fraction, &source)?;
     let total = rf.budget.total_steps(data.steps_per_epoch());
     let t = Trainer::resume(dir, model, data, total.map(Some))?;
-    Ok((dir.to_path_buf(), t, rf))
+    Ok((dir.to_path_buf(), t, rf, lock))
 }
 
 /// Starts a new run into `--out`.
@@ -488,6 +497,7 @@ fn start(a: &TrainArgs, budget: Option<Budget>) -> anyhow::Result<Started> {
     let mut cfg = train_config(a, lr)?;
     // Settings are checked before any data is read.
     cfg.check()?;
+    crate::runlock::check_free(&a.out, a.overwrite)?;
     let (text, source) = load_data(a.data.first().map(PathBuf::as_path))?;
     let budget = budget.unwrap_or(if demo {
         Budget::Minutes(1.0)
@@ -523,7 +533,7 @@ fn start(a: &TrainArgs, budget: Option<Budget>) -> anyhow::Result<Started> {
     let data = LmData::new(&ids, vocab, batch, seq_len, a.val_fraction, &source)?;
     cfg.total_steps = budget.total_steps(data.steps_per_epoch());
     let t = Trainer::new(model, data, cfg)?;
-    std::fs::create_dir_all(&a.out).with_context(|| format!("{}", a.out.display()))?;
+    let lock = crate::runlock::claim(&a.out)?;
     let rf = RunFile {
         data: a.data.first().cloned(),
         level: a.level.clone(),
@@ -537,7 +547,7 @@ fn start(a: &TrainArgs, budget: Option<Budget>) -> anyhow::Result<Started> {
     };
     write_run_file(&a.out.join("run.json"), &rf)?;
     let _ = std::fs::remove_file(a.out.join("metrics.jsonl"));
-    Ok((a.out.clone(), t, rf))
+    Ok((a.out.clone(), t, rf, lock))
 }
 
 /// The optimiser, schedule and clipping settings of `a`, at `lr`.

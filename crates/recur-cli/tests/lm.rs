@@ -393,3 +393,74 @@ fn resume_refuses_settings_it_would_ignore() {
         assert!(e.contains("cannot be used with"), "{flag}: {e}");
     }
 }
+
+/// A second run into a folder that holds one is refused (its model is
+/// never silently replaced) unless --overwrite; a folder another live
+/// process trains into is refused; a lock left by a dead process is taken
+/// over; the lock is gone after a run.
+#[test]
+fn runs_are_never_replaced_or_shared() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let text = tiny_corpus(d);
+    let out = d.join("run");
+    let train = |extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--data",
+            s(&text),
+            "--hidden",
+            "8",
+            "--embed",
+            "4",
+            "--layers",
+            "1",
+            "--batch",
+            "4",
+            "--seq-len",
+            "8",
+            "--steps",
+            "2",
+            "--sample-length",
+            "0",
+            "--out",
+            s(&out),
+        ];
+        args.extend_from_slice(extra);
+        args.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    let run = |extra: &[&str]| ok(&train(extra).iter().map(String::as_str).collect::<Vec<_>>());
+    let refuse =
+        |extra: &[&str]| fails(&train(extra).iter().map(String::as_str).collect::<Vec<_>>());
+    run(&[]);
+    assert!(
+        !out.join(".recur.lock").exists(),
+        "the lock is removed after the run"
+    );
+    let model = std::fs::read(out.join("model.safetensors")).unwrap();
+    let e = refuse(&[]);
+    assert!(
+        e.contains("already holds a run") && e.contains("--resume") && e.contains("--overwrite"),
+        "{e}"
+    );
+    assert_eq!(
+        std::fs::read(out.join("model.safetensors")).unwrap(),
+        model,
+        "the first run's model is untouched"
+    );
+    run(&["--overwrite"]);
+    // A live process holds the lock (this test's own pid): refused, for a
+    // new run and for --resume alike.
+    std::fs::write(out.join(".recur.lock"), format!("{}\n", std::process::id())).unwrap();
+    let e = refuse(&["--overwrite"]);
+    assert!(
+        e.contains("another recur process") && e.contains(&std::process::id().to_string()),
+        "{e}"
+    );
+    let e = fails(&["train", "--resume", s(&out), "--steps", "3"]);
+    assert!(e.contains("another recur process"), "{e}");
+    // A lock whose process is gone is taken over.
+    std::fs::write(out.join(".recur.lock"), "4000000000\n").unwrap();
+    ok(&["train", "--resume", s(&out), "--steps", "3"]);
+    assert!(!out.join(".recur.lock").exists());
+}
