@@ -78,7 +78,11 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(2)
+            // 3: training diverged (the last checkpoint is kept); 2: anything else.
+            match e.downcast_ref::<recur::Error>() {
+                Some(recur::Error::Diverged { .. }) => ExitCode::from(3),
+                _ => ExitCode::from(2),
+            }
         }
     }
 }

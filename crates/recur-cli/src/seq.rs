@@ -452,6 +452,13 @@ pub fn train(a: TrainArgs) -> CliResult {
         ));
     }
     result?;
+    let skipped = trainer.progress().skipped;
+    if skipped > 0 {
+        println!(
+            "{skipped} diverging batch(es) skipped; the learning rate ends at ×{} of its schedule",
+            trainer.progress().lr_scale
+        );
+    }
     let p = trainer.progress();
     let stopped = rf
         .budget

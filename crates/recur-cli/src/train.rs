@@ -15,7 +15,8 @@ use recur::model::lm::{LanguageModel, LmConfig};
 use recur::optim::OptimizerKind;
 use recur::sample::{default_start, generate, Decoding};
 use recur::train::{
-    Budget, Data, MetricsLine, Observer, Progress, ScheduleKind, StepReport, TrainConfig, Trainer,
+    Budget, Data, MetricsLine, Observer, OnDivergence, Progress, ScheduleKind, StepReport,
+    TrainConfig, Trainer,
 };
 use recur::{CellKind, Error};
 use serde::{Deserialize, Serialize};
@@ -202,9 +203,14 @@ pub struct TrainArgs {
         "decay_start", "min_lr", "clip_norm", "clip_value", "val_fraction", "seed", "out",
         "task", "valid", "encoding", "column", "target", "features", "horizon", "window",
         "holdout", "log", "relative", "pooling", "bidirectional", "residual", "learned_init",
-        "class_weights", "patience", "folds", "overwrite", "char_embed", "char_hidden", "word_dropout", "noise", "patch", "pretrain",
+        "class_weights", "patience", "folds", "overwrite", "on_divergence", "char_embed", "char_hidden", "word_dropout", "noise", "patch", "pretrain",
     ])]
     pub resume: Option<PathBuf>,
+    /// When a batch's loss or gradient diverges (not finite, or above 10× the loss of uniform
+    /// prediction): stop (exit code 3, the last checkpoint kept) or skip the batch and halve the
+    /// learning rate (stopping after 10 skips in a row).
+    #[arg(long, default_value = "stop")]
+    pub on_divergence: String,
     /// Train into an --out folder that already holds a run, replacing it.
     #[arg(long)]
     pub overwrite: bool,
@@ -404,6 +410,13 @@ pub fn run(a: TrainArgs) -> CliResult {
         ));
     }
     result?;
+    let skipped = trainer.progress().skipped;
+    if skipped > 0 {
+        println!(
+            "{skipped} diverging batch(es) skipped; the learning rate ends at ×{} of its schedule",
+            trainer.progress().lr_scale
+        );
+    }
     println!(
         "done: {} steps, {} tokens in {:.1} s; best validation loss {}; wrote {}/model.safetensors, last.safetensors, metrics.jsonl, loss.svg",
         trainer.progress().step,
@@ -578,6 +591,12 @@ pub fn train_config(a: &TrainArgs, lr: f32) -> anyhow::Result<TrainConfig> {
         clip_value: a.clip_value,
         seed: a.seed,
         patience: 0,
+        on_divergence: OnDivergence::from_name(&a.on_divergence).with_context(|| {
+            format!(
+                "--on-divergence: expected stop or skip, got '{}'",
+                a.on_divergence
+            )
+        })?,
     })
 }
 

@@ -464,3 +464,63 @@ fn runs_are_never_replaced_or_shared() {
     ok(&["train", "--resume", s(&out), "--steps", "3"]);
     assert!(!out.join(".recur.lock").exists());
 }
+
+#[test]
+fn divergence_exits_3_and_keeps_the_last_good_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let text = tiny_corpus(d);
+    let out = d.join("run");
+    let args = |lr: &'static str| {
+        vec![
+            "train",
+            "--data",
+            s(&text),
+            "--hidden",
+            "8",
+            "--embed",
+            "4",
+            "--layers",
+            "1",
+            "--batch",
+            "4",
+            "--seq-len",
+            "8",
+            "--steps",
+            "60",
+            "--eval-every",
+            "1",
+            "--optimizer",
+            "sgd",
+            "--lr",
+            lr,
+            "--clip-norm",
+            "0",
+            "--sample-length",
+            "0",
+            "--out",
+            s(&out),
+        ]
+    };
+    let r = recur(&args("1e6"));
+    let err = String::from_utf8_lossy(&r.stderr).to_string();
+    assert_eq!(r.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("diverged at step") && err.contains("bound"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"));
+    let e = fails(&[
+        "train",
+        "--data",
+        s(&text),
+        "--on-divergence",
+        "sometimes",
+        "--out",
+        s(&d.join("x")),
+    ]);
+    assert!(
+        e.contains("--on-divergence") && e.contains("stop or skip"),
+        "{e}"
+    );
+}

@@ -61,8 +61,9 @@ pub enum Error {
     /// converge, a matrix that is not positive definite).
     #[error("{0}")]
     Numerical(String),
-    /// Training diverged: the loss or the gradient stopped being finite.
-    #[error("training diverged at step {step}: loss {loss}, gradient norm {grad_norm}; no update was made from it (a lower learning rate or gradient clipping may help)")]
+    /// Training diverged: the loss or the gradient stopped being finite, or
+    /// the loss passed the model's bound of a sane loss.
+    #[error("training diverged at step {step}: {}; no update was made from it (a lower learning rate or gradient clipping may help)", diverged_why(*.loss, *.grad_norm, *.bound))]
     Diverged {
         /// The update that would have been made (1-based).
         step: u64,
@@ -70,6 +71,8 @@ pub enum Error {
         loss: f64,
         /// The gradient's global norm (NaN when the loss already was not finite).
         grad_norm: f32,
+        /// The model's bound of a sane loss (infinite when it has none).
+        bound: f64,
     },
     /// Too little data for one batch.
     #[error("{what} has {have} tokens, but batch {batch} with sequence length {seq_len} needs at least {need} (batch × (seq_len + 1))")]
@@ -96,6 +99,15 @@ impl Error {
             field: None,
             message: message.into(),
         }
+    }
+}
+
+/// What made a run count as diverged.
+fn diverged_why(loss: f64, grad_norm: f32, bound: f64) -> String {
+    if loss.is_finite() && loss > bound {
+        format!("loss {loss} is above {bound}, the bound of a sane loss (10 times that of uniform prediction)")
+    } else {
+        format!("loss {loss}, gradient norm {grad_norm}")
     }
 }
 

@@ -183,3 +183,43 @@ fn resume_refuses_a_half_saved_pair() {
         .to_string();
     assert!(e.contains("step 2") && e.contains("step 4"), "{e}");
 }
+
+#[test]
+fn a_loss_far_above_uniform_stops_or_is_skipped() {
+    // SGD at a huge rate: the loss soon passes 10 × ln V (finite), which
+    // counts as divergence, with the bound in the message.
+    let (m, d) = lm_parts();
+    let mut c = lm_config();
+    c.optimizer = OptimizerKind::Sgd;
+    c.lr = 1e6;
+    c.clip_norm = 0.0;
+    let mut t = Trainer::new(m, d, c.clone()).unwrap();
+    let e = (0..50)
+        .find_map(|_| t.train_step().err())
+        .expect("the run diverges");
+    let msg = e.to_string();
+    assert!(
+        matches!(e, recur::Error::Diverged { loss, .. } if loss.is_finite())
+            && msg.contains("bound"),
+        "{msg}"
+    );
+    // Skipping: the bad batches are passed over with the rate halved each
+    // time, until the run learns again, or stops after MAX_SKIPS in a row.
+    c.lr = 300.0;
+    c.on_divergence = recur::train::OnDivergence::Skip;
+    let (m, d) = lm_parts();
+    let mut t = Trainer::new(m, d, c).unwrap();
+    for _ in 0..60 {
+        if t.train_step().is_err() {
+            break;
+        }
+    }
+    let p = t.progress().clone();
+    assert!(p.skipped > 0, "{p:?}");
+    assert!(
+        p.lr_scale < 1.0 && p.lr_scale == 0.5f32.powi(p.skipped as i32),
+        "{p:?}"
+    );
+    assert!(p.skips_in_a_row < recur::train::MAX_SKIPS, "{p:?}");
+    assert!(p.step > p.skipped, "it went on learning: {p:?}");
+}

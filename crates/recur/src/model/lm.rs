@@ -498,6 +498,10 @@ impl Model for LanguageModel {
         Ok(())
     }
 
+    fn loss_bound(&self) -> Option<f64> {
+        Some(10.0 * (self.config.vocab_size.max(2) as f64).ln())
+    }
+
     fn metadata(&self) -> Metadata {
         vec![
             ("format".to_string(), MODEL_FORMAT.to_string()),

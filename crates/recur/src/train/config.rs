@@ -33,6 +33,32 @@ impl ScheduleKind {
     }
 }
 
+/// What a run does when a batch's loss or gradient diverges.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnDivergence {
+    /// Stop with [`Error::Diverged`]; the last checkpoint stays as it was.
+    #[default]
+    Stop,
+    /// Skip the batch (no update) and halve the learning rate; stop only
+    /// after [`MAX_SKIPS`] skips in a row.
+    Skip,
+}
+
+/// Skips in a row after which a run set to [`OnDivergence::Skip`] stops.
+pub const MAX_SKIPS: u32 = 10;
+
+impl OnDivergence {
+    /// From `stop` or `skip`.
+    pub fn from_name(s: &str) -> Option<OnDivergence> {
+        match s {
+            "stop" => Some(OnDivergence::Stop),
+            "skip" => Some(OnDivergence::Skip),
+            _ => None,
+        }
+    }
+}
+
 /// The optimiser, schedule, clipping and seed of a run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
@@ -64,6 +90,9 @@ pub struct TrainConfig {
     /// better validation score (0: never).
     #[serde(default)]
     pub patience: u32,
+    /// What to do with a batch whose loss or gradient diverges.
+    #[serde(default)]
+    pub on_divergence: OnDivergence,
 }
 
 impl TrainConfig {
@@ -82,6 +111,7 @@ impl TrainConfig {
             min_lr: 0.0,
             total_steps: None,
             patience: 0,
+            on_divergence: OnDivergence::Stop,
             clip_norm: 0.0,
             clip_value: 0.0,
             seed: 1,

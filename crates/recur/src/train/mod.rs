@@ -45,7 +45,7 @@ use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-pub use config::{ScheduleKind, TrainConfig};
+pub use config::{OnDivergence, ScheduleKind, TrainConfig, MAX_SKIPS};
 
 use crate::checkpoint::write_store;
 use crate::error::{Error, Result};
@@ -106,6 +106,13 @@ pub trait Model {
                 "this model carries no state, but the training state has '{name}'"
             ))),
         }
+    }
+
+    /// A loss above this is no longer a run that learns: training counts it
+    /// as diverged (`None`: only non-finite losses do). The language model
+    /// and classifiers use 10 times the loss of uniform prediction.
+    fn loss_bound(&self) -> Option<f64> {
+        None
     }
 
     /// The held-out metric that picks the best model, higher being better
@@ -189,7 +196,7 @@ pub struct StepReport {
 }
 
 /// Where a run stands; saved with every checkpoint.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Progress {
     /// Updates made.
     pub step: u64,
@@ -208,6 +215,36 @@ pub struct Progress {
     /// Evaluations since the best score.
     #[serde(default)]
     pub since_best: u32,
+    /// The factor on the learning rate left by skipped batches (1 when none).
+    #[serde(default = "one")]
+    pub lr_scale: f32,
+    /// Batches skipped in a row (see [`OnDivergence::Skip`]).
+    #[serde(default)]
+    pub skips_in_a_row: u32,
+    /// Batches skipped in all.
+    #[serde(default)]
+    pub skipped: u64,
+}
+
+fn one() -> f32 {
+    1.0
+}
+
+impl Default for Progress {
+    fn default() -> Progress {
+        Progress {
+            step: 0,
+            epoch: 0,
+            step_in_epoch: 0,
+            tokens_seen: 0,
+            best_val: None,
+            best_score: None,
+            since_best: 0,
+            lr_scale: 1.0,
+            skips_in_a_row: 0,
+            skipped: 0,
+        }
+    }
 }
 
 /// One line of `metrics.jsonl`: an evaluation and the training since the
@@ -305,30 +342,62 @@ impl<M: Model, D: Data<Batch = M::Batch>> Trainer<M, D> {
         }
         self.data.fill(p.epoch, p.step_in_epoch, &mut self.batch)?;
         let loss = self.model.forward_backward(&self.batch, &mut self.rng)?;
-        if !loss.is_finite() {
-            return Err(Error::Diverged {
-                step: self.progress.step + 1,
-                loss,
-                grad_norm: f32::NAN,
-            });
+        let bound = self.model.loss_bound().unwrap_or(f64::INFINITY);
+        if !loss.is_finite() || loss > bound {
+            return self.diverged(loss, f32::NAN, bound);
         }
         let c = &self.config;
         let store = self.model.store_mut();
         let grad_norm = clip_grad_norm(&mut [&mut store.grads], c.clip_norm);
         if !grad_norm.is_finite() {
-            return Err(Error::Diverged {
-                step: self.progress.step + 1,
-                loss,
-                grad_norm,
-            });
+            return self.diverged(loss, grad_norm, bound);
         }
+        let c = &self.config;
+        let store = self.model.store_mut();
         if c.clip_value > 0.0 {
             clip_grad_value(&mut [&mut store.grads], c.clip_value);
         }
         let lr = self
             .schedule
-            .lr(c.lr, self.progress.step, self.progress.epoch);
+            .lr(c.lr, self.progress.step, self.progress.epoch)
+            * self.progress.lr_scale;
         self.opt.step(&mut [&mut store.params], &[&store.grads], lr);
+        self.progress.skips_in_a_row = 0;
+        self.advance();
+        Ok(StepReport {
+            loss,
+            grad_norm,
+            lr,
+        })
+    }
+
+    /// The batch diverged: stop, or (with [`OnDivergence::Skip`]) skip it,
+    /// halving the learning rate, until too many in a row.
+    fn diverged(&mut self, loss: f64, grad_norm: f32, bound: f64) -> Result<StepReport> {
+        let p = &mut self.progress;
+        let stop = Error::Diverged {
+            step: p.step + 1,
+            loss,
+            grad_norm,
+            bound,
+        };
+        if self.config.on_divergence == OnDivergence::Stop || p.skips_in_a_row + 1 >= MAX_SKIPS {
+            return Err(stop);
+        }
+        p.skips_in_a_row += 1;
+        p.skipped += 1;
+        p.lr_scale *= 0.5;
+        self.model.store_mut().zero_grad();
+        self.advance();
+        Ok(StepReport {
+            loss,
+            grad_norm,
+            lr: 0.0,
+        })
+    }
+
+    /// Moves past the batch just used.
+    fn advance(&mut self) {
         let p = &mut self.progress;
         p.step += 1;
         p.tokens_seen += self.data.tokens_per_step() as u64;
@@ -337,11 +406,6 @@ impl<M: Model, D: Data<Batch = M::Batch>> Trainer<M, D> {
             p.step_in_epoch = 0;
             p.epoch += 1;
         }
-        Ok(StepReport {
-            loss,
-            grad_norm,
-            lr,
-        })
     }
 
     /// Measures the model on the held-out batches (None without any).

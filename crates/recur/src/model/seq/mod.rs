@@ -1055,6 +1055,15 @@ impl Model for SeqModel<f32> {
         Ok(self.measure(batches)?.0)
     }
 
+    /// 10 times the loss of uniform prediction for classes; for values on
+    /// standardised targets, whose mean predictor has loss about 1, 100.
+    fn loss_bound(&self) -> Option<f64> {
+        Some(match self.config.task {
+            SeqTask::Regress => 100.0,
+            _ => 10.0 * (self.config.outputs as f64).ln(),
+        })
+    }
+
     fn selection(&self) -> Option<&'static str> {
         (self.config.task != SeqTask::Regress).then_some("accuracy")
     }
