@@ -445,10 +445,10 @@ pub fn train(a: TrainArgs) -> CliResult {
     let mut bar = Progressbar::new(rf.budget, Some(spe), trainer.progress(), false, true);
     let result = trainer.run(rf.budget, eval_every, Some(&out), &mut bar);
     bar.pb.finish_and_clear();
-    if let Err(e @ recur::Error::Diverged { .. }) = &result {
-        bar.say(&format!(
-            "stopping: {e}; {} holds the last good checkpoint",
-            out.display()
+    if let Err(recur::Error::Diverged { .. }) = &result {
+        bar.say(&crate::train::kept_checkpoint(
+            &out,
+            trainer.progress().step,
         ));
     }
     result?;

@@ -403,10 +403,10 @@ pub fn run(a: TrainArgs) -> CliResult {
     );
     let result = trainer.run(run_file.budget, eval_every, Some(&out), &mut bar);
     bar.pb.finish_and_clear();
-    if let Err(e @ Error::Diverged { .. }) = &result {
-        bar.say(&format!(
-            "stopping: {e}; {} holds the last good checkpoint",
-            out.display()
+    if let Err(Error::Diverged { .. }) = &result {
+        bar.say(&crate::train::kept_checkpoint(
+            &out,
+            trainer.progress().step,
         ));
     }
     result?;
@@ -607,5 +607,21 @@ pub fn parse_cell(c: Option<&str>) -> anyhow::Result<CellKind> {
         Some(c) => CellKind::from_name(c).with_context(|| {
             format!("--cell: unknown cell '{c}': expected lstm, gru, gru-reset-before, rnn-tanh or rnn-relu")
         }),
+    }
+}
+
+/// What a diverged run leaves: the last checkpoint, or none yet.
+pub fn kept_checkpoint(out: &Path, step: u64) -> String {
+    if out.join("last.safetensors").exists() {
+        format!(
+            "stopping at step {}: {} keeps the last good checkpoint (last.safetensors, and the best model in model.safetensors)",
+            step + 1,
+            out.display()
+        )
+    } else {
+        format!(
+            "stopping at step {}: no checkpoint had been written yet",
+            step + 1
+        )
     }
 }
