@@ -78,9 +78,11 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            // 3: training diverged (the last checkpoint is kept); 2: anything else.
+            // 3: training diverged (the last checkpoint is kept); 130:
+            // interrupted (the state is saved); 2: anything else.
             match e.downcast_ref::<recur::Error>() {
                 Some(recur::Error::Diverged { .. }) => ExitCode::from(3),
+                Some(recur::Error::Interrupted { .. }) => ExitCode::from(130),
                 _ => ExitCode::from(2),
             }
         }

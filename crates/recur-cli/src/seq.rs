@@ -443,6 +443,7 @@ pub fn train(a: TrainArgs) -> CliResult {
         );
     }
     let mut bar = Progressbar::new(rf.budget, Some(spe), trainer.progress(), false, true);
+    trainer.stop_on(crate::train::interrupt_flag());
     let result = trainer.run(rf.budget, eval_every, Some(&out), &mut bar);
     bar.pb.finish_and_clear();
     if let Err(recur::Error::Diverged { .. }) = &result {
@@ -450,6 +451,9 @@ pub fn train(a: TrainArgs) -> CliResult {
             &out,
             trainer.progress().step,
         ));
+    }
+    if let Err(recur::Error::Interrupted { step }) = &result {
+        bar.say(&crate::train::interrupted_note(&out, *step));
     }
     result?;
     let skipped = trainer.progress().skipped;

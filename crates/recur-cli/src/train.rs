@@ -401,6 +401,7 @@ pub fn run(a: TrainArgs) -> CliResult {
         trainer.data.vocab().level == Level::Char,
         false,
     );
+    trainer.stop_on(crate::train::interrupt_flag());
     let result = trainer.run(run_file.budget, eval_every, Some(&out), &mut bar);
     bar.pb.finish_and_clear();
     if let Err(Error::Diverged { .. }) = &result {
@@ -408,6 +409,9 @@ pub fn run(a: TrainArgs) -> CliResult {
             &out,
             trainer.progress().step,
         ));
+    }
+    if let Err(Error::Interrupted { step }) = &result {
+        bar.say(&crate::train::interrupted_note(&out, *step));
     }
     result?;
     let skipped = trainer.progress().skipped;
@@ -624,4 +628,30 @@ pub fn kept_checkpoint(out: &Path, step: u64) -> String {
             step + 1
         )
     }
+}
+
+/// Set by Ctrl-C or SIGTERM: the trainer saves the state at the current
+/// step and stops (the handler is installed once, on first use).
+pub fn interrupt_flag() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, OnceLock};
+    static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+    FLAG.get_or_init(|| {
+        let flag = Arc::new(AtomicBool::new(false));
+        let f = flag.clone();
+        // Without a handler, a signal ends the process as before: the last
+        // checkpoint still stands.
+        let _ = ctrlc::set_handler(move || f.store(true, Ordering::SeqCst));
+        flag
+    })
+    .clone()
+}
+
+/// What an interrupted run tells the user.
+pub fn interrupted_note(out: &Path, step: u64) -> String {
+    format!(
+        "interrupted at step {step}: {} holds the run as it stood; `recur train --resume {}` continues it exactly",
+        out.display(),
+        out.display()
+    )
 }

@@ -524,3 +524,82 @@ fn divergence_exits_3_and_keeps_the_last_good_checkpoint() {
         "{e}"
     );
 }
+
+/// SIGINT at a random moment writes the state at that step and exits 130;
+/// `--resume` then ends with exactly the files of an uninterrupted run.
+#[test]
+fn an_interrupted_run_resumes_bit_for_bit() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let text = tiny_corpus(d);
+    let args = |out: &Path| {
+        [
+            "train",
+            "--data",
+            s(&text),
+            "--hidden",
+            "64",
+            "--embed",
+            "16",
+            "--layers",
+            "2",
+            "--batch",
+            "8",
+            "--seq-len",
+            "16",
+            "--steps",
+            "3000",
+            "--eval-every",
+            "100",
+            "--sample-length",
+            "0",
+            "--dropout",
+            "0.1",
+            "--out",
+            s(out),
+        ]
+        .map(String::from)
+    };
+    let (whole, cut) = (d.join("whole"), d.join("cut"));
+    ok(&args(&whole).iter().map(String::as_str).collect::<Vec<_>>());
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_recur"))
+        .args(args(&cut))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // After the first evaluation, plus a random 0–400 ms.
+    let started = std::time::Instant::now();
+    while !cut.join("metrics.jsonl").exists() && started.elapsed().as_secs() < 60 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let jitter = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos()
+        % 400;
+    std::thread::sleep(std::time::Duration::from_millis(jitter as u64));
+    let killed = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(err.contains("interrupted at step"), "{err}");
+    assert!(said.contains("--resume"), "{said}");
+    assert!(!cut.join(".recur.lock").exists());
+    ok(&["train", "--resume", s(&cut)]);
+    for f in [
+        "last.safetensors",
+        "model.safetensors",
+        "train_state.safetensors",
+    ] {
+        assert!(
+            std::fs::read(whole.join(f)).unwrap() == std::fs::read(cut.join(f)).unwrap(),
+            "{f} differs after the interrupted run resumed ({err})"
+        );
+    }
+}

@@ -106,9 +106,36 @@ fn write_raw(
             ))
         })
         .collect::<Result<Vec<_>>>()?;
-    let data =
+    let mut data =
         safetensors::serialize(views, Some(metadata)).map_err(|e| data_err(path, e.to_string()))?;
+    sort_header(&mut data);
     write_atomic(path, &data)
+}
+
+/// Rewrites a serialised file's JSON header with its keys sorted (the
+/// metadata arrives as a HashMap, in a random order), so that the same
+/// tensors and metadata always give the same bytes. The header keeps its
+/// length: the same JSON in another order, padded with spaces.
+fn sort_header(data: &mut [u8]) {
+    let Some(n) = data
+        .get(..8)
+        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize)
+    else {
+        return;
+    };
+    let Some(header) = data.get(8..8 + n) else {
+        return;
+    };
+    // serde_json's maps are BTreeMaps: parsing and printing sorts the keys.
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(header) else {
+        return;
+    };
+    let sorted = v.to_string().into_bytes();
+    if sorted.len() <= n {
+        let out = &mut data[8..8 + n];
+        out[..sorted.len()].copy_from_slice(&sorted);
+        out[sorted.len()..].fill(b' ');
+    }
 }
 
 fn f32s(b: &[u8]) -> impl Iterator<Item = f32> + '_ {

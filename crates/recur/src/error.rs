@@ -74,6 +74,13 @@ pub enum Error {
         /// The model's bound of a sane loss (infinite when it has none).
         bound: f64,
     },
+    /// Training was asked to stop (Ctrl-C, SIGTERM): the state at this step
+    /// was saved, and a resume continues from it.
+    #[error("interrupted at step {step}: the run's state at this step is saved")]
+    Interrupted {
+        /// Updates made.
+        step: u64,
+    },
     /// Too little data for one batch.
     #[error("{what} has {have} tokens, but batch {batch} with sequence length {seq_len} needs at least {need} (batch × (seq_len + 1))")]
     TooShort {

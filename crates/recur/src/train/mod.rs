@@ -39,6 +39,8 @@ mod state;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use rand::{RngCore, SeedableRng};
@@ -304,6 +306,8 @@ pub struct Trainer<M: Model, D: Data<Batch = M::Batch>> {
     progress: Progress,
     /// Every evaluation of the run, for the plot.
     history: Vec<MetricsLine>,
+    /// Set from elsewhere (a signal handler) to stop at the next step.
+    stop: Option<Arc<AtomicBool>>,
 }
 
 impl<M: Model, D: Data<Batch = M::Batch>> Trainer<M, D> {
@@ -320,8 +324,16 @@ impl<M: Model, D: Data<Batch = M::Batch>> Trainer<M, D> {
             batch: M::Batch::default(),
             progress: Progress::default(),
             history: Vec::new(),
+            stop: None,
             config,
         })
+    }
+
+    /// Stops [`Trainer::run`] after the step during which `flag` becomes
+    /// true: it saves the state at that step (with an output folder) and
+    /// returns [`Error::Interrupted`]; a resume continues bit for bit.
+    pub fn stop_on(&mut self, flag: Arc<AtomicBool>) {
+        self.stop = Some(flag);
     }
 
     /// The settings.
@@ -469,6 +481,14 @@ impl<M: Model, D: Data<Batch = M::Batch>> Trainer<M, D> {
             loss_sum += r.loss;
             loss_n += 1;
             obs.step(&self.model, &r, &self.progress)?;
+            if self.stop.as_ref().is_some_and(|f| f.load(Ordering::SeqCst)) {
+                if let Some(dir) = out {
+                    self.save(dir)?;
+                }
+                return Err(Error::Interrupted {
+                    step: self.progress.step,
+                });
+            }
             if self.progress.step % eval_every == 0 || finished(&self.progress) {
                 let tok_s = (self.progress.tokens_seen - window.0) as f64
                     / window.1.elapsed().as_secs_f64().max(1e-9);
