@@ -603,3 +603,91 @@ fn an_interrupted_run_resumes_bit_for_bit() {
         );
     }
 }
+
+/// A safetensors file with a header and data (padded as the format wants).
+fn raw_safetensors(path: &Path, header: serde_json::Value, data: &[u8]) {
+    let mut h = header.to_string().into_bytes();
+    while h.len() % 8 != 0 {
+        h.push(b' ');
+    }
+    let mut bytes = (h.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(&h);
+    bytes.extend_from_slice(data);
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// Hostile model files: a config claiming a huge model, shapes past the
+/// data, the wrong dtype, metadata of the wrong type, a vocabulary of the
+/// wrong size. Each is a clear error, not a crash or an attempt to
+/// allocate what the file claims.
+#[test]
+fn hostile_model_files_get_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let vocab = r#"{"level":"char","tokens":["a","b","c","d","e"]}"#;
+    let lm = |cfg: &str, vocab: &str| serde_json::json!({"format": "recur-lm", "config": cfg, "vocab": vocab});
+    let small = r#"{"cell":"lstm","vocab_size":5,"embed":2,"hidden":2,"layers":1,"dropout":0.0}"#;
+    let cases: Vec<(&str, serde_json::Value, Vec<u8>, &str)> = vec![
+        (
+            "huge-config",
+            serde_json::json!({"__metadata__": lm(r#"{"cell":"lstm","vocab_size":5,"embed":2000000,"hidden":2000000,"layers":1,"dropout":0.0}"#, vocab),
+                "encoder.weight": {"dtype": "F32", "shape": [5, 2], "data_offsets": [0, 40]}}),
+            vec![0; 40],
+            "parameters, but the file holds 10",
+        ),
+        (
+            "past-the-end",
+            serde_json::json!({"__metadata__": lm(small, vocab),
+                "encoder.weight": {"dtype": "F32", "shape": [5, 2], "data_offsets": [0, 4000000]}}),
+            vec![0; 40],
+            "not a valid safetensors file",
+        ),
+        (
+            "wrong-dtype",
+            serde_json::json!({"__metadata__": lm(small, vocab),
+                "encoder.weight": {"dtype": "I64", "shape": [5, 2], "data_offsets": [0, 80]}}),
+            vec![0; 80],
+            "dtype I64",
+        ),
+        (
+            "wrong-type",
+            serde_json::json!({"__metadata__": lm(r#"{"cell":"lstm","vocab_size":"five"}"#, vocab),
+                "encoder.weight": {"dtype": "F32", "shape": [5, 2], "data_offsets": [0, 40]}}),
+            vec![0; 40],
+            "metadata 'config'",
+        ),
+        (
+            "wrong-vocab",
+            serde_json::json!({"__metadata__": lm(small, r#"{"level":"char","tokens":["a","b"]}"#),
+                "encoder.weight": {"dtype": "F32", "shape": [5, 2], "data_offsets": [0, 40]}}),
+            vec![0; 40],
+            "vocabulary has 2 tokens",
+        ),
+        (
+            "huge-seq",
+            serde_json::json!({"__metadata__": {"format": "recur-seq-model", "meta": "{}",
+                "config": r#"{"task":"classify","input":{"tokens":{"vocab":100000000,"embed":100000000}},"chars":null,"cell":"lstm","hidden":2,"layers":1,"bidirectional":false,"dropout":0.0,"residual":false,"learned_init":false,"pooling":"last","outputs":2,"per_step":false}"#},
+                "head.bias": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}),
+            vec![0; 8],
+            "parameters, but the file holds 2",
+        ),
+    ];
+    for (name, header, data, want) in cases {
+        let p = d.join(format!("{name}.safetensors"));
+        raw_safetensors(&p, header, &data);
+        let cmd = if name.ends_with("seq") {
+            "eval"
+        } else {
+            "generate"
+        };
+        let e = if cmd == "eval" {
+            fails(&["eval", "--model", s(&p), "--data", s(&p)])
+        } else {
+            fails(&["generate", "--model", s(&p), "--length", "3"])
+        };
+        assert!(
+            e.contains(&format!("{name}.safetensors")) && e.contains(want),
+            "{name}: {e}"
+        );
+    }
+}

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::cell::CellKind;
 use crate::data::{Level, Vocab};
 use crate::error::{Error, Result};
+use crate::layer::rnn::RnnConfig;
 use crate::model::lm::{LanguageModel, LmConfig};
 use crate::model::seq::{SeqConfig, SeqMeta, SeqModel, SEQ_FORMAT};
 use crate::params::ParamStore;
@@ -327,9 +328,34 @@ pub fn load_lm(path: &Path) -> Result<(LanguageModel, Vocab)> {
             ),
         ));
     }
+    let rnn = RnnConfig::new(config.cell, config.embed, config.hidden).layers(config.layers);
+    let (v, e, h) = (config.vocab_size, config.embed, config.hidden);
+    let count = rnn.param_count().and_then(|n| {
+        n.checked_add(v.checked_mul(e)?)?
+            .checked_add(v.checked_mul(h)?)?
+            .checked_add(v)
+    });
+    check_size(path, &t, count)?;
     let mut model = LanguageModel::zeros(config).map_err(|e| data_err(path, e.to_string()))?;
     fill_params(&mut model.store, &mut t, path)?;
     Ok((model, vocab))
+}
+
+/// Refuses a config whose model would not be the file's tensors, before
+/// anything is allocated for it (a hostile file's config can claim any size).
+fn check_size(path: &Path, t: &Tensors, count: Option<usize>) -> Result<()> {
+    let held: usize = t.tensors.values().map(|(_, v)| v.len()).sum();
+    match count {
+        Some(n) if n == held => Ok(()),
+        Some(n) => Err(data_err(
+            path,
+            format!("its config describes {n} parameters, but the file holds {held}"),
+        )),
+        None => Err(data_err(
+            path,
+            "its config describes more parameters than can be counted",
+        )),
+    }
 }
 
 /// Checks a file's `format` metadata: it must be `format`, the format of
@@ -376,6 +402,7 @@ pub fn load_seq(path: &Path) -> Result<SeqModel<f32>> {
     })?;
     let meta: SeqMeta = serde_json::from_str(get("meta"))
         .map_err(|e| data_err(path, format!("metadata 'meta' is not valid: {e}")))?;
+    check_size(path, &t, config.param_count())?;
     let mut model = SeqModel::zeros(config, meta).map_err(|e| data_err(path, e.to_string()))?;
     fill_params(&mut model.store, &mut t, path)?;
     if let Some(extra) = t.tensors.keys().next() {

@@ -131,6 +131,31 @@ impl RnnConfig {
     pub fn output(&self) -> usize {
         self.directions() * self.hidden
     }
+    /// How many parameters the stack has (`None` when the count overflows):
+    /// checked before anything is allocated for a config read from a file.
+    pub fn param_count(&self) -> Option<usize> {
+        let (h, g) = (self.hidden, self.cell.gates());
+        let gh = g.checked_mul(h)?;
+        let mut total = 0usize;
+        for l in 0..self.layers {
+            let mut per = gh.checked_mul(self.layer_input(l))?.checked_add(gh)?;
+            if self.hidden_to_hidden {
+                per = per.checked_add(gh.checked_mul(h)?)?;
+            }
+            if self.bias_hh {
+                per = per.checked_add(gh)?;
+            }
+            if self.skip > 0 {
+                per = per.checked_add(h.checked_mul(h)?)?;
+            }
+            if matches!(self.leak, Leak::Learned(_)) {
+                per = per.checked_add(h)?;
+            }
+            total = total.checked_add(per.checked_mul(self.directions())?)?;
+        }
+        Some(total)
+    }
+
     /// Whether the units have a leak other than 1.
     pub fn leaky(&self) -> bool {
         self.leak != Leak::None

@@ -208,6 +208,36 @@ impl SeqConfig {
             .residual(self.residual)
     }
 
+    /// How many parameters a model of this config has (`None` when the
+    /// count overflows), without building it.
+    pub fn param_count(&self) -> Option<usize> {
+        let rc = self.rnn();
+        let f = rc.output();
+        let mut n = rc.param_count()?;
+        if let SeqInput::Tokens { vocab, embed } = self.input {
+            n = n.checked_add(vocab.checked_mul(embed)?)?;
+        }
+        if let Some(c) = self.chars {
+            let cr = RnnConfig::new(CellKind::Lstm, c.embed, c.hidden).bidirectional(true);
+            n = n
+                .checked_add(c.vocab.checked_mul(c.embed)?)?
+                .checked_add(cr.param_count()?)?;
+        }
+        if self.learned_init {
+            let states = if rc.cell.has_cell_state() { 2 } else { 1 };
+            n = n.checked_add(
+                rc.layers
+                    .checked_mul(rc.directions())?
+                    .checked_mul(rc.hidden)?
+                    .checked_mul(states)?,
+            )?;
+        }
+        if !self.steps_out() && self.pooling == Pooling::Attention {
+            n = n.checked_add(f.checked_mul(f)?.checked_add(2 * f)?)?;
+        }
+        n.checked_add(self.outputs.checked_mul(f)?.checked_add(self.outputs)?)
+    }
+
     fn check(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Config(m));
         if self.outputs == 0 {
