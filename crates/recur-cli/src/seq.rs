@@ -443,26 +443,7 @@ pub fn train(a: TrainArgs) -> CliResult {
         );
     }
     let mut bar = Progressbar::new(rf.budget, Some(spe), trainer.progress(), false, true);
-    trainer.stop_on(crate::train::interrupt_flag());
-    let result = trainer.run(rf.budget, eval_every, Some(&out), &mut bar);
-    bar.pb.finish_and_clear();
-    if let Err(recur::Error::Diverged { .. }) = &result {
-        bar.say(&crate::train::kept_checkpoint(
-            &out,
-            trainer.progress().step,
-        ));
-    }
-    if let Err(recur::Error::Interrupted { step }) = &result {
-        bar.say(&crate::train::interrupted_note(&out, *step));
-    }
-    result?;
-    let skipped = trainer.progress().skipped;
-    if skipped > 0 {
-        println!(
-            "{skipped} diverging batch(es) skipped; the learning rate ends at ×{} of its schedule",
-            trainer.progress().lr_scale
-        );
-    }
+    crate::train::run_watched(&mut trainer, rf.budget, eval_every, &out, &mut bar)?;
     let p = trainer.progress();
     let stopped = rf
         .budget

@@ -401,26 +401,7 @@ pub fn run(a: TrainArgs) -> CliResult {
         trainer.data.vocab().level == Level::Char,
         false,
     );
-    trainer.stop_on(crate::train::interrupt_flag());
-    let result = trainer.run(run_file.budget, eval_every, Some(&out), &mut bar);
-    bar.pb.finish_and_clear();
-    if let Err(Error::Diverged { .. }) = &result {
-        bar.say(&crate::train::kept_checkpoint(
-            &out,
-            trainer.progress().step,
-        ));
-    }
-    if let Err(Error::Interrupted { step }) = &result {
-        bar.say(&crate::train::interrupted_note(&out, *step));
-    }
-    result?;
-    let skipped = trainer.progress().skipped;
-    if skipped > 0 {
-        println!(
-            "{skipped} diverging batch(es) skipped; the learning rate ends at ×{} of its schedule",
-            trainer.progress().lr_scale
-        );
-    }
+    crate::train::run_watched(&mut trainer, run_file.budget, eval_every, &out, &mut bar)?;
     println!(
         "done: {} steps, {} tokens in {:.1} s; best validation loss {}; wrote {}/model.safetensors, last.safetensors, metrics.jsonl, loss.svg",
         trainer.progress().step,
@@ -654,4 +635,32 @@ pub fn interrupted_note(out: &Path, step: u64) -> String {
         out.display(),
         out.display()
     )
+}
+
+/// Runs `trainer` with the bar, stopping cleanly on Ctrl-C or SIGTERM, and
+/// says what a diverged or interrupted run left, and any skipped batches.
+pub fn run_watched<M: recur::train::Model, D: Data<Batch = M::Batch>>(
+    trainer: &mut Trainer<M, D>,
+    budget: Budget,
+    eval_every: u64,
+    out: &Path,
+    bar: &mut Progressbar,
+) -> anyhow::Result<()> {
+    trainer.stop_on(interrupt_flag());
+    let result = trainer.run(budget, eval_every, Some(out), bar);
+    bar.pb.finish_and_clear();
+    match &result {
+        Err(Error::Diverged { .. }) => bar.say(&kept_checkpoint(out, trainer.progress().step)),
+        Err(Error::Interrupted { step }) => bar.say(&interrupted_note(out, *step)),
+        _ => {}
+    }
+    result?;
+    let skipped = trainer.progress().skipped;
+    if skipped > 0 {
+        println!(
+            "{skipped} diverging batch(es) skipped; the learning rate ends at ×{} of its schedule",
+            trainer.progress().lr_scale
+        );
+    }
+    Ok(())
 }
