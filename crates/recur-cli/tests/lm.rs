@@ -691,3 +691,68 @@ fn hostile_model_files_get_clear_errors() {
         );
     }
 }
+
+/// Unmounts a tmpfs when dropped.
+struct Tmpfs(std::path::PathBuf);
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// A full disk: a clear error, no partial files, and the previous
+/// checkpoint pair whole (resume takes it). Needs a small tmpfs, so it
+/// runs where this process may mount one (root), and says so otherwise.
+#[test]
+fn a_full_disk_keeps_the_previous_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = tiny_corpus(dir.path());
+    let mnt = dir.path().join("small");
+    std::fs::create_dir(&mnt).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=120k", "tmpfs", s(&mnt)])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|st| st.success());
+    if !mounted {
+        println!("skipped: cannot mount a tmpfs here (not root)");
+        return;
+    }
+    let _guard = Tmpfs(mnt.clone());
+    let out = mnt.join("run");
+    let e = fails(&[
+        "train",
+        "--data",
+        s(&text),
+        "--hidden",
+        "24",
+        "--embed",
+        "8",
+        "--layers",
+        "1",
+        "--batch",
+        "4",
+        "--seq-len",
+        "8",
+        "--steps",
+        "200",
+        "--eval-every",
+        "50",
+        "--sample-length",
+        "0",
+        "--out",
+        s(&out),
+    ]);
+    assert!(e.contains("No space left"), "{e}");
+    let names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|f| f.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.iter().all(|n| !n.contains(".tmp")),
+        "partial files left: {names:?}"
+    );
+    // The pair is whole: resume loads it, and fails only on the full disk again.
+    let e = fails(&["train", "--resume", s(&out), "--steps", "200"]);
+    assert!(e.contains("No space left") && !e.contains("step"), "{e}");
+}

@@ -92,12 +92,13 @@ fn read_raw(path: &Path) -> Result<(HashMap<String, String>, Vec<RawTensor>)> {
     Ok((meta.metadata().clone().unwrap_or_default(), tensors))
 }
 
-/// Writes tensors as stored, with metadata, through a temporary file and a rename.
-fn write_raw(
+/// The bytes of a safetensors file of tensors as stored, with metadata
+/// (`path` names the file in errors).
+fn encode_raw(
     path: &Path,
     tensors: Vec<RawTensor>,
     metadata: HashMap<String, String>,
-) -> Result<()> {
+) -> Result<Vec<u8>> {
     let views = tensors
         .iter()
         .map(|(n, s, d, b)| {
@@ -110,7 +111,7 @@ fn write_raw(
     let mut data =
         safetensors::serialize(views, Some(metadata)).map_err(|e| data_err(path, e.to_string()))?;
     sort_header(&mut data);
-    write_atomic(path, &data)
+    Ok(data)
 }
 
 /// Rewrites a serialised file's JSON header with its keys sorted (the
@@ -198,6 +199,15 @@ fn write_typed<T: Stored>(
     tensors: &[(String, Vec<usize>, &[T])],
     metadata: HashMap<String, String>,
 ) -> Result<()> {
+    write_atomic(path, &encode_typed(path, tensors, metadata)?)
+}
+
+/// The bytes of a safetensors file of `T` tensors with metadata.
+fn encode_typed<T: Stored>(
+    path: &Path,
+    tensors: &[(String, Vec<usize>, &[T])],
+    metadata: HashMap<String, String>,
+) -> Result<Vec<u8>> {
     let raw = tensors
         .iter()
         .map(|(n, s, v)| {
@@ -206,7 +216,30 @@ fn write_typed<T: Stored>(
             (n.clone(), s.clone(), T::DTYPE, bytes)
         })
         .collect();
-    write_raw(path, raw, metadata)
+    encode_raw(path, raw, metadata)
+}
+
+/// The bytes of a safetensors file of f32 tensors with metadata (`path`
+/// names the file in errors), for [`stage`].
+pub fn encode_tensors(
+    path: &Path,
+    tensors: &[(String, Vec<usize>, &[f32])],
+    metadata: HashMap<String, String>,
+) -> Result<Vec<u8>> {
+    encode_typed(path, tensors, metadata)
+}
+
+/// The bytes of a file of every tensor of `store` with `metadata`.
+pub fn encode_store(
+    path: &Path,
+    store: &ParamStore<f32>,
+    metadata: HashMap<String, String>,
+) -> Result<Vec<u8>> {
+    let tensors: Vec<_> = store
+        .named()
+        .map(|(n, s, v)| (n.to_string(), s.to_vec(), v))
+        .collect();
+    encode_tensors(path, &tensors, metadata)
 }
 
 /// Writes tensors (f32) and metadata to `path` through a temporary file and a rename.
@@ -221,6 +254,21 @@ pub fn write_tensors(
 /// Writes bytes to `path` through a temporary file in the same directory,
 /// synced, then renamed over the target.
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    stage(path, data)?.commit()
+}
+
+/// A file written in full to a temporary name beside its target, not yet
+/// renamed over it: several can be staged and then committed together, so
+/// that a failure while writing any (a full disk) leaves every target as it
+/// was. Dropped uncommitted, the temporary file is removed.
+pub struct Staged {
+    tmp: std::path::PathBuf,
+    path: std::path::PathBuf,
+    done: bool,
+}
+
+/// Writes `data` to a temporary file beside `path` and syncs it.
+pub fn stage(path: &Path, data: &[u8]) -> Result<Staged> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -229,18 +277,36 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
+    let staged = Staged {
+        tmp: dir.join(format!(".{name}.tmp{}", std::process::id())),
+        path: path.to_path_buf(),
+        done: false,
+    };
+    let written = (|| {
+        let mut f = std::fs::File::create(&staged.tmp)?;
         f.write_all(data)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
+        f.sync_all()
     })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(io_err(path, e));
+    // On failure `staged` drops here and removes the partial file.
+    written.map_err(|e| io_err(path, e))?;
+    Ok(staged)
+}
+
+impl Staged {
+    /// Renames the file over its target.
+    pub fn commit(mut self) -> Result<()> {
+        std::fs::rename(&self.tmp, &self.path).map_err(|e| io_err(&self.path, e))?;
+        self.done = true;
+        Ok(())
     }
-    Ok(())
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize)]

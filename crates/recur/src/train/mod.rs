@@ -49,7 +49,7 @@ use serde::{Deserialize, Serialize};
 
 pub use config::{OnDivergence, ScheduleKind, TrainConfig, MAX_SKIPS};
 
-use crate::checkpoint::write_store;
+use crate::checkpoint::{encode_store, write_atomic};
 use crate::error::{Error, Result};
 use crate::optim::{clip_grad_norm, clip_grad_value, LrSchedule, Optimizer};
 use crate::params::ParamStore;
@@ -568,6 +568,13 @@ impl<M: Model, D: Data<Batch = M::Batch>> Trainer<M, D> {
         };
         self.history.push(line.clone());
         if let Some(dir) = out {
+            // The best model, then the checkpoint pair, then the log: a
+            // failure (a full disk) leaves a pair that resumes to redo this
+            // evaluation exactly, and no log line the pair has not reached.
+            if improved {
+                self.save_model(&dir.join("model.safetensors"))?;
+            }
+            self.save(dir)?;
             let path = dir.join("metrics.jsonl");
             let io = |e: std::io::Error| Error::Io {
                 path: path.display().to_string(),
@@ -581,10 +588,6 @@ impl<M: Model, D: Data<Batch = M::Batch>> Trainer<M, D> {
             let json = serde_json::to_string(&line).expect("metrics serialise");
             writeln!(f, "{json}").map_err(io)?;
             plot_losses(&dir.join("loss.svg"), &self.history)?;
-            self.save(dir)?;
-            if improved {
-                self.save_model(&dir.join("model.safetensors"))?;
-            }
         }
         Ok(line)
     }
@@ -596,6 +599,11 @@ impl<M: Model, D: Data<Batch = M::Batch>> Trainer<M, D> {
 
     /// Writes the model with its metadata, the data's and `extra`.
     fn write_model(&self, path: &Path, extra: Metadata) -> Result<()> {
+        write_atomic(path, &self.encode_model(path, extra)?)
+    }
+
+    /// The bytes of the model file [`Trainer::write_model`] writes.
+    fn encode_model(&self, path: &Path, extra: Metadata) -> Result<Vec<u8>> {
         let meta = self
             .model
             .metadata()
@@ -603,7 +611,7 @@ impl<M: Model, D: Data<Batch = M::Batch>> Trainer<M, D> {
             .chain(self.data.metadata())
             .chain(extra)
             .collect();
-        write_store(path, self.model.store(), meta)
+        encode_store(path, self.model.store(), meta)
     }
 
     /// The evaluations of this run so far (read back from `metrics.jsonl`

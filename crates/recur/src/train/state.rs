@@ -10,7 +10,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::{Data, MetricsLine, Model, Progress, TrainConfig, Trainer, STATE_FORMAT};
-use crate::checkpoint::{fill_params, read_tensors, write_tensors};
+use crate::checkpoint::{encode_tensors, fill_params, read_tensors, stage};
 
 /// The metadata key of the step a run's `last.safetensors` was saved at.
 const STEP_KEY: &str = "run_step";
@@ -44,7 +44,10 @@ impl<M: Model, D: Data<Batch = M::Batch>> Trainer<M, D> {
     /// a crash between the two renames leaves a pair that resume refuses.
     pub fn save(&mut self, dir: &Path) -> Result<()> {
         let step = (STEP_KEY.to_string(), self.progress.step.to_string());
-        self.write_model(&dir.join("last.safetensors"), vec![step])?;
+        // Both files are written in full before either replaces the old
+        // pair: a failure (a full disk) leaves the previous checkpoint whole.
+        let last_path = dir.join("last.safetensors");
+        let last = stage(&last_path, &self.encode_model(&last_path, vec![step])?)?;
         let mut meta = HashMap::new();
         meta.insert("format".to_string(), STATE_FORMAT.to_string());
         meta.insert("train_config".to_string(), to_json(&self.config));
@@ -65,7 +68,10 @@ impl<M: Model, D: Data<Batch = M::Batch>> Trainer<M, D> {
                 tensors.push((format!("carry.{name}"), vec![v.len()], v));
             }
         }
-        write_tensors(&dir.join("train_state.safetensors"), &tensors, meta)
+        let state_path = dir.join("train_state.safetensors");
+        let state = stage(&state_path, &encode_tensors(&state_path, &tensors, meta)?)?;
+        last.commit()?;
+        state.commit()
     }
 
     /// Continues the run saved in `dir`: `model` and `data` must be built
