@@ -200,8 +200,8 @@ pub fn by_length(examples: &[SeqExample]) -> Vec<usize> {
 }
 
 /// Batches per pool: a pool of `POOL · B` shuffled examples is sorted by
-/// length and cut into batches, so batches hold similar lengths while
-/// every epoch mixes them differently.
+/// (slightly noisy) length and cut into batches, so batches hold similar
+/// lengths while every epoch mixes them differently.
 const POOL: usize = 50;
 
 /// The id words are replaced by in word dropout.
@@ -296,9 +296,20 @@ impl SeqData {
         self.order.clear();
         self.order.extend(0..n);
         self.order.shuffle(&mut rng);
+        // Sorted by length with ±10% noise drawn per example and epoch (as
+        // AllenNLP's bucket sampler does), so that even when one pool holds
+        // every example the batches are not the same groups every epoch.
+        // An unstable sort with the index as tie-break: deterministic, and
+        // no scratch allocation.
         let examples = &self.examples;
+        let salt = self.seed ^ (epoch as u64).wrapping_mul(0xd1b5_4a32_d192_ed03);
+        let key = |i: usize| {
+            let h = crate::data::batch::fingerprint([salt, i as u64]);
+            let noise = (h >> 11) as f64 / (1u64 << 53) as f64 * 0.2 - 0.1;
+            examples[i].steps as f64 * (1.0 + noise)
+        };
         for pool in self.order.chunks_mut(self.batch * POOL) {
-            pool.sort_by_key(|&i| examples[i].steps);
+            pool.sort_unstable_by(|&a, &b| key(a).total_cmp(&key(b)).then(a.cmp(&b)));
         }
         self.bounds.clear();
         self.bounds.extend(
