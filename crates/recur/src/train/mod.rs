@@ -481,14 +481,6 @@ impl<M: Model, D: Data<Batch = M::Batch>> Trainer<M, D> {
             loss_sum += r.loss;
             loss_n += 1;
             obs.step(&self.model, &r, &self.progress)?;
-            if self.stop.as_ref().is_some_and(|f| f.load(Ordering::SeqCst)) {
-                if let Some(dir) = out {
-                    self.save(dir)?;
-                }
-                return Err(Error::Interrupted {
-                    step: self.progress.step,
-                });
-            }
             if self.progress.step % eval_every == 0 || finished(&self.progress) {
                 let tok_s = (self.progress.tokens_seen - window.0) as f64
                     / window.1.elapsed().as_secs_f64().max(1e-9);
@@ -502,6 +494,16 @@ impl<M: Model, D: Data<Batch = M::Batch>> Trainer<M, D> {
                 obs.evaluated(&line);
                 (loss_sum, loss_n) = (0.0, 0);
                 window = (self.progress.tokens_seen, Instant::now());
+            }
+            // After this step's evaluation, if it has one: a resume goes on
+            // from the next step exactly as this run would have.
+            if self.stop.as_ref().is_some_and(|f| f.load(Ordering::SeqCst)) {
+                if let Some(dir) = out {
+                    self.save(dir)?;
+                }
+                return Err(Error::Interrupted {
+                    step: self.progress.step,
+                });
             }
         }
         Ok(())
