@@ -117,11 +117,29 @@ fn parse_task(a: &TrainArgs) -> anyhow::Result<SeqTask> {
         .with_context(|| format!("--task: unknown task '{t}': expected classify, tag or regress"))
 }
 
+/// The most steps the network runs on a `.ts` series by default: longer
+/// ones are fed in patches (an LSTM trained on a few dozen series of 150
+/// or more steps often does not learn at all).
+const MAX_SERIES_STEPS: usize = 32;
+
 fn read_settings(a: &TrainArgs, task: SeqTask) -> anyhow::Result<ReadSettings> {
     if a.data.is_empty() {
         bail!("--task {} needs --data: the training file(s)", task.name());
     }
     let kind = ReadSettings::detect_kind(&a.data);
+    let mut rs = read_settings_of(a, kind)?;
+    if kind == "ts" && rs.patch == 0 {
+        let ts = recur::data::read::read_ts(&a.data[0])?;
+        let longest = ts.series.iter().map(|s| s.steps).max().unwrap_or(1);
+        rs.patch = longest.div_ceil(MAX_SERIES_STEPS).max(1);
+    }
+    if rs.patch == 0 {
+        rs.patch = 1;
+    }
+    Ok(rs)
+}
+
+fn read_settings_of(a: &TrainArgs, kind: &str) -> anyhow::Result<ReadSettings> {
     Ok(ReadSettings {
         kind: kind.to_string(),
         encoding: a.encoding.clone(),
@@ -134,7 +152,7 @@ fn read_settings(a: &TrainArgs, task: SeqTask) -> anyhow::Result<ReadSettings> {
         log: a.log,
         relative: a.relative,
         lowercase: kind == "conllu",
-        patch: a.patch,
+        patch: a.patch.unwrap_or(0),
     })
 }
 

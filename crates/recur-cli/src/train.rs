@@ -100,9 +100,10 @@ pub struct TrainArgs {
     /// and first layer from it (Dai & Le 2015) [default: 0, none].
     #[arg(long, default_value_t = 0)]
     pub pretrain: usize,
-    /// .ts series: feed the network this many consecutive steps at a time (patches).
-    #[arg(long, default_value_t = 1)]
-    pub patch: usize,
+    /// .ts series: feed the network this many consecutive steps at a time (patches)
+    /// [default: enough that the network runs at most 32 steps on the longest training series].
+    #[arg(long)]
+    pub patch: Option<usize>,
     /// Series: the standard deviation of Gaussian noise added to the standardised inputs in
     /// training (0: none).
     #[arg(long, default_value_t = 0.0)]
