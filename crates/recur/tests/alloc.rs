@@ -8,8 +8,8 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use rand::{Rng, SeedableRng};
-use recur::data::seq::{SeqData, SeqExample};
+use rand::SeedableRng;
+use recur::data::seq::SeqData;
 use recur::data::{tokenize, Level, LmData, Vocab};
 use recur::model::lm::{LanguageModel, LmConfig};
 use recur::model::seq::{CharConfig, SeqConfig, SeqInput, SeqMeta, SeqModel, SeqTask};
@@ -17,6 +17,8 @@ use recur::optim::OptimizerKind;
 use recur::task::{TaskCell, TaskConfig, TaskData, TaskKind, TaskNet};
 use recur::train::{Data, Model, TrainConfig, Trainer};
 use recur::{CellKind, ParamStore, Rnn, RnnConfig, RnnInput, RnnWorkspace};
+
+mod common;
 
 struct Counting;
 static ALLOCS: AtomicUsize = AtomicUsize::new(0);
@@ -185,31 +187,7 @@ fn training_steps() {
     // two epochs every buffer has its largest size, and a third epoch
     // (its plan, batches, word dropout, both encoders) allocates nothing.
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
-    let mut table: Vec<Vec<u32>> = Vec::new();
-    let examples: Vec<SeqExample> = (0..40)
-        .map(|_| {
-            let steps = rng.random_range(1..12);
-            let tokens: Vec<u32> = (0..steps).map(|_| rng.random_range(2..30)).collect();
-            let spellings = tokens
-                .iter()
-                .map(|&t| {
-                    table.push(
-                        (0..1 + t as usize % 7)
-                            .map(|c| 2 + (c as u32 + t) % 9)
-                            .collect(),
-                    );
-                    (table.len() - 1) as u32
-                })
-                .collect();
-            SeqExample {
-                steps,
-                tags: tokens.iter().map(|&t| t % 3).collect(),
-                tokens,
-                spellings,
-                ..Default::default()
-            }
-        })
-        .collect();
+    let (examples, table) = common::tagged_examples(&mut rng, 40, 1..12, 30, 3, 7, 9);
     let mut cfg = SeqConfig::new(
         SeqTask::Tag,
         SeqInput::Tokens {

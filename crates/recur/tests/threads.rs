@@ -4,9 +4,11 @@
 //! and the optimiser's update is elementwise. (One test in its own binary:
 //! the thread count is process-wide.)
 
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use recur::data::seq::{SeqData, SeqExample};
+
+mod common;
+use recur::data::seq::SeqData;
 use recur::model::seq::{CharConfig, SeqConfig, SeqInput, SeqMeta, SeqModel, SeqTask};
 use recur::optim::OptimizerKind;
 use recur::train::{TrainConfig, Trainer};
@@ -14,27 +16,7 @@ use recur::train::{TrainConfig, Trainer};
 fn train(threads: usize) -> Vec<f32> {
     recur::gemm::set_threads(threads);
     let mut rng = ChaCha8Rng::seed_from_u64(9);
-    let mut table = Vec::new();
-    let ex: Vec<SeqExample> = (0..96)
-        .map(|_| {
-            let steps = rng.random_range(2..30);
-            let tokens: Vec<u32> = (0..steps).map(|_| rng.random_range(2..300)).collect();
-            let spellings = tokens
-                .iter()
-                .map(|&t| {
-                    table.push((0..1 + t % 9).map(|c| 2 + (c + t) % 40).collect());
-                    (table.len() - 1) as u32
-                })
-                .collect();
-            SeqExample {
-                steps,
-                tags: tokens.iter().map(|t| t % 5).collect(),
-                tokens,
-                spellings,
-                ..Default::default()
-            }
-        })
-        .collect();
+    let (ex, table) = common::tagged_examples(&mut rng, 96, 2..30, 300, 5, 9, 40);
     // Wide enough that the products split across threads.
     let mut c = SeqConfig::new(
         SeqTask::Tag,

@@ -213,3 +213,40 @@ pub fn run<T: Float>(
         loss,
     }
 }
+
+/// Random tagging examples with one spelling per token: `n` sequences of
+/// `steps` tokens drawn from 2..`vocab`, tags `token % classes`; token t is
+/// spelled by `1 + t % spell` characters from 2..2+`chars`. Returns the
+/// examples and their spelling table.
+pub fn tagged_examples(
+    rng: &mut impl rand::Rng,
+    n: usize,
+    steps: std::ops::Range<usize>,
+    vocab: u32,
+    classes: u32,
+    spell: u32,
+    chars: u32,
+) -> (Vec<recur::data::seq::SeqExample>, Vec<Vec<u32>>) {
+    let mut table: Vec<Vec<u32>> = Vec::new();
+    let examples = (0..n)
+        .map(|_| {
+            let steps = rng.random_range(steps.clone());
+            let tokens: Vec<u32> = (0..steps).map(|_| rng.random_range(2..vocab)).collect();
+            let spellings = tokens
+                .iter()
+                .map(|&t| {
+                    table.push((0..1 + t % spell).map(|c| 2 + (c + t) % chars).collect());
+                    (table.len() - 1) as u32
+                })
+                .collect();
+            recur::data::seq::SeqExample {
+                steps,
+                tags: tokens.iter().map(|t| t % classes).collect(),
+                tokens,
+                spellings,
+                ..Default::default()
+            }
+        })
+        .collect();
+    (examples, table)
+}

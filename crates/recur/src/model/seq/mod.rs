@@ -645,10 +645,7 @@ impl<T: Float> SeqModel<T> {
                         continue;
                     }
                     for (j, (x, f)) in x.iter_mut().zip(f).enumerate() {
-                        let (m, s) = (
-                            mean.get(j).copied().unwrap_or(0.0),
-                            std.get(j).copied().unwrap_or(1.0),
-                        );
+                        let (m, s) = stat(mean, std, j);
                         *x = T::from_f64((*f as f64 - m) / s);
                     }
                 }
@@ -791,10 +788,7 @@ impl<T: Float> SeqModel<T> {
                 ws.weights.clear();
                 for (k, &v) in batch.targets.iter().enumerate() {
                     let j = k % o;
-                    let (m, s) = (
-                        mean.get(j).copied().unwrap_or(0.0),
-                        std.get(j).copied().unwrap_or(1.0),
-                    );
+                    let (m, s) = stat(mean, std, j);
                     ws.targets.push(T::from_f64((v as f64 - m) / s));
                     ws.weights.push(if valid(k / o) { T::ONE } else { T::ZERO });
                 }
@@ -961,10 +955,7 @@ impl<T: Float> SeqModel<T> {
         let (mean, std) = (&self.meta.target_mean, &self.meta.target_std);
         for (k, v) in out.iter_mut().enumerate() {
             let j = k % o;
-            let (m, s) = (
-                mean.get(j).copied().unwrap_or(0.0),
-                std.get(j).copied().unwrap_or(1.0),
-            );
+            let (m, s) = stat(mean, std, j);
             *v = T::from_f64(v.to_f64() * s + m);
         }
     }
@@ -1030,6 +1021,15 @@ impl<T: Float> SeqModel<T> {
         }
         Ok((e, conf))
     }
+}
+
+/// Column j's mean and standard deviation (0 and 1 when none are stored:
+/// no standardisation).
+fn stat(mean: &[f64], std: &[f64], j: usize) -> (f64, f64) {
+    (
+        mean.get(j).copied().unwrap_or(0.0),
+        std.get(j).copied().unwrap_or(1.0),
+    )
 }
 
 /// Adds N(0, σ²) noise to the valid steps of x `[T, B, C]` (Box–Muller).
