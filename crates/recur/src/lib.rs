@@ -156,6 +156,7 @@
 
 mod activation;
 mod cell;
+pub mod bleu;
 pub mod checkpoint;
 pub mod data;
 pub mod diagnose;

@@ -76,7 +76,7 @@ pub fn default_start(vocab: &Vocab) -> u32 {
 }
 
 /// Chooses the next token from one row of logits `[V]`; `scratch` holds `[V]` probabilities.
-fn choose(
+pub(crate) fn choose(
     logits: &[f32],
     how: Decoding,
     rng: &mut dyn RngCore,

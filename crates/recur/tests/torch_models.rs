@@ -255,3 +255,166 @@ fn export_gives_pytorch_state_dicts() {
         println!("{name}: export holds PyTorch's {} tensors", got.len());
     }
 }
+
+// ---------------------------------------------------------------------------
+// Encoder–decoders: the PyTorch tutorial's GRU with Bahdanau attention.
+
+use recur::data::pairs::PairBatch;
+use recur::layer::attention::AttentionKind;
+use recur::model::seq2seq::{Decode, Seq2Seq, Seq2SeqConfig, Seq2SeqMeta, Seq2SeqWs};
+
+struct PairCase {
+    name: String,
+    config: Seq2SeqConfig,
+    params: HashMap<String, (Vec<usize>, Vec<f64>)>,
+    batch: PairBatch,
+    expected: HashMap<String, (Vec<usize>, Vec<f64>)>,
+    greedy: Vec<u32>,
+    source0: Vec<u32>,
+}
+
+fn load_pairs(name: &str) -> PairCase {
+    let dir = cases_dir().join(name);
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap())
+            .unwrap();
+    let u = |k: &str| j[k].as_u64().unwrap() as usize;
+    let mut config = Seq2SeqConfig::new(u("src_vocab"), u("tgt_vocab"));
+    config.cell = CellKind::from_name(j["cell"].as_str().unwrap()).unwrap();
+    config.embed = u("embed");
+    config.hidden = u("hidden");
+    config.attention = AttentionKind::from_name(j["attention"].as_str().unwrap()).unwrap();
+    let inputs = tensors(&dir.join("inputs.safetensors"));
+    // Batch-first → time-major.
+    let tm = |name: &str| -> (usize, Vec<u32>) {
+        let (shape, v) = &inputs[name];
+        let (bn, tn) = (shape[0], shape[1]);
+        let mut out = vec![0u32; tn * bn];
+        for b in 0..bn {
+            for t in 0..tn {
+                out[t * bn + b] = v[b * tn + t].max(0.0) as u32;
+            }
+        }
+        (tn, out)
+    };
+    let lens = |name: &str| -> Vec<usize> { inputs[name].1.iter().map(|&v| v as usize).collect() };
+    let (sn, src) = tm("src");
+    let (un, tgt_in) = tm("tgt_in");
+    let (_, tgt_out) = tm("tgt_out");
+    let src_lengths = lens("src_lengths");
+    let bn = src_lengths.len();
+    let batch = PairBatch {
+        src_steps: sn,
+        src_lengths: src_lengths.clone(),
+        src: src.clone(),
+        tgt_steps: un,
+        tgt_lengths: lens("tgt_lengths").iter().map(|l| l + 1).collect(),
+        tgt_in,
+        tgt_out,
+        rows: (0..bn).collect(),
+    };
+    let source0 = (0..src_lengths[0]).map(|t| src[t * bn]).collect();
+    let greedy = j["greedy_source0"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as u32)
+        .collect();
+    PairCase {
+        name: name.into(),
+        config,
+        params: tensors(&dir.join("state_dict.safetensors")),
+        batch,
+        expected: tensors(&dir.join("expected.safetensors")),
+        greedy,
+        source0,
+    }
+}
+
+fn run_pairs<T: Float>(c: &PairCase, tol: f64) -> f64 {
+    let mut m = Seq2Seq::<T>::zeros(c.config.clone(), Seq2SeqMeta::default()).unwrap();
+    for p in m.store.info().to_vec() {
+        let (shape, v) = c
+            .params
+            .get(&p.name)
+            .unwrap_or_else(|| panic!("{}: PyTorch has no {}", c.name, p.name));
+        assert_eq!(shape, &p.shape, "{}: shape of {}", c.name, p.name);
+        for (d, s) in m.store.params[p.range()].iter_mut().zip(v) {
+            *d = T::from_f64(*s);
+        }
+    }
+    assert_eq!(m.store.info().len(), c.params.len(), "{}: every tensor used", c.name);
+    let mut ws = Seq2SeqWs::default();
+    let b = &c.batch;
+    let (bn, un, sn, v) = (b.batch(), b.tgt_steps, b.src_steps, c.config.tgt_vocab);
+    let mut worst = 0.0;
+    // Logits and attention at the valid target steps, before the loss
+    // overwrites the logits with their gradient.
+    m.forward(&mut ws, b, 1.0, None).unwrap();
+    let loss_only = m.loss(&mut ws, b, 0.0, false);
+    check(&c.name, "loss", loss_only, c.expected["loss"].1[0], tol, &mut worst);
+    let alpha = m.attention_weights(&ws).to_vec();
+    let loss = m.forward_backward_with(&mut ws, b, 1.0, None).unwrap();
+    check(&c.name, "loss (train)", loss, c.expected["loss"].1[0], tol, &mut worst);
+    let want_logits = &c.expected["logits"].1;
+    let want_att = &c.expected["attention"].1;
+    let mut fresh = Seq2SeqWs::default();
+    m.forward(&mut fresh, b, 1.0, None).unwrap();
+    let got_logits = m.logits(&fresh).to_vec();
+    for bb in 0..bn {
+        for u in 0..b.tgt_lengths[bb] {
+            for k in 0..v {
+                check(
+                    &c.name,
+                    &format!("logits[{bb}, {u}, {k}]"),
+                    got_logits[(u * bn + bb) * v + k].to_f64(),
+                    want_logits[(bb * un + u) * v + k],
+                    tol,
+                    &mut worst,
+                );
+            }
+            for s in 0..sn {
+                check(
+                    &c.name,
+                    &format!("attention[{bb}, {u}, {s}]"),
+                    alpha[(u * bn + bb) * sn + s].to_f64(),
+                    want_att[(bb * un + u) * sn + s],
+                    tol,
+                    &mut worst,
+                );
+            }
+        }
+    }
+    for p in m.store.info() {
+        let (_, want) = &c.expected[&format!("grad.{}", p.name)];
+        for (i, (g, w)) in m.store.grads[p.range()].iter().zip(want).enumerate() {
+            check(&c.name, &format!("grad {}[{i}]", p.name), g.to_f64(), *w, tol, &mut worst);
+        }
+    }
+    // Greedy decoding of source 0, at most 8 tokens, as the fixture's.
+    let how = Decode {
+        max_len: 8,
+        ..Decode::default()
+    };
+    let hyp = &m.translate(&mut ws, &[c.source0.clone()], &how).unwrap()[0][0];
+    let mut got = hyp.tokens.clone();
+    if hyp.finished {
+        got.push(2);
+    }
+    assert_eq!(got, c.greedy, "{}: greedy decoding of source 0", c.name);
+    worst
+}
+
+#[test]
+fn encoder_decoders_match_pytorch() {
+    println!("cases from {}", cases_dir().display());
+    for name in ["seq2seq_gru", "seq2seq_gru_1"] {
+        let c = load_pairs(name);
+        let w64 = run_pairs::<f64>(&c, 1e-9);
+        let w32 = run_pairs::<f32>(&c, 1e-5);
+        println!(
+            "{name}: loss, logits, attention, {} gradients and the greedy decoding match; worst error f64 {w64:.1e}, f32 {w32:.1e}",
+            c.params.len()
+        );
+    }
+}

@@ -5,6 +5,7 @@
 mod batch;
 mod csv;
 mod generate;
+pub mod pairs;
 pub mod read;
 pub mod seq;
 pub mod tasks;

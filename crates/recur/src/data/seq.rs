@@ -199,6 +199,89 @@ pub fn by_length(examples: &[SeqExample]) -> Vec<usize> {
     order
 }
 
+/// Which examples make each batch of an epoch: shuffled pools of
+/// `POOL · B` examples, each sorted by (slightly noisy) length and cut into
+/// batches, the batches then shuffled. A pure function of the seed and the
+/// epoch, so a resumed run sees the same batches; its buffers are reused,
+/// so a new epoch allocates nothing.
+#[derive(Clone, Debug)]
+pub struct Buckets {
+    /// B.
+    pub batch: usize,
+    /// Orders the epochs.
+    pub seed: u64,
+    /// `[N]` the examples of `plan_epoch` in batch order.
+    order: Vec<usize>,
+    /// Each batch's range in `order`, in the epoch's (shuffled) order.
+    bounds: Vec<(usize, usize)>,
+    plan_epoch: Option<usize>,
+}
+
+impl Buckets {
+    /// Batches of `batch` examples, ordered by `seed`.
+    pub fn new(batch: usize, seed: u64) -> Buckets {
+        Buckets {
+            batch,
+            seed,
+            order: Vec::new(),
+            bounds: Vec::new(),
+            plan_epoch: None,
+        }
+    }
+
+    /// The examples of batch `step` of `epoch`, of `n` examples whose
+    /// lengths `len` gives.
+    pub fn rows(
+        &mut self,
+        epoch: usize,
+        step: usize,
+        n: usize,
+        len: impl Fn(usize) -> usize,
+    ) -> Result<&[usize]> {
+        if self.plan_epoch != Some(epoch) || self.order.len() != n {
+            self.plan(epoch, n, len);
+        }
+        let &(lo, hi) = self.bounds.get(step).ok_or_else(|| {
+            Error::Config(format!(
+                "step {step} is past the epoch's {} batches",
+                self.bounds.len()
+            ))
+        })?;
+        Ok(&self.order[lo..hi])
+    }
+
+    fn plan(&mut self, epoch: usize, n: usize, len: impl Fn(usize) -> usize) {
+        let mut rng = ChaCha8Rng::seed_from_u64(
+            self.seed ^ (epoch as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+        );
+        self.order.clear();
+        self.order.extend(0..n);
+        self.order.shuffle(&mut rng);
+        // Sorted by length with ±10% noise drawn per example and epoch (as
+        // AllenNLP's bucket sampler does), so that even when one pool holds
+        // every example the batches are not the same groups every epoch.
+        // An unstable sort with the index as tie-break: deterministic, and
+        // no scratch allocation.
+        let salt = self.seed ^ (epoch as u64).wrapping_mul(0xd1b5_4a32_d192_ed03);
+        let key = |i: usize| {
+            let h = crate::data::batch::fingerprint([salt, i as u64]);
+            let noise = (h >> 11) as f64 / (1u64 << 53) as f64 * 0.2 - 0.1;
+            len(i) as f64 * (1.0 + noise)
+        };
+        for pool in self.order.chunks_mut(self.batch * POOL) {
+            pool.sort_unstable_by(|&a, &b| key(a).total_cmp(&key(b)).then(a.cmp(&b)));
+        }
+        self.bounds.clear();
+        self.bounds.extend(
+            (0..n)
+                .step_by(self.batch)
+                .map(|lo| (lo, (lo + self.batch).min(n))),
+        );
+        self.bounds.shuffle(&mut rng);
+        self.plan_epoch = Some(epoch);
+    }
+}
+
 /// Batches per pool: a pool of `POOL · B` shuffled examples is sorted by
 /// (slightly noisy) length and cut into batches, so batches hold similar
 /// lengths while every epoch mixes them differently.
@@ -212,18 +295,11 @@ pub const UNK_ID: u32 = 1;
 pub struct SeqData {
     examples: Vec<SeqExample>,
     table: Vec<Vec<u32>>,
-    batch: usize,
-    seed: u64,
+    buckets: Buckets,
     val: Vec<SeqBatch>,
     /// `[V]` the chance that a training token of each id becomes
     /// [`UNK_ID`] (empty: never).
     unk_chance: Vec<f32>,
-    /// `[N]` the examples of `plan_epoch` in batch order: length-sorted
-    /// pools of shuffled examples.
-    order: Vec<usize>,
-    /// Each batch's range in `order`, in the epoch's (shuffled) order.
-    bounds: Vec<(usize, usize)>,
-    plan_epoch: Option<usize>,
     last_tokens: usize,
     hash: u64,
 }
@@ -257,13 +333,9 @@ impl SeqData {
         Ok(SeqData {
             examples,
             table,
-            batch,
-            seed,
+            buckets: Buckets::new(batch, seed),
             val,
             unk_chance: Vec::new(),
-            order: Vec::new(),
-            bounds: Vec::new(),
-            plan_epoch: None,
             last_tokens: 0,
             hash,
         })
@@ -283,42 +355,7 @@ impl SeqData {
 
     /// B.
     pub fn batch(&self) -> usize {
-        self.batch
-    }
-
-    /// Lays out the batches of `epoch` in `order` and `bounds`, reusing
-    /// their buffers (no allocation after the first epoch).
-    fn make_plan(&mut self, epoch: usize) {
-        let mut rng = ChaCha8Rng::seed_from_u64(
-            self.seed ^ (epoch as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
-        );
-        let n = self.examples.len();
-        self.order.clear();
-        self.order.extend(0..n);
-        self.order.shuffle(&mut rng);
-        // Sorted by length with ±10% noise drawn per example and epoch (as
-        // AllenNLP's bucket sampler does), so that even when one pool holds
-        // every example the batches are not the same groups every epoch.
-        // An unstable sort with the index as tie-break: deterministic, and
-        // no scratch allocation.
-        let examples = &self.examples;
-        let salt = self.seed ^ (epoch as u64).wrapping_mul(0xd1b5_4a32_d192_ed03);
-        let key = |i: usize| {
-            let h = crate::data::batch::fingerprint([salt, i as u64]);
-            let noise = (h >> 11) as f64 / (1u64 << 53) as f64 * 0.2 - 0.1;
-            examples[i].steps as f64 * (1.0 + noise)
-        };
-        for pool in self.order.chunks_mut(self.batch * POOL) {
-            pool.sort_unstable_by(|&a, &b| key(a).total_cmp(&key(b)).then(a.cmp(&b)));
-        }
-        self.bounds.clear();
-        self.bounds.extend(
-            (0..n)
-                .step_by(self.batch)
-                .map(|lo| (lo, (lo + self.batch).min(n))),
-        );
-        self.bounds.shuffle(&mut rng);
-        self.plan_epoch = Some(epoch);
+        self.buckets.batch
     }
 }
 
@@ -326,25 +363,20 @@ impl Data for SeqData {
     type Batch = SeqBatch;
 
     fn steps_per_epoch(&self) -> Option<usize> {
-        Some(self.examples.len().div_ceil(self.batch))
+        Some(self.examples.len().div_ceil(self.buckets.batch))
     }
 
     fn fill(&mut self, epoch: usize, step: usize, batch: &mut SeqBatch) -> Result<()> {
-        if self.plan_epoch != Some(epoch) {
-            self.make_plan(epoch);
-        }
-        let &(lo, hi) = self.bounds.get(step).ok_or_else(|| {
-            Error::Config(format!(
-                "step {step} is past the epoch's {} batches",
-                self.bounds.len()
-            ))
-        })?;
-        batch.fill(&self.examples, &self.order[lo..hi], &self.table)?;
+        let examples = &self.examples;
+        let rows = self
+            .buckets
+            .rows(epoch, step, examples.len(), |i| examples[i].steps)?;
+        batch.fill(examples, rows, &self.table)?;
+        let seed = self.buckets.seed;
         self.last_tokens = batch.tokens();
         if !self.unk_chance.is_empty() {
             let mut rng = ChaCha8Rng::seed_from_u64(
-                self.seed
-                    ^ 0x756e_6b00
+                seed ^ 0x756e_6b00
                     ^ ((epoch as u64) << 32 | step as u64).wrapping_mul(0x2545_f491_4f6c_dd1d),
             );
             for (r, id) in batch.ids.iter_mut().enumerate() {

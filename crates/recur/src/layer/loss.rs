@@ -24,7 +24,7 @@ pub fn softmax_cross_entropy<T: Float>(
     v: usize,
     grad: bool,
 ) -> f64 {
-    cross_entropy_rows(logits, targets, None, v, grad)
+    cross_entropy_rows(logits, targets, None, v, 0.0, grad)
 }
 
 /// Cross-entropy of `logits` `[N, V]` against `targets` `[N]` with a weight
@@ -38,7 +38,21 @@ pub fn softmax_cross_entropy_masked<T: Float>(
     v: usize,
     grad: bool,
 ) -> f64 {
-    cross_entropy_rows(logits, targets, Some(weight), v, grad)
+    cross_entropy_rows(logits, targets, Some(weight), v, 0.0, grad)
+}
+
+/// [`softmax_cross_entropy_masked`] with label smoothing ε (PyTorch's
+/// `label_smoothing`): the target distribution is (1 − ε)·onehot + ε/V, so
+/// a row's loss is (1 − ε)·(−ln p_target) + ε·mean_j(−ln p_j).
+pub fn softmax_cross_entropy_smoothed<T: Float>(
+    logits: &mut [T],
+    targets: &[u32],
+    weight: &[T],
+    v: usize,
+    smoothing: f64,
+    grad: bool,
+) -> f64 {
+    cross_entropy_rows(logits, targets, Some(weight), v, smoothing, grad)
 }
 
 /// The shared pass: row n counts with weight w_n / Σw (1/N without weights).
@@ -48,6 +62,7 @@ fn cross_entropy_rows<T: Float>(
     targets: &[u32],
     weight: Option<&[T]>,
     v: usize,
+    smoothing: f64,
     grad: bool,
 ) -> f64 {
     let n = targets.len();
@@ -73,7 +88,12 @@ fn cross_entropy_rows<T: Float>(
         }
         let max = lanes_max(row);
         let sum = lanes_sum_exp(row, max);
-        let l = sum.to_f64().ln() - (row[tgt as usize] - max).to_f64();
+        let lse = sum.to_f64().ln();
+        let mut l = lse - (row[tgt as usize] - max).to_f64();
+        if smoothing > 0.0 {
+            let mean = row.iter().map(|x| (*x - max).to_f64()).sum::<f64>() / v as f64;
+            l = (1.0 - smoothing) * l + smoothing * (lse - mean);
+        }
         total += if weight.is_some() { w.to_f64() * l } else { l };
         if grad {
             // Unweighted rows keep the 1/N scaling bit for bit.
@@ -82,7 +102,13 @@ fn cross_entropy_rows<T: Float>(
             for x in row.iter_mut() {
                 *x = (*x - max).exp() * scale;
             }
-            row[tgt as usize] -= g;
+            if smoothing > 0.0 {
+                let off = g * T::from_f64(smoothing / v as f64);
+                row.iter_mut().for_each(|x| *x -= off);
+                row[tgt as usize] -= g * T::from_f64(1.0 - smoothing);
+            } else {
+                row[tgt as usize] -= g;
+            }
         }
     }
     total / total_w

@@ -1,5 +1,6 @@
 //! Layers: each is a forward/backward pair over preallocated buffers.
 
+pub mod attention;
 pub mod dropout;
 pub mod embedding;
 pub mod linear;

@@ -3,3 +3,4 @@
 pub mod jordan;
 pub mod lm;
 pub mod seq;
+pub mod seq2seq;

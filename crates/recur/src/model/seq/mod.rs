@@ -370,7 +370,7 @@ pub struct SeqWorkspace<T> {
     feat_dropped: bool,
 }
 
-fn reborrow<'a>(r: &'a mut Option<&mut dyn RngCore>) -> Option<&'a mut dyn RngCore> {
+pub(crate) fn reborrow<'a>(r: &'a mut Option<&mut dyn RngCore>) -> Option<&'a mut dyn RngCore> {
     match r {
         Some(r) => Some(&mut **r),
         None => None,

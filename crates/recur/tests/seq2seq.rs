@@ -1,0 +1,286 @@
+//! Encoder–decoders: finite-difference checks in f64 of every attention
+//! form, input feeding, the bridge, reversed sources, label smoothing and
+//! dropout, through the store; and the properties of beam search.
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use recur::data::pairs::{PairBatch, PairExample};
+use recur::layer::attention::AttentionKind;
+use recur::model::seq2seq::{Decode, Search, Seq2Seq, Seq2SeqConfig, Seq2SeqMeta, Seq2SeqWs};
+use recur::CellKind;
+
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self) -> f64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((self.0 >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        ((self.next() + 1.0) / 2.0 * n as f64) as usize % n
+    }
+}
+
+const VS: usize = 9;
+const VT: usize = 8;
+
+/// A ragged batch: sources of 4, 2, 5 tokens, targets of 3, 5, 1.
+fn batch(rng: &mut Lcg) -> PairBatch {
+    let ex: Vec<PairExample> = [(4, 3), (2, 5), (5, 1)]
+        .iter()
+        .map(|&(s, t)| PairExample {
+            src: (0..s).map(|_| 3 + rng.below(VS - 3) as u32).collect(),
+            tgt: (0..t).map(|_| 3 + rng.below(VT - 3) as u32).collect(),
+        })
+        .collect();
+    let mut b = PairBatch::default();
+    b.fill(&ex, &[0, 1, 2]).unwrap();
+    b
+}
+
+fn config(cell: CellKind, attention: AttentionKind) -> Seq2SeqConfig {
+    let mut c = Seq2SeqConfig::new(VS, VT);
+    c.cell = cell;
+    c.attention = attention;
+    c.embed = 3;
+    c.hidden = 4;
+    c
+}
+
+fn gradcheck(name: &str, config: Seq2SeqConfig, smoothing: f64) {
+    let mut rng = Lcg(0x5eed ^ name.len() as u64);
+    let mut m = Seq2Seq::<f64>::new(config.clone(), Seq2SeqMeta::default(), 3).unwrap();
+    m.training.label_smoothing = smoothing;
+    for p in m.store.params.iter_mut() {
+        *p = rng.next() * 0.6;
+    }
+    let b = batch(&mut rng);
+    let mut ws = Seq2SeqWs::default();
+    // Dropout draws the same masks on every pass from a fresh generator.
+    let dropout = config.dropout > 0.0;
+    let gen = || ChaCha8Rng::seed_from_u64(11);
+    let mut g = gen();
+    m.forward_backward_with(&mut ws, &b, 1.0, dropout.then_some(&mut g as _))
+        .unwrap();
+    let grads = m.store.grads.clone();
+    let loss = |m: &Seq2Seq<f64>, ws: &mut Seq2SeqWs<f64>| {
+        let mut g = gen();
+        m.forward(ws, &b, 1.0, dropout.then_some(&mut g as _)).unwrap();
+        m.loss(ws, &b, smoothing, false)
+    };
+    let eps = 1e-6;
+    let mut worst = 0.0f64;
+    for info in m.store.info().to_vec() {
+        for i in info.range() {
+            let v = m.store.params[i];
+            m.store.params[i] = v + eps;
+            let up = loss(&m, &mut ws);
+            m.store.params[i] = v - eps;
+            let down = loss(&m, &mut ws);
+            m.store.params[i] = v;
+            let num = (up - down) / (2.0 * eps);
+            let err = (num - grads[i]).abs() / num.abs().max(grads[i].abs()).max(1e-3);
+            assert!(
+                err < 1e-6,
+                "{name}: {}[{}]: analytic {} numeric {num} (error {err:.1e})",
+                info.name,
+                i - info.offset,
+                grads[i]
+            );
+            worst = worst.max(err);
+        }
+    }
+    println!("{name}: {} parameters, worst error {worst:.1e}", m.store.len());
+}
+
+#[test]
+fn every_attention_form_has_exact_gradients() {
+    use AttentionKind::*;
+    gradcheck("gru, no attention", config(CellKind::Gru, None), 0.0);
+    gradcheck("gru, bahdanau", config(CellKind::Gru, Bahdanau), 0.0);
+    gradcheck("lstm, bahdanau", config(CellKind::Lstm, Bahdanau), 0.0);
+    gradcheck("rnn-tanh, general", config(CellKind::RnnTanh, General), 0.0);
+    gradcheck("lstm, dot", config(CellKind::Lstm, Dot), 0.0);
+    let mut c = config(CellKind::Lstm, General);
+    c.input_feeding = true;
+    gradcheck("lstm, general, input feeding", c, 0.0);
+    let mut c = config(CellKind::Gru, Dot);
+    c.input_feeding = true;
+    c.layers = 2;
+    c.encoder_layers = 2;
+    c.reverse_source = true;
+    gradcheck("gru, dot, feeding, 2 layers, reversed source", c, 0.0);
+}
+
+#[test]
+fn bridges_smoothing_and_dropout_have_exact_gradients() {
+    use AttentionKind::*;
+    let mut c = config(CellKind::Lstm, Bahdanau);
+    c.bidirectional = true;
+    gradcheck("lstm, bidirectional encoder, bridge", c, 0.0);
+    let mut c = config(CellKind::Gru, General);
+    c.encoder_layers = 2;
+    c.layers = 3;
+    c.bidirectional = true;
+    c.input_feeding = true;
+    gradcheck("gru, 2-layer bi encoder, 3-layer decoder, bridge", c, 0.0);
+    let mut c = config(CellKind::Lstm, None);
+    c.encoder_layers = 3;
+    gradcheck("lstm, 3-layer encoder into 1 layer, bridge", c, 0.0);
+    gradcheck("gru, bahdanau, label smoothing 0.1", config(CellKind::Gru, Bahdanau), 0.1);
+    let mut c = config(CellKind::Lstm, General);
+    c.layers = 2;
+    c.encoder_layers = 2;
+    c.input_feeding = true;
+    c.dropout = 0.3;
+    gradcheck("lstm, general, feeding, dropout", c, 0.0);
+}
+
+fn trained_ish(attention: AttentionKind, seed: u64) -> Seq2Seq<f64> {
+    let mut c = config(CellKind::Gru, attention);
+    c.hidden = 6;
+    let mut m = Seq2Seq::<f64>::new(c, Seq2SeqMeta::default(), seed).unwrap();
+    let mut rng = Lcg(seed);
+    for p in m.store.params.iter_mut() {
+        *p = rng.next() * 1.5;
+    }
+    m
+}
+
+fn sources() -> Vec<Vec<u32>> {
+    vec![vec![3, 4, 5], vec![6], vec![7, 8, 3, 4, 5, 6]]
+}
+
+#[test]
+fn a_beam_of_one_is_greedy() {
+    for att in [AttentionKind::Bahdanau, AttentionKind::General, AttentionKind::None] {
+        let m = trained_ish(att, 5);
+        let mut ws = Seq2SeqWs::default();
+        let greedy = m.translate(&mut ws, &sources(), &Decode::default()).unwrap();
+        let beam1 = Decode {
+            search: Search::Beam { width: 1, alpha: 0.0 },
+            ..Decode::default()
+        };
+        let beam = m.translate(&mut ws, &sources(), &beam1).unwrap();
+        for (g, b) in greedy.iter().zip(&beam) {
+            assert_eq!(g[0].tokens, b[0].tokens, "{att:?}");
+            assert!((g[0].log_prob - b[0].log_prob).abs() < 1e-12);
+        }
+        // Batched decoding gives each source what it gets alone.
+        for (i, s) in sources().iter().enumerate() {
+            let alone = m.translate(&mut ws, &[s.clone()], &Decode::default()).unwrap();
+            assert_eq!(alone[0][0].tokens, greedy[i][0].tokens);
+        }
+    }
+}
+
+/// Every hypothesis of at most `len` tokens: finished ones (ending in
+/// `<eos>`) and, at the limit, unfinished ones; the best log p.
+fn exhaustive(m: &Seq2Seq<f64>, src: &[u32], len: usize) -> (Vec<u32>, f64) {
+    // Score a prefix by teacher-forcing it (the loss is −mean log p).
+    let score = |tgt: &[u32], end: bool| -> f64 {
+        let mut b = PairBatch::default();
+        b.fill(
+            &[PairExample {
+                src: src.to_vec(),
+                tgt: tgt.to_vec(),
+            }],
+            &[0],
+        )
+        .unwrap();
+        let mut ws = Seq2SeqWs::default();
+        if !end {
+            // Drop the <eos> step from the loss: score the tokens only.
+            m.forward(&mut ws, &b, 1.0, None).unwrap();
+            b.tgt_lengths[0] -= 1;
+            if b.tgt_lengths[0] == 0 {
+                return 0.0;
+            }
+            return -m.loss(&mut ws, &b, 0.0, false) * b.tgt_lengths[0] as f64;
+        }
+        m.forward(&mut ws, &b, 1.0, None).unwrap();
+        -m.loss(&mut ws, &b, 0.0, false) * b.tgt_lengths[0] as f64
+    };
+    let mut best = (Vec::new(), f64::NEG_INFINITY);
+    let mut stack: Vec<Vec<u32>> = vec![Vec::new()];
+    while let Some(p) = stack.pop() {
+        // End here with <eos> (p.len() + 1 ≤ len steps).
+        if p.len() < len {
+            let s = score(&p, true);
+            if s > best.1 {
+                best = (p.clone(), s);
+            }
+            for t in 0..VT as u32 {
+                if t != 2 {
+                    let mut q = p.clone();
+                    q.push(t);
+                    stack.push(q);
+                }
+            }
+        } else {
+            let s = score(&p, false);
+            if s > best.1 {
+                best = (p, s);
+            }
+        }
+    }
+    best
+}
+
+#[test]
+fn a_wide_beam_finds_the_exhaustive_optimum() {
+    let len = 3;
+    for seed in 1..4 {
+        let m = trained_ish(AttentionKind::Bahdanau, seed);
+        let src = vec![3, 5, 7];
+        let (want, want_lp) = exhaustive(&m, &src, len);
+        let how = Decode {
+            search: Search::Beam {
+                width: VT.pow(len as u32),
+                alpha: 0.0,
+            },
+            nbest: 1,
+            max_len: len,
+            max_ratio: 10.0,
+        };
+        let mut ws = Seq2SeqWs::default();
+        let got = &m.translate(&mut ws, &[src], &how).unwrap()[0][0];
+        assert_eq!(got.tokens, want, "seed {seed}");
+        assert!((got.log_prob - want_lp).abs() < 1e-9, "{} vs {want_lp}", got.log_prob);
+    }
+}
+
+#[test]
+fn nbest_lists_are_sorted_by_penalised_score() {
+    let m = trained_ish(AttentionKind::General, 9);
+    for alpha in [0.0, 0.6, 1.0] {
+        let how = Decode {
+            search: Search::Beam { width: 5, alpha },
+            nbest: 5,
+            ..Decode::default()
+        };
+        let mut ws = Seq2SeqWs::default();
+        for list in m.translate(&mut ws, &sources(), &how).unwrap() {
+            assert!(!list.is_empty() && list.len() <= 5);
+            for w in list.windows(2) {
+                assert!(w[0].score >= w[1].score);
+            }
+            for h in &list {
+                let len = h.tokens.len() + usize::from(h.finished);
+                let lp = ((5.0 + len as f64) / 6.0).powf(alpha);
+                assert!((h.score - h.log_prob / lp).abs() < 1e-12);
+                // One attention row per output step, each summing to 1.
+                assert_eq!(h.attention.len() % len, 0);
+            }
+        }
+    }
+    let bad = Decode {
+        search: Search::Beam { width: 0, alpha: 0.0 },
+        ..Decode::default()
+    };
+    let mut ws = Seq2SeqWs::default();
+    let e = m.translate(&mut ws, &sources(), &bad).unwrap_err();
+    assert!(e.to_string().contains("beam width"), "{e}");
+}
