@@ -24,11 +24,17 @@ pub struct EvalArgs {
     json: bool,
     #[command(flatten)]
     seq: crate::seq::SeqEvalArgs,
+    #[command(flatten)]
+    decode: crate::seq2seq::DecodeArgs,
 }
 
 pub fn run(a: EvalArgs) -> CliResult {
-    if recur::checkpoint::file_format(&a.model)? == recur::model::seq::SEQ_FORMAT {
+    let format = recur::checkpoint::file_format(&a.model)?;
+    if format == recur::model::seq::SEQ_FORMAT {
         return crate::seq::eval(&a.model, &a.data, a.json, &a.seq);
+    }
+    if format == recur::model::seq2seq::SEQ2SEQ_FORMAT {
+        return crate::seq2seq::eval(&a.model, &a.data, a.json, &a.decode);
     }
     let (model, vocab) = load_lm(&a.model)?;
     let text = read_text(&a.data)?;

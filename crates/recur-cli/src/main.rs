@@ -14,6 +14,7 @@ mod generate;
 mod predict;
 mod runlock;
 mod seq;
+mod seq2seq;
 mod seqdata;
 mod task;
 mod train;
@@ -29,7 +30,7 @@ pub(crate) struct Cli {
 #[derive(Subcommand)]
 pub(crate) enum Command {
     /// Train a language model on a text file (or on recur's own source, with no --data), or with
-    /// --task a classifier, tagger or regressor.
+    /// --task a classifier, tagger, regressor or encoder-decoder (seq2seq).
     Train(Box<train::TrainArgs>),
     /// Write text with a trained model.
     Generate(generate::GenerateArgs),
@@ -38,6 +39,10 @@ pub(crate) enum Command {
     Eval(eval::EvalArgs),
     /// Write a sequence model's predictions for a file: labels, tags or values.
     Predict(predict::PredictArgs),
+    /// Translate lines with an encoder-decoder (greedy, beam search or sampling).
+    Translate(Box<seq2seq::TranslateArgs>),
+    /// Corpus BLEU and chrF of a hypothesis file against a reference file (sacreBLEU's defaults).
+    Bleu(seq2seq::BleuArgs),
     /// Turn a PyTorch word_language_model state_dict into a recur model.
     Import(convert::ImportArgs),
     /// Write a recur model as a PyTorch state_dict and vocab.json.
@@ -66,6 +71,8 @@ fn main() -> ExitCode {
         Command::Generate(a) => generate::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Predict(a) => predict::run(a),
+        Command::Translate(a) => seq2seq::translate(*a),
+        Command::Bleu(a) => seq2seq::bleu(a),
         Command::Import(a) => convert::import(a),
         Command::Export(a) => convert::export(a),
         Command::Esn(cmd) => esn::run(cmd),

@@ -111,9 +111,35 @@ pub struct TrainArgs {
     /// Word dropout: a training word seen c times becomes <unk> with chance α/(α + c) [default: 0.25 for tagging, 0 otherwise].
     #[arg(long)]
     pub word_dropout: Option<f64>,
-    /// Tokens: char (Unicode scalar values) or word (whitespace-separated, <eos> per line).
-    #[arg(long, default_value = "char")]
-    pub level: String,
+    /// Tokens: char (Unicode scalar values) or word (whitespace-separated, <eos> per line; for
+    /// seq2seq, punctuation split off) [default: char; word for seq2seq].
+    #[arg(long)]
+    pub level: Option<String>,
+    /// Seq2seq: attention of the decoder: none, bahdanau, general or dot.
+    #[arg(long, default_value = "bahdanau")]
+    pub attention: String,
+    /// Seq2seq with general or dot attention: feed the attentional state into the next step.
+    #[arg(long)]
+    pub input_feeding: bool,
+    /// Seq2seq: read each source reversed (Sutskever et al. 2014).
+    #[arg(long)]
+    pub reverse_source: bool,
+    /// Seq2seq: encoder layers [default: --layers].
+    #[arg(long)]
+    pub encoder_layers: Option<usize>,
+    /// Seq2seq: teacher forcing: a ratio in [0, 1], or scheduled sampling as linear:K[:FLOOR],
+    /// exponential:K or inverse-sigmoid:K over the training steps.
+    #[arg(long, default_value = "1")]
+    pub teacher_forcing: String,
+    /// Seq2seq: label smoothing ε of the loss.
+    #[arg(long, default_value_t = 0.0)]
+    pub label_smoothing: f64,
+    /// Seq2seq: keep at most this many tokens per side's vocabulary (the rest read as <unk>).
+    #[arg(long)]
+    pub vocab: Option<usize>,
+    /// Seq2seq: leave out training pairs with a side longer than this many tokens [default: 50 words, 200 characters; 0: none].
+    #[arg(long)]
+    pub max_tokens: Option<usize>,
     /// Word level: words seen fewer times become <unk>.
     #[arg(long, default_value_t = 1)]
     pub min_count: usize,
@@ -204,7 +230,8 @@ pub struct TrainArgs {
         "decay_start", "min_lr", "clip_norm", "clip_value", "val_fraction", "seed", "out",
         "task", "valid", "encoding", "column", "target", "features", "horizon", "window",
         "holdout", "log", "relative", "pooling", "bidirectional", "residual", "learned_init",
-        "class_weights", "patience", "folds", "overwrite", "on_divergence", "char_embed", "char_hidden", "word_dropout", "noise", "patch", "pretrain",
+        "class_weights", "patience", "folds", "overwrite", "attention", "input_feeding",
+        "reverse_source", "encoder_layers", "teacher_forcing", "label_smoothing", "vocab", "max_tokens", "on_divergence", "char_embed", "char_hidden", "word_dropout", "noise", "patch", "pretrain",
     ])]
     pub resume: Option<PathBuf>,
     /// When a batch's loss or gradient diverges (not finite, or above 10× the loss of uniform
@@ -353,6 +380,11 @@ impl<M> Observer<M> for Progressbar {
 
 pub fn run(a: TrainArgs) -> CliResult {
     recur::gemm::set_threads(a.threads);
+    if a.task.as_deref() == Some("seq2seq")
+        || a.resume.as_ref().is_some_and(|d| crate::seq2seq::is_run(d))
+    {
+        return crate::seq2seq::train(a);
+    }
     if a.task.is_some() || a.resume.as_ref().is_some_and(|d| crate::seq::is_seq_run(d)) {
         return crate::seq::train(a);
     }
@@ -491,8 +523,9 @@ fn start(a: &TrainArgs, budget: Option<Budget>) -> anyhow::Result<Started> {
     let seq_len = a.seq_len.unwrap_or(if demo { 64 } else { 100 });
     let batch = a.batch.unwrap_or(if demo { 32 } else { 64 });
     let lr = a.lr.unwrap_or(if demo { 3e-3 } else { 2e-3 });
-    let level = Level::from_name(&a.level)
-        .with_context(|| format!("--level: expected char or word, got '{}'", a.level))?;
+    let level_name = a.level.as_deref().unwrap_or("char");
+    let level = Level::from_name(level_name)
+        .with_context(|| format!("--level: expected char or word, got '{level_name}'"))?;
     let mut cfg = train_config(a, lr)?;
     // Settings are checked before any data is read.
     cfg.check()?;
@@ -535,7 +568,7 @@ fn start(a: &TrainArgs, budget: Option<Budget>) -> anyhow::Result<Started> {
     let lock = crate::runlock::claim(&a.out)?;
     let rf = RunFile {
         data: a.data.first().cloned(),
-        level: a.level.clone(),
+        level: level_name.to_string(),
         min_count: a.min_count,
         budget,
         eval_every: a.eval_every,

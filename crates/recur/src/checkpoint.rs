@@ -23,6 +23,7 @@ use crate::error::{Error, Result};
 use crate::layer::rnn::RnnConfig;
 use crate::model::lm::{LanguageModel, LmConfig};
 use crate::model::seq::{SeqConfig, SeqMeta, SeqModel, SEQ_FORMAT};
+use crate::model::seq2seq::{Seq2Seq, Seq2SeqConfig, Seq2SeqMeta, Seq2SeqTraining, SEQ2SEQ_FORMAT};
 use crate::params::ParamStore;
 use crate::train::Model;
 
@@ -478,6 +479,47 @@ pub fn load_seq(path: &Path) -> Result<SeqModel<f32>> {
         ));
     }
     Ok(model)
+}
+
+/// Loads an encoder–decoder saved by the trainer.
+pub fn load_seq2seq(path: &Path) -> Result<Seq2Seq<f32>> {
+    let mut t = read_tensors(path)?;
+    expect_format(
+        &t,
+        path,
+        SEQ2SEQ_FORMAT,
+        "a recur sequence-to-sequence model",
+    )?;
+    let get = |k: &str| t.metadata.get(k).map_or("", String::as_str);
+    let config: Seq2SeqConfig = serde_json::from_str(get("config")).map_err(|e| {
+        data_err(
+            path,
+            format!("metadata 'config' is not a valid sequence-to-sequence config: {e}"),
+        )
+    })?;
+    let meta: Seq2SeqMeta = serde_json::from_str(get("meta"))
+        .map_err(|e| data_err(path, format!("metadata 'meta' is not valid: {e}")))?;
+    let training: Seq2SeqTraining = serde_json::from_str(get("training"))
+        .map_err(|e| data_err(path, format!("metadata 'training' is not valid: {e}")))?;
+    check_size(path, &t, config.param_count())?;
+    let mut model = Seq2Seq::zeros(config, meta).map_err(|e| data_err(path, e.to_string()))?;
+    model.training = training;
+    fill_params(&mut model.store, &mut t, path)?;
+    if let Some(extra) = t.tensors.keys().next() {
+        return Err(data_err(
+            path,
+            format!("unexpected tensor '{extra}' for this model's config"),
+        ));
+    }
+    Ok(model)
+}
+
+/// Writes an encoder–decoder as a plain PyTorch state_dict (the names of
+/// the seq2seq module in `fixtures/torch-models`) and its configuration
+/// and vocabularies as JSON: `DIR/state_dict.safetensors`, `DIR/meta.json`.
+pub fn export_torch_seq2seq(dir: &Path, model: &Seq2Seq<f32>) -> Result<()> {
+    let json = serde_json::json!({ "config": model.config(), "meta": model.meta });
+    export_store(dir, &model.store, "meta.json", json.to_string().as_bytes())
 }
 
 /// Writes a sequence model as a plain PyTorch state_dict (the names of the

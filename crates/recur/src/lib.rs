@@ -155,8 +155,8 @@
 #![deny(missing_docs)]
 
 mod activation;
-mod cell;
 pub mod bleu;
+mod cell;
 pub mod checkpoint;
 pub mod data;
 pub mod diagnose;

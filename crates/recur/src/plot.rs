@@ -256,8 +256,8 @@ fn draw_flows(
     Ok(true)
 }
 
-/// Draws a confusion matrix as a heatmap: row = true class, column =
-/// predicted, each cell shaded by its share of the row and labelled with
+/// A confusion matrix as an SVG heatmap: rows the true class, columns the
+/// prediction, each cell shaded by its share of the row and labelled with
 /// its count.
 pub fn confusion_plot(
     path: &Path,
@@ -265,77 +265,134 @@ pub fn confusion_plot(
     labels: &[String],
     m: &crate::metrics::Confusion,
 ) -> Result<()> {
-    save_svg(path, |svg| {
-        let c = m.classes();
-        if c == 0 || labels.len() != c {
-            return Ok(false);
-        }
-        let cell = (36u32).max(600 / c as u32).min(60);
+    let c = m.classes();
+    if c == 0 || labels.len() != c {
+        return Ok(());
+    }
+    let totals: Vec<u64> = (0..c)
+        .map(|t| (0..c).map(|p| m.count(t, p)).sum())
+        .collect();
+    let grid = Grid {
+        title,
+        note: "rows: true class; columns: predicted",
+        rows: labels,
+        cols: labels,
+        share: &|t, p| {
+            if totals[t] == 0 {
+                0.0
+            } else {
+                m.count(t, p) as f64 / totals[t] as f64
+            }
+        },
+        text: &|t, p| {
+            let n = m.count(t, p);
+            (n > 0).then(|| short_number(n as f64))
+        },
+    };
+    save_svg(path, |svg| grid.draw(svg))
+}
+
+/// Attention weights `[U, S]` (rows: output tokens, columns: source
+/// tokens) as an SVG heatmap, darker for more weight.
+pub fn attention_plot(
+    path: &Path,
+    title: &str,
+    source: &[String],
+    output: &[String],
+    weights: &[f32],
+) -> Result<()> {
+    let (u, s) = (output.len(), source.len());
+    if u == 0 || s == 0 || weights.len() != u * s {
+        return Ok(());
+    }
+    let grid = Grid {
+        title,
+        note: "rows: output; columns: source",
+        rows: output,
+        cols: source,
+        share: &|r, c| weights[r * s + c] as f64,
+        text: &|_, _| None,
+    };
+    save_svg(path, |svg| grid.draw(svg))
+}
+
+/// A labelled grid of shaded cells.
+struct Grid<'a> {
+    title: &'a str,
+    note: &'a str,
+    rows: &'a [String],
+    cols: &'a [String],
+    /// Each cell's shade in [0, 1].
+    share: &'a dyn Fn(usize, usize) -> f64,
+    /// Each cell's text, if any.
+    text: &'a dyn Fn(usize, usize) -> Option<String>,
+}
+
+impl Grid<'_> {
+    fn draw(&self, svg: &mut String) -> std::result::Result<bool, String> {
+        let (nr, nc) = (self.rows.len(), self.cols.len());
+        let cell = (36u32).max(600 / nr.max(nc) as u32).min(60);
         let margin = 110u32;
-        let side = margin + cell * c as u32 + 20;
-        let root = SVGBackend::with_string(svg, (side, side + 40)).into_drawing_area();
+        let (w, h) = (
+            margin + cell * nc as u32 + 20,
+            margin + cell * nr as u32 + 60,
+        );
+        let root = SVGBackend::with_string(svg, (w.max(320), h)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| e.to_string())?;
         let font = ("sans-serif", 13).into_font();
+        let err = |e: DrawingAreaErrorKind<_>| e.to_string();
         root.draw(&Text::new(
-            title.to_string(),
+            self.title.to_string(),
             (10, 10),
             ("sans-serif", 18).into_font(),
         ))
-        .map_err(|e| e.to_string())?;
+        .map_err(err)?;
+        root.draw(&Text::new(self.note.to_string(), (10, 28), font.clone()))
+            .map_err(err)?;
         let top = 40 + margin as i32;
-        for t in 0..c {
-            let row_total: u64 = (0..c).map(|p| m.count(t, p)).sum();
-            for p in 0..c {
-                let n = m.count(t, p);
-                let share = if row_total == 0 {
-                    0.0
-                } else {
-                    n as f64 / row_total as f64
-                };
+        let short = |s: &str| -> String { s.chars().take(14).collect() };
+        for r in 0..nr {
+            for c in 0..nc {
+                let share = (self.share)(r, c).clamp(0.0, 1.0);
                 let shade = (255.0 * (1.0 - 0.85 * share)) as u8;
                 let (x, y) = (
-                    margin as i32 + (p as u32 * cell) as i32,
-                    top + (t as u32 * cell) as i32,
+                    margin as i32 + (c as u32 * cell) as i32,
+                    top + (r as u32 * cell) as i32,
                 );
                 root.draw(&Rectangle::new(
                     [(x, y), (x + cell as i32, y + cell as i32)],
                     RGBColor(shade, shade, 255).filled(),
                 ))
-                .map_err(|e| e.to_string())?;
-                if n > 0 {
+                .map_err(err)?;
+                if let Some(t) = (self.text)(r, c) {
                     let color = if share > 0.55 { WHITE } else { BLACK };
                     root.draw(&Text::new(
-                        short_number(n as f64),
+                        t,
                         (x + 4, y + cell as i32 / 2 - 6),
                         font.clone().color(&color),
                     ))
-                    .map_err(|e| e.to_string())?;
+                    .map_err(err)?;
                 }
             }
-            let name: String = labels[t].chars().take(14).collect();
             root.draw(&Text::new(
-                name.clone(),
-                (6, top + (t as u32 * cell) as i32 + cell as i32 / 2 - 6),
+                short(&self.rows[r]),
+                (6, top + (r as u32 * cell) as i32 + cell as i32 / 2 - 6),
                 font.clone(),
             ))
-            .map_err(|e| e.to_string())?;
+            .map_err(err)?;
+        }
+        for c in 0..nc {
             root.draw(&Text::new(
-                name,
+                short(&self.cols[c]),
                 (
-                    margin as i32 + (t as u32 * cell) as i32 + cell as i32 / 2,
+                    margin as i32 + (c as u32 * cell) as i32 + cell as i32 / 2,
                     top - 8,
                 ),
                 font.clone().transform(FontTransform::Rotate270),
             ))
-            .map_err(|e| e.to_string())?;
+            .map_err(err)?;
         }
-        root.draw(&Text::new(
-            "rows: true class; columns: predicted".to_string(),
-            (10, 28),
-            font.clone(),
-        ))
-        .map_err(|e| e.to_string())?;
         root.present().map_err(|e| e.to_string())?;
         Ok(true)
-    })
+    }
 }

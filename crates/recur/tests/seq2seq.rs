@@ -67,7 +67,8 @@ fn gradcheck(name: &str, config: Seq2SeqConfig, smoothing: f64) {
     let grads = m.store.grads.clone();
     let loss = |m: &Seq2Seq<f64>, ws: &mut Seq2SeqWs<f64>| {
         let mut g = gen();
-        m.forward(ws, &b, 1.0, dropout.then_some(&mut g as _)).unwrap();
+        m.forward(ws, &b, 1.0, dropout.then_some(&mut g as _))
+            .unwrap();
         m.loss(ws, &b, smoothing, false)
     };
     let eps = 1e-6;
@@ -92,7 +93,10 @@ fn gradcheck(name: &str, config: Seq2SeqConfig, smoothing: f64) {
             worst = worst.max(err);
         }
     }
-    println!("{name}: {} parameters, worst error {worst:.1e}", m.store.len());
+    println!(
+        "{name}: {} parameters, worst error {worst:.1e}",
+        m.store.len()
+    );
 }
 
 #[test]
@@ -129,7 +133,11 @@ fn bridges_smoothing_and_dropout_have_exact_gradients() {
     let mut c = config(CellKind::Lstm, None);
     c.encoder_layers = 3;
     gradcheck("lstm, 3-layer encoder into 1 layer, bridge", c, 0.0);
-    gradcheck("gru, bahdanau, label smoothing 0.1", config(CellKind::Gru, Bahdanau), 0.1);
+    gradcheck(
+        "gru, bahdanau, label smoothing 0.1",
+        config(CellKind::Gru, Bahdanau),
+        0.1,
+    );
     let mut c = config(CellKind::Lstm, General);
     c.layers = 2;
     c.encoder_layers = 2;
@@ -155,12 +163,21 @@ fn sources() -> Vec<Vec<u32>> {
 
 #[test]
 fn a_beam_of_one_is_greedy() {
-    for att in [AttentionKind::Bahdanau, AttentionKind::General, AttentionKind::None] {
+    for att in [
+        AttentionKind::Bahdanau,
+        AttentionKind::General,
+        AttentionKind::None,
+    ] {
         let m = trained_ish(att, 5);
         let mut ws = Seq2SeqWs::default();
-        let greedy = m.translate(&mut ws, &sources(), &Decode::default()).unwrap();
+        let greedy = m
+            .translate(&mut ws, &sources(), &Decode::default())
+            .unwrap();
         let beam1 = Decode {
-            search: Search::Beam { width: 1, alpha: 0.0 },
+            search: Search::Beam {
+                width: 1,
+                alpha: 0.0,
+            },
             ..Decode::default()
         };
         let beam = m.translate(&mut ws, &sources(), &beam1).unwrap();
@@ -170,7 +187,9 @@ fn a_beam_of_one_is_greedy() {
         }
         // Batched decoding gives each source what it gets alone.
         for (i, s) in sources().iter().enumerate() {
-            let alone = m.translate(&mut ws, &[s.clone()], &Decode::default()).unwrap();
+            let alone = m
+                .translate(&mut ws, &[s.clone()], &Decode::default())
+                .unwrap();
             assert_eq!(alone[0][0].tokens, greedy[i][0].tokens);
         }
     }
@@ -248,7 +267,11 @@ fn a_wide_beam_finds_the_exhaustive_optimum() {
         let mut ws = Seq2SeqWs::default();
         let got = &m.translate(&mut ws, &[src], &how).unwrap()[0][0];
         assert_eq!(got.tokens, want, "seed {seed}");
-        assert!((got.log_prob - want_lp).abs() < 1e-9, "{} vs {want_lp}", got.log_prob);
+        assert!(
+            (got.log_prob - want_lp).abs() < 1e-9,
+            "{} vs {want_lp}",
+            got.log_prob
+        );
     }
 }
 
@@ -277,7 +300,10 @@ fn nbest_lists_are_sorted_by_penalised_score() {
         }
     }
     let bad = Decode {
-        search: Search::Beam { width: 0, alpha: 0.0 },
+        search: Search::Beam {
+            width: 0,
+            alpha: 0.0,
+        },
         ..Decode::default()
     };
     let mut ws = Seq2SeqWs::default();

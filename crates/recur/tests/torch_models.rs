@@ -276,8 +276,7 @@ struct PairCase {
 fn load_pairs(name: &str) -> PairCase {
     let dir = cases_dir().join(name);
     let j: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap())
-            .unwrap();
+        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
     let u = |k: &str| j[k].as_u64().unwrap() as usize;
     let mut config = Seq2SeqConfig::new(u("src_vocab"), u("tgt_vocab"));
     config.cell = CellKind::from_name(j["cell"].as_str().unwrap()).unwrap();
@@ -343,7 +342,12 @@ fn run_pairs<T: Float>(c: &PairCase, tol: f64) -> f64 {
             *d = T::from_f64(*s);
         }
     }
-    assert_eq!(m.store.info().len(), c.params.len(), "{}: every tensor used", c.name);
+    assert_eq!(
+        m.store.info().len(),
+        c.params.len(),
+        "{}: every tensor used",
+        c.name
+    );
     let mut ws = Seq2SeqWs::default();
     let b = &c.batch;
     let (bn, un, sn, v) = (b.batch(), b.tgt_steps, b.src_steps, c.config.tgt_vocab);
@@ -352,10 +356,24 @@ fn run_pairs<T: Float>(c: &PairCase, tol: f64) -> f64 {
     // overwrites the logits with their gradient.
     m.forward(&mut ws, b, 1.0, None).unwrap();
     let loss_only = m.loss(&mut ws, b, 0.0, false);
-    check(&c.name, "loss", loss_only, c.expected["loss"].1[0], tol, &mut worst);
+    check(
+        &c.name,
+        "loss",
+        loss_only,
+        c.expected["loss"].1[0],
+        tol,
+        &mut worst,
+    );
     let alpha = m.attention_weights(&ws).to_vec();
     let loss = m.forward_backward_with(&mut ws, b, 1.0, None).unwrap();
-    check(&c.name, "loss (train)", loss, c.expected["loss"].1[0], tol, &mut worst);
+    check(
+        &c.name,
+        "loss (train)",
+        loss,
+        c.expected["loss"].1[0],
+        tol,
+        &mut worst,
+    );
     let want_logits = &c.expected["logits"].1;
     let want_att = &c.expected["attention"].1;
     let mut fresh = Seq2SeqWs::default();
@@ -388,7 +406,14 @@ fn run_pairs<T: Float>(c: &PairCase, tol: f64) -> f64 {
     for p in m.store.info() {
         let (_, want) = &c.expected[&format!("grad.{}", p.name)];
         for (i, (g, w)) in m.store.grads[p.range()].iter().zip(want).enumerate() {
-            check(&c.name, &format!("grad {}[{i}]", p.name), g.to_f64(), *w, tol, &mut worst);
+            check(
+                &c.name,
+                &format!("grad {}[{i}]", p.name),
+                g.to_f64(),
+                *w,
+                tol,
+                &mut worst,
+            );
         }
     }
     // Greedy decoding of source 0, at most 8 tokens, as the fixture's.

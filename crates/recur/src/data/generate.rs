@@ -68,3 +68,48 @@ mod tests {
         assert!(lo > 0.2 && hi < 1.5 && hi - lo > 0.5, "{lo}..{hi}");
     }
 }
+
+/// Keras's addition problem (`addition_rnn.py`): `"a+b"` → `"a+b"'s sum`
+/// for numbers of 1 to `digits` digits, each question once. Returns
+/// `train` + `test` distinct pairs from one seeded draw, so the test
+/// questions are never trained on.
+pub fn addition_pairs(
+    digits: u32,
+    train: usize,
+    test: usize,
+    seed: u64,
+) -> crate::error::Result<(Vec<(String, String)>, Vec<(String, String)>)> {
+    use rand::{Rng, SeedableRng};
+    if !(1..=9).contains(&digits) {
+        return Err(crate::error::Error::Config(format!(
+            "digits must be 1 to 9, got {digits}"
+        )));
+    }
+    let max = 10u64.pow(digits);
+    // Keras draws each number's length first, then its digits.
+    let distinct = (max as f64).powi(2);
+    if (train + test) as f64 > 0.5 * distinct {
+        return Err(crate::error::Error::Config(format!(
+            "{} questions of up to {digits} digits would repeat; ask for at most {}",
+            train + test,
+            (0.5 * distinct) as u64
+        )));
+    }
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let number = |rng: &mut rand_chacha::ChaCha8Rng| -> u64 {
+        let len = rng.random_range(1..=digits);
+        let lo = if len == 1 { 0 } else { 10u64.pow(len - 1) };
+        rng.random_range(lo..10u64.pow(len))
+    };
+    let mut seen = std::collections::HashSet::new();
+    let mut all = Vec::with_capacity(train + test);
+    while all.len() < train + test {
+        let (a, b) = (number(&mut rng), number(&mut rng));
+        // a+b and b+a are the same question, as Keras counts them.
+        if seen.insert((a.min(b), a.max(b))) {
+            all.push((format!("{a}+{b}"), (a + b).to_string()));
+        }
+    }
+    let test_pairs = all.split_off(train);
+    Ok((all, test_pairs))
+}

@@ -13,5 +13,5 @@ mod vocab;
 
 pub use batch::{split_train_val, Batcher, LmBatch, LmData};
 pub use csv::{read_column, Column};
-pub use generate::mackey_glass;
+pub use generate::{addition_pairs, mackey_glass};
 pub use vocab::{read_text, tokenize, Level, Vocab, EOS, UNK};

@@ -115,7 +115,9 @@ impl PairVocab {
         let mut ids = HashMap::with_capacity(tokens.len());
         for (i, t) in tokens.iter().enumerate() {
             if ids.insert(t.clone(), i as u32).is_some() {
-                return Err(Error::Config(format!("token {t:?} is in the vocabulary twice")));
+                return Err(Error::Config(format!(
+                    "token {t:?} is in the vocabulary twice"
+                )));
             }
         }
         Ok(PairVocab { tokens, ids })
@@ -193,11 +195,7 @@ pub fn parse_pairs(text: &str, name: &str) -> Result<Vec<(String, String)>> {
         let mut cols = line.split('\t');
         let (src, tgt) = match (cols.next(), cols.next()) {
             (Some(s), Some(t)) => (s.trim(), t.trim()),
-            _ => {
-                return Err(bad(
-                    "expected `source<TAB>target`, found no tab",
-                ))
-            }
+            _ => return Err(bad("expected `source<TAB>target`, found no tab")),
         };
         if src.is_empty() {
             return Err(bad("the source (first column) is empty"));
@@ -219,11 +217,7 @@ pub fn parse_pairs(text: &str, name: &str) -> Result<Vec<(String, String)>> {
 }
 
 /// Pairs from two parallel files, line by line (`names` for errors).
-pub fn parse_parallel(
-    src: &str,
-    tgt: &str,
-    names: (&str, &str),
-) -> Result<Vec<(String, String)>> {
+pub fn parse_parallel(src: &str, tgt: &str, names: (&str, &str)) -> Result<Vec<(String, String)>> {
     let (a, b): (Vec<&str>, Vec<&str>) = (src.lines().collect(), tgt.lines().collect());
     if a.len() != b.len() {
         return Err(Error::Input {
@@ -462,9 +456,16 @@ mod tests {
         ] {
             let t = split_tokens(s, Level::Word);
             let back = join_tokens(&t, Level::Word);
-            assert_eq!(back, s.split_whitespace().collect::<Vec<_>>().join(" "), "{t:?}");
+            assert_eq!(
+                back,
+                s.split_whitespace().collect::<Vec<_>>().join(" "),
+                "{t:?}"
+            );
         }
-        assert_eq!(split_tokens("Hi, you.", Level::Word), ["Hi", "￭,", "you", "￭."]);
+        assert_eq!(
+            split_tokens("Hi, you.", Level::Word),
+            ["Hi", "￭,", "you", "￭."]
+        );
     }
 
     #[test]

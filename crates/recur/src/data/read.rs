@@ -17,7 +17,12 @@ use crate::error::{Error, Result};
 // Shared helpers
 
 /// An [`Error::Input`] at a line (and field) of a source.
-pub(crate) fn at(source: &str, line: usize, field: Option<String>, message: impl Into<String>) -> Error {
+pub(crate) fn at(
+    source: &str,
+    line: usize,
+    field: Option<String>,
+    message: impl Into<String>,
+) -> Error {
     Error::Input {
         path: source.to_string(),
         line: Some(line),

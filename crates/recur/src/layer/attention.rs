@@ -19,6 +19,7 @@
 //! Rows of a step may outnumber the sources: row n attends to source
 //! `n / group` (a beam of `group` hypotheses per source).
 
+use multiversion::multiversion;
 use serde::{Deserialize, Serialize};
 
 use crate::float::Float;
@@ -88,8 +89,6 @@ pub struct AttentionWs<T> {
     pub alpha: Vec<T>,
     /// `[U, N, K]` the contexts.
     pub ctx: Vec<T>,
-    /// `[U, N, S, A]` tanh(Wa·q + Ua·k) (Bahdanau).
-    e: Vec<T>,
     /// `[U, N, H]` the queries.
     pub q: Vec<T>,
     /// `[U, N, A]` Wa·q + b (Bahdanau), then its gradient.
@@ -104,9 +103,11 @@ pub struct AttentionWs<T> {
     d_cat: Vec<T>,
     /// `[N, S]` dL/d(score) of one step.
     d_score: Vec<T>,
+    /// `[A]` dL/d(Wa·q + b) of one row.
+    d_row: Vec<T>,
     /// The steps started (capacity U) and the rows per step.
     cap: usize,
-    /// Whether every step's `e` is kept for backward (else one slot).
+    /// Whether every step's scratch is kept for backward (else one slot).
     keep: bool,
     rows: usize,
 }
@@ -204,7 +205,17 @@ impl Attention {
                 self.ua.unwrap().forward(store, keys, sb, &mut ws.kproj);
             }
             AttentionKind::General => {
-                gemm_nt(sb, h, k, keys, k, self.w.unwrap().of(&store.params), &mut ws.kproj, h, false);
+                gemm_nt(
+                    sb,
+                    h,
+                    k,
+                    keys,
+                    k,
+                    self.w.unwrap().of(&store.params),
+                    &mut ws.kproj,
+                    h,
+                    false,
+                );
             }
             AttentionKind::Dot => ws.kproj.copy_from_slice(keys),
             AttentionKind::None => {}
@@ -248,25 +259,18 @@ impl Attention {
         let p = &store.params;
         let alpha = &mut ws.alpha[u * n * sn..][..n * sn];
         if self.kind == AttentionKind::Bahdanau {
-            let slots = if ws.keep { ws.cap } else { 1 };
-            ws.e.resize(slots * n * sn * a, T::ZERO);
+            // tanh(Wa·q + Ua·k) is not stored: backward recomputes it, so
+            // memory stays linear in S and U.
             let wq = &mut ws.wq[us * n * a..][..n * a];
             self.wa.unwrap().forward(store, q, n, wq);
             let va = self.va.unwrap();
             let (vw, vb) = (va.weight().of(p), va.bias().of(p)[0]);
-            let e = &mut ws.e[us * n * sn * a..][..n * sn * a];
             for r in 0..n {
                 let b = r / group;
+                let wq_r = &wq[r * a..][..a];
                 for s in 0..lengths[b] {
-                    let er = &mut e[(r * sn + s) * a..][..a];
                     let kp = &ws.kproj[(s * bs + b) * a..][..a];
-                    let mut score = vb;
-                    for j in 0..a {
-                        let t = (wq[r * a + j] + kp[j]).tanh();
-                        er[j] = t;
-                        score += vw[j] * t;
-                    }
-                    alpha[r * sn + s] = score;
+                    alpha[r * sn + s] = vb + additive_score(wq_r, kp, vw);
                 }
             }
         } else {
@@ -346,7 +350,17 @@ impl Attention {
             }
             ws.d_cat.resize(n * (k + h), T::ZERO);
             let wc = self.wc.unwrap();
-            gemm_nn(n, k + h, h, d_pre, h, wc.weight().of(&store.params), &mut ws.d_cat, k + h, false);
+            gemm_nn(
+                n,
+                k + h,
+                h,
+                d_pre,
+                h,
+                wc.weight().of(&store.params),
+                &mut ws.d_cat,
+                k + h,
+                false,
+            );
             for r in 0..n {
                 for (g, d) in d_q[r * h..][..h]
                     .iter_mut()
@@ -389,24 +403,23 @@ impl Attention {
             AttentionKind::Bahdanau => {
                 let va = self.va.unwrap();
                 let vw = va.weight().of(params);
-                let e = &ws.e[u * n * sn * a..][..n * sn * a];
                 let d_wq = &mut ws.wq[u * n * a..][..n * a];
-                d_wq.fill(T::ZERO);
                 let (vw_at, vb_at) = (va.weight().range().start, va.bias().range().start);
+                ws.d_row.resize(a, T::ZERO);
                 for r in 0..n {
                     let b = r / group;
+                    let wq_r = &mut d_wq[r * a..][..a];
+                    ws.d_row.fill(T::ZERO);
                     for s in 0..lengths[b] {
                         let ds = ws.d_score[r * sn + s];
                         grads[vb_at] += ds;
-                        let er = &e[(r * sn + s) * a..][..a];
+                        let kp = &ws.kproj[(s * bs + b) * a..][..a];
                         let dk = &mut ws.d_kproj[(s * bs + b) * a..][..a];
-                        for j in 0..a {
-                            grads[vw_at + j] += ds * er[j];
-                            let de = ds * vw[j] * (T::ONE - er[j] * er[j]);
-                            dk[j] += de;
-                            d_wq[r * a + j] += de;
-                        }
+                        let d_vw = &mut grads[vw_at..][..a];
+                        additive_backward(wq_r, kp, vw, ds, d_vw, dk, &mut ws.d_row);
                     }
+                    // Wa·q + b is read for the last time: its gradient takes its place.
+                    wq_r.copy_from_slice(&ws.d_row);
                 }
                 // d_q += d(Wa q)·Wa; dWa waits for finish_backward.
                 let wa = self.wa.unwrap();
@@ -456,7 +469,17 @@ impl Attention {
                     .backward(store, &ws.q[..rows * h], &ws.wq[..rows * h], rows, None);
                 let ua = self.ua.unwrap();
                 // d_keys += d_kproj · Ua; dUa += d_kprojᵀ keys (bias: Σ).
-                gemm_nn(sb, k, h, &ws.d_kproj, h, ua.weight().of(&store.params), d_keys, k, true);
+                gemm_nn(
+                    sb,
+                    k,
+                    h,
+                    &ws.d_kproj,
+                    h,
+                    ua.weight().of(&store.params),
+                    d_keys,
+                    k,
+                    true,
+                );
                 ua.backward(store, keys, &ws.d_kproj, sb, None);
             }
             AttentionKind::General => {
@@ -473,10 +496,64 @@ impl Attention {
             AttentionKind::None => {}
         }
         if self.kind.luong() {
-            self.wc
-                .unwrap()
-                .backward(store, &ws.cat[..rows * (k + h)], &ws.d_pre[..rows * h], rows, None);
+            self.wc.unwrap().backward(
+                store,
+                &ws.cat[..rows * (k + h)],
+                &ws.d_pre[..rows * h],
+                rows,
+                None,
+            );
         }
+    }
+}
+
+/// Σ_j v_j · tanh(wq_j + k_j): one additive score, in fixed lanes so it
+/// vectorises and stays deterministic.
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx512dq+avx2+fma", "x86_64+avx2+fma"))]
+fn additive_score<T: Float>(wq: &[T], k: &[T], v: &[T]) -> T {
+    const LANES: usize = 16;
+    let mut acc = [T::ZERO; LANES];
+    let n = wq.len() / LANES * LANES;
+    for ((w, k), v) in wq[..n]
+        .chunks_exact(LANES)
+        .zip(k[..n].chunks_exact(LANES))
+        .zip(v[..n].chunks_exact(LANES))
+    {
+        for l in 0..LANES {
+            acc[l] += v[l] * (w[l] + k[l]).tanh();
+        }
+    }
+    let mut s = T::ZERO;
+    for j in n..wq.len() {
+        s += v[j] * (wq[j] + k[j]).tanh();
+    }
+    for a in acc {
+        s += a;
+    }
+    s
+}
+
+/// Backward of one additive score with gradient `ds`, recomputing
+/// e = tanh(wq + k): dv += ds·e, and ds·v·(1 − e²) added into both dk and
+/// d_wq.
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx512dq+avx2+fma", "x86_64+avx2+fma"))]
+fn additive_backward<T: Float>(
+    wq: &[T],
+    k: &[T],
+    v: &[T],
+    ds: T,
+    dv: &mut [T],
+    dk: &mut [T],
+    d_wq: &mut [T],
+) {
+    let a = wq.len();
+    let (k, v, dv, dk, d_wq) = (&k[..a], &v[..a], &mut dv[..a], &mut dk[..a], &mut d_wq[..a]);
+    for j in 0..a {
+        let e = (wq[j] + k[j]).tanh();
+        dv[j] += ds * e;
+        let de = ds * v[j] * (T::ONE - e * e);
+        dk[j] += de;
+        d_wq[j] += de;
     }
 }
 

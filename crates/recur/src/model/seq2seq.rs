@@ -150,7 +150,9 @@ impl Seq2SeqConfig {
         }
         n = n.checked_add(match self.attention {
             AttentionKind::None => 0,
-            AttentionKind::Bahdanau => lin(h, h)?.checked_add(lin(k, h)?)?.checked_add(lin(h, 1)?)?,
+            AttentionKind::Bahdanau => lin(h, h)?
+                .checked_add(lin(k, h)?)?
+                .checked_add(lin(h, 1)?)?,
             AttentionKind::General => h.checked_mul(k)?.checked_add(lin(k + h, h)?)?,
             AttentionKind::Dot => lin(k + h, h)?,
         })?;
@@ -248,12 +250,23 @@ impl TeacherForcing {
                 "teacher forcing: expected a ratio in [0, 1], linear:K[:FLOOR], exponential:K or inverse-sigmoid:K, got {s:?}"
             ))
         };
-        let num = |v: &str| v.parse::<f64>().ok().filter(|x| x.is_finite()).ok_or_else(bad);
+        let num = |v: &str| {
+            v.parse::<f64>()
+                .ok()
+                .filter(|x| x.is_finite())
+                .ok_or_else(bad)
+        };
         let parts: Vec<&str> = s.split(':').collect();
         let tf = match parts[..] {
             [r] => TeacherForcing::Constant { ratio: num(r)? },
-            ["linear", k] => TeacherForcing::Linear { k: num(k)?, floor: 0.0 },
-            ["linear", k, f] => TeacherForcing::Linear { k: num(k)?, floor: num(f)? },
+            ["linear", k] => TeacherForcing::Linear {
+                k: num(k)?,
+                floor: 0.0,
+            },
+            ["linear", k, f] => TeacherForcing::Linear {
+                k: num(k)?,
+                floor: num(f)?,
+            },
             ["exponential", k] => TeacherForcing::Exponential { k: num(k)? },
             ["inverse-sigmoid", k] => TeacherForcing::InverseSigmoid { k: num(k)? },
             _ => return Err(bad()),
@@ -554,7 +567,9 @@ impl<T: Float> Seq2Seq<T> {
             return bad("a batch needs at least one pair with a source".into());
         }
         if b.src.len() != sn * bn || b.tgt_in.len() != un * bn || b.tgt_out.len() != un * bn {
-            return bad(format!("a batch's ids do not fit [S={sn}, B={bn}] and [U={un}, B={bn}]"));
+            return bad(format!(
+                "a batch's ids do not fit [S={sn}, B={bn}] and [U={un}, B={bn}]"
+            ));
         }
         if b.tgt_lengths.len() != bn
             || b.src_lengths.iter().any(|&l| l == 0 || l > sn)
@@ -566,7 +581,12 @@ impl<T: Float> Seq2Seq<T> {
         if let Some(id) = b.src.iter().find(|&&i| i as usize >= vs) {
             return bad(format!("source id {id} is outside the vocabulary of {vs}"));
         }
-        if let Some(id) = b.tgt_in.iter().chain(&b.tgt_out).find(|&&i| i as usize >= vt) {
+        if let Some(id) = b
+            .tgt_in
+            .iter()
+            .chain(&b.tgt_out)
+            .find(|&&i| i as usize >= vt)
+        {
             return bad(format!("target id {id} is outside the vocabulary of {vt}"));
         }
         Ok(())
@@ -687,7 +707,8 @@ impl<T: Float> Seq2Seq<T> {
                 }
             }
             let x_u = &mut ws.tgt_x[rows.start * e..rows.end * e];
-            self.tgt_emb.forward(&self.store, &ws.tokens[rows.clone()], x_u);
+            self.tgt_emb
+                .forward(&self.store, &ws.tokens[rows.clone()], x_u);
             if ws.tgt_dropped {
                 let m = &mut ws.tgt_mask[rows.start * e..rows.end * e];
                 dropout_forward(x_u, m, p, reborrow(&mut train).expect("training"));
@@ -740,7 +761,8 @@ impl<T: Float> Seq2Seq<T> {
             }
         }
         if !sampling {
-            self.out.forward(&self.store, &ws.o, un * bn, &mut ws.logits);
+            self.out
+                .forward(&self.store, &ws.o, un * bn, &mut ws.logits);
         }
         Ok(())
     }
@@ -784,8 +806,13 @@ impl<T: Float> Seq2Seq<T> {
         let att = self.attention;
         // The output layer over all steps at once.
         ws.d_o.resize(un * bn * h, T::ZERO);
-        self.out
-            .backward(&mut self.store, &ws.o, &ws.logits, un * bn, Some(&mut ws.d_o));
+        self.out.backward(
+            &mut self.store,
+            &ws.o,
+            &ws.logits,
+            un * bn,
+            Some(&mut ws.d_o),
+        );
         if ws.o_dropped {
             dropout_backward(&mut ws.d_o, &ws.o_mask);
         }
@@ -905,7 +932,13 @@ impl<T: Float> Seq2Seq<T> {
                         .map(|(g, y)| *g * (T::ONE - *y * *y))
                         .collect();
                     ws.d_bridge.resize(l * bn * k, T::ZERO);
-                    lin.backward(&mut self.store, input, &d_lin, l * bn, Some(&mut ws.d_bridge));
+                    lin.backward(
+                        &mut self.store,
+                        input,
+                        &d_lin,
+                        l * bn,
+                        Some(&mut ws.d_bridge),
+                    );
                     scatter_bridge(&c, &ws.d_bridge, d_enc, bn);
                 }
             }
@@ -964,12 +997,22 @@ impl<T: Float> Seq2Seq<T> {
             Search::Beam { width, alpha } => (width, alpha),
             _ => (1, 0.0),
         };
-        if let Search::Sample { temperature, top_p, top_k, .. } = how.search {
+        if let Search::Sample {
+            temperature,
+            top_p,
+            top_k,
+            ..
+        } = how.search
+        {
             if !(temperature.is_finite() && temperature > 0.0) {
-                return Err(Error::Config(format!("temperature must be > 0, got {temperature}")));
+                return Err(Error::Config(format!(
+                    "temperature must be > 0, got {temperature}"
+                )));
             }
             if top_k == Some(0) || top_p.is_some_and(|p| !(p > 0.0 && p <= 1.0)) {
-                return Err(Error::Config("top-k must be ≥ 1 and top-p in (0, 1]".into()));
+                return Err(Error::Config(
+                    "top-k must be ≥ 1 and top-p in (0, 1]".into(),
+                ));
             }
         }
         if how.nbest == 0 || how.nbest > width {
@@ -1002,7 +1045,11 @@ impl<T: Float> Seq2Seq<T> {
         }
         let limits: Vec<usize> = lengths
             .iter()
-            .map(|&s| ((how.max_ratio * s as f64).ceil() as usize + 5).min(how.max_len).max(1))
+            .map(|&s| {
+                ((how.max_ratio * s as f64).ceil() as usize + 5)
+                    .min(how.max_len)
+                    .max(1)
+            })
             .collect();
         let max_steps = *limits.iter().max().expect("non-empty");
         self.encode(ws, &src, &lengths, &mut None)?;
@@ -1063,7 +1110,15 @@ impl<T: Float> Seq2Seq<T> {
             match att.kind() {
                 AttentionKind::Bahdanau => {
                     let k = c.keys();
-                    let ctx = att.step(&self.store, &mut ws.att, u, &hs[top..][..n * h], &keys, &lengths, width);
+                    let ctx = att.step(
+                        &self.store,
+                        &mut ws.att,
+                        u,
+                        &hs[top..][..n * h],
+                        &keys,
+                        &lengths,
+                        width,
+                    );
                     for r in 0..n {
                         x[r * i_dec + e..][..k].copy_from_slice(&ctx[r * k..][..k]);
                     }
@@ -1076,14 +1131,23 @@ impl<T: Float> Seq2Seq<T> {
                 _ => {}
             }
             let c0 = lstm.then_some(&cs[..]);
-            self.decoder.start(&self.store, &mut ws.dec, n, 1, Some(&hs), c0)?;
+            self.decoder
+                .start(&self.store, &mut ws.dec, n, 1, Some(&hs), c0)?;
             self.decoder.step(&self.store, &mut ws.dec, &x, None)?;
             hs.copy_from_slice(ws.dec.h_n());
             if lstm {
                 cs.copy_from_slice(ws.dec.c_n());
             }
             if att.kind().luong() {
-                let ht = att.step(&self.store, &mut ws.att, u, &hs[top..][..n * h], &keys, &lengths, width);
+                let ht = att.step(
+                    &self.store,
+                    &mut ws.att,
+                    u,
+                    &hs[top..][..n * h],
+                    &keys,
+                    &lengths,
+                    width,
+                );
                 o.copy_from_slice(ht);
                 feed.copy_from_slice(ht);
             } else {
@@ -1112,9 +1176,18 @@ impl<T: Float> Seq2Seq<T> {
                                 cand.push((scores[r] + lp, r, t as u32));
                             }
                         }
-                        Search::Sample { temperature, top_k, top_p, .. } => {
+                        Search::Sample {
+                            temperature,
+                            top_k,
+                            top_p,
+                            ..
+                        } => {
                             let row32: Vec<f32> = row.iter().map(|x| x.to_f64() as f32).collect();
-                            let how = crate::sample::Decoding::Sample { temperature, top_k, top_p };
+                            let how = crate::sample::Decoding::Sample {
+                                temperature,
+                                top_k,
+                                top_p,
+                            };
                             let t = crate::sample::choose(&row32, how, &mut rng, &mut scratch);
                             cand.push((scores[r] + logp[t as usize], r, t));
                         }
@@ -1133,7 +1206,18 @@ impl<T: Float> Seq2Seq<T> {
                         break;
                     }
                     if t == EOS_ID || last {
-                        let hyp = self.read_back(&parents, &picked, r, t, u, s, alpha, t == EOS_ID, ws, sn);
+                        let hyp = self.read_back(
+                            &parents,
+                            &picked,
+                            r,
+                            t,
+                            u,
+                            s,
+                            alpha,
+                            t == EOS_ID,
+                            ws,
+                            sn,
+                        );
                         finals[b].push(hyp);
                         if finals[b].len() >= width {
                             break;
@@ -1253,25 +1337,25 @@ impl<T: Float> Seq2Seq<T> {
             total += self.loss(ws, b, 0.0, false) * n as f64;
             count += n;
         }
-        let loss = if count == 0 { 0.0 } else { total / count as f64 };
+        let loss = if count == 0 {
+            0.0
+        } else {
+            total / count as f64
+        };
         let mut e = Evaluation {
             loss,
             ..Evaluation::default()
         };
         e.metrics.insert("perplexity".into(), loss.exp());
-        e.metrics.insert(
-            "accuracy".into(),
-            correct as f64 / count.max(1) as f64,
-        );
+        e.metrics
+            .insert("accuracy".into(), correct as f64 / count.max(1) as f64);
         Ok(e)
     }
 }
 
 /// Best first: higher score, then lower row, then lower token.
 fn by_score(a: &(f64, usize, u32), b: &(f64, usize, u32)) -> std::cmp::Ordering {
-    b.0.total_cmp(&a.0)
-        .then(a.1.cmp(&b.1))
-        .then(a.2.cmp(&b.2))
+    b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2))
 }
 
 /// The first index of the largest value.
