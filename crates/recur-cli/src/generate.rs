@@ -41,9 +41,47 @@ pub struct GenerateArgs {
     /// Seed of the sampling stream.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// A conditioned model: the condition, a label name or comma-separated numbers.
+    #[arg(long, value_name = "ROW|LABEL")]
+    condition: Option<String>,
+    /// A conditioned model: sequences to write, one per line.
+    #[arg(long, default_value_t = 1)]
+    count: usize,
 }
 
 pub fn run(a: GenerateArgs) -> CliResult {
+    if recur::checkpoint::file_format(&a.model)? == recur::model::seq2seq::SEQ2SEQ_FORMAT {
+        use recur::model::seq2seq::Search;
+        let (search, nbest) = if a.greedy {
+            (Search::Greedy, 1)
+        } else if let Some(width) = a.beam {
+            (Search::Beam { width, alpha: 0.6 }, 1)
+        } else {
+            (
+                Search::Sample {
+                    temperature: a.temperature,
+                    top_k: a.top_k,
+                    top_p: a.top_p,
+                    seed: a.seed,
+                },
+                1,
+            )
+        };
+        return crate::seq2seq::generate(
+            &a.model,
+            a.condition.as_deref(),
+            a.count,
+            a.length,
+            search,
+            nbest,
+        );
+    }
+    if a.condition.is_some() {
+        bail!(
+            "--condition: {} is a language model without a condition",
+            a.model.display()
+        );
+    }
     let (model, vocab) = load_lm(&a.model)?;
     let prime = match &a.prime {
         Some(p) if !p.is_empty() => vocab.encode(&tokenize(p, vocab.level), "--prime")?,

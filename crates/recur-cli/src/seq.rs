@@ -139,7 +139,7 @@ fn read_settings(a: &TrainArgs, task: SeqTask) -> anyhow::Result<ReadSettings> {
     Ok(rs)
 }
 
-fn read_settings_of(a: &TrainArgs, kind: &str) -> anyhow::Result<ReadSettings> {
+pub(crate) fn read_settings_of(a: &TrainArgs, kind: &str) -> anyhow::Result<ReadSettings> {
     Ok(ReadSettings {
         kind: kind.to_string(),
         encoding: a.encoding.clone(),

@@ -18,8 +18,8 @@ use recur::data::pairs::{
 use recur::data::Level;
 use recur::layer::attention::AttentionKind;
 use recur::model::seq2seq::{
-    Decode, Hypothesis, Search, Seq2Seq, Seq2SeqConfig, Seq2SeqMeta, Seq2SeqTraining, Seq2SeqWs,
-    TeacherForcing,
+    Condition, ConditionMode, Decode, Hypothesis, Search, Seq2Seq, Seq2SeqConfig, Seq2SeqMeta,
+    Seq2SeqTraining, Seq2SeqWs, TeacherForcing,
 };
 use recur::plot::attention_plot;
 use recur::train::{Budget, Data, Trainer};
@@ -43,14 +43,55 @@ struct PairRunFile {
     batch: usize,
     val_fraction: f64,
     seed: u64,
+    /// A conditioned decoder: `label` or the condition file, and how the
+    /// labelled texts were read.
+    #[serde(default)]
+    condition: Option<String>,
+    #[serde(default)]
+    read: Option<crate::seqdata::ReadSettings>,
 }
 
-/// Whether `dir` holds a sequence-to-sequence run.
+/// Whether `dir` holds a run of an encoder–decoder or a conditioned decoder.
 pub fn is_run(dir: &Path) -> bool {
     std::fs::read_to_string(dir.join("run.json"))
         .ok()
         .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .is_some_and(|v| v.get("task").and_then(|t| t.as_str()) == Some("seq2seq"))
+        .is_some_and(|v| {
+            matches!(
+                v.get("task").and_then(|t| t.as_str()),
+                Some("seq2seq" | "conditioned")
+            )
+        })
+}
+
+/// Reads the training examples (and the held-out ones of `--valid`): pairs,
+/// or sequences with conditions; with the label names of a label condition.
+fn read_examples(
+    data: &[PathBuf],
+    valid: Option<&PathBuf>,
+    condition: Option<&str>,
+    rs: Option<&crate::seqdata::ReadSettings>,
+    level: Level,
+    labels: Option<&[String]>,
+) -> anyhow::Result<(Tokenized, Option<Tokenized>, Vec<String>)> {
+    let Some(spec) = condition else {
+        let all = tokenize_pairs(&read_pairs(data)?, level);
+        let valid = match valid {
+            Some(v) => Some(tokenize_pairs(&read_pairs(std::slice::from_ref(v))?, level)),
+            None => None,
+        };
+        return Ok((all, valid, Vec::new()));
+    };
+    let rs = rs.context("reader settings of a label condition")?;
+    let (all, names) = read_conditioned(data, spec, level, rs, labels)?;
+    let valid = match valid {
+        Some(v) if spec == "label" => {
+            Some(read_conditioned(std::slice::from_ref(v), spec, level, rs, Some(&names))?.0)
+        }
+        Some(_) => bail!("--valid: with --condition FILE, hold out with --val-fraction instead"),
+        None => None,
+    };
+    Ok((all, valid, names))
 }
 
 /// Reads pairs: one `source<TAB>target` file, or two parallel files.
@@ -83,23 +124,200 @@ fn parse_level(s: &str) -> anyhow::Result<Level> {
     Level::from_name(s).with_context(|| format!("--level: expected char or word, got '{s}'"))
 }
 
-type Tokenized = Vec<(Vec<String>, Vec<String>)>;
+/// One example as tokens: a source (empty for a decoder alone), a
+/// target, and a condition (empty without).
+#[derive(Clone)]
+struct Ex {
+    src: Vec<String>,
+    tgt: Vec<String>,
+    cond: Vec<f32>,
+}
+
+type Tokenized = Vec<Ex>;
 
 fn tokenize_pairs(pairs: &[(String, String)], level: Level) -> Tokenized {
     pairs
         .iter()
-        .map(|(s, t)| (split_tokens(s, level), split_tokens(t, level)))
+        .map(|(s, t)| Ex {
+            src: split_tokens(s, level),
+            tgt: split_tokens(t, level),
+            cond: Vec::new(),
+        })
         .collect()
 }
 
 fn encode(pairs: &Tokenized, meta: &(PairVocab, PairVocab)) -> Vec<PairExample> {
     pairs
         .iter()
-        .map(|(s, t)| PairExample {
-            src: meta.0.ids(s),
-            tgt: meta.1.ids(t),
+        .map(|x| PairExample {
+            src: meta.0.ids(&x.src),
+            tgt: meta.1.ids(&x.tgt),
+            cond: x.cond.clone(),
         })
         .collect()
+}
+
+/// What a conditioned decoder trains on: the sequences, their
+/// conditions, and (for labels) the label names.
+fn read_conditioned(
+    a_data: &[PathBuf],
+    spec: &str,
+    level: Level,
+    rs: &crate::seqdata::ReadSettings,
+    labels: Option<&[String]>,
+) -> anyhow::Result<(Tokenized, Vec<String>)> {
+    if spec == "label" {
+        // Labelled texts in any of the classifier's formats; one-hot labels.
+        let items = crate::seqdata::read_items(
+            a_data,
+            recur::model::seq::SeqTask::Classify,
+            rs,
+            crate::seqdata::Part::Train,
+            true,
+        )?;
+        let names: Vec<String> = match labels {
+            Some(l) => l.to_vec(),
+            None => {
+                let mut l: Vec<String> =
+                    items.items.iter().filter_map(|i| i.label.clone()).collect();
+                l.sort();
+                l.dedup();
+                l
+            }
+        };
+        let mut out = Vec::with_capacity(items.items.len());
+        for (it, text) in items.items.iter().zip(&items.texts) {
+            let label = it.label.clone().unwrap_or_default();
+            let Some(k) = names.iter().position(|n| *n == label) else {
+                bail!(
+                    "{}:{}: label '{label}' is not one of the model's {names:?}",
+                    items.source,
+                    it.line
+                );
+            };
+            let mut cond = vec![0.0; names.len()];
+            cond[k] = 1.0;
+            out.push(Ex {
+                src: Vec::new(),
+                tgt: split_tokens(text, level),
+                cond,
+            });
+        }
+        return Ok((out, names));
+    }
+    let [data] = a_data else {
+        bail!("--data: with --condition FILE, one text file of sequences, one per line");
+    };
+    let text = std::fs::read_to_string(data)
+        .with_context(|| format!("{}: cannot read as UTF-8 text", data.display()))?;
+    let lines: Vec<&str> = text.lines().collect();
+    let conds = read_condition_rows(Path::new(spec), labels)?;
+    if conds.0.len() != lines.len() {
+        bail!(
+            "--condition {spec}: has {} rows but {} has {} lines: one condition per sequence",
+            conds.0.len(),
+            data.display(),
+            lines.len()
+        );
+    }
+    let mut out = Vec::new();
+    for (i, (line, cond)) in lines.iter().zip(conds.0).enumerate() {
+        let tgt = split_tokens(line.trim_end_matches('\r'), level);
+        if tgt.is_empty() {
+            bail!("{}:{}: the sequence is empty", data.display(), i + 1);
+        }
+        out.push(Ex {
+            src: Vec::new(),
+            tgt,
+            cond,
+        });
+    }
+    Ok((out, conds.1))
+}
+
+/// Condition rows from a `.csv` (numbers; a header row is skipped), a
+/// `.safetensors` file (one 2-D tensor `[N, C]`), or a text file of labels,
+/// one per line (one-hot, in the order `labels` gives or sorted).
+fn read_condition_rows(
+    path: &Path,
+    labels: Option<&[String]>,
+) -> anyhow::Result<(Vec<Vec<f32>>, Vec<String>)> {
+    let name = path.display().to_string();
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    if ext == "safetensors" {
+        let t = recur::checkpoint::read_tensors(path)?;
+        let mut it = t.tensors.iter();
+        let (Some((tname, (shape, values))), None) = (it.next(), it.next()) else {
+            bail!(
+                "{name}: expected exactly one tensor [N, C] of conditions, found {}",
+                t.tensors.len()
+            );
+        };
+        let [n, c] = shape[..] else {
+            bail!("{name}: tensor '{tname}' has shape {shape:?}; expected [N, C]");
+        };
+        return Ok((
+            values
+                .chunks(c.max(1))
+                .take(n)
+                .map(<[f32]>::to_vec)
+                .collect(),
+            Vec::new(),
+        ));
+    }
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("{name}: cannot read as UTF-8 text"))?;
+    if ext == "csv" {
+        let mut rows = Vec::new();
+        let mut width = None;
+        for (i, line) in text.lines().enumerate() {
+            let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+            let nums: Result<Vec<f32>, _> = fields.iter().map(|f| f.parse::<f32>()).collect();
+            match nums {
+                Err(_) if i == 0 => continue,
+                Err(_) => bail!(
+                    "{name}:{}: expected {} comma-separated numbers, got {line:?}",
+                    i + 1,
+                    width.unwrap_or(fields.len())
+                ),
+                Ok(v) => {
+                    if v.iter().any(|x| !x.is_finite()) {
+                        bail!("{name}:{}: a value is not a finite number", i + 1);
+                    }
+                    if *width.get_or_insert(v.len()) != v.len() {
+                        bail!(
+                            "{name}:{}: {} values; the rows above have {}",
+                            i + 1,
+                            v.len(),
+                            width.unwrap_or(0)
+                        );
+                    }
+                    rows.push(v);
+                }
+            }
+        }
+        return Ok((rows, Vec::new()));
+    }
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    let names: Vec<String> = match labels {
+        Some(l) => l.to_vec(),
+        None => {
+            let mut l: Vec<String> = lines.iter().map(|s| s.to_string()).collect();
+            l.sort();
+            l.dedup();
+            l
+        }
+    };
+    let mut rows = Vec::new();
+    for (i, l) in lines.iter().enumerate() {
+        let Some(k) = names.iter().position(|n| n == l) else {
+            bail!("{name}:{}: label '{l}' is not one of {names:?}", i + 1);
+        };
+        let mut v = vec![0.0; names.len()];
+        v[k] = 1.0;
+        rows.push(v);
+    }
+    Ok((rows, names))
 }
 
 /// The training pairs (filtered by length) and the held-out ones.
@@ -134,7 +352,7 @@ fn split(
     };
     let before = train.len();
     if max_tokens > 0 {
-        train.retain(|(s, t)| s.len() <= max_tokens && t.len() <= max_tokens);
+        train.retain(|x| x.src.len() <= max_tokens && x.tgt.len() <= max_tokens);
     }
     if train.is_empty() {
         bail!("no training pairs left (--max-tokens {max_tokens} removed them all)");
@@ -192,15 +410,23 @@ pub fn train(a: TrainArgs) -> CliResult {
     );
     // The held-out pairs, and how the best model translates them.
     let level = parse_level(&rf.level)?;
-    let tsv: String = valid
-        .iter()
-        .map(|(s, t)| format!("{}\t{}\n", join_tokens(s, level), join_tokens(t, level)))
-        .collect();
-    write_atomic(&out.join("valid.tsv"), tsv.as_bytes())?;
-    if !valid.is_empty() {
+    if !c.decoder_only {
+        let tsv: String = valid
+            .iter()
+            .map(|x| {
+                format!(
+                    "{}\t{}\n",
+                    join_tokens(&x.src, level),
+                    join_tokens(&x.tgt, level)
+                )
+            })
+            .collect();
+        write_atomic(&out.join("valid.tsv"), tsv.as_bytes())?;
+    }
+    if !valid.is_empty() && !c.decoder_only {
         let best = load_seq2seq(&out.join("model.safetensors"))?;
-        let sources: Vec<String> = valid.iter().map(|(s, _)| join_tokens(s, level)).collect();
-        let refs: Vec<String> = valid.iter().map(|(_, t)| join_tokens(t, level)).collect();
+        let sources: Vec<String> = valid.iter().map(|x| join_tokens(&x.src, level)).collect();
+        let refs: Vec<String> = valid.iter().map(|x| join_tokens(&x.tgt, level)).collect();
         let hyps = translate_all(&best, &sources, &Decode::default(), true)?;
         let text: Vec<String> = hyps.iter().map(|h| h[0].text.clone()).collect();
         let bleu = corpus_bleu(&text, &refs);
@@ -275,11 +501,21 @@ fn start(a: &TrainArgs) -> anyhow::Result<Started> {
             "--data: give the pairs to train on (source<TAB>target lines, or two parallel files)"
         );
     }
-    let all = tokenize_pairs(&read_pairs(&a.data)?, level);
-    let valid = match &a.valid {
-        Some(v) => Some(tokenize_pairs(&read_pairs(std::slice::from_ref(v))?, level)),
+    let rs = match &a.condition {
+        Some(_) => Some(crate::seq::read_settings_of(
+            a,
+            crate::seqdata::ReadSettings::detect_kind(&a.data),
+        )?),
         None => None,
     };
+    let (all, valid, labels) = read_examples(
+        &a.data,
+        a.valid.as_ref(),
+        a.condition.as_deref(),
+        rs.as_ref(),
+        level,
+        None,
+    )?;
     let max_tokens = a
         .max_tokens
         .unwrap_or(if level == Level::Word { 50 } else { 200 });
@@ -291,16 +527,35 @@ fn start(a: &TrainArgs) -> anyhow::Result<Started> {
     }
     let vocab = a.vocab.unwrap_or(0);
     let vocabs = (
-        PairVocab::fit(train.iter().map(|p| &p.0[..]), a.min_count, vocab),
-        PairVocab::fit(train.iter().map(|p| &p.1[..]), a.min_count, vocab),
+        PairVocab::fit(train.iter().map(|p| &p.src[..]), a.min_count, vocab),
+        PairVocab::fit(train.iter().map(|p| &p.tgt[..]), a.min_count, vocab),
     );
     let mut config = model_config(a, vocabs.0.len(), vocabs.1.len())?;
     config.src_vocab = vocabs.0.len();
-    let longest = train.iter().map(|p| p.0.len()).max().unwrap_or(1);
+    if a.condition.is_some() {
+        config.decoder_only = true;
+        config.attention = AttentionKind::None;
+        let mode = ConditionMode::from_name(&a.condition_mode).with_context(|| {
+            format!(
+                "--condition-mode: expected init, first-step or every-step, got '{}'",
+                a.condition_mode
+            )
+        })?;
+        config.condition = Some(Condition {
+            features: train[0].cond.len(),
+            mode,
+        });
+    }
+    let longest = train.iter().map(|p| p.src.len()).max().unwrap_or(1);
     let mut meta = Seq2SeqMeta {
-        src_tokens: vocabs.0.tokens.clone(),
+        src_tokens: if config.decoder_only {
+            Vec::new()
+        } else {
+            vocabs.0.tokens.clone()
+        },
         tgt_tokens: vocabs.1.tokens.clone(),
         level: level.name().into(),
+        condition_labels: labels,
         ..Seq2SeqMeta::default()
     };
     meta.data
@@ -325,7 +580,14 @@ fn start(a: &TrainArgs) -> anyhow::Result<Started> {
     let t = Trainer::new(model, data, cfg)?;
     let lock = crate::runlock::claim(&a.out)?;
     let rf = PairRunFile {
-        task: "seq2seq".into(),
+        task: if a.condition.is_some() {
+            "conditioned"
+        } else {
+            "seq2seq"
+        }
+        .into(),
+        condition: a.condition.clone(),
+        read: rs,
         data: a.data.clone(),
         valid: a.valid.clone(),
         level: level.name().into(),
@@ -363,16 +625,18 @@ fn resume(a: &TrainArgs, dir: &Path) -> anyhow::Result<Started> {
     write_run_file(&rf_path, &rf)?;
     let level = parse_level(&rf.level)?;
     let model = load_seq2seq(&dir.join("last.safetensors"))?;
-    let all = tokenize_pairs(&read_pairs(&rf.data)?, level);
-    let valid = match &rf.valid {
-        Some(v) => Some(tokenize_pairs(&read_pairs(std::slice::from_ref(v))?, level)),
-        None => None,
-    };
+    let labels =
+        (!model.meta.condition_labels.is_empty()).then_some(&model.meta.condition_labels[..]);
+    let (all, valid, _) = read_examples(
+        &rf.data,
+        rf.valid.as_ref(),
+        rf.condition.as_deref(),
+        rf.read.as_ref(),
+        level,
+        labels,
+    )?;
     let (train, valid, _) = split(all, valid, rf.val_fraction, rf.max_tokens, rf.seed)?;
-    let vocabs = (
-        PairVocab::from_tokens(model.meta.src_tokens.clone())?,
-        PairVocab::from_tokens(model.meta.tgt_tokens.clone())?,
-    );
+    let vocabs = vocabs_of(&model.meta)?;
     let data = PairData::new(
         encode(&train, &vocabs),
         &encode(&valid, &vocabs),
@@ -382,6 +646,16 @@ fn resume(a: &TrainArgs, dir: &Path) -> anyhow::Result<Started> {
     let total = rf.budget.total_steps(data.steps_per_epoch());
     let t = Trainer::resume(dir, model, data, total.map(Some))?;
     Ok((dir.to_path_buf(), t, rf, lock, valid))
+}
+
+/// A model's vocabularies (a decoder alone has only the reserved source tokens).
+fn vocabs_of(meta: &Seq2SeqMeta) -> anyhow::Result<(PairVocab, PairVocab)> {
+    let src = if meta.src_tokens.is_empty() {
+        PairVocab::fit(std::iter::empty(), 1, 0)
+    } else {
+        PairVocab::from_tokens(meta.src_tokens.clone())?
+    };
+    Ok((src, PairVocab::from_tokens(meta.tgt_tokens.clone())?))
 }
 
 /// How to decode, shared by `translate` and `eval`.
@@ -495,8 +769,10 @@ fn translate_batched(
     name: &str,
 ) -> anyhow::Result<Vec<Vec<Translation>>> {
     let level = parse_level(&model.meta.level)?;
-    let src_vocab = PairVocab::from_tokens(model.meta.src_tokens.clone())?;
-    let tgt_vocab = PairVocab::from_tokens(model.meta.tgt_tokens.clone())?;
+    if model.config().decoder_only {
+        bail!("this model is a decoder without an encoder: use `recur generate --condition`");
+    }
+    let (src_vocab, tgt_vocab) = vocabs_of(&model.meta)?;
     let limit: usize = model
         .meta
         .data
@@ -699,10 +975,7 @@ pub fn eval(model_path: &Path, data: &Path, json: bool, decode: &DecodeArgs) -> 
     let bleu: Bleu = corpus_bleu(&hyps, &refs);
     let chrf: Chrf = corpus_chrf(&hyps, &refs);
     let em = exact_match(&hyps, &refs);
-    let vocabs = (
-        PairVocab::from_tokens(model.meta.src_tokens.clone())?,
-        PairVocab::from_tokens(model.meta.tgt_tokens.clone())?,
-    );
+    let vocabs = vocabs_of(&model.meta)?;
     let ex = encode(&tokenize_pairs(&pairs, level), &vocabs);
     let batches = pair_batches(&ex, &pairs_by_length(&ex), 64)?;
     let e = model.measure(&batches)?;
@@ -787,5 +1060,97 @@ pub fn bleu(a: BleuArgs) -> CliResult {
         println!("chrF2 = {:.2}  {}", c.score, Chrf::signature());
         println!("exact match = {em:.4}");
     }
+    Ok(())
+}
+
+/// `recur generate` of a conditioned decoder: `count` samples for the
+/// condition `spec` (a label name, or comma-separated numbers).
+#[allow(clippy::too_many_arguments)]
+pub fn generate(
+    model_path: &Path,
+    spec: Option<&str>,
+    count: usize,
+    length: usize,
+    search: Search,
+    nbest: usize,
+) -> CliResult {
+    let model = load_seq2seq(model_path)?;
+    let c = model.config();
+    if !c.decoder_only {
+        bail!(
+            "{}: an encoder-decoder translates: use `recur translate`",
+            model_path.display()
+        );
+    }
+    let cond: Vec<f32> = match (c.condition, spec) {
+        (None, None) => Vec::new(),
+        (None, Some(_)) => bail!("--condition: this model takes no condition"),
+        (Some(_), None) => bail!(
+            "--condition: this model is conditioned; give {}",
+            if model.meta.condition_labels.is_empty() {
+                "its features as comma-separated numbers".to_string()
+            } else {
+                format!("one of the labels {:?}", model.meta.condition_labels)
+            }
+        ),
+        (Some(cd), Some(s)) => {
+            let labels = &model.meta.condition_labels;
+            if let Some(k) = labels.iter().position(|l| l == s) {
+                let mut v = vec![0.0; cd.features];
+                v[k] = 1.0;
+                v
+            } else {
+                let v: Vec<f32> = s
+                    .split(',')
+                    .map(|x| x.trim().parse::<f32>())
+                    .collect::<Result<_, _>>()
+                    .map_err(|_| {
+                        if labels.is_empty() {
+                            anyhow::anyhow!(
+                                "--condition: expected {} comma-separated numbers, got '{s}'",
+                                cd.features
+                            )
+                        } else {
+                            anyhow::anyhow!(
+                                "--condition: '{s}' is not one of the labels {labels:?}"
+                            )
+                        }
+                    })?;
+                if v.len() != cd.features || v.iter().any(|x| !x.is_finite()) {
+                    bail!(
+                        "--condition: expected {} finite numbers, got {} ('{s}')",
+                        cd.features,
+                        v.len()
+                    );
+                }
+                v
+            }
+        }
+    };
+    if count == 0 {
+        bail!("--count: at least 1");
+    }
+    let level = parse_level(&model.meta.level)?;
+    let (_, tgt) = vocabs_of(&model.meta)?;
+    let how = Decode {
+        search,
+        nbest,
+        max_ratio: 1.0,
+        max_len: length.max(1),
+    };
+    // Different seeds per sample: one draw each, all in one batch.
+    let sources = vec![Vec::new(); count];
+    let conds: Vec<f32> = (0..count).flat_map(|_| cond.iter().copied()).collect();
+    let mut ws = Seq2SeqWs::default();
+    let out = model.decode(&mut ws, &sources, &conds, &how)?;
+    let stdout = std::io::stdout();
+    let mut w = std::io::BufWriter::new(stdout.lock());
+    for list in out {
+        for h in list {
+            let toks: Vec<&str> = h.tokens.iter().map(|&t| tgt.token(t)).collect();
+            writeln!(w, "{}", join_tokens(&toks, level))?;
+        }
+    }
+    w.flush()?;
     Ok(())
 }

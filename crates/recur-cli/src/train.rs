@@ -127,6 +127,15 @@ pub struct TrainArgs {
     /// Seq2seq: encoder layers [default: --layers].
     #[arg(long)]
     pub encoder_layers: Option<usize>,
+    /// Train a decoder conditioned on a feature vector per sequence: `label` (--data holds
+    /// labelled texts, as for --task classify), or a file with one condition per line of --data:
+    /// a .csv of numbers, a .safetensors tensor [N, C], or a text file of labels.
+    #[arg(long, value_name = "label|FILE")]
+    pub condition: Option<String>,
+    /// With --condition: where it enters the decoder: init (the initial state, through a learned
+    /// Linear + tanh), first-step (an extra first input) or every-step (joined to every input).
+    #[arg(long, default_value = "init")]
+    pub condition_mode: String,
     /// Seq2seq: teacher forcing: a ratio in [0, 1], or scheduled sampling as linear:K[:FLOOR],
     /// exponential:K or inverse-sigmoid:K over the training steps.
     #[arg(long, default_value = "1")]
@@ -231,7 +240,8 @@ pub struct TrainArgs {
         "task", "valid", "encoding", "column", "target", "features", "horizon", "window",
         "holdout", "log", "relative", "pooling", "bidirectional", "residual", "learned_init",
         "class_weights", "patience", "folds", "overwrite", "attention", "input_feeding",
-        "reverse_source", "encoder_layers", "teacher_forcing", "label_smoothing", "vocab", "max_tokens", "on_divergence", "char_embed", "char_hidden", "word_dropout", "noise", "patch", "pretrain",
+        "reverse_source", "encoder_layers", "teacher_forcing", "label_smoothing", "vocab", "max_tokens",
+        "condition", "condition_mode", "on_divergence", "char_embed", "char_hidden", "word_dropout", "noise", "patch", "pretrain",
     ])]
     pub resume: Option<PathBuf>,
     /// When a batch's loss or gradient diverges (not finite, or above 10× the loss of uniform

@@ -26,13 +26,19 @@ impl Lcg {
 const VS: usize = 9;
 const VT: usize = 8;
 
-/// A ragged batch: sources of 4, 2, 5 tokens, targets of 3, 5, 1.
-fn batch(rng: &mut Lcg) -> PairBatch {
+/// A ragged batch: sources of 4, 2, 5 tokens (none for a decoder alone),
+/// targets of 3, 5, 1, and the config's condition features.
+fn batch(config: &Seq2SeqConfig, rng: &mut Lcg) -> PairBatch {
+    let c = config.condition.map_or(0, |c| c.features);
     let ex: Vec<PairExample> = [(4, 3), (2, 5), (5, 1)]
         .iter()
         .map(|&(s, t)| PairExample {
-            src: (0..s).map(|_| 3 + rng.below(VS - 3) as u32).collect(),
+            src: match config.decoder_only {
+                true => Vec::new(),
+                false => (0..s).map(|_| 3 + rng.below(VS - 3) as u32).collect(),
+            },
             tgt: (0..t).map(|_| 3 + rng.below(VT - 3) as u32).collect(),
+            cond: (0..c).map(|_| rng.next() as f32).collect(),
         })
         .collect();
     let mut b = PairBatch::default();
@@ -56,7 +62,7 @@ fn gradcheck(name: &str, config: Seq2SeqConfig, smoothing: f64) {
     for p in m.store.params.iter_mut() {
         *p = rng.next() * 0.6;
     }
-    let b = batch(&mut rng);
+    let b = batch(&config, &mut rng);
     let mut ws = Seq2SeqWs::default();
     // Dropout draws the same masks on every pass from a fresh generator.
     let dropout = config.dropout > 0.0;
@@ -146,6 +152,100 @@ fn bridges_smoothing_and_dropout_have_exact_gradients() {
     gradcheck("lstm, general, feeding, dropout", c, 0.0);
 }
 
+#[test]
+fn every_conditioning_mode_has_exact_gradients() {
+    use recur::model::seq2seq::{Condition, ConditionMode};
+    for (mode, cell) in [
+        (ConditionMode::Init, CellKind::Lstm),
+        (ConditionMode::FirstStep, CellKind::Gru),
+        (ConditionMode::EveryStep, CellKind::Lstm),
+    ] {
+        let mut c = config(cell, AttentionKind::None);
+        c.decoder_only = true;
+        c.layers = 2;
+        c.condition = Some(Condition { features: 3, mode });
+        gradcheck(&format!("decoder alone, {mode:?} condition"), c, 0.0);
+    }
+    // With an encoder: the condition as the first step or at every step.
+    let mut c = config(CellKind::Gru, AttentionKind::Bahdanau);
+    c.condition = Some(Condition {
+        features: 2,
+        mode: ConditionMode::FirstStep,
+    });
+    gradcheck("bahdanau, first-step condition", c, 0.0);
+    let mut c = config(CellKind::Lstm, AttentionKind::General);
+    c.input_feeding = true;
+    c.condition = Some(Condition {
+        features: 2,
+        mode: ConditionMode::EveryStep,
+    });
+    gradcheck("general, feeding, every-step condition", c, 0.0);
+    let mut c = config(CellKind::Gru, AttentionKind::None);
+    c.condition = Some(Condition {
+        features: 2,
+        mode: ConditionMode::Init,
+    });
+    assert!(Seq2Seq::<f64>::zeros(c, Seq2SeqMeta::default()).is_err());
+}
+
+#[test]
+fn conditioned_decoders_decode_per_condition() {
+    use recur::model::seq2seq::{Condition, ConditionMode};
+    for mode in [
+        ConditionMode::Init,
+        ConditionMode::FirstStep,
+        ConditionMode::EveryStep,
+    ] {
+        let mut c = config(CellKind::Gru, AttentionKind::None);
+        c.decoder_only = true;
+        c.condition = Some(Condition { features: 2, mode });
+        let mut m = Seq2Seq::<f64>::new(c, Seq2SeqMeta::default(), 4).unwrap();
+        let mut rng = Lcg(3);
+        for p in m.store.params.iter_mut() {
+            *p = rng.next() * 1.5;
+        }
+        let mut ws = Seq2SeqWs::default();
+        let how = Decode {
+            max_len: 6,
+            ..Decode::default()
+        };
+        let conds = [1.0, 0.0, 0.0, 1.0, 1.0, 0.0];
+        let out = m
+            .decode(&mut ws, &[vec![], vec![], vec![]], &conds, &how)
+            .unwrap();
+        // The same condition gives the same greedy output, batched or alone.
+        assert_eq!(out[0][0].tokens, out[2][0].tokens, "{mode:?}");
+        let alone = m.decode(&mut ws, &[vec![]], &conds[2..4], &how).unwrap();
+        assert_eq!(alone[0][0].tokens, out[1][0].tokens, "{mode:?}");
+        // Greedy decoding scores what teacher forcing scores.
+        let h = &out[0][0];
+        let mut b = PairBatch::default();
+        b.fill(
+            &[PairExample {
+                src: vec![],
+                tgt: h.tokens.clone(),
+                cond: conds[..2].to_vec(),
+            }],
+            &[0],
+        )
+        .unwrap();
+        if !h.finished {
+            continue;
+        }
+        m.forward(&mut ws, &b, 1.0, None).unwrap();
+        let lp = -m.loss(&mut ws, &b, 0.0, false) * b.tgt_lengths[0] as f64;
+        assert!(
+            (lp - h.log_prob).abs() < 1e-9,
+            "{mode:?}: {lp} vs {}",
+            h.log_prob
+        );
+        assert!(
+            m.decode(&mut ws, &[vec![]], &[1.0], &how).is_err(),
+            "wrong width"
+        );
+    }
+}
+
 fn trained_ish(attention: AttentionKind, seed: u64) -> Seq2Seq<f64> {
     let mut c = config(CellKind::Gru, attention);
     c.hidden = 6;
@@ -205,6 +305,7 @@ fn exhaustive(m: &Seq2Seq<f64>, src: &[u32], len: usize) -> (Vec<u32>, f64) {
             &[PairExample {
                 src: src.to_vec(),
                 tgt: tgt.to_vec(),
+                cond: Vec::new(),
             }],
             &[0],
         )

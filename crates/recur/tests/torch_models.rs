@@ -311,6 +311,7 @@ fn load_pairs(name: &str) -> PairCase {
         tgt_in,
         tgt_out,
         rows: (0..bn).collect(),
+        cond: Vec::new(),
     };
     let source0 = (0..src_lengths[0]).map(|t| src[t * bn]).collect();
     let greedy = j["greedy_source0"]

@@ -255,6 +255,8 @@ pub struct PairExample {
     pub src: Vec<u32>,
     /// `[U − 1]`
     pub tgt: Vec<u32>,
+    /// `[C]` the condition's features (empty without one).
+    pub cond: Vec<f32>,
 }
 
 /// A padded batch of pairs, time-major.
@@ -276,6 +278,8 @@ pub struct PairBatch {
     pub tgt_out: Vec<u32>,
     /// `[B]` which example each row is.
     pub rows: Vec<usize>,
+    /// `[B, C]` the conditions (empty without).
+    pub cond: Vec<f32>,
 }
 
 impl PairBatch {
@@ -295,11 +299,19 @@ impl PairBatch {
         self.src_lengths.clear();
         self.tgt_lengths.clear();
         self.rows.clear();
+        self.cond.clear();
+        let width = rows
+            .first()
+            .map_or(0, |&i| examples.get(i).map_or(0, |e| e.cond.len()));
         for &i in rows {
             let e = get(i)?;
-            if e.src.is_empty() {
-                return Err(Error::Config(format!("example {i} has an empty source")));
+            if e.cond.len() != width {
+                return Err(Error::Config(format!(
+                    "example {i} has {} condition features, the batch {width}",
+                    e.cond.len()
+                )));
             }
+            self.cond.extend_from_slice(&e.cond);
             self.src_lengths.push(e.src.len());
             self.tgt_lengths.push(e.tgt.len() + 1);
             self.rows.push(i);

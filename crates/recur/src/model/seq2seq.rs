@@ -77,6 +77,48 @@ pub struct Seq2SeqConfig {
     pub reverse_source: bool,
     /// Dropout on the embeddings, between layers and before the output layer.
     pub dropout: f64,
+    /// No encoder: a decoder alone, such as a conditioned language model
+    /// or a captioner (no attention; `src_vocab` unused).
+    #[serde(default)]
+    pub decoder_only: bool,
+    /// A feature vector per sequence that conditions the decoder.
+    #[serde(default)]
+    pub condition: Option<Condition>,
+}
+
+/// How a feature vector `[C]` per sequence conditions a decoder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Condition {
+    /// C.
+    pub features: usize,
+    /// Where it enters.
+    pub mode: ConditionMode,
+}
+
+/// Where a condition enters the decoder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConditionMode {
+    /// The initial state of every layer: h0 = tanh(W f + b) (decoders
+    /// without an encoder).
+    Init,
+    /// An extra first step whose input is W f + b in place of a token's
+    /// embedding (the captioner of Vinyals et al. 2014).
+    FirstStep,
+    /// Concatenated to every step's input.
+    EveryStep,
+}
+
+impl ConditionMode {
+    /// From `init`, `first-step` or `every-step`.
+    pub fn from_name(s: &str) -> Option<ConditionMode> {
+        match s {
+            "init" => Some(ConditionMode::Init),
+            "first-step" | "first" => Some(ConditionMode::FirstStep),
+            "every-step" | "every" => Some(ConditionMode::EveryStep),
+            _ => None,
+        }
+    }
 }
 
 impl Seq2SeqConfig {
@@ -95,6 +137,30 @@ impl Seq2SeqConfig {
             input_feeding: false,
             reverse_source: false,
             dropout: 0.0,
+            decoder_only: false,
+            condition: None,
+        }
+    }
+
+    /// Decoder steps before the first token: 1 with a first-step condition.
+    pub fn condition_steps(&self) -> usize {
+        usize::from(matches!(
+            self.condition,
+            Some(Condition {
+                mode: ConditionMode::FirstStep,
+                ..
+            })
+        ))
+    }
+
+    /// C when the condition joins every step's input, else 0.
+    fn every_step_features(&self) -> usize {
+        match self.condition {
+            Some(Condition {
+                features,
+                mode: ConditionMode::EveryStep,
+            }) => features,
+            _ => 0,
         }
     }
 
@@ -105,7 +171,7 @@ impl Seq2SeqConfig {
 
     /// Whether the encoder's states pass through a bridge.
     pub fn bridged(&self) -> bool {
-        self.bidirectional || self.encoder_layers != self.layers
+        !self.decoder_only && (self.bidirectional || self.encoder_layers != self.layers)
     }
 
     /// The decoder's input width.
@@ -116,6 +182,7 @@ impl Seq2SeqConfig {
                 AttentionKind::General | AttentionKind::Dot if self.input_feeding => self.hidden,
                 _ => 0,
             }
+            + self.every_step_features()
     }
 
     /// The encoder's stack.
@@ -138,12 +205,26 @@ impl Seq2SeqConfig {
         let (e, h, k) = (self.embed, self.hidden, self.keys());
         let lin = |i: usize, o: usize| o.checked_mul(i)?.checked_add(o);
         let mut n = self
-            .src_vocab
-            .checked_add(self.tgt_vocab)?
+            .tgt_vocab
             .checked_mul(e)?
-            .checked_add(self.encoder().param_count()?)?
             .checked_add(self.decoder().param_count()?)?
             .checked_add(lin(h, self.tgt_vocab)?)?;
+        if !self.decoder_only {
+            n = n
+                .checked_add(self.src_vocab.checked_mul(e)?)?
+                .checked_add(self.encoder().param_count()?)?;
+        }
+        n = n.checked_add(match self.condition {
+            Some(Condition {
+                features,
+                mode: ConditionMode::Init,
+            }) => lin(features, self.layers.checked_mul(h)?)?,
+            Some(Condition {
+                features,
+                mode: ConditionMode::FirstStep,
+            }) => lin(features, e)?,
+            _ => 0,
+        })?;
         if self.bridged() {
             let states = if self.cell.has_cell_state() { 2 } else { 1 };
             n = n.checked_add(lin(k, h)?.checked_mul(states)?)?;
@@ -161,7 +242,7 @@ impl Seq2SeqConfig {
 
     fn check(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Config(m));
-        if self.src_vocab < 4 || self.tgt_vocab < 4 {
+        if (!self.decoder_only && self.src_vocab < 4) || self.tgt_vocab < 4 {
             return bad(format!(
                 "vocabularies need at least the 4 reserved tokens (got {} and {})",
                 self.src_vocab, self.tgt_vocab
@@ -182,6 +263,23 @@ impl Seq2SeqConfig {
         if !(0.0..1.0).contains(&self.dropout) {
             return bad(format!("dropout must be in [0, 1), got {}", self.dropout));
         }
+        if self.decoder_only && self.attention != AttentionKind::None {
+            return bad(
+                "a decoder without an encoder has nothing to attend to: use attention none".into(),
+            );
+        }
+        match self.condition {
+            Some(Condition { features: 0, .. }) => {
+                return bad("a condition needs at least one feature".into())
+            }
+            Some(Condition {
+                mode: ConditionMode::Init,
+                ..
+            }) if !self.decoder_only => {
+                return bad("an encoder-decoder's initial state comes from its encoder: condition it at the first step or every step".into())
+            }
+            _ => {}
+        }
         Ok(())
     }
 }
@@ -195,6 +293,9 @@ pub struct Seq2SeqMeta {
     pub tgt_tokens: Vec<String>,
     /// `char` or `word`.
     pub level: String,
+    /// With a label condition: the labels, in the order of their one-hot features.
+    #[serde(default)]
+    pub condition_labels: Vec<String>,
     /// Free-form facts about the training data (the CLI's settings).
     #[serde(default)]
     pub data: BTreeMap<String, String>,
@@ -351,6 +452,14 @@ pub struct Seq2SeqWs<T> {
     d_cn: Vec<T>,
     /// `[L, B, H]` scratch.
     d_pre: Vec<T>,
+    /// `[L, B, H]` dL/d(bridge pre-activation).
+    d_bridge_pre: Vec<T>,
+    /// `[B, C]` the conditions; `[B, E]` projected for the first step, and
+    /// its gradient; `[B, L·H]` the initial state's pre-activation, then its gradient.
+    cond: Vec<T>,
+    cond_x: Vec<T>,
+    d_cond_x: Vec<T>,
+    init_z: Vec<T>,
     /// `[S, B, E]` dL/d(embedded source).
     d_src: Vec<T>,
     src_steps: usize,
@@ -436,9 +545,11 @@ pub struct Seq2Seq<T> {
     pub training: Seq2SeqTraining,
     /// Every parameter and gradient.
     pub store: ParamStore<T>,
-    src_emb: Embedding,
-    encoder: Rnn,
+    /// The encoder's embedding and stack (none in a decoder alone).
+    encoder: Option<(Embedding, Rnn)>,
     bridge: Option<(Linear, Option<Linear>)>,
+    /// The condition's projection (initial state, or first step).
+    cond: Option<Linear>,
     tgt_emb: Embedding,
     attention: Attention,
     decoder: Rnn,
@@ -456,10 +567,12 @@ impl<T: Float> Seq2Seq<T> {
         config.check()?;
         let c = &config;
         let mut store = ParamStore::new();
-        let (src_emb, encoder) = {
+        let encoder = if c.decoder_only {
+            None
+        } else {
             let mut s = store.scope("encoder");
             let emb = Embedding::new(s.pp("embedding"), c.src_vocab, c.embed);
-            (emb, Rnn::new(s.pp("rnn"), c.encoder())?)
+            Some((emb, Rnn::new(s.pp("rnn"), c.encoder())?))
         };
         let bridge = c.bridged().then(|| {
             let mut s = store.scope("bridge");
@@ -470,6 +583,21 @@ impl<T: Float> Seq2Seq<T> {
                 .then(|| Linear::new(s.pp("c"), c.keys(), c.hidden));
             (h, cc)
         });
+        let cond = match c.condition {
+            Some(Condition {
+                features,
+                mode: ConditionMode::Init,
+            }) => Some(Linear::new(
+                store.scope("condition"),
+                features,
+                c.layers * c.hidden,
+            )),
+            Some(Condition {
+                features,
+                mode: ConditionMode::FirstStep,
+            }) => Some(Linear::new(store.scope("condition"), features, c.embed)),
+            _ => None,
+        };
         let (tgt_emb, attention, decoder, out) = {
             let mut s = store.scope("decoder");
             let emb = Embedding::new(s.pp("embedding"), c.tgt_vocab, c.embed);
@@ -483,9 +611,9 @@ impl<T: Float> Seq2Seq<T> {
             meta,
             training: Seq2SeqTraining::default(),
             store,
-            src_emb,
             encoder,
             bridge,
+            cond,
             tgt_emb,
             attention,
             decoder,
@@ -511,11 +639,12 @@ impl<T: Float> Seq2Seq<T> {
             }
         };
         let params = &mut m.store.params;
-        for e in [m.src_emb, m.tgt_emb] {
+        for e in m.encoder.iter().map(|e| e.0).chain([m.tgt_emb]) {
             fill(e.weight().of_mut(params), 0.1, &mut rng);
         }
         let mut linears = m.attention.linears();
         linears.push(m.out);
+        linears.extend(m.cond);
         if let Some((h, c)) = m.bridge {
             linears.push(h);
             linears.extend(c);
@@ -530,16 +659,24 @@ impl<T: Float> Seq2Seq<T> {
             fill(w.of_mut(params), r, &mut rng);
         }
         let (a, b) = (rng.next_u64(), rng.next_u64());
-        m.encoder.init_uniform(&mut m.store, a);
+        if let Some((_, enc)) = &m.encoder {
+            enc.init_uniform(&mut m.store, a);
+        }
         m.decoder.init_uniform(&mut m.store, b);
         Ok(m)
     }
 
     fn check_meta(&self) -> Result<()> {
         let (c, m) = (&self.config, &self.meta);
+        let labels = match c.condition {
+            Some(cond) if !m.condition_labels.is_empty() => cond.features,
+            _ => 0,
+        };
+        let src = if c.decoder_only { 0 } else { c.src_vocab };
         for (what, n, want) in [
-            ("source vocabulary", m.src_tokens.len(), c.src_vocab),
+            ("source vocabulary", m.src_tokens.len(), src),
             ("target vocabulary", m.tgt_tokens.len(), c.tgt_vocab),
+            ("condition labels", m.condition_labels.len(), labels),
         ] {
             if n != 0 && n != want {
                 return Err(Error::Config(format!(
@@ -561,10 +698,18 @@ impl<T: Float> Seq2Seq<T> {
     }
 
     fn check_batch(&self, b: &PairBatch) -> Result<()> {
+        let c = &self.config;
         let (sn, un, bn) = (b.src_steps, b.tgt_steps, b.batch());
         let bad = |m: String| Err(Error::Config(m));
-        if bn == 0 || sn == 0 || un == 0 {
-            return bad("a batch needs at least one pair with a source".into());
+        if bn == 0 || un == 0 {
+            return bad("a batch needs at least one target".into());
+        }
+        if c.decoder_only != (sn == 0) {
+            return bad(if c.decoder_only {
+                "a decoder without an encoder takes no source".into()
+            } else {
+                "every pair needs a source of at least one token".into()
+            });
         }
         if b.src.len() != sn * bn || b.tgt_in.len() != un * bn || b.tgt_out.len() != un * bn {
             return bad(format!(
@@ -572,12 +717,12 @@ impl<T: Float> Seq2Seq<T> {
             ));
         }
         if b.tgt_lengths.len() != bn
-            || b.src_lengths.iter().any(|&l| l == 0 || l > sn)
+            || (!c.decoder_only && b.src_lengths.iter().any(|&l| l == 0 || l > sn))
             || b.tgt_lengths.iter().any(|&l| l == 0 || l > un)
         {
             return bad("a batch's lengths do not fit its steps".into());
         }
-        let (vs, vt) = (self.config.src_vocab, self.config.tgt_vocab);
+        let (vs, vt) = (c.src_vocab, c.tgt_vocab);
         if let Some(id) = b.src.iter().find(|&&i| i as usize >= vs) {
             return bad(format!("source id {id} is outside the vocabulary of {vs}"));
         }
@@ -592,21 +737,81 @@ impl<T: Float> Seq2Seq<T> {
         Ok(())
     }
 
+    /// Takes the conditions `[B, C]` of B sequences into the workspace, and
+    /// projects them for a first-step condition (`[B, E]`).
+    fn set_condition(&self, ws: &mut Seq2SeqWs<T>, cond: &[f32], bn: usize) -> Result<()> {
+        let want = self.config.condition.map_or(0, |c| c.features * bn);
+        if cond.len() != want {
+            return Err(Error::Config(match self.config.condition {
+                Some(c) => format!(
+                    "the model is conditioned on {} features per sequence: expected {want} values for {bn} sequences, got {}",
+                    c.features,
+                    cond.len()
+                ),
+                None => "the model takes no condition".into(),
+            }));
+        }
+        ws.cond.clear();
+        ws.cond.extend(cond.iter().map(|&v| T::from_f64(v as f64)));
+        if let (
+            Some(lin),
+            Some(Condition {
+                mode: ConditionMode::FirstStep,
+                ..
+            }),
+        ) = (self.cond, self.config.condition)
+        {
+            ws.cond_x.resize(bn * self.config.embed, T::ZERO);
+            lin.forward(&self.store, &ws.cond, bn, &mut ws.cond_x);
+        }
+        Ok(())
+    }
+
     /// Runs the encoder on `src` `[S, B]` with `lengths`, and sets the
-    /// decoder's initial states `[L, B, H]` in the workspace.
+    /// decoder's initial states `[L, B, H]` in the workspace: the encoder's
+    /// (through the bridge), the condition's, or zeros.
     fn encode(
         &self,
         ws: &mut Seq2SeqWs<T>,
         src: &[u32],
         lengths: &[usize],
+        bn: usize,
         train: &mut Option<&mut dyn RngCore>,
     ) -> Result<()> {
         let c = &self.config;
-        let bn = lengths.len();
-        let sn = src.len() / bn;
         let (e, h, l) = (c.embed, c.hidden, c.layers);
-        ws.src_steps = sn;
+        let lstm = c.cell.has_cell_state();
         ws.batch = bn;
+        ws.h0.clear();
+        ws.h0.resize(l * bn * h, T::ZERO);
+        ws.c0.clear();
+        ws.c0.resize(if lstm { l * bn * h } else { 0 }, T::ZERO);
+        let Some((src_emb, encoder)) = &self.encoder else {
+            ws.src_steps = 0;
+            if let (
+                Some(lin),
+                Some(Condition {
+                    mode: ConditionMode::Init,
+                    ..
+                }),
+            ) = (self.cond, c.condition)
+            {
+                // z [B, L·H] → h0 [L, B, H].
+                ws.init_z.resize(bn * l * h, T::ZERO);
+                lin.forward(&self.store, &ws.cond, bn, &mut ws.init_z);
+                for b in 0..bn {
+                    for layer in 0..l {
+                        for j in 0..h {
+                            ws.h0[(layer * bn + b) * h + j] =
+                                ws.init_z[(b * l + layer) * h + j].tanh();
+                        }
+                    }
+                }
+            }
+            return Ok(());
+        };
+        let sn = src.len() / bn;
+        ws.src_steps = sn;
         ws.src.clear();
         ws.src.extend_from_slice(src);
         if c.reverse_source {
@@ -617,7 +822,7 @@ impl<T: Float> Seq2Seq<T> {
             }
         }
         ws.src_x.resize(sn * bn * e, T::ZERO);
-        self.src_emb.forward(&self.store, &ws.src, &mut ws.src_x);
+        src_emb.forward(&self.store, &ws.src, &mut ws.src_x);
         ws.src_dropped = train.is_some() && c.dropout > 0.0;
         if ws.src_dropped {
             ws.src_mask.resize(ws.src_x.len(), T::ZERO);
@@ -625,11 +830,7 @@ impl<T: Float> Seq2Seq<T> {
             dropout_forward(&mut ws.src_x, &mut ws.src_mask, c.dropout, rng);
         }
         let input = RnnInput::new(&ws.src_x[..], sn, bn).lengths(lengths);
-        self.encoder
-            .forward(&self.store, &mut ws.enc, input, reborrow(train))?;
-        let lstm = c.cell.has_cell_state();
-        ws.h0.resize(l * bn * h, T::ZERO);
-        ws.c0.resize(if lstm { l * bn * h } else { 0 }, T::ZERO);
+        encoder.forward(&self.store, &mut ws.enc, input, reborrow(train))?;
         match self.bridge {
             None => {
                 ws.h0.copy_from_slice(ws.enc.h_n());
@@ -654,6 +855,59 @@ impl<T: Float> Seq2Seq<T> {
         Ok(())
     }
 
+    /// Completes a decoder step's input `x` `[N, I_dec]` after its first E
+    /// columns: Bahdanau's context, attending at step `t` from the previous
+    /// top state `q_prev` `[N, H]`, and an every-step condition (`cond`
+    /// `[Bs, C]`, row n reading sequence n / `group`). Input feeding's
+    /// columns are the caller's.
+    #[allow(clippy::too_many_arguments)]
+    fn step_input(
+        &self,
+        att_ws: &mut AttentionWs<T>,
+        t: usize,
+        x: &mut [T],
+        q_prev: &[T],
+        keys: &[T],
+        lengths: &[usize],
+        group: usize,
+        cond: &[T],
+    ) {
+        let c = &self.config;
+        let (i_dec, e) = (c.decoder_input(), c.embed);
+        if self.attention.kind() == AttentionKind::Bahdanau {
+            let ctx = self
+                .attention
+                .step(&self.store, att_ws, t, q_prev, keys, lengths, group);
+            put_cols(x, i_dec, e, ctx, c.keys());
+        }
+        let f = c.every_step_features();
+        if f > 0 {
+            for (r, row) in x.chunks_exact_mut(i_dec).enumerate() {
+                row[i_dec - f..].copy_from_slice(&cond[(r / group) * f..][..f]);
+            }
+        }
+    }
+
+    /// What the output layer reads after step `t`: the new top state `h`
+    /// `[N, H]`, or h̃ of Luong attention over it.
+    #[allow(clippy::too_many_arguments)]
+    fn step_output<'a>(
+        &self,
+        att_ws: &'a mut AttentionWs<T>,
+        t: usize,
+        h: &'a [T],
+        keys: &[T],
+        lengths: &[usize],
+        group: usize,
+    ) -> &'a [T] {
+        if self.attention.kind().luong() {
+            self.attention
+                .step(&self.store, att_ws, t, h, keys, lengths, group)
+        } else {
+            h
+        }
+    }
+
     /// Runs the model on a batch with teacher forcing at `ratio` (1: always
     /// the true previous token), leaving the logits `[U, B, Vt]` in the
     /// workspace. `train` drives dropout and scheduled sampling.
@@ -668,13 +922,16 @@ impl<T: Float> Seq2Seq<T> {
         let c = &self.config;
         let (un, bn) = (batch.tgt_steps, batch.batch());
         let (e, h, v, l) = (c.embed, c.hidden, c.tgt_vocab, c.layers);
+        let off = c.condition_steps();
+        let tn = un + off;
         let lengths = &batch.src_lengths;
-        self.encode(ws, &batch.src, lengths, &mut train)?;
+        self.set_condition(ws, &batch.cond, bn)?;
+        self.encode(ws, &batch.src, lengths, bn, &mut train)?;
         ws.tgt_steps = un;
-        let keys = ws.enc.output();
-        let att = &self.attention;
+        let att = self.attention;
+        let keys = keys_of(c, &ws.enc);
         if att.kind() != AttentionKind::None {
-            att.project_keys(&self.store, &mut ws.att, keys, un, bn, true);
+            att.project_keys(&self.store, &mut ws.att, keys, tn, bn, true);
         }
         let i_dec = c.decoder_input();
         ws.tokens.clear();
@@ -693,70 +950,73 @@ impl<T: Float> Seq2Seq<T> {
         let sampling = train.is_some() && ratio < 1.0;
         let c0 = (!ws.c0.is_empty()).then_some(&ws.c0[..]);
         self.decoder
-            .start(&self.store, &mut ws.dec, bn, un, Some(&ws.h0), c0)?;
+            .start(&self.store, &mut ws.dec, bn, tn, Some(&ws.h0), c0)?;
         let top = (l - 1) * bn * h;
-        for u in 0..un {
-            let rows = u * bn..(u + 1) * bn;
-            if sampling && u > 0 {
-                let rng = reborrow(&mut train).expect("training");
-                for b in 0..bn {
-                    if rng.random::<f64>() >= ratio {
-                        let prev = &ws.logits[((u - 1) * bn + b) * v..][..v];
-                        ws.tokens[u * bn + b] = argmax(prev);
-                    }
-                }
-            }
-            let x_u = &mut ws.tgt_x[rows.start * e..rows.end * e];
-            self.tgt_emb
-                .forward(&self.store, &ws.tokens[rows.clone()], x_u);
-            if ws.tgt_dropped {
-                let m = &mut ws.tgt_mask[rows.start * e..rows.end * e];
-                dropout_forward(x_u, m, p, reborrow(&mut train).expect("training"));
-            }
-            for b in 0..bn {
-                ws.x_step[b * i_dec..][..e].copy_from_slice(&x_u[b * e..][..e]);
-            }
-            match att.kind() {
-                AttentionKind::Bahdanau => {
-                    let q: &[T] = if u == 0 {
-                        &ws.h0[top..][..bn * h]
-                    } else {
-                        ws.dec.step_output(u - 1)
-                    };
-                    let k = c.keys();
-                    let ctx = att.step(&self.store, &mut ws.att, u, q, ws.enc.output(), lengths, 1);
+        for t in 0..tn {
+            // The first E columns: the projected condition on its step,
+            // else the token's embedding.
+            if t < off {
+                put_cols(&mut ws.x_step, i_dec, 0, &ws.cond_x, e);
+            } else {
+                let u = t - off;
+                if sampling && u > 0 {
+                    let rng = reborrow(&mut train).expect("training");
                     for b in 0..bn {
-                        ws.x_step[b * i_dec + e..][..k].copy_from_slice(&ctx[b * k..][..k]);
-                    }
-                }
-                AttentionKind::General | AttentionKind::Dot if c.input_feeding => {
-                    for b in 0..bn {
-                        let dst = &mut ws.x_step[b * i_dec + e..][..h];
-                        if u == 0 {
-                            dst.fill(T::ZERO);
-                        } else {
-                            dst.copy_from_slice(&ws.att.h_att[((u - 1) * bn + b) * h..][..h]);
+                        if rng.random::<f64>() >= ratio {
+                            let prev = &ws.logits[((u - 1) * bn + b) * v..][..v];
+                            ws.tokens[u * bn + b] = argmax(prev);
                         }
                     }
                 }
-                _ => {}
+                let x_u = &mut ws.tgt_x[u * bn * e..][..bn * e];
+                self.tgt_emb
+                    .forward(&self.store, &ws.tokens[u * bn..][..bn], x_u);
+                if ws.tgt_dropped {
+                    let m = &mut ws.tgt_mask[u * bn * e..][..bn * e];
+                    dropout_forward(x_u, m, p, reborrow(&mut train).expect("training"));
+                }
+                put_cols(&mut ws.x_step, i_dec, 0, x_u, e);
             }
+            if c.input_feeding {
+                if t == 0 {
+                    for row in ws.x_step.chunks_exact_mut(i_dec) {
+                        row[e..e + h].fill(T::ZERO);
+                    }
+                } else {
+                    let prev = &ws.att.h_att[(t - 1) * bn * h..][..bn * h];
+                    put_cols(&mut ws.x_step, i_dec, e, prev, h);
+                }
+            }
+            let q_prev: &[T] = if t == 0 {
+                &ws.h0[top..][..bn * h]
+            } else {
+                ws.dec.step_output(t - 1)
+            };
+            self.step_input(
+                &mut ws.att,
+                t,
+                &mut ws.x_step,
+                q_prev,
+                keys,
+                lengths,
+                1,
+                &ws.cond,
+            );
             self.decoder
                 .step(&self.store, &mut ws.dec, &ws.x_step, reborrow(&mut train))?;
-            let o_u = &mut ws.o[rows.start * h..rows.end * h];
-            if att.kind().luong() {
-                let q = ws.dec.step_output(u);
-                let ht = att.step(&self.store, &mut ws.att, u, q, ws.enc.output(), lengths, 1);
-                o_u.copy_from_slice(ht);
-            } else {
-                o_u.copy_from_slice(ws.dec.step_output(u));
+            let out = self.step_output(&mut ws.att, t, ws.dec.step_output(t), keys, lengths, 1);
+            if t < off {
+                continue;
             }
+            let u = t - off;
+            let o_u = &mut ws.o[u * bn * h..][..bn * h];
+            o_u.copy_from_slice(out);
             if ws.o_dropped {
-                let m = &mut ws.o_mask[rows.start * h..rows.end * h];
+                let m = &mut ws.o_mask[u * bn * h..][..bn * h];
                 dropout_forward(o_u, m, p, reborrow(&mut train).expect("training"));
             }
             if sampling {
-                let lg = &mut ws.logits[rows.start * v..rows.end * v];
+                let lg = &mut ws.logits[u * bn * v..][..bn * v];
                 self.out.forward(&self.store, o_u, bn, lg);
             }
         }
@@ -801,6 +1061,8 @@ impl<T: Float> Seq2Seq<T> {
         let c = self.config.clone();
         let (un, bn, sn) = (ws.tgt_steps, ws.batch, ws.src_steps);
         let (e, h, k, l) = (c.embed, c.hidden, c.keys(), c.layers);
+        let off = c.condition_steps();
+        let tn = un + off;
         let i_dec = c.decoder_input();
         let lengths = &batch.src_lengths;
         let att = self.attention;
@@ -824,19 +1086,23 @@ impl<T: Float> Seq2Seq<T> {
         ws.d_feed.clear();
         ws.d_feed.resize(bn * h, T::ZERO);
         ws.d_tgt_x.resize(un * bn * e, T::ZERO);
-        let keys = ws.enc.output();
-        for u in (0..un).rev() {
-            let d_o = &ws.d_o[u * bn * h..][..bn * h];
+        ws.d_cond_x.resize(bn * e, T::ZERO);
+        let keys = keys_of(&c, &ws.enc);
+        for t in (0..tn).rev() {
+            // dL/d(what the output layer read at t): none on the condition step.
+            ws.d_y.fill(T::ZERO);
+            if t >= off {
+                ws.d_y
+                    .copy_from_slice(&ws.d_o[(t - off) * bn * h..][..bn * h]);
+            }
             if att.kind().luong() {
-                // dL/dh̃_u: the output layer's, and the next step's input's.
-                for ((y, a), b) in ws.d_y.iter_mut().zip(d_o).zip(&ws.d_feed) {
-                    *y = *a + *b;
-                }
+                // dL/dh̃_t also arrives through the next step's input.
+                add_into(&mut ws.d_y, &ws.d_feed);
                 ws.d_q.fill(T::ZERO);
                 att.step_backward(
                     &mut self.store,
                     &mut ws.att,
-                    u,
+                    t,
                     &ws.d_y,
                     keys,
                     lengths,
@@ -846,31 +1112,32 @@ impl<T: Float> Seq2Seq<T> {
                 );
                 ws.d_y.copy_from_slice(&ws.d_q);
             } else {
-                // h_u is read by the output layer and, as the query, by
-                // step u + 1's attention (Bahdanau; d_q is zero otherwise).
-                for ((y, a), b) in ws.d_y.iter_mut().zip(d_o).zip(&ws.d_q) {
-                    *y = *a + *b;
-                }
+                // h_t is also step t + 1's query (Bahdanau; d_q is zero otherwise).
+                add_into(&mut ws.d_y, &ws.d_q);
             }
             self.decoder
                 .step_backward(&self.store, &mut ws.dec, &ws.d_y, None, None)?;
-            let dx = ws.dec.step_dx(u);
-            for b in 0..bn {
-                ws.d_tgt_x[(u * bn + b) * e..][..e].copy_from_slice(&dx[b * i_dec..][..e]);
+            let dx = ws.dec.step_dx(t);
+            if t >= off {
+                get_cols(
+                    dx,
+                    i_dec,
+                    0,
+                    &mut ws.d_tgt_x[(t - off) * bn * e..][..bn * e],
+                    e,
+                );
+            } else {
+                get_cols(dx, i_dec, 0, &mut ws.d_cond_x, e);
             }
             match att.kind() {
                 AttentionKind::Bahdanau => {
-                    let d_ctx_rows = &dx[..bn * i_dec];
-                    // The context's gradient, rows gathered to [B, K].
                     ws.d_pre.resize(bn * k, T::ZERO);
-                    for b in 0..bn {
-                        ws.d_pre[b * k..][..k].copy_from_slice(&d_ctx_rows[b * i_dec + e..][..k]);
-                    }
+                    get_cols(dx, i_dec, e, &mut ws.d_pre[..bn * k], k);
                     ws.d_q.fill(T::ZERO);
                     att.step_backward(
                         &mut self.store,
                         &mut ws.att,
-                        u,
+                        t,
                         &ws.d_pre[..bn * k],
                         keys,
                         lengths,
@@ -879,17 +1146,13 @@ impl<T: Float> Seq2Seq<T> {
                         &mut ws.d_q,
                     );
                 }
-                AttentionKind::General | AttentionKind::Dot if c.input_feeding => {
-                    for b in 0..bn {
-                        ws.d_feed[b * h..][..h].copy_from_slice(&dx[b * i_dec + e..][..h]);
-                    }
-                }
+                _ if c.input_feeding => get_cols(dx, i_dec, e, &mut ws.d_feed, h),
                 _ => {}
             }
         }
         self.decoder.finish_backward(&mut self.store, &mut ws.dec)?;
         if att.kind() != AttentionKind::None {
-            att.finish_backward(&mut self.store, &mut ws.att, un, keys, &mut ws.d_keys);
+            att.finish_backward(&mut self.store, &mut ws.att, tn, keys, &mut ws.d_keys);
         }
         if ws.tgt_dropped {
             dropout_backward(&mut ws.d_tgt_x, &ws.tgt_mask);
@@ -902,10 +1165,32 @@ impl<T: Float> Seq2Seq<T> {
         ws.d_pre.resize(lbh, T::ZERO);
         ws.d_pre.copy_from_slice(&ws.dec.dh0()[..lbh]);
         if att.kind() == AttentionKind::Bahdanau {
-            for (g, d) in ws.d_pre[(l - 1) * bn * h..].iter_mut().zip(&ws.d_q) {
-                *g += *d;
+            add_into(&mut ws.d_pre[(l - 1) * bn * h..], &ws.d_q);
+        }
+        if let (Some(lin), Some(cond)) = (self.cond, c.condition) {
+            match cond.mode {
+                ConditionMode::FirstStep => {
+                    lin.backward(&mut self.store, &ws.cond, &ws.d_cond_x, bn, None)
+                }
+                ConditionMode::Init => {
+                    // h0[l, b] = tanh(z[b, l]): dz = dh0 ⊙ (1 − h0²).
+                    for b in 0..bn {
+                        for layer in 0..l {
+                            for j in 0..h {
+                                let y = ws.h0[(layer * bn + b) * h + j];
+                                ws.init_z[(b * l + layer) * h + j] =
+                                    ws.d_pre[(layer * bn + b) * h + j] * (T::ONE - y * y);
+                            }
+                        }
+                    }
+                    lin.backward(&mut self.store, &ws.cond, &ws.init_z, bn, None);
+                }
+                ConditionMode::EveryStep => {}
             }
         }
+        let Some((src_emb, encoder)) = self.encoder.clone() else {
+            return Ok(());
+        };
         let enc_states = c.encoder_layers * c.encoder().directions() * bn * h;
         ws.d_hn.clear();
         ws.d_hn.resize(enc_states, T::ZERO);
@@ -926,16 +1211,18 @@ impl<T: Float> Seq2Seq<T> {
                     (bc, dc0, &ws.bridge_c, &ws.c0, &mut ws.d_cn),
                 ] {
                     let Some(lin) = lin else { continue };
-                    let d_lin: Vec<T> = d_state[..lbh]
-                        .iter()
-                        .zip(out.iter())
-                        .map(|(g, y)| *g * (T::ONE - *y * *y))
-                        .collect();
+                    ws.d_bridge_pre.clear();
+                    ws.d_bridge_pre.extend(
+                        d_state[..lbh]
+                            .iter()
+                            .zip(out.iter())
+                            .map(|(g, y)| *g * (T::ONE - *y * *y)),
+                    );
                     ws.d_bridge.resize(l * bn * k, T::ZERO);
                     lin.backward(
                         &mut self.store,
                         input,
-                        &d_lin,
+                        &ws.d_bridge_pre,
                         l * bn,
                         Some(&mut ws.d_bridge),
                     );
@@ -944,14 +1231,13 @@ impl<T: Float> Seq2Seq<T> {
             }
         }
         let dc = (!ws.d_cn.is_empty()).then_some(&ws.d_cn[..]);
-        self.encoder
-            .backward(&mut self.store, &mut ws.enc, &ws.d_keys, Some(&ws.d_hn), dc)?;
+        encoder.backward(&mut self.store, &mut ws.enc, &ws.d_keys, Some(&ws.d_hn), dc)?;
         ws.d_src.clear();
         ws.d_src.extend_from_slice(ws.enc.dx());
         if ws.src_dropped {
             dropout_backward(&mut ws.d_src, &ws.src_mask);
         }
-        self.src_emb.backward(&mut self.store, &ws.src, &ws.d_src);
+        src_emb.backward(&mut self.store, &ws.src, &ws.d_src);
         Ok(())
     }
 
@@ -990,6 +1276,19 @@ impl<T: Float> Seq2Seq<T> {
         sources: &[Vec<u32>],
         how: &Decode,
     ) -> Result<Vec<Vec<Hypothesis>>> {
+        self.decode(ws, sources, &[], how)
+    }
+
+    /// Decodes B sequences: from `sources` (empty ones for a decoder
+    /// alone) and `conditions` `[B, C]` (empty for a model without a
+    /// condition). Up to `how.nbest` hypotheses per sequence, best first.
+    pub fn decode(
+        &self,
+        ws: &mut Seq2SeqWs<T>,
+        sources: &[Vec<u32>],
+        conditions: &[f32],
+        how: &Decode,
+    ) -> Result<Vec<Vec<Hypothesis>>> {
         let (width, alpha) = match how.search {
             Search::Beam { width: 0, .. } => {
                 return Err(Error::Config("beam width must be at least 1".into()))
@@ -1026,7 +1325,13 @@ impl<T: Float> Seq2Seq<T> {
         if bn == 0 {
             return Ok(Vec::new());
         }
-        if sources.iter().any(|s| s.is_empty()) {
+        if c.decoder_only {
+            if sources.iter().any(|s| !s.is_empty()) {
+                return Err(Error::Config(
+                    "a decoder without an encoder takes no source".into(),
+                ));
+            }
+        } else if sources.iter().any(|s| s.is_empty()) {
             return Err(Error::Config("a source sentence is empty".into()));
         }
         let lengths: Vec<usize> = sources.iter().map(Vec::len).collect();
@@ -1045,36 +1350,37 @@ impl<T: Float> Seq2Seq<T> {
         }
         let limits: Vec<usize> = lengths
             .iter()
-            .map(|&s| {
-                ((how.max_ratio * s as f64).ceil() as usize + 5)
+            .map(|&s| match c.decoder_only {
+                true => how.max_len.max(1),
+                false => ((how.max_ratio * s as f64).ceil() as usize + 5)
                     .min(how.max_len)
-                    .max(1)
+                    .max(1),
             })
             .collect();
         let max_steps = *limits.iter().max().expect("non-empty");
-        self.encode(ws, &src, &lengths, &mut None)?;
+        self.set_condition(ws, conditions, bn)?;
+        self.encode(ws, &src, &lengths, bn, &mut None)?;
         let (e, h, v, l) = (c.embed, c.hidden, c.tgt_vocab, c.layers);
+        let off = c.condition_steps();
         let n = bn * width;
         let lstm = c.cell.has_cell_state();
-        // Every state row repeated for each beam: [L, N, H].
-        let expand = |x: &[T]| -> Vec<T> {
+        // Every row repeated for each beam.
+        let expand = |x: &[T], w: usize| -> Vec<T> {
             let mut out = Vec::with_capacity(x.len() * width);
-            for layer in x.chunks_exact(bn * h) {
-                for row in layer.chunks_exact(h) {
-                    for _ in 0..width {
-                        out.extend_from_slice(row);
-                    }
+            for row in x.chunks_exact(w) {
+                for _ in 0..width {
+                    out.extend_from_slice(row);
                 }
             }
             out
         };
-        let mut hs = expand(&ws.h0);
-        let mut cs = if lstm { expand(&ws.c0) } else { Vec::new() };
+        let mut hs = expand(&ws.h0, h);
+        let mut cs = if lstm { expand(&ws.c0, h) } else { Vec::new() };
         let mut feed = vec![T::ZERO; n * h];
         let att = &self.attention;
-        let keys = ws.enc.output().to_vec();
+        let keys = keys_of(c, &ws.enc).to_vec();
         if att.kind() != AttentionKind::None {
-            att.project_keys(&self.store, &mut ws.att, &keys, max_steps, n, false);
+            att.project_keys(&self.store, &mut ws.att, &keys, max_steps + off, n, false);
         }
         let i_dec = c.decoder_input();
         let mut x = vec![T::ZERO; n * i_dec];
@@ -1102,34 +1408,28 @@ impl<T: Float> Seq2Seq<T> {
         let mut scratch = Vec::new();
         let mut cand: Vec<(f64, usize, u32)> = Vec::new();
         let top = (l - 1) * n * h;
-        for u in 0..max_steps {
-            self.tgt_emb.forward(&self.store, &tokens, &mut emb);
-            for r in 0..n {
-                x[r * i_dec..][..e].copy_from_slice(&emb[r * e..][..e]);
+        let cond_x = expand(&ws.cond_x, e);
+        for t in 0..max_steps + off {
+            if t < off {
+                put_cols(&mut x, i_dec, 0, &cond_x, e);
+            } else {
+                self.tgt_emb.forward(&self.store, &tokens, &mut emb);
+                put_cols(&mut x, i_dec, 0, &emb, e);
             }
-            match att.kind() {
-                AttentionKind::Bahdanau => {
-                    let k = c.keys();
-                    let ctx = att.step(
-                        &self.store,
-                        &mut ws.att,
-                        u,
-                        &hs[top..][..n * h],
-                        &keys,
-                        &lengths,
-                        width,
-                    );
-                    for r in 0..n {
-                        x[r * i_dec + e..][..k].copy_from_slice(&ctx[r * k..][..k]);
-                    }
-                }
-                AttentionKind::General | AttentionKind::Dot if c.input_feeding => {
-                    for r in 0..n {
-                        x[r * i_dec + e..][..h].copy_from_slice(&feed[r * h..][..h]);
-                    }
-                }
-                _ => {}
+            if c.input_feeding {
+                put_cols(&mut x, i_dec, e, &feed, h);
             }
+            let q_prev = &hs[top..][..n * h];
+            self.step_input(
+                &mut ws.att,
+                t,
+                &mut x,
+                q_prev,
+                &keys,
+                &lengths,
+                width,
+                &ws.cond,
+            );
             let c0 = lstm.then_some(&cs[..]);
             self.decoder
                 .start(&self.store, &mut ws.dec, n, 1, Some(&hs), c0)?;
@@ -1138,21 +1438,15 @@ impl<T: Float> Seq2Seq<T> {
             if lstm {
                 cs.copy_from_slice(ws.dec.c_n());
             }
-            if att.kind().luong() {
-                let ht = att.step(
-                    &self.store,
-                    &mut ws.att,
-                    u,
-                    &hs[top..][..n * h],
-                    &keys,
-                    &lengths,
-                    width,
-                );
-                o.copy_from_slice(ht);
-                feed.copy_from_slice(ht);
-            } else {
-                o.copy_from_slice(&hs[top..][..n * h]);
+            let out = self.step_output(&mut ws.att, t, &hs[top..][..n * h], &keys, &lengths, width);
+            o.copy_from_slice(out);
+            if c.input_feeding {
+                feed.copy_from_slice(&o);
             }
+            if t < off {
+                continue;
+            }
+            let u = t - off;
             self.out.forward(&self.store, &o, n, &mut logits);
             let mut parent: Vec<usize> = (0..n).collect();
             let mut next = tokens.clone();
@@ -1196,7 +1490,7 @@ impl<T: Float> Seq2Seq<T> {
                 // Best first; ties by row then token, so width 1 is greedy.
                 let keep = (2 * width).min(cand.len());
                 if keep < cand.len() {
-                    cand.select_nth_unstable_by(keep - 1, |a, b| by_score(a, b));
+                    cand.select_nth_unstable_by(keep - 1, by_score);
                     cand.truncate(keep);
                 }
                 cand.sort_by(by_score);
@@ -1209,14 +1503,12 @@ impl<T: Float> Seq2Seq<T> {
                         let hyp = self.read_back(
                             &parents,
                             &picked,
-                            r,
-                            t,
-                            u,
+                            (r, t, u),
                             s,
                             alpha,
                             t == EOS_ID,
                             ws,
-                            sn,
+                            lengths[b],
                         );
                         finals[b].push(hyp);
                         if finals[b].len() >= width {
@@ -1265,9 +1557,7 @@ impl<T: Float> Seq2Seq<T> {
         &self,
         parents: &[Vec<usize>],
         picked: &[Vec<u32>],
-        r: usize,
-        t: u32,
-        u: usize,
+        (r, t, u): (usize, u32, usize),
         log_prob: f64,
         alpha: f64,
         finished: bool,
@@ -1275,6 +1565,7 @@ impl<T: Float> Seq2Seq<T> {
         src_len: usize,
     ) -> Hypothesis {
         let has_att = self.attention.kind() != AttentionKind::None;
+        let off = self.config.condition_steps();
         let n = ws.att.rows();
         let sn = ws.src_steps;
         let mut tokens = Vec::with_capacity(u + 1);
@@ -1295,7 +1586,7 @@ impl<T: Float> Seq2Seq<T> {
         if has_att {
             let reversed = self.config.reverse_source;
             for &(j, row) in &rows {
-                let a = &ws.att.alpha[(j * n + row) * sn..][..sn];
+                let a = &ws.att.alpha[((j + off) * n + row) * sn..][..sn];
                 for s in 0..src_len {
                     let at = if reversed { src_len - 1 - s } else { s };
                     attention.push(a[at].to_f64() as f32);
@@ -1350,6 +1641,36 @@ impl<T: Float> Seq2Seq<T> {
         e.metrics
             .insert("accuracy".into(), correct as f64 / count.max(1) as f64);
         Ok(e)
+    }
+}
+
+/// The encoder's outputs (none without an encoder).
+fn keys_of<'a, T: Float>(c: &Seq2SeqConfig, enc: &'a RnnWorkspace<T>) -> &'a [T] {
+    if c.decoder_only {
+        &[]
+    } else {
+        enc.output()
+    }
+}
+
+/// Writes `src` `[N, w]` into columns `at..at + w` of `x` `[N, stride]`.
+fn put_cols<T: Copy>(x: &mut [T], stride: usize, at: usize, src: &[T], w: usize) {
+    for (row, s) in x.chunks_exact_mut(stride).zip(src.chunks_exact(w)) {
+        row[at..at + w].copy_from_slice(s);
+    }
+}
+
+/// Reads columns `at..at + w` of `x` `[N, stride]` into `dst` `[N, w]`.
+fn get_cols<T: Copy>(x: &[T], stride: usize, at: usize, dst: &mut [T], w: usize) {
+    for (row, d) in x.chunks_exact(stride).zip(dst.chunks_exact_mut(w)) {
+        d.copy_from_slice(&row[at..at + w]);
+    }
+}
+
+/// `a += b`, elementwise.
+fn add_into<T: Float>(a: &mut [T], b: &[T]) {
+    for (a, b) in a.iter_mut().zip(b) {
+        *a += *b;
     }
 }
 
