@@ -65,9 +65,15 @@ pub fn import(a: ImportArgs) -> CliResult {
 }
 
 pub fn export(a: ExportArgs) -> CliResult {
-    if recur::checkpoint::file_format(&a.model)? == recur::model::seq::SEQ_FORMAT {
-        let model = recur::checkpoint::load_seq(&a.model)?;
-        recur::checkpoint::export_torch_seq(&a.out, &model)?;
+    let format = recur::checkpoint::file_format(&a.model)?;
+    if format == recur::model::seq::SEQ_FORMAT || format == recur::model::seq2seq::SEQ2SEQ_FORMAT {
+        if format == recur::model::seq::SEQ_FORMAT {
+            let model = recur::checkpoint::load_seq(&a.model)?;
+            recur::checkpoint::export_torch_seq(&a.out, &model)?;
+        } else {
+            let model = recur::checkpoint::load_seq2seq(&a.model)?;
+            recur::checkpoint::export_torch_seq2seq(&a.out, &model)?;
+        }
         println!(
             "wrote {0}/state_dict.safetensors and {0}/meta.json (config, vocabularies, labels)",
             a.out.display()

@@ -135,6 +135,7 @@ struct Ex {
 
 type Tokenized = Vec<Ex>;
 
+/// Tokens of each pair; every non-empty side has at least one token.
 fn tokenize_pairs(pairs: &[(String, String)], level: Level) -> Tokenized {
     pairs
         .iter()
@@ -256,6 +257,15 @@ fn read_condition_rows(
         let [n, c] = shape[..] else {
             bail!("{name}: tensor '{tname}' has shape {shape:?}; expected [N, C]");
         };
+        if c == 0 {
+            bail!("{name}: tensor '{tname}' has no features (shape {shape:?})");
+        }
+        if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+            bail!(
+                "{name}: tensor '{tname}': row {} has a value that is not a finite number",
+                i / c + 1
+            );
+        }
         return Ok((
             values
                 .chunks(c.max(1))
@@ -350,13 +360,20 @@ fn split(
             (tr, va)
         }
     };
-    let before = train.len();
+    let before = train.len() + valid.len();
+    let mut valid = valid;
     if max_tokens > 0 {
-        train.retain(|x| x.src.len() <= max_tokens && x.tgt.len() <= max_tokens);
+        // Held-out pairs too: no longer than anything trained on.
+        let fits = |x: &Ex| x.src.len() <= max_tokens && x.tgt.len() <= max_tokens;
+        train.retain(fits);
+        valid.retain(fits);
     }
     if train.is_empty() {
-        bail!("no training pairs left (--max-tokens {max_tokens} removed them all)");
+        bail!(
+            "no training pairs left: --max-tokens {max_tokens} and --val-fraction {val_fraction} left none"
+        );
     }
+    let before = before - valid.len();
     let dropped = before - train.len();
     Ok((train, valid, dropped))
 }
@@ -378,20 +395,35 @@ pub fn train(a: TrainArgs) -> CliResult {
     let spe = trainer.data.steps_per_epoch().unwrap_or(1);
     let eval_every = rf.eval_every.unwrap_or(spe.min(1000) as u64).max(1);
     let c = trainer.model.config().clone();
+    let shape = match c.condition {
+        Some(cond) if c.decoder_only => format!(
+            "a {}-layer {} decoder conditioned on {} feature(s) ({}) ({} hidden, {} parameters) on {} sequences of {}",
+            c.layers,
+            c.cell.name(),
+            cond.features,
+            format!("{:?}", cond.mode).to_lowercase(),
+            c.hidden,
+            trainer.model.num_params(),
+            trainer.data.examples().len(),
+            rf.data.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
+        ),
+        _ => format!(
+            "a {}-layer {}{} encoder and {}-layer decoder ({} hidden, {} attention{}, {} parameters) on {} pairs of {}",
+            c.encoder_layers,
+            if c.bidirectional { "bidirectional " } else { "" },
+            c.cell.name(),
+            c.layers,
+            c.hidden,
+            format!("{:?}", c.attention).to_lowercase(),
+            if c.reverse_source { ", reversed source" } else { "" },
+            trainer.model.num_params(),
+            trainer.data.examples().len(),
+            rf.data.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
+        ),
+    };
     println!(
-        "training a {}-layer {}{} encoder and {}-layer decoder ({} hidden, {} attention{}, {} parameters) on {} pairs of {}, {} held out; vocabularies {} and {}; {} steps per epoch of {}",
-        c.encoder_layers,
-        if c.bidirectional { "bidirectional " } else { "" },
-        c.cell.name(),
-        c.layers,
-        c.hidden,
-        format!("{:?}", c.attention).to_lowercase(),
-        if c.reverse_source { ", reversed source" } else { "" },
-        trainer.model.num_params(),
-        trainer.data.examples().len(),
-        rf.data.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
+        "training {shape}, {} held out; target vocabulary {}; {} steps per epoch of {}",
         valid.len(),
-        c.src_vocab,
         c.tgt_vocab,
         spe,
         rf.batch,
@@ -444,10 +476,16 @@ pub fn train(a: TrainArgs) -> CliResult {
         }
     }
     println!(
-        "wrote {}/model.safetensors (the best), last.safetensors, metrics.jsonl, loss.svg, valid.tsv",
-        out.display()
+        "wrote {}/model.safetensors (the best), last.safetensors, metrics.jsonl, loss.svg{}",
+        out.display(),
+        if c.decoder_only { "" } else { ", valid.tsv" }
     );
     Ok(())
+}
+
+/// Defaults that depend on the token level: words overfit sooner.
+fn word_level(a: &TrainArgs) -> bool {
+    a.level.as_deref().unwrap_or("word") == "word"
 }
 
 fn model_config(
@@ -470,20 +508,20 @@ fn model_config(
     })?;
     c.input_feeding = a.input_feeding;
     c.reverse_source = a.reverse_source;
-    c.dropout = a.dropout.unwrap_or(0.1);
+    c.dropout = a.dropout.unwrap_or(if word_level(a) { 0.3 } else { 0.0 });
     Ok(c)
 }
 
 fn training_options(a: &TrainArgs) -> anyhow::Result<Seq2SeqTraining> {
-    if !(0.0..1.0).contains(&a.label_smoothing) {
-        bail!(
-            "--label-smoothing: expected a number in [0, 1), got {}",
-            a.label_smoothing
-        );
+    let smoothing = a
+        .label_smoothing
+        .unwrap_or(if word_level(a) { 0.1 } else { 0.0 });
+    if !(0.0..1.0).contains(&smoothing) {
+        bail!("--label-smoothing: expected a number in [0, 1), got {smoothing}");
     }
     Ok(Seq2SeqTraining {
         teacher_forcing: TeacherForcing::parse(&a.teacher_forcing).context("--teacher-forcing")?,
-        label_smoothing: a.label_smoothing,
+        label_smoothing: smoothing,
     })
 }
 
@@ -521,9 +559,7 @@ fn start(a: &TrainArgs) -> anyhow::Result<Started> {
         .unwrap_or(if level == Level::Word { 50 } else { 200 });
     let (train, valid, dropped) = split(all, valid, a.val_fraction, max_tokens, a.seed)?;
     if dropped > 0 {
-        println!(
-            "{dropped} training pair(s) longer than {max_tokens} tokens left out (--max-tokens)"
-        );
+        println!("{dropped} pair(s) longer than {max_tokens} tokens left out (--max-tokens)");
     }
     let vocab = a.vocab.unwrap_or(0);
     let vocabs = (
@@ -674,16 +710,16 @@ pub struct DecodeArgs {
     #[arg(long, conflicts_with = "beam")]
     pub sample: bool,
     /// Sampling temperature.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, requires = "sample")]
     pub temperature: f64,
     /// Sampling: keep the k most likely tokens.
-    #[arg(long)]
+    #[arg(long, requires = "sample")]
     pub top_k: Option<usize>,
     /// Sampling: keep the most likely tokens up to probability p.
-    #[arg(long)]
+    #[arg(long, requires = "sample")]
     pub top_p: Option<f64>,
-    /// Sampling seed.
-    #[arg(long, default_value_t = 1)]
+    /// Sampling seed (each source draws from its own stream of it).
+    #[arg(long, default_value_t = 1, requires = "sample")]
     pub seed: u64,
     /// At most ceil(RATIO × source length) + 5 output tokens.
     #[arg(long, default_value_t = 2.0)]
@@ -732,6 +768,7 @@ impl DecodeArgs {
             nbest: self.nbest,
             max_ratio: self.max_ratio,
             max_len: 1000,
+            mask_reserved: true,
         })
     }
 }
@@ -799,7 +836,8 @@ fn translate_batched(
     let mut ws = Seq2SeqWs::default();
     for chunk in order.chunks(batch.max(1)) {
         let srcs: Vec<Vec<u32>> = chunk.iter().map(|&i| ids[i].clone()).collect();
-        let hyps = model.translate(&mut ws, &srcs, how)?;
+        let streams: Vec<u64> = chunk.iter().map(|&i| i as u64).collect();
+        let hyps = model.decode(&mut ws, &srcs, &[], &streams, how)?;
         for (&i, list) in chunk.iter().zip(hyps) {
             let src = &tokens[i];
             out[i] = Some(
@@ -926,6 +964,9 @@ pub fn translate(a: TranslateArgs) -> CliResult {
         }
     }
     w.flush()?;
+    if !a.show.is_empty() && model.config().attention == AttentionKind::None {
+        bail!("--show: this model has no attention to draw");
+    }
     for &line in &a.show {
         let Some(list) = line.checked_sub(1).and_then(|i| out.get(i)) else {
             bail!(
@@ -1137,12 +1178,14 @@ pub fn generate(
         nbest,
         max_ratio: 1.0,
         max_len: length.max(1),
+        mask_reserved: true,
     };
     // Different seeds per sample: one draw each, all in one batch.
     let sources = vec![Vec::new(); count];
     let conds: Vec<f32> = (0..count).flat_map(|_| cond.iter().copied()).collect();
     let mut ws = Seq2SeqWs::default();
-    let out = model.decode(&mut ws, &sources, &conds, &how)?;
+    let streams: Vec<u64> = (0..count as u64).collect();
+    let out = model.decode(&mut ws, &sources, &conds, &streams, &how)?;
     let stdout = std::io::stdout();
     let mut w = std::io::BufWriter::new(stdout.lock());
     for list in out {

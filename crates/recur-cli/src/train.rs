@@ -140,9 +140,9 @@ pub struct TrainArgs {
     /// exponential:K or inverse-sigmoid:K over the training steps.
     #[arg(long, default_value = "1")]
     pub teacher_forcing: String,
-    /// Seq2seq: label smoothing ε of the loss.
-    #[arg(long, default_value_t = 0.0)]
-    pub label_smoothing: f64,
+    /// Seq2seq: label smoothing ε of the loss [default: 0.1 for words, 0 for characters].
+    #[arg(long)]
+    pub label_smoothing: Option<f64>,
     /// Seq2seq: keep at most this many tokens per side's vocabulary (the rest read as <unk>).
     #[arg(long)]
     pub vocab: Option<usize>,
@@ -391,6 +391,7 @@ impl<M> Observer<M> for Progressbar {
 pub fn run(a: TrainArgs) -> CliResult {
     recur::gemm::set_threads(a.threads);
     if a.task.as_deref() == Some("seq2seq")
+        || a.condition.is_some()
         || a.resume.as_ref().is_some_and(|d| crate::seq2seq::is_run(d))
     {
         return crate::seq2seq::train(a);

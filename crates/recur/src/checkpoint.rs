@@ -460,24 +460,11 @@ pub fn file_format(path: &Path) -> Result<String> {
 pub fn load_seq(path: &Path) -> Result<SeqModel<f32>> {
     let mut t = read_tensors(path)?;
     expect_format(&t, path, SEQ_FORMAT, "a recur sequence model")?;
-    let get = |k: &str| t.metadata.get(k).map_or("", String::as_str);
-    let config: SeqConfig = serde_json::from_str(get("config")).map_err(|e| {
-        data_err(
-            path,
-            format!("metadata 'config' is not a valid sequence-model config: {e}"),
-        )
-    })?;
-    let meta: SeqMeta = serde_json::from_str(get("meta"))
-        .map_err(|e| data_err(path, format!("metadata 'meta' is not valid: {e}")))?;
+    let config: SeqConfig = json_meta(&t, path, "config", "a valid sequence-model config")?;
+    let meta: SeqMeta = json_meta(&t, path, "meta", "valid")?;
     check_size(path, &t, config.param_count())?;
     let mut model = SeqModel::zeros(config, meta).map_err(|e| data_err(path, e.to_string()))?;
-    fill_params(&mut model.store, &mut t, path)?;
-    if let Some(extra) = t.tensors.keys().next() {
-        return Err(data_err(
-            path,
-            format!("unexpected tensor '{extra}' for this model's config"),
-        ));
-    }
+    fill_all_params(&mut model.store, &mut t, path)?;
     Ok(model)
 }
 
@@ -490,27 +477,30 @@ pub fn load_seq2seq(path: &Path) -> Result<Seq2Seq<f32>> {
         SEQ2SEQ_FORMAT,
         "a recur sequence-to-sequence model",
     )?;
-    let get = |k: &str| t.metadata.get(k).map_or("", String::as_str);
-    let config: Seq2SeqConfig = serde_json::from_str(get("config")).map_err(|e| {
-        data_err(
+    let config: Seq2SeqConfig =
+        json_meta(&t, path, "config", "a valid sequence-to-sequence config")?;
+    let meta: Seq2SeqMeta = json_meta(&t, path, "meta", "valid")?;
+    let training: Seq2SeqTraining = json_meta(&t, path, "training", "valid")?;
+    let src_want = if config.decoder_only {
+        0
+    } else {
+        config.src_vocab
+    };
+    if meta.src_tokens.len() != src_want || meta.tgt_tokens.len() != config.tgt_vocab {
+        return Err(data_err(
             path,
-            format!("metadata 'config' is not a valid sequence-to-sequence config: {e}"),
-        )
-    })?;
-    let meta: Seq2SeqMeta = serde_json::from_str(get("meta"))
-        .map_err(|e| data_err(path, format!("metadata 'meta' is not valid: {e}")))?;
-    let training: Seq2SeqTraining = serde_json::from_str(get("training"))
-        .map_err(|e| data_err(path, format!("metadata 'training' is not valid: {e}")))?;
+            format!(
+                "metadata 'meta' has vocabularies of {} and {} tokens; the config needs {src_want} and {}",
+                meta.src_tokens.len(),
+                meta.tgt_tokens.len(),
+                config.tgt_vocab
+            ),
+        ));
+    }
     check_size(path, &t, config.param_count())?;
     let mut model = Seq2Seq::zeros(config, meta).map_err(|e| data_err(path, e.to_string()))?;
     model.training = training;
-    fill_params(&mut model.store, &mut t, path)?;
-    if let Some(extra) = t.tensors.keys().next() {
-        return Err(data_err(
-            path,
-            format!("unexpected tensor '{extra}' for this model's config"),
-        ));
-    }
+    fill_all_params(&mut model.store, &mut t, path)?;
     Ok(model)
 }
 
@@ -520,6 +510,31 @@ pub fn load_seq2seq(path: &Path) -> Result<Seq2Seq<f32>> {
 pub fn export_torch_seq2seq(dir: &Path, model: &Seq2Seq<f32>) -> Result<()> {
     let json = serde_json::json!({ "config": model.config(), "meta": model.meta });
     export_store(dir, &model.store, "meta.json", json.to_string().as_bytes())
+}
+
+/// A JSON metadata entry of a model file, parsed; `what` says what it
+/// should be in the error.
+fn json_meta<D: serde::de::DeserializeOwned>(
+    t: &Tensors,
+    path: &Path,
+    key: &str,
+    what: &str,
+) -> Result<D> {
+    let text = t.metadata.get(key).map_or("", String::as_str);
+    serde_json::from_str(text)
+        .map_err(|e| data_err(path, format!("metadata '{key}' is not {what}: {e}")))
+}
+
+/// [`fill_params`], then no tensor may be left over.
+fn fill_all_params(store: &mut ParamStore<f32>, t: &mut Tensors, path: &Path) -> Result<()> {
+    fill_params(store, t, path)?;
+    match t.tensors.keys().next() {
+        Some(extra) => Err(data_err(
+            path,
+            format!("unexpected tensor '{extra}' for this model's config"),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Writes a sequence model as a plain PyTorch state_dict (the names of the

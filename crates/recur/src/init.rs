@@ -117,3 +117,24 @@ pub fn set_lstm_forget_bias<T: Float>(
     }
     Ok(())
 }
+
+/// Fills `p` with draws from U(−r, r) (PyTorch's `uniform_`).
+pub fn fill_uniform<T: Float, R: rand::Rng + ?Sized>(p: &mut [T], r: f64, rng: &mut R) {
+    for v in p {
+        *v = T::from_f64(rng.random_range(-r..r));
+    }
+}
+
+/// PyTorch's default initialisation of linear layers, U(−1/√in, 1/√in) for
+/// the weight and then the bias of each.
+pub fn init_linears<T: Float>(
+    params: &mut [T],
+    linears: &[crate::layer::linear::Linear],
+    rng: &mut impl rand::Rng,
+) {
+    for l in linears {
+        let r = 1.0 / (l.input() as f64).sqrt();
+        fill_uniform(l.weight().of_mut(params), r, rng);
+        fill_uniform(l.bias().of_mut(params), r, rng);
+    }
+}

@@ -2,6 +2,8 @@
 //! form, input feeding, the bridge, reversed sources, label smoothing and
 //! dropout, through the store; and the properties of beam search.
 
+mod common;
+
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use recur::data::pairs::{PairBatch, PairExample};
@@ -71,37 +73,17 @@ fn gradcheck(name: &str, config: Seq2SeqConfig, smoothing: f64) {
     m.forward_backward_with(&mut ws, &b, 1.0, dropout.then_some(&mut g as _))
         .unwrap();
     let grads = m.store.grads.clone();
-    let loss = |m: &Seq2Seq<f64>, ws: &mut Seq2SeqWs<f64>| {
-        let mut g = gen();
-        m.forward(ws, &b, 1.0, dropout.then_some(&mut g as _))
-            .unwrap();
-        m.loss(ws, &b, smoothing, false)
-    };
-    let eps = 1e-6;
-    let mut worst = 0.0f64;
-    for info in m.store.info().to_vec() {
-        for i in info.range() {
-            let v = m.store.params[i];
-            m.store.params[i] = v + eps;
-            let up = loss(&m, &mut ws);
-            m.store.params[i] = v - eps;
-            let down = loss(&m, &mut ws);
-            m.store.params[i] = v;
-            let num = (up - down) / (2.0 * eps);
-            let err = (num - grads[i]).abs() / num.abs().max(grads[i].abs()).max(1e-3);
-            assert!(
-                err < 1e-6,
-                "{name}: {}[{}]: analytic {} numeric {num} (error {err:.1e})",
-                info.name,
-                i - info.offset,
-                grads[i]
-            );
-            worst = worst.max(err);
-        }
-    }
-    println!(
-        "{name}: {} parameters, worst error {worst:.1e}",
-        m.store.len()
+    common::check_gradients(
+        name,
+        &mut m,
+        |m| &mut m.store,
+        &grads,
+        |m| {
+            let mut g = gen();
+            m.forward(&mut ws, &b, 1.0, dropout.then_some(&mut g as _))
+                .unwrap();
+            m.loss(&mut ws, &b, smoothing, false)
+        },
     );
 }
 
@@ -211,11 +193,13 @@ fn conditioned_decoders_decode_per_condition() {
         };
         let conds = [1.0, 0.0, 0.0, 1.0, 1.0, 0.0];
         let out = m
-            .decode(&mut ws, &[vec![], vec![], vec![]], &conds, &how)
+            .decode(&mut ws, &[vec![], vec![], vec![]], &conds, &[], &how)
             .unwrap();
         // The same condition gives the same greedy output, batched or alone.
         assert_eq!(out[0][0].tokens, out[2][0].tokens, "{mode:?}");
-        let alone = m.decode(&mut ws, &[vec![]], &conds[2..4], &how).unwrap();
+        let alone = m
+            .decode(&mut ws, &[vec![]], &conds[2..4], &[], &how)
+            .unwrap();
         assert_eq!(alone[0][0].tokens, out[1][0].tokens, "{mode:?}");
         // Greedy decoding scores what teacher forcing scores.
         let h = &out[0][0];
@@ -240,7 +224,7 @@ fn conditioned_decoders_decode_per_condition() {
             h.log_prob
         );
         assert!(
-            m.decode(&mut ws, &[vec![]], &[1.0], &how).is_err(),
+            m.decode(&mut ws, &[vec![]], &[1.0], &[], &how).is_err(),
             "wrong width"
         );
     }
@@ -364,6 +348,7 @@ fn a_wide_beam_finds_the_exhaustive_optimum() {
             nbest: 1,
             max_len: len,
             max_ratio: 10.0,
+            mask_reserved: false,
         };
         let mut ws = Seq2SeqWs::default();
         let got = &m.translate(&mut ws, &[src], &how).unwrap()[0][0];
@@ -410,4 +395,47 @@ fn nbest_lists_are_sorted_by_penalised_score() {
     let mut ws = Seq2SeqWs::default();
     let e = m.translate(&mut ws, &sources(), &bad).unwrap_err();
     assert!(e.to_string().contains("beam width"), "{e}");
+}
+
+/// With a teacher-forcing ratio of 0, each step after the first is fed the
+/// model's own argmax: the same logits as teacher-forcing that sequence.
+#[test]
+fn scheduled_sampling_feeds_the_models_own_predictions() {
+    use recur::model::seq2seq::TeacherForcing;
+    let m = trained_ish(AttentionKind::Bahdanau, 7);
+    let mut rng = Lcg(1);
+    let b = batch(m.config(), &mut rng);
+    let (un, bn, v) = (b.tgt_steps, b.batch(), VT);
+    let mut ws = Seq2SeqWs::default();
+    let mut g = ChaCha8Rng::seed_from_u64(1);
+    m.forward(&mut ws, &b, 0.0, Some(&mut g)).unwrap();
+    let free = m.logits(&ws).to_vec();
+    let argmax = |row: &[f64]| {
+        (0..row.len()).fold(0, |best, i| if row[i] > row[best] { i } else { best }) as u32
+    };
+    let mut fed = b.clone();
+    for u in 1..un {
+        for r in 0..bn {
+            fed.tgt_in[u * bn + r] = argmax(&free[((u - 1) * bn + r) * v..][..v]);
+        }
+    }
+    m.forward(&mut ws, &fed, 1.0, None).unwrap();
+    let forced = m.logits(&ws);
+    for (a, b) in free.iter().zip(forced) {
+        assert!((a - b).abs() < 1e-12);
+    }
+    assert_ne!(
+        fed.tgt_in, b.tgt_in,
+        "the predictions differ from the targets somewhere"
+    );
+    // Schedules.
+    let tf = TeacherForcing::parse("inverse-sigmoid:100").unwrap();
+    assert!(tf.ratio(0) > 0.99 && tf.ratio(1000) < 0.01);
+    assert!((TeacherForcing::parse("linear:100:0.2").unwrap().ratio(50) - 0.5).abs() < 1e-12);
+    assert_eq!(
+        TeacherForcing::parse("linear:100:0.2").unwrap().ratio(500),
+        0.2
+    );
+    assert!((TeacherForcing::parse("exponential:0.99").unwrap().ratio(2) - 0.9801).abs() < 1e-12);
+    assert!(TeacherForcing::parse("1.5").is_err() && TeacherForcing::parse("cosine:3").is_err());
 }

@@ -4,6 +4,8 @@
 //! losses, regression per sequence and per step, residual connections and
 //! the learned initial state, on ragged batches.
 
+mod common;
+
 use recur::data::seq::{SeqBatch, SeqExample};
 use recur::model::seq::{
     CharConfig, Pooling, SeqConfig, SeqInput, SeqMeta, SeqModel, SeqTask, SeqWorkspace,
@@ -88,35 +90,15 @@ fn gradcheck(name: &str, config: SeqConfig, meta: SeqMeta) {
     let mut ws = SeqWorkspace::default();
     m.forward_backward_with(&mut ws, &b, None).unwrap();
     let grads = m.store.grads.clone();
-    let loss = |m: &SeqModel<f64>, ws: &mut SeqWorkspace<f64>| {
-        m.forward(ws, &b, None).unwrap();
-        m.loss(ws, &b, false).unwrap()
-    };
-    let eps = 1e-6;
-    let mut worst = 0.0f64;
-    for info in m.store.info().to_vec() {
-        for i in info.range() {
-            let v = m.store.params[i];
-            m.store.params[i] = v + eps;
-            let up = loss(&m, &mut ws);
-            m.store.params[i] = v - eps;
-            let down = loss(&m, &mut ws);
-            m.store.params[i] = v;
-            let num = (up - down) / (2.0 * eps);
-            let err = (num - grads[i]).abs() / num.abs().max(grads[i].abs()).max(1e-3);
-            assert!(
-                err < 1e-6,
-                "{name}: {}[{}]: analytic {} numeric {num} (error {err:.1e})",
-                info.name,
-                i - info.offset,
-                grads[i]
-            );
-            worst = worst.max(err);
-        }
-    }
-    println!(
-        "{name}: {} parameters, worst error {worst:.1e}",
-        m.store.len()
+    common::check_gradients(
+        name,
+        &mut m,
+        |m| &mut m.store,
+        &grads,
+        |m| {
+            m.forward(&mut ws, &b, None).unwrap();
+            m.loss(&mut ws, &b, false).unwrap()
+        },
     );
 }
 

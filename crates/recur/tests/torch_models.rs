@@ -11,7 +11,9 @@ use std::path::PathBuf;
 
 use recur::data::seq::SeqBatch;
 use recur::model::seq::{Pooling, SeqConfig, SeqInput, SeqMeta, SeqModel, SeqTask, SeqWorkspace};
-use recur::{CellKind, Float};
+use recur::{CellKind, Float, ParamStore};
+
+type Tensors64 = HashMap<String, (Vec<usize>, Vec<f64>)>;
 use safetensors::{Dtype, SafeTensors};
 
 fn cases_dir() -> PathBuf {
@@ -124,27 +126,29 @@ fn check(name: &str, what: &str, got: f64, want: f64, tol: f64, worst: &mut f64)
     *worst = worst.max(err);
 }
 
+/// Sets every tensor of `store` from PyTorch's of the same name and shape,
+/// and checks that every PyTorch tensor is used.
+fn load_params<T: Float>(store: &mut ParamStore<T>, params: &Tensors64, case: &str) {
+    for p in store.info().to_vec() {
+        let (shape, v) = params
+            .get(&p.name)
+            .unwrap_or_else(|| panic!("{case}: PyTorch has no {}", p.name));
+        assert_eq!(shape, &p.shape, "{case}: shape of {}", p.name);
+        for (d, s) in store.params[p.range()].iter_mut().zip(v) {
+            *d = T::from_f64(*s);
+        }
+    }
+    assert_eq!(
+        store.info().len(),
+        params.len(),
+        "{case}: every PyTorch tensor is used"
+    );
+}
+
 /// Runs a case in T; returns the worst error.
 fn run<T: Float>(c: &Case, tol: f64) -> f64 {
     let mut m = SeqModel::<T>::zeros(c.config.clone(), SeqMeta::default()).unwrap();
-    let mut named = 0;
-    for p in m.store.info().to_vec() {
-        let (shape, v) = c
-            .params
-            .get(&p.name)
-            .unwrap_or_else(|| panic!("{}: PyTorch has no {}", c.name, p.name));
-        assert_eq!(shape, &p.shape, "{}: shape of {}", c.name, p.name);
-        for (d, s) in m.store.params[p.range()].iter_mut().zip(v) {
-            *d = T::from_f64(*s);
-        }
-        named += 1;
-    }
-    assert_eq!(
-        named,
-        c.params.len(),
-        "{}: every PyTorch tensor is used",
-        c.name
-    );
+    load_params(&mut m.store, &c.params, &c.name);
     let mut ws = SeqWorkspace::default();
     m.forward(&mut ws, &c.batch, None).unwrap();
     let logits_t = m.predict(&c.batch).unwrap();
@@ -333,22 +337,7 @@ fn load_pairs(name: &str) -> PairCase {
 
 fn run_pairs<T: Float>(c: &PairCase, tol: f64) -> f64 {
     let mut m = Seq2Seq::<T>::zeros(c.config.clone(), Seq2SeqMeta::default()).unwrap();
-    for p in m.store.info().to_vec() {
-        let (shape, v) = c
-            .params
-            .get(&p.name)
-            .unwrap_or_else(|| panic!("{}: PyTorch has no {}", c.name, p.name));
-        assert_eq!(shape, &p.shape, "{}: shape of {}", c.name, p.name);
-        for (d, s) in m.store.params[p.range()].iter_mut().zip(v) {
-            *d = T::from_f64(*s);
-        }
-    }
-    assert_eq!(
-        m.store.info().len(),
-        c.params.len(),
-        "{}: every tensor used",
-        c.name
-    );
+    load_params(&mut m.store, &c.params, &c.name);
     let mut ws = Seq2SeqWs::default();
     let b = &c.batch;
     let (bn, un, sn, v) = (b.batch(), b.tgt_steps, b.src_steps, c.config.tgt_vocab);
@@ -418,8 +407,10 @@ fn run_pairs<T: Float>(c: &PairCase, tol: f64) -> f64 {
         }
     }
     // Greedy decoding of source 0, at most 8 tokens, as the fixture's.
+    // PyTorch's greedy search does not mask <pad> and <sos>.
     let how = Decode {
         max_len: 8,
+        mask_reserved: false,
         ..Decode::default()
     };
     let hyp = &m.translate(&mut ws, &[c.source0.clone()], &how).unwrap()[0][0];

@@ -54,13 +54,13 @@ pub fn split_tokens(text: &str, level: Level) -> Vec<String> {
                         && i + 1 < chars.len()
                         && chars[i - 1].is_alphanumeric()
                         && chars[i + 1].is_alphanumeric();
-                    if (c.is_alphanumeric() || inner) && c != JOINER {
+                    if c.is_alphanumeric() || inner {
                         cur.push(c);
                     } else {
+                        // Any other character is a token of its own (the
+                        // joiner too, so no text becomes no tokens).
                         flush(&mut cur, &mut joined, &mut out);
-                        if c != JOINER {
-                            cur.push(c);
-                        }
+                        cur.push(c);
                         flush(&mut cur, &mut joined, &mut out);
                     }
                 }
@@ -403,6 +403,7 @@ impl PairData {
             [e.src.len() as u64, e.tgt.len() as u64]
                 .into_iter()
                 .chain(e.src.iter().chain(&e.tgt).map(|&x| u64::from(x)))
+                .chain(e.cond.iter().map(|x| u64::from(x.to_bits())))
         }));
         Ok(PairData {
             examples,

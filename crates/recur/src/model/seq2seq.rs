@@ -33,9 +33,10 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::cell::CellKind;
-use crate::data::pairs::{PairBatch, EOS_ID, SOS_ID};
+use crate::data::pairs::{PairBatch, EOS_ID, PAD_ID, SOS_ID, UNK_ID};
 use crate::error::{Error, Result};
 use crate::float::Float;
+use crate::init::{fill_uniform, init_linears};
 use crate::layer::attention::{Attention, AttentionKind, AttentionWs};
 use crate::layer::dropout::{dropout_backward, dropout_forward};
 use crate::layer::embedding::Embedding;
@@ -506,6 +507,9 @@ pub struct Decode {
     pub max_ratio: f64,
     /// …and never more than this.
     pub max_len: usize,
+    /// Never produce `<pad>` or `<sos>`, nor `<unk>` from a decoder alone
+    /// (off only to compare with a reference that does not mask them).
+    pub mask_reserved: bool,
 }
 
 impl Default for Decode {
@@ -515,6 +519,7 @@ impl Default for Decode {
             nbest: 1,
             max_ratio: 2.0,
             max_len: 200,
+            mask_reserved: true,
         }
     }
 }
@@ -633,14 +638,9 @@ impl<T: Float> Seq2Seq<T> {
     pub fn new(config: Seq2SeqConfig, meta: Seq2SeqMeta, seed: u64) -> Result<Seq2Seq<T>> {
         let mut m = Seq2Seq::zeros(config, meta)?;
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let fill = |p: &mut [T], r: f64, rng: &mut ChaCha8Rng| {
-            for v in p {
-                *v = T::from_f64(rng.random_range(-r..r));
-            }
-        };
         let params = &mut m.store.params;
         for e in m.encoder.iter().map(|e| e.0).chain([m.tgt_emb]) {
-            fill(e.weight().of_mut(params), 0.1, &mut rng);
+            fill_uniform(e.weight().of_mut(params), 0.1, &mut rng);
         }
         let mut linears = m.attention.linears();
         linears.push(m.out);
@@ -649,14 +649,10 @@ impl<T: Float> Seq2Seq<T> {
             linears.push(h);
             linears.extend(c);
         }
-        for l in linears {
-            let r = 1.0 / (l.input() as f64).sqrt();
-            fill(l.weight().of_mut(params), r, &mut rng);
-            fill(l.bias().of_mut(params), r, &mut rng);
-        }
+        init_linears(params, &linears, &mut rng);
         if let Some(w) = m.attention.general_weight() {
             let r = 1.0 / (m.config.keys() as f64).sqrt();
-            fill(w.of_mut(params), r, &mut rng);
+            fill_uniform(w.of_mut(params), r, &mut rng);
         }
         let (a, b) = (rng.next_u64(), rng.next_u64());
         if let Some((_, enc)) = &m.encoder {
@@ -1276,19 +1272,43 @@ impl<T: Float> Seq2Seq<T> {
         sources: &[Vec<u32>],
         how: &Decode,
     ) -> Result<Vec<Vec<Hypothesis>>> {
-        self.decode(ws, sources, &[], how)
+        self.decode(ws, sources, &[], &[], how)
     }
 
     /// Decodes B sequences: from `sources` (empty ones for a decoder
     /// alone) and `conditions` `[B, C]` (empty for a model without a
     /// condition). Up to `how.nbest` hypotheses per sequence, best first.
+    /// Sampling draws sequence b from its own stream `streams[b]` of the
+    /// seed (b when `streams` is empty), so a sample does not depend on the
+    /// others decoded with it.
     pub fn decode(
         &self,
         ws: &mut Seq2SeqWs<T>,
         sources: &[Vec<u32>],
         conditions: &[f32],
+        streams: &[u64],
         how: &Decode,
     ) -> Result<Vec<Vec<Hypothesis>>> {
+        if !(how.max_ratio.is_finite() && how.max_ratio > 0.0) {
+            return Err(Error::Config(format!(
+                "the maximum length ratio must be a number > 0, got {}",
+                how.max_ratio
+            )));
+        }
+        if let Search::Beam { alpha, .. } = how.search {
+            if !alpha.is_finite() {
+                return Err(Error::Config(format!(
+                    "the length penalty must be a number, got {alpha}"
+                )));
+            }
+        }
+        if !streams.is_empty() && streams.len() != sources.len() {
+            return Err(Error::Config(format!(
+                "{} sampling streams for {} sequences",
+                streams.len(),
+                sources.len()
+            )));
+        }
         let (width, alpha) = match how.search {
             Search::Beam { width: 0, .. } => {
                 return Err(Error::Config("beam width must be at least 1".into()))
@@ -1352,7 +1372,8 @@ impl<T: Float> Seq2Seq<T> {
             .iter()
             .map(|&s| match c.decoder_only {
                 true => how.max_len.max(1),
-                false => ((how.max_ratio * s as f64).ceil() as usize + 5)
+                false => ((how.max_ratio * s as f64).ceil().min(1e9) as usize)
+                    .saturating_add(5)
                     .min(how.max_len)
                     .max(1),
             })
@@ -1401,12 +1422,22 @@ impl<T: Float> Seq2Seq<T> {
         let mut picked: Vec<Vec<u32>> = Vec::new();
         let mut finals: Vec<Vec<Hypothesis>> = vec![Vec::new(); bn];
         let mut done = vec![false; bn];
-        let mut rng = match how.search {
-            Search::Sample { seed, .. } => ChaCha8Rng::seed_from_u64(seed),
-            _ => ChaCha8Rng::seed_from_u64(0),
+        let seed = match how.search {
+            Search::Sample { seed, .. } => seed,
+            _ => 0,
         };
+        let mut rngs: Vec<ChaCha8Rng> = (0..bn)
+            .map(|b| {
+                let mut r = ChaCha8Rng::seed_from_u64(seed);
+                r.set_stream(streams.get(b).copied().unwrap_or(b as u64));
+                r
+            })
+            .collect();
+        let mut row32: Vec<f32> = Vec::with_capacity(v);
         let mut scratch = Vec::new();
         let mut cand: Vec<(f64, usize, u32)> = Vec::new();
+        let (mut parent, mut next, mut next_scores, mut old) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let top = (l - 1) * n * h;
         let cond_x = expand(&ws.cond_x, e);
         for t in 0..max_steps + off {
@@ -1448,9 +1479,10 @@ impl<T: Float> Seq2Seq<T> {
             }
             let u = t - off;
             self.out.forward(&self.store, &o, n, &mut logits);
-            let mut parent: Vec<usize> = (0..n).collect();
-            let mut next = tokens.clone();
-            let mut next_scores = scores.clone();
+            parent.clear();
+            parent.extend(0..n);
+            next.clone_from(&tokens);
+            next_scores.clone_from(&scores);
             for b in 0..bn {
                 if done[b] {
                     continue;
@@ -1464,6 +1496,14 @@ impl<T: Float> Seq2Seq<T> {
                     }
                     let row = &logits[r * v..][..v];
                     log_softmax_row(row, &mut logp);
+                    if how.mask_reserved {
+                        logp[PAD_ID as usize] = f64::NEG_INFINITY;
+                        logp[SOS_ID as usize] = f64::NEG_INFINITY;
+                        // A decoder alone has no source to copy an unknown word from.
+                        if c.decoder_only {
+                            logp[UNK_ID as usize] = f64::NEG_INFINITY;
+                        }
+                    }
                     match how.search {
                         Search::Greedy | Search::Beam { .. } => {
                             for (t, &lp) in logp.iter().enumerate() {
@@ -1476,13 +1516,16 @@ impl<T: Float> Seq2Seq<T> {
                             top_p,
                             ..
                         } => {
-                            let row32: Vec<f32> = row.iter().map(|x| x.to_f64() as f32).collect();
+                            // From the masked log-probabilities: the same
+                            // distribution as the logits', without the masked tokens.
+                            row32.clear();
+                            row32.extend(logp.iter().map(|&x| x as f32));
                             let how = crate::sample::Decoding::Sample {
                                 temperature,
                                 top_k,
                                 top_p,
                             };
-                            let t = crate::sample::choose(&row32, how, &mut rng, &mut scratch);
+                            let t = crate::sample::choose(&row32, how, &mut rngs[b], &mut scratch);
                             cand.push((scores[r] + logp[t as usize], r, t));
                         }
                     }
@@ -1530,15 +1573,15 @@ impl<T: Float> Seq2Seq<T> {
                 }
             }
             // Reorder the states by parent.
-            reorder(&mut hs, &parent, l, n, h);
+            reorder(&mut hs, &parent, l, n, h, &mut old);
             if lstm {
-                reorder(&mut cs, &parent, l, n, h);
+                reorder(&mut cs, &parent, l, n, h, &mut old);
             }
-            reorder(&mut feed, &parent, 1, n, h);
-            parents.push(parent);
+            reorder(&mut feed, &parent, 1, n, h, &mut old);
+            parents.push(parent.clone());
             picked.push(next.clone());
-            tokens = next;
-            scores = next_scores;
+            std::mem::swap(&mut tokens, &mut next);
+            std::mem::swap(&mut scores, &mut next_scores);
             if done.iter().all(|&d| d) {
                 break;
             }
@@ -1690,13 +1733,21 @@ fn argmax<T: Float>(row: &[T]) -> u32 {
     best as u32
 }
 
-/// Rows of `[layers, N, H]` states taken from their parent rows.
-fn reorder<T: Float>(x: &mut [T], parent: &[usize], layers: usize, n: usize, h: usize) {
+/// Rows of `[layers, N, H]` states taken from their parent rows (`old`: scratch).
+fn reorder<T: Float>(
+    x: &mut [T],
+    parent: &[usize],
+    layers: usize,
+    n: usize,
+    h: usize,
+    old: &mut Vec<T>,
+) {
     if parent.iter().enumerate().all(|(i, &p)| i == p) {
         return;
     }
     for layer in x[..layers * n * h].chunks_exact_mut(n * h) {
-        let old = layer.to_vec();
+        old.clear();
+        old.extend_from_slice(layer);
         for (r, &p) in parent.iter().enumerate() {
             layer[r * h..][..h].copy_from_slice(&old[p * h..][..h]);
         }

@@ -250,3 +250,43 @@ pub fn tagged_examples(
         .collect();
     (examples, table)
 }
+
+/// Checks the analytic gradient `grads` of every parameter of a model's
+/// store against central differences (ε = 1e-6) of `loss`, to relative
+/// error 1e-6 (denominator at least 1e-3); prints and returns the worst.
+pub fn check_gradients<M>(
+    name: &str,
+    m: &mut M,
+    store: fn(&mut M) -> &mut ParamStore<f64>,
+    grads: &[f64],
+    mut loss: impl FnMut(&M) -> f64,
+) -> f64 {
+    let eps = 1e-6;
+    let mut worst = 0.0f64;
+    let info = store(m).info().to_vec();
+    for info in &info {
+        for i in info.range() {
+            let v = store(m).params[i];
+            store(m).params[i] = v + eps;
+            let up = loss(m);
+            store(m).params[i] = v - eps;
+            let down = loss(m);
+            store(m).params[i] = v;
+            let num = (up - down) / (2.0 * eps);
+            let err = (num - grads[i]).abs() / num.abs().max(grads[i].abs()).max(1e-3);
+            assert!(
+                err < 1e-6,
+                "{name}: {}[{}]: analytic {} numeric {num} (error {err:.1e})",
+                info.name,
+                i - info.offset,
+                grads[i]
+            );
+            worst = worst.max(err);
+        }
+    }
+    println!(
+        "{name}: {} parameters, worst error {worst:.1e}",
+        grads.len()
+    );
+    worst
+}

@@ -37,6 +37,7 @@ use crate::cell::CellKind;
 use crate::data::seq::{step_is_valid, SeqBatch};
 use crate::error::{Error, Result};
 use crate::float::Float;
+use crate::init::{fill_uniform, init_linears};
 use crate::layer::dropout::{dropout_backward, dropout_forward};
 use crate::layer::embedding::Embedding;
 use crate::layer::linear::Linear;
@@ -429,34 +430,25 @@ impl<T: Float> SeqModel<T> {
     pub fn new(config: SeqConfig, meta: SeqMeta, seed: u64) -> Result<SeqModel<T>> {
         let mut m = SeqModel::zeros(config, meta)?;
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let fill = |p: &mut [T], r: f64, rng: &mut ChaCha8Rng| {
-            for v in p {
-                *v = T::from_f64(rng.random_range(-r..r));
-            }
-        };
         let params = &mut m.store.params;
         if let Some(e) = &m.embedding {
-            fill(e.weight().of_mut(params), 0.1, &mut rng);
+            fill_uniform(e.weight().of_mut(params), 0.1, &mut rng);
         }
         if let Some(c) = &m.chars {
-            fill(c.embedding().weight().of_mut(params), 0.1, &mut rng);
+            fill_uniform(c.embedding().weight().of_mut(params), 0.1, &mut rng);
         }
         let mut linears = vec![m.head];
         if let Some(p) = &m.pool {
             linears.push(p.proj());
             let a = p.proj().output() as f64;
-            fill(p.context().of_mut(params), 1.0 / a.sqrt(), &mut rng);
+            fill_uniform(p.context().of_mut(params), 1.0 / a.sqrt(), &mut rng);
         }
-        for l in linears {
-            let r = 1.0 / (l.input() as f64).sqrt();
-            fill(l.weight().of_mut(params), r, &mut rng);
-            fill(l.bias().of_mut(params), r, &mut rng);
-        }
+        init_linears(params, &linears, &mut rng);
         if let Some((h0, c0)) = m.init {
             let r = 1.0 / (m.config.hidden as f64).sqrt();
-            fill(h0.of_mut(params), r, &mut rng);
+            fill_uniform(h0.of_mut(params), r, &mut rng);
             if let Some(c0) = c0 {
-                fill(c0.of_mut(params), r, &mut rng);
+                fill_uniform(c0.of_mut(params), r, &mut rng);
             }
         }
         let (a, b) = (rng.next_u64(), rng.next_u64());
