@@ -11,19 +11,7 @@ use recur::layer::attention::AttentionKind;
 use recur::model::seq2seq::{Decode, Search, Seq2Seq, Seq2SeqConfig, Seq2SeqMeta, Seq2SeqWs};
 use recur::CellKind;
 
-struct Lcg(u64);
-impl Lcg {
-    fn next(&mut self) -> f64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((self.0 >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        ((self.next() + 1.0) / 2.0 * n as f64) as usize % n
-    }
-}
+use common::Lcg;
 
 const VS: usize = 9;
 const VT: usize = 8;

@@ -145,6 +145,29 @@ fn load_params<T: Float>(store: &mut ParamStore<T>, params: &Tensors64, case: &s
     );
 }
 
+/// Every parameter's gradient against PyTorch's `grad.<name>`.
+fn check_grads<T: Float>(
+    store: &ParamStore<T>,
+    expected: &Tensors64,
+    case: &str,
+    tol: f64,
+    worst: &mut f64,
+) {
+    for p in store.info() {
+        let (_, want) = &expected[&format!("grad.{}", p.name)];
+        for (i, (g, w)) in store.grads[p.range()].iter().zip(want).enumerate() {
+            check(
+                case,
+                &format!("grad {}[{i}]", p.name),
+                g.to_f64(),
+                *w,
+                tol,
+                worst,
+            );
+        }
+    }
+}
+
 /// Runs a case in T; returns the worst error.
 fn run<T: Float>(c: &Case, tol: f64) -> f64 {
     let mut m = SeqModel::<T>::zeros(c.config.clone(), SeqMeta::default()).unwrap();
@@ -189,19 +212,7 @@ fn run<T: Float>(c: &Case, tol: f64) -> f64 {
             }
         }
     }
-    for p in m.store.info() {
-        let (_, want) = &c.expected[&format!("grad.{}", p.name)];
-        for (i, (g, w)) in m.store.grads[p.range()].iter().zip(want).enumerate() {
-            check(
-                &c.name,
-                &format!("grad {}[{i}]", p.name),
-                g.to_f64(),
-                *w,
-                tol,
-                &mut worst,
-            );
-        }
-    }
+    check_grads(&m.store, &c.expected, &c.name, tol, &mut worst);
     worst
 }
 
@@ -393,19 +404,7 @@ fn run_pairs<T: Float>(c: &PairCase, tol: f64) -> f64 {
             }
         }
     }
-    for p in m.store.info() {
-        let (_, want) = &c.expected[&format!("grad.{}", p.name)];
-        for (i, (g, w)) in m.store.grads[p.range()].iter().zip(want).enumerate() {
-            check(
-                &c.name,
-                &format!("grad {}[{i}]", p.name),
-                g.to_f64(),
-                *w,
-                tol,
-                &mut worst,
-            );
-        }
-    }
+    check_grads(&m.store, &c.expected, &c.name, tol, &mut worst);
     // Greedy decoding of source 0, at most 8 tokens, as the fixture's.
     // PyTorch's greedy search does not mask <pad> and <sos>.
     let how = Decode {

@@ -97,6 +97,10 @@ impl Lcg {
     pub fn vec(&mut self, n: usize, scale: f64) -> Vec<f64> {
         (0..n).map(|_| self.next() * scale).collect()
     }
+    /// Uniform in 0..n.
+    pub fn below(&mut self, n: usize) -> usize {
+        ((self.next() + 1.0) / 2.0 * n as f64) as usize % n
+    }
 }
 
 /// Everything a forward/backward pair needs, in f64.
