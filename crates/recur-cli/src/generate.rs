@@ -52,6 +52,9 @@ pub struct GenerateArgs {
 pub fn run(a: GenerateArgs) -> CliResult {
     if recur::checkpoint::file_format(&a.model)? == recur::model::seq2seq::SEQ2SEQ_FORMAT {
         use recur::model::seq2seq::Search;
+        if a.prime.is_some() {
+            bail!("--prime: a conditioned decoder starts from its condition; give --condition instead");
+        }
         let (search, nbest) = if a.greedy {
             (Search::Greedy, 1)
         } else if let Some(width) = a.beam {

@@ -309,6 +309,10 @@ fn read_condition_rows(
         return Ok((rows, Vec::new()));
     }
     let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    let numeric = |l: &&str| l.split(',').all(|f| f.trim().parse::<f64>().is_ok());
+    if !lines.is_empty() && lines.iter().all(numeric) {
+        bail!("{name}: every line is numbers; name the file .csv to read them as features (a text file of labels is read as one label per line)");
+    }
     let names: Vec<String> = match labels {
         Some(l) => l.to_vec(),
         None => {

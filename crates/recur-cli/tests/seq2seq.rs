@@ -295,6 +295,54 @@ fn bad_pairs_and_bad_requests_get_clear_errors() {
     assert!(e.contains("--nbest"), "{e}");
     let e = fails(&["bleu", s(&p("src.txt")), s(&p("tgt.txt"))]);
     assert!(e.contains("3 lines") && e.contains("2"), "{e}");
+    // Conditions: numbers in a file not named .csv are refused, not read as labels.
+    std::fs::write(p("seqs.txt"), "a b\nc d\n").unwrap();
+    std::fs::write(p("feats.txt"), "0.5,1\n2,3\n").unwrap();
+    let e = train(&[&p("seqs.txt")], &["--condition", s(&p("feats.txt"))]);
+    assert!(e.contains("feats.txt") && e.contains(".csv"), "{e}");
+    std::fs::write(p("feats.csv"), "x,y\n0.5,1\n2,3\n").unwrap();
+    ok(&[
+        "train",
+        "--condition",
+        s(&p("feats.csv")),
+        "--data",
+        s(&p("seqs.txt")),
+        "--out",
+        s(&p("c")),
+        "--epochs",
+        "1",
+        "--hidden",
+        "8",
+        "--embed",
+        "4",
+        "--val-fraction",
+        "0",
+    ]);
+    let cm = p("c").join("model.safetensors");
+    let g = ok(&[
+        "generate",
+        "--model",
+        s(&cm),
+        "--condition",
+        "0.5,1",
+        "--count",
+        "2",
+        "--length",
+        "3",
+    ]);
+    assert_eq!(g.lines().count(), 2, "{g}");
+    let e = fails(&["generate", "--model", s(&cm), "--condition", "0.5"]);
+    assert!(e.contains("expected 2"), "{e}");
+    let e = fails(&[
+        "generate",
+        "--model",
+        s(&cm),
+        "--condition",
+        "0.5,1",
+        "--prime",
+        "a",
+    ]);
+    assert!(e.contains("--prime"), "{e}");
     // A language model is not an encoder-decoder.
     let e = fails(&[
         "translate",
