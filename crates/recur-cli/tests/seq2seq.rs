@@ -35,6 +35,13 @@ fn reversal_pairs(n: usize, seed: u64) -> String {
     s
 }
 
+/// `recur translate --model MODEL --input INPUT` and `extra`.
+fn translate<'a>(model: &'a str, input: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["translate", "--model", model, "--input", input];
+    args.extend_from_slice(extra);
+    args
+}
+
 fn json(out: &str) -> serde_json::Value {
     serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
 }
@@ -124,42 +131,28 @@ fn an_encoder_decoder_trains_translates_evaluates_and_resumes() {
 
     // translate: one line per source; n-best lists; heatmaps.
     std::fs::write(p("src.txt"), "abcd\nfea\nzzab\n").unwrap();
-    let t = ok(&[
-        "translate",
-        "--model",
-        s(&model),
-        "--input",
-        s(&p("src.txt")),
-    ]);
+    let t = ok(&translate(s(&model), s(&p("src.txt")), &[]));
     let lines: Vec<&str> = t.lines().collect();
     assert_eq!(lines.len(), 3, "{t}");
     assert_eq!(lines[0], "dcba", "{t}");
     // Unknown source characters read as <unk>; replacement copies them back.
     assert_eq!(lines[2], "bazz", "{t}");
-    let kept = ok(&[
-        "translate",
-        "--model",
-        s(&model),
-        "--input",
-        s(&p("src.txt")),
-        "--keep-unk",
-    ]);
+    let kept = ok(&translate(s(&model), s(&p("src.txt")), &["--keep-unk"]));
     assert!(kept.lines().nth(2).unwrap().contains("<unk>"), "{kept}");
-    let nb = ok(&[
-        "translate",
-        "--model",
+    let nb = ok(&translate(
         s(&model),
-        "--input",
         s(&p("src.txt")),
-        "--beam",
-        "3",
-        "--nbest",
-        "3",
-        "--show",
-        "1,2",
-        "--heatmaps",
-        s(&p("maps")),
-    ]);
+        &[
+            "--beam",
+            "3",
+            "--nbest",
+            "3",
+            "--show",
+            "1,2",
+            "--heatmaps",
+            s(&p("maps")),
+        ],
+    ));
     let rows: Vec<Vec<&str>> = nb.lines().map(|l| l.split('\t').collect()).collect();
     assert_eq!(rows.len(), 9, "{nb}");
     for group in rows.chunks(3) {
@@ -169,14 +162,7 @@ fn an_encoder_decoder_trains_translates_evaluates_and_resumes() {
     assert_eq!(rows[0][2], "dcba");
     let svg = std::fs::read_to_string(p("maps").join("attention-1.svg")).unwrap();
     assert!(svg.contains("<svg") && svg.contains("rect"));
-    let js = ok(&[
-        "translate",
-        "--model",
-        s(&model),
-        "--input",
-        s(&p("src.txt")),
-        "--json",
-    ]);
+    let js = ok(&translate(s(&model), s(&p("src.txt")), &["--json"]));
     let first = json(js.lines().next().unwrap());
     assert_eq!(first["translations"][0]["text"], "dcba");
 
@@ -253,45 +239,17 @@ fn bad_pairs_and_bad_requests_get_clear_errors() {
     ]);
     let model = p("m").join("model.safetensors");
     std::fs::write(p("long.txt"), format!("ab\n{}\n", "a".repeat(500))).unwrap();
-    let e = fails(&[
-        "translate",
-        "--model",
-        s(&model),
-        "--input",
-        s(&p("long.txt")),
-    ]);
+    let e = fails(&translate(s(&model), s(&p("long.txt")), &[]));
     assert!(
         e.contains("line 2") && e.contains("500 tokens") && e.contains("at most"),
         "{e}"
     );
     std::fs::write(p("blank.txt"), "ab\n\n").unwrap();
-    let e = fails(&[
-        "translate",
-        "--model",
-        s(&model),
-        "--input",
-        s(&p("blank.txt")),
-    ]);
+    let e = fails(&translate(s(&model), s(&p("blank.txt")), &[]));
     assert!(e.contains("line 2") && e.contains("empty"), "{e}");
-    let e = fails(&[
-        "translate",
-        "--model",
-        s(&model),
-        "--input",
-        s(&p("src.txt")),
-        "--beam",
-        "0",
-    ]);
+    let e = fails(&translate(s(&model), s(&p("src.txt")), &["--beam", "0"]));
     assert!(e.contains("beam width"), "{e}");
-    let e = fails(&[
-        "translate",
-        "--model",
-        s(&model),
-        "--input",
-        s(&p("src.txt")),
-        "--nbest",
-        "3",
-    ]);
+    let e = fails(&translate(s(&model), s(&p("src.txt")), &["--nbest", "3"]));
     assert!(e.contains("--nbest"), "{e}");
     let e = fails(&["bleu", s(&p("src.txt")), s(&p("tgt.txt"))]);
     assert!(e.contains("3 lines") && e.contains("2"), "{e}");
@@ -344,12 +302,6 @@ fn bad_pairs_and_bad_requests_get_clear_errors() {
     ]);
     assert!(e.contains("--prime"), "{e}");
     // A language model is not an encoder-decoder.
-    let e = fails(&[
-        "translate",
-        "--model",
-        s(&p("ok.tsv")),
-        "--input",
-        s(&p("src.txt")),
-    ]);
+    let e = fails(&translate(s(&p("ok.tsv")), s(&p("src.txt")), &[]));
     assert!(e.contains("ok.tsv"), "{e}");
 }

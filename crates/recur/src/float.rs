@@ -124,3 +124,26 @@ impl Float for f64 {
         f64::abs(self)
     }
 }
+
+/// The index of the largest value (the first, on ties).
+pub(crate) fn argmax<T: PartialOrd>(row: &[T]) -> usize {
+    let mut best = 0;
+    for (i, v) in row.iter().enumerate() {
+        if *v > row[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// `a += b`, elementwise.
+pub(crate) fn add_into<T: Float>(a: &mut [T], b: &[T]) {
+    for (a, b) in a.iter_mut().zip(b) {
+        *a += *b;
+    }
+}
+
+/// Σ a·b.
+pub(crate) fn dot<T: Float>(a: &[T], b: &[T]) -> T {
+    a.iter().zip(b).fold(T::ZERO, |s, (x, y)| s + *x * *y)
+}

@@ -83,15 +83,7 @@ pub(crate) fn choose(
     scratch: &mut Vec<(f64, u32)>,
 ) -> u32 {
     match how {
-        Decoding::Greedy | Decoding::Beam { .. } => {
-            let mut best = 0;
-            for (i, &x) in logits.iter().enumerate() {
-                if x > logits[best] {
-                    best = i;
-                }
-            }
-            best as u32
-        }
+        Decoding::Greedy | Decoding::Beam { .. } => crate::float::argmax(logits) as u32,
         Decoding::Sample {
             temperature,
             top_k,

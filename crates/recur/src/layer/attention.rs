@@ -22,7 +22,7 @@
 use multiversion::multiversion;
 use serde::{Deserialize, Serialize};
 
-use crate::float::Float;
+use crate::float::{dot, Float};
 use crate::gemm::{gemm_nn, gemm_nt, gemm_tn};
 use crate::layer::linear::Linear;
 use crate::params::{Param, ParamStore, Scope};
@@ -571,8 +571,4 @@ fn softmax_prefix<T: Float>(x: &mut [T], len: usize) {
         *v /= sum;
     }
     x[len..].fill(T::ZERO);
-}
-
-fn dot<T: Float>(a: &[T], b: &[T]) -> T {
-    a.iter().zip(b).fold(T::ZERO, |s, (x, y)| s + *x * *y)
 }

@@ -6,7 +6,7 @@
 //!   a_t = softmax over the valid t of v·u_t, out = Σ a_t·y_t;
 //! - the final state (`last`) needs no kernel: it is the stack's h_n.
 
-use crate::float::Float;
+use crate::float::{dot, Float};
 use crate::layer::linear::Linear;
 use crate::params::{Param, ParamStore, Scope};
 
@@ -229,8 +229,4 @@ impl AttentionPool {
             }
         }
     }
-}
-
-fn dot<T: Float>(a: &[T], b: &[T]) -> T {
-    a.iter().zip(b).fold(T::ZERO, |s, (x, y)| s + *x * *y)
 }

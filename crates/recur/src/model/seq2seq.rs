@@ -35,7 +35,7 @@ use serde::{Deserialize, Serialize};
 use crate::cell::CellKind;
 use crate::data::pairs::{PairBatch, EOS_ID, PAD_ID, SOS_ID, UNK_ID};
 use crate::error::{Error, Result};
-use crate::float::Float;
+use crate::float::{add_into, argmax, Float};
 use crate::init::{fill_uniform, init_linears};
 use crate::layer::attention::{Attention, AttentionKind, AttentionWs};
 use crate::layer::dropout::{dropout_backward, dropout_forward};
@@ -960,7 +960,7 @@ impl<T: Float> Seq2Seq<T> {
                     for b in 0..bn {
                         if rng.random::<f64>() >= ratio {
                             let prev = &ws.logits[((u - 1) * bn + b) * v..][..v];
-                            ws.tokens[u * bn + b] = argmax(prev);
+                            ws.tokens[u * bn + b] = argmax(prev) as u32;
                         }
                     }
                 }
@@ -1399,9 +1399,9 @@ impl<T: Float> Seq2Seq<T> {
         let mut cs = if lstm { expand(&ws.c0, h) } else { Vec::new() };
         let mut feed = vec![T::ZERO; n * h];
         let att = &self.attention;
-        let keys = keys_of(c, &ws.enc).to_vec();
+        let keys = keys_of(c, &ws.enc);
         if att.kind() != AttentionKind::None {
-            att.project_keys(&self.store, &mut ws.att, &keys, max_steps + off, n, false);
+            att.project_keys(&self.store, &mut ws.att, keys, max_steps + off, n, false);
         }
         let i_dec = c.decoder_input();
         let mut x = vec![T::ZERO; n * i_dec];
@@ -1456,7 +1456,7 @@ impl<T: Float> Seq2Seq<T> {
                 t,
                 &mut x,
                 q_prev,
-                &keys,
+                keys,
                 &lengths,
                 width,
                 &ws.cond,
@@ -1469,7 +1469,7 @@ impl<T: Float> Seq2Seq<T> {
             if lstm {
                 cs.copy_from_slice(ws.dec.c_n());
             }
-            let out = self.step_output(&mut ws.att, t, &hs[top..][..n * h], &keys, &lengths, width);
+            let out = self.step_output(&mut ws.att, t, &hs[top..][..n * h], keys, &lengths, width);
             o.copy_from_slice(out);
             if c.input_feeding {
                 feed.copy_from_slice(&o);
@@ -1663,7 +1663,7 @@ impl<T: Float> Seq2Seq<T> {
             self.forward(ws, b, 1.0, None)?;
             let bn = b.batch();
             for (r, row) in ws.logits.chunks_exact(v).enumerate() {
-                if r / bn < b.tgt_lengths[r % bn] && argmax(row) == b.tgt_out[r] {
+                if r / bn < b.tgt_lengths[r % bn] && argmax(row) == b.tgt_out[r] as usize {
                     correct += 1;
                 }
             }
@@ -1710,27 +1710,9 @@ fn get_cols<T: Copy>(x: &[T], stride: usize, at: usize, dst: &mut [T], w: usize)
     }
 }
 
-/// `a += b`, elementwise.
-fn add_into<T: Float>(a: &mut [T], b: &[T]) {
-    for (a, b) in a.iter_mut().zip(b) {
-        *a += *b;
-    }
-}
-
 /// Best first: higher score, then lower row, then lower token.
 fn by_score(a: &(f64, usize, u32), b: &(f64, usize, u32)) -> std::cmp::Ordering {
     b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2))
-}
-
-/// The first index of the largest value.
-fn argmax<T: Float>(row: &[T]) -> u32 {
-    let mut best = 0;
-    for (i, &x) in row.iter().enumerate() {
-        if x > row[best] {
-            best = i;
-        }
-    }
-    best as u32
 }
 
 /// Rows of `[layers, N, H]` states taken from their parent rows (`old`: scratch).

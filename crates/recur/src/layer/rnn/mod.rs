@@ -39,7 +39,7 @@ pub use config::{Leak, RnnConfig};
 pub use workspace::{RnnInput, RnnWorkspace};
 
 use crate::error::{check_len, Error, Result};
-use crate::float::Float;
+use crate::float::{add_into, Float};
 use crate::params::{Param, ParamInfo, ParamStore, Scope};
 use dir::{Dims, Slot};
 use workspace::{DirWs, LayerWs};
@@ -764,13 +764,6 @@ impl Rnn {
 }
 
 /// Draws a dropout mask (0 or 1/(1−p)) and applies it: `x_drop = v ⊙ mask`.
-/// `a += b`, elementwise (a residual connection and its gradient).
-fn add_into<T: Float>(a: &mut [T], b: &[T]) {
-    for (a, b) in a.iter_mut().zip(b) {
-        *a += *b;
-    }
-}
-
 fn draw_dropout<T: Float>(
     p: f64,
     mask: &mut [T],

@@ -1046,13 +1046,7 @@ fn add_noise<T: Float>(
 
 /// The index of the largest value (the first, on ties).
 pub fn argmax<T: Float>(row: &[T]) -> usize {
-    let mut best = 0;
-    for (i, v) in row.iter().enumerate() {
-        if *v > row[best] {
-            best = i;
-        }
-    }
-    best
+    crate::float::argmax(row)
 }
 
 impl Model for SeqModel<f32> {
