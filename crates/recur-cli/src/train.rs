@@ -9,7 +9,8 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::SeedableRng;
 use recur::checkpoint::{load_lm, write_atomic};
-use recur::data::{read_text, tokenize, Level, LmData, Vocab};
+use recur::data::tokens::{tokenize_to_file, Corpus, Tokenized};
+use recur::data::{Level, LmData, Vocab};
 use recur::metrics::{bits_per_token, perplexity};
 use recur::model::lm::{LanguageModel, LmConfig};
 use recur::optim::OptimizerKind;
@@ -274,20 +275,50 @@ struct RunFile {
     val_fraction: f64,
 }
 
-fn load_data(data: Option<&Path>) -> anyhow::Result<(String, String)> {
-    match data {
+/// The run's corpus tokenised into `out/tokens.bin` (memory-mapped, so a
+/// corpus larger than memory trains in bounded memory), reusing the file
+/// when the source is unchanged; with `vocab`, encoded by it. Also gives
+/// the name messages use.
+fn load_data(
+    data: Option<&Path>,
+    out: &Path,
+    level: Level,
+    vocab: Option<&Vocab>,
+    min_count: usize,
+) -> anyhow::Result<(Tokenized, String)> {
+    let builtin;
+    let corpus = match data {
         Some(p) => {
-            let text = read_text(p)?;
-            if text.is_empty() {
+            // Fails early, naming the file, when it is missing or a folder.
+            let meta = std::fs::metadata(p).with_context(|| format!("--data {}", p.display()))?;
+            if meta.is_dir() {
+                bail!("--data {}: is a folder, expected a text file", p.display());
+            }
+            if meta.len() == 0 {
                 bail!("{}: the file is empty", p.display());
             }
-            Ok((text, p.display().to_string()))
+            Corpus::File(p)
         }
-        None => Ok((
-            crate::corpus::text(),
-            "the built-in corpus (recur's own source)".to_string(),
-        )),
+        None => {
+            builtin = crate::corpus::text();
+            Corpus::Text(&builtin, "the built-in corpus (recur's own source)")
+        }
+    };
+    let path = out.join("tokens.bin");
+    let started = Instant::now();
+    let t = tokenize_to_file(&corpus, level, vocab, min_count, &path)?;
+    if t.reused {
+        println!("reusing {} ({} tokens)", path.display(), t.tokens.len());
+    } else {
+        println!(
+            "tokenised {} into {} ({} tokens, {:.1} s)",
+            corpus.name(),
+            path.display(),
+            t.tokens.len(),
+            started.elapsed().as_secs_f64()
+        );
     }
+    Ok((t, corpus.name()))
 }
 
 /// The progress bar and the log lines of a run.
@@ -510,9 +541,8 @@ fn resume(
     let rf: RunFile =
         serde_json::from_str(&text).with_context(|| format!("{}", rf_path.display()))?;
     let lock = crate::runlock::lock(dir)?;
-    let (text, source) = load_data(rf.data.as_deref())?;
     let (model, vocab) = load_lm(&dir.join("last.safetensors"))?;
-    let ids = vocab.encode(&tokenize(&text, vocab.level), &source)?;
+    let (tok, source) = load_data(rf.data.as_deref(), dir, vocab.level, Some(&vocab), 1)?;
     let rf = RunFile {
         budget: budget.unwrap_or(rf.budget),
         eval_every: eval_every.or(rf.eval_every),
@@ -520,10 +550,21 @@ fn resume(
         ..rf
     };
     write_run_file(&rf_path, &rf)?;
-    let data = LmData::new(&ids, vocab, rf.batch, rf.seq_len, rf.val_fraction, &source)?;
+    let data = lm_data(tok, rf.batch, rf.seq_len, rf.val_fraction, &source)?;
     let total = rf.budget.total_steps(data.steps_per_epoch());
     let t = Trainer::resume(dir, model, data, total.map(Some))?;
     Ok((dir.to_path_buf(), t, rf, lock))
+}
+
+/// The language-model data over a tokenised corpus.
+fn lm_data(
+    tok: Tokenized,
+    batch: usize,
+    seq_len: usize,
+    val_fraction: f64,
+    source: &str,
+) -> recur::Result<LmData> {
+    LmData::from_tokens(tok.tokens, tok.fingerprint, tok.vocab, batch, seq_len, val_fraction, source)
 }
 
 /// Starts a new run into `--out`.
@@ -541,56 +582,69 @@ fn start(a: &TrainArgs, budget: Option<Budget>) -> anyhow::Result<Started> {
     // Settings are checked before any data is read.
     cfg.check()?;
     crate::runlock::check_free(&a.out, a.overwrite)?;
-    let (text, source) = load_data(a.data.first().map(PathBuf::as_path))?;
     let budget = budget.unwrap_or(if demo {
         Budget::Minutes(1.0)
     } else {
         Budget::Epochs(10)
     });
-    let (model, vocab, ids) = match &a.init_from {
-        Some(m) => {
-            let (mut model, vocab) = load_lm(m)?;
-            model
-                .set_dropout(a.dropout.unwrap_or(model.config().dropout))
-                .context("--dropout")?;
-            let ids = vocab.encode(&tokenize(&text, vocab.level), &source)?;
-            (model, vocab, ids)
-        }
-        None => {
-            let tokens = tokenize(&text, level);
-            let vocab = Vocab::build(level, &tokens, a.min_count)?;
-            let ids = vocab.encode(&tokens, &source)?;
-            let cell = parse_cell(a.cell.as_deref())?;
-            let cfg = LmConfig {
-                cell,
-                vocab_size: vocab.len(),
-                embed: a.embed.unwrap_or(128),
-                hidden: a.hidden.unwrap_or(if demo { 256 } else { 512 }),
-                layers: a.layers.unwrap_or(2),
-                dropout: a.dropout.unwrap_or(if demo { 0.1 } else { 0.2 }),
-            };
-            let model = LanguageModel::new(cfg, a.seed)?;
-            (model, vocab, ids)
-        }
-    };
-    let data = LmData::new(&ids, vocab, batch, seq_len, a.val_fraction, &source)?;
-    cfg.total_steps = budget.total_steps(data.steps_per_epoch());
-    let t = Trainer::new(model, data, cfg)?;
+    // The token file goes beside the run, so the folder is claimed first;
+    // a folder made here is removed again if the data cannot be read.
+    let created = !a.out.exists();
     let lock = crate::runlock::claim(&a.out)?;
-    let rf = RunFile {
-        data: a.data.first().cloned(),
-        level: level_name.to_string(),
-        min_count: a.min_count,
-        budget,
-        eval_every: a.eval_every,
-        sample_length: a.sample_length.unwrap_or(400),
-        batch,
-        seq_len,
-        val_fraction: a.val_fraction,
-    };
-    write_run_file(&a.out.join("run.json"), &rf)?;
-    let _ = std::fs::remove_file(a.out.join("metrics.jsonl"));
-    Ok((a.out.clone(), t, rf, lock))
+    let started = (|| -> anyhow::Result<_> {
+        let data_path = a.data.first().map(PathBuf::as_path);
+        let (model, tok, source) = match &a.init_from {
+            Some(m) => {
+                let (mut model, vocab) = load_lm(m)?;
+                model
+                    .set_dropout(a.dropout.unwrap_or(model.config().dropout))
+                    .context("--dropout")?;
+                let (tok, source) = load_data(data_path, &a.out, vocab.level, Some(&vocab), 1)?;
+                (model, tok, source)
+            }
+            None => {
+                let (tok, source) = load_data(data_path, &a.out, level, None, a.min_count)?;
+                let cell = parse_cell(a.cell.as_deref())?;
+                let cfg = LmConfig {
+                    cell,
+                    vocab_size: tok.vocab.len(),
+                    embed: a.embed.unwrap_or(128),
+                    hidden: a.hidden.unwrap_or(if demo { 256 } else { 512 }),
+                    layers: a.layers.unwrap_or(2),
+                    dropout: a.dropout.unwrap_or(if demo { 0.1 } else { 0.2 }),
+                };
+                let model = LanguageModel::new(cfg, a.seed)?;
+                (model, tok, source)
+            }
+        };
+        let data = lm_data(tok, batch, seq_len, a.val_fraction, &source)?;
+        cfg.total_steps = budget.total_steps(data.steps_per_epoch());
+        let t = Trainer::new(model, data, cfg)?;
+        let rf = RunFile {
+            data: a.data.first().cloned(),
+            level: level_name.to_string(),
+            min_count: a.min_count,
+            budget,
+            eval_every: a.eval_every,
+            sample_length: a.sample_length.unwrap_or(400),
+            batch,
+            seq_len,
+            val_fraction: a.val_fraction,
+        };
+        write_run_file(&a.out.join("run.json"), &rf)?;
+        let _ = std::fs::remove_file(a.out.join("metrics.jsonl"));
+        Ok((t, rf))
+    })();
+    match started {
+        Ok((t, rf)) => Ok((a.out.clone(), t, rf, lock)),
+        Err(e) => {
+            if created {
+                drop(lock);
+                let _ = std::fs::remove_dir_all(&a.out);
+            }
+            Err(e)
+        }
+    }
 }
 
 /// The optimiser, schedule and clipping settings of `a`, at `lr`.

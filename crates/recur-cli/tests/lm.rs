@@ -215,12 +215,18 @@ fn resume_continues_bit_for_bit() {
     ok(&a.iter().map(String::as_str).collect::<Vec<_>>());
     let parts = dir.path().join("parts");
     let b = common(&parts, "6");
-    ok(&b.iter().map(String::as_str).collect::<Vec<_>>());
+    let first = ok(&b.iter().map(String::as_str).collect::<Vec<_>>());
+    // The corpus is tokenised once into a u16 token file beside the run.
+    assert!(first.contains("tokenised"), "{first}");
+    let n_chars = std::fs::read_to_string(&data).unwrap().chars().count() as u64;
+    let bin = parts.join("tokens.bin");
+    assert_eq!(std::fs::metadata(&bin).unwrap().len(), 2 * n_chars);
     // The first run stopped mid-epoch; resume and go on to step 13.
-    ok_line(&format!(
+    let resumed = ok_line(&format!(
         "train --resume {} --steps 13 --sample-length 0",
         s(&parts)
     ));
+    assert!(resumed.contains("reusing"), "{resumed}");
     assert_eq!(
         tensors(&whole.join("last.safetensors")),
         tensors(&parts.join("last.safetensors"))

@@ -8,19 +8,30 @@
 use crate::error::{Error, Result};
 use crate::train::{Data, Metadata};
 
+use super::tokens::Tokens;
 use super::Vocab;
 
-/// Splits tokens into the first (1 − f) for training and the last f for validation.
+/// The most validation tokens: a corpus larger than memory keeps its
+/// validation batches, which are materialised, small.
+pub const MAX_VALIDATION: usize = 1 << 20;
+
+/// Splits tokens into the first (1 − f) for training and the last f for
+/// validation, at most [`MAX_VALIDATION`] tokens.
 pub fn split_train_val(tokens: &[u32], val_fraction: f64) -> (&[u32], &[u32]) {
-    let n_val = ((tokens.len() as f64) * val_fraction).round() as usize;
-    tokens.split_at(tokens.len() - n_val.min(tokens.len()))
+    tokens.split_at(tokens.len() - validation_len(tokens.len(), val_fraction))
+}
+
+/// How many of n tokens [`split_train_val`] holds out.
+fn validation_len(n: usize, val_fraction: f64) -> usize {
+    (((n as f64) * val_fraction).round() as usize).min(n).min(MAX_VALIDATION)
 }
 
 /// Serves (input, target) batches in the standard layout, time-major.
 #[derive(Clone, Debug)]
 pub struct Batcher {
-    /// `[B, L]` the token rows.
-    data: Vec<u32>,
+    /// The ids; rows `[B, L]` start at `start`.
+    tokens: Tokens,
+    start: usize,
     batch: usize,
     row_len: usize,
     seq_len: usize,
@@ -30,26 +41,38 @@ impl Batcher {
     /// Lays out `tokens` as B rows. Errors when there are too few tokens for
     /// one step of T predictions per row, naming how many are needed.
     pub fn new(tokens: &[u32], batch: usize, seq_len: usize, what: &str) -> Result<Batcher> {
+        Batcher::over(Tokens::owned(tokens.to_vec()), 0..tokens.len(), batch, seq_len, what)
+    }
+
+    /// [`Batcher::new`] over `range` of `tokens`, without copying them.
+    pub fn over(
+        tokens: Tokens,
+        range: std::ops::Range<usize>,
+        batch: usize,
+        seq_len: usize,
+        what: &str,
+    ) -> Result<Batcher> {
         if batch == 0 || seq_len == 0 {
             return Err(Error::Config(format!(
                 "batch and sequence length must be at least 1 (got {batch} and {seq_len})"
             )));
         }
+        let n = range.len();
         let need = batch * (seq_len + 1);
-        if tokens.len() < need {
+        if n < need {
             return Err(Error::TooShort {
                 what: what.to_string(),
-                have: tokens.len(),
+                have: n,
                 need,
                 batch,
                 seq_len,
             });
         }
-        let row_len = tokens.len() / batch;
         Ok(Batcher {
-            data: tokens[..batch * row_len].to_vec(),
+            tokens,
+            start: range.start,
             batch,
-            row_len,
+            row_len: n / batch,
             seq_len,
         })
     }
@@ -74,12 +97,11 @@ impl Batcher {
         let (b_n, t_n) = (self.batch, self.seq_len);
         inputs.resize(t_n * b_n, 0);
         targets.resize(t_n * b_n, 0);
-        let start = k * t_n;
         for b in 0..b_n {
-            let row = &self.data[b * self.row_len..(b + 1) * self.row_len];
+            let row = self.start + b * self.row_len + k * t_n;
             for t in 0..t_n {
-                inputs[t * b_n + b] = row[start + t];
-                targets[t * b_n + b] = row[start + t + 1];
+                inputs[t * b_n + b] = self.tokens.get(row + t);
+                targets[t * b_n + b] = self.tokens.get(row + t + 1);
             }
         }
     }
@@ -128,14 +150,34 @@ impl LmData {
         val_fraction: f64,
         source: &str,
     ) -> Result<LmData> {
+        let tokens = Tokens::owned(ids.to_vec());
+        let hash = tokens.fingerprint();
+        LmData::from_tokens(tokens, hash, vocab, batch, seq_len, val_fraction, source)
+    }
+
+    /// [`LmData::new`] over ids in memory or mapped from a token file
+    /// ([`super::tokens`]), with their fingerprint; the training part is
+    /// read in place.
+    pub fn from_tokens(
+        tokens: Tokens,
+        fingerprint: u64,
+        vocab: Vocab,
+        batch: usize,
+        seq_len: usize,
+        val_fraction: f64,
+        source: &str,
+    ) -> Result<LmData> {
         if !(0.0..1.0).contains(&val_fraction) {
             return Err(Error::Config(format!(
                 "validation fraction must be in [0, 1), got {val_fraction}"
             )));
         }
-        let (train_ids, val_ids) = split_train_val(ids, val_fraction);
-        let train = Batcher::new(
-            train_ids,
+        let n = tokens.len();
+        let n_train = n - validation_len(n, val_fraction);
+        let val_ids = tokens.to_vec(n_train..n);
+        let train = Batcher::over(
+            tokens,
+            0..n_train,
             batch,
             seq_len,
             &format!("the training part of {source}"),
@@ -150,10 +192,10 @@ impl LmData {
             });
         }
         Ok(LmData {
-            val: validation_batches(val_ids, batch, seq_len),
+            val: validation_batches(&val_ids, batch, seq_len),
             train,
             vocab,
-            hash: fingerprint(ids.iter().map(|&x| u64::from(x))),
+            hash: fingerprint,
         })
     }
 

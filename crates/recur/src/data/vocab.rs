@@ -112,15 +112,29 @@ impl Vocab {
     /// Python's `sorted(set(tokens))`). Tokens seen fewer than `min_count`
     /// times become `<unk>`, which is then part of the vocabulary.
     pub fn build(level: Level, tokens: &[String], min_count: usize) -> Result<Vocab> {
-        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
         for t in tokens {
-            *counts.entry(t).or_default() += 1;
+            match counts.get_mut(t.as_str()) {
+                Some(n) => *n += 1,
+                None => {
+                    counts.insert(t.clone(), 1);
+                }
+            }
         }
+        Vocab::from_counts(level, counts, min_count)
+    }
+
+    /// [`Vocab::build`] from counts already taken (the streaming tokeniser's).
+    pub fn from_counts(
+        level: Level,
+        counts: BTreeMap<String, usize>,
+        min_count: usize,
+    ) -> Result<Vocab> {
         let mut kept: Vec<String> = Vec::new();
         let mut dropped = false;
         for (t, c) in counts {
             if c >= min_count.max(1) {
-                kept.push(t.to_string());
+                kept.push(t);
             } else {
                 dropped = true;
             }
