@@ -9,7 +9,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use recur::checkpoint::{load_seq, write_atomic};
-use recur::data::read::{write_conllu, TagColumn};
+use recur::data::read::{write_conllu, TagColumn, TsData};
 use recur::data::seq::{batches_of, by_length, SeqData, SeqEncoder, SeqExample};
 use recur::metrics::Confusion;
 use recur::model::seq::{
@@ -788,6 +788,34 @@ fn run_model(
         }
     }
     Ok((ex, out))
+}
+
+/// Predictions for items built in memory (the Python package's inputs),
+/// read as the model read its training files: `[O]` per item, or `[T, O]`
+/// flattened per step.
+pub fn predict_items(model: &mut SeqModel<f32>, items: &Items) -> anyhow::Result<Vec<Vec<f32>>> {
+    let rs: ReadSettings =
+        serde_json::from_str(model.meta.data.get("read").map_or("", String::as_str))
+            .context("the model has no reader settings ('read' in its metadata)")?;
+    Ok(run_model(model, items, false, &rs)?.1)
+}
+
+/// Series held in memory as the model's items (patched as in training).
+pub fn series_to_items(model: &SeqModel<f32>, ts: &TsData) -> anyhow::Result<Vec<Item>> {
+    let rs: ReadSettings =
+        serde_json::from_str(model.meta.data.get("read").map_or("", String::as_str))
+            .context("the model has no reader settings ('read' in its metadata)")?;
+    let mut out = Items {
+        items: Vec::new(),
+        source: "the inputs".into(),
+        texts: Vec::new(),
+        sentences: Vec::new(),
+        first_row: Vec::new(),
+        first_new: Vec::new(),
+        series: Vec::new(),
+    };
+    crate::seqdata::series_items(ts, model.config().task, rs.patch.max(1), &mut out)?;
+    Ok(out.items)
 }
 
 fn check_features(model: &SeqModel<f32>, ex: &[SeqExample], source: &str) -> anyhow::Result<()> {

@@ -738,7 +738,8 @@ pub struct DecodeArgs {
 }
 
 impl DecodeArgs {
-    fn decode(&self) -> anyhow::Result<Decode> {
+    /// The decoding these options describe.
+    pub fn decode(&self) -> anyhow::Result<Decode> {
         if self.beam == 0 {
             bail!("--beam: the beam width must be at least 1");
         }

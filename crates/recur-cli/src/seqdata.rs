@@ -193,9 +193,28 @@ pub fn read_items(
                         l.line
                     );
                 }
+                // Regression on text reads `value<TAB>text`.
+                let targets = match task {
+                    SeqTask::Regress if !l.label.is_empty() => {
+                        vec![l
+                            .label
+                            .trim()
+                            .parse::<f32>()
+                            .ok()
+                            .filter(|v| v.is_finite())
+                            .with_context(|| {
+                                format!(
+                                    "{}:{}: target '{}': expected a number before the tab",
+                                    l.source, l.line, l.label
+                                )
+                            })?]
+                    }
+                    _ => Vec::new(),
+                };
                 out.items.push(Item {
                     steps: tokens.len(),
                     tokens,
+                    targets,
                     label: (!l.label.is_empty()).then_some(l.label),
                     line: l.line,
                     ..Default::default()
@@ -253,7 +272,12 @@ fn read_text_lines(path: &Path, enc: Encoding, labeled: bool) -> anyhow::Result<
         .collect())
 }
 
-fn series_items(ts: &TsData, task: SeqTask, patch: usize, out: &mut Items) -> anyhow::Result<()> {
+pub fn series_items(
+    ts: &TsData,
+    task: SeqTask,
+    patch: usize,
+    out: &mut Items,
+) -> anyhow::Result<()> {
     for (i, s) in ts.series.iter().enumerate() {
         let c = s.channels;
         let steps = s.steps.div_ceil(patch);

@@ -327,6 +327,8 @@ pub struct Progressbar {
     start_step: u64,
     start_tokens: u64,
     limit_s: Option<f64>,
+    /// The run's last step, when known.
+    total: Option<u64>,
     pub started: Instant,
     /// Language models: whether to show bits per character.
     char_level: bool,
@@ -364,6 +366,7 @@ impl Progressbar {
             start_step: progress.step,
             start_tokens: progress.tokens_seen,
             limit_s,
+            total: budget.total_steps(spe),
             started: Instant::now(),
             char_level,
             metrics,
@@ -393,10 +396,17 @@ impl<M> Observer<M> for Progressbar {
                 .set_position(self.started.elapsed().as_secs_f64() as u64),
             None => self.pb.set_position(p.step - self.start_step),
         }
+        call_hook(&HookEvent::Step {
+            step: p.step,
+            epoch: p.epoch,
+            loss: r.loss,
+            total: self.total,
+        });
         Ok(())
     }
 
     fn evaluated(&mut self, m: &MetricsLine) {
+        call_hook(&HookEvent::Evaluated(m));
         let mut line = format!(
             "step {:>6}  epoch {:>3}  train {:.4}",
             m.step, m.epoch, m.train_loss
@@ -564,7 +574,15 @@ fn lm_data(
     val_fraction: f64,
     source: &str,
 ) -> recur::Result<LmData> {
-    LmData::from_tokens(tok.tokens, tok.fingerprint, tok.vocab, batch, seq_len, val_fraction, source)
+    LmData::from_tokens(
+        tok.tokens,
+        tok.fingerprint,
+        tok.vocab,
+        batch,
+        seq_len,
+        val_fraction,
+        source,
+    )
 }
 
 /// Starts a new run into `--out`.
@@ -710,8 +728,52 @@ pub fn kept_checkpoint(out: &Path, step: u64) -> String {
     }
 }
 
+/// What a [`Hook`] is told.
+pub enum HookEvent<'a> {
+    /// After every update: the step, the epoch, the batch's loss and the
+    /// run's last step when known.
+    Step {
+        /// Updates made.
+        step: u64,
+        /// Epoch (0-based).
+        epoch: usize,
+        /// The batch's loss.
+        loss: f64,
+        /// The step the run ends at, when the budget is in steps or epochs.
+        total: Option<u64>,
+    },
+    /// After every evaluation.
+    Evaluated(&'a MetricsLine),
+}
+
+/// Watches runs for a program that embeds the command (the Python
+/// package); returning false interrupts the run as Ctrl-C does.
+pub type Hook = Box<dyn FnMut(&HookEvent) -> bool + Send>;
+
+static HOOK: std::sync::Mutex<Option<Hook>> = std::sync::Mutex::new(None);
+static EMBEDDED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Sets the hook of the runs that follow (none: the command's own). An
+/// embedding program keeps its own signal handlers: once a hook is set,
+/// [`interrupt_flag`] installs none, and the hook interrupts instead.
+pub fn set_hook(hook: Option<Hook>) {
+    use std::sync::atomic::Ordering;
+    EMBEDDED.store(true, Ordering::SeqCst);
+    interrupt_flag().store(false, Ordering::SeqCst);
+    *HOOK.lock().unwrap_or_else(|e| e.into_inner()) = hook;
+}
+
+fn call_hook(e: &HookEvent) {
+    if let Some(h) = HOOK.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+        if !h(e) {
+            interrupt_flag().store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
 /// Set by Ctrl-C or SIGTERM: the trainer saves the state at the current
-/// step and stops (the handler is installed once, on first use).
+/// step and stops (the handler is installed once, on first use, unless a
+/// [`Hook`] was set).
 pub fn interrupt_flag() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Arc, OnceLock};
@@ -721,7 +783,9 @@ pub fn interrupt_flag() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
         let f = flag.clone();
         // Without a handler, a signal ends the process as before: the last
         // checkpoint still stands.
-        let _ = ctrlc::set_handler(move || f.store(true, Ordering::SeqCst));
+        if !EMBEDDED.load(Ordering::SeqCst) {
+            let _ = ctrlc::set_handler(move || f.store(true, Ordering::SeqCst));
+        }
         flag
     })
     .clone()

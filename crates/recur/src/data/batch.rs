@@ -23,7 +23,9 @@ pub fn split_train_val(tokens: &[u32], val_fraction: f64) -> (&[u32], &[u32]) {
 
 /// How many of n tokens [`split_train_val`] holds out.
 fn validation_len(n: usize, val_fraction: f64) -> usize {
-    (((n as f64) * val_fraction).round() as usize).min(n).min(MAX_VALIDATION)
+    (((n as f64) * val_fraction).round() as usize)
+        .min(n)
+        .min(MAX_VALIDATION)
 }
 
 /// Serves (input, target) batches in the standard layout, time-major.
@@ -41,7 +43,13 @@ impl Batcher {
     /// Lays out `tokens` as B rows. Errors when there are too few tokens for
     /// one step of T predictions per row, naming how many are needed.
     pub fn new(tokens: &[u32], batch: usize, seq_len: usize, what: &str) -> Result<Batcher> {
-        Batcher::over(Tokens::owned(tokens.to_vec()), 0..tokens.len(), batch, seq_len, what)
+        Batcher::over(
+            Tokens::owned(tokens.to_vec()),
+            0..tokens.len(),
+            batch,
+            seq_len,
+            what,
+        )
     }
 
     /// [`Batcher::new`] over `range` of `tokens`, without copying them.

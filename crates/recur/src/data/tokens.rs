@@ -141,7 +141,11 @@ fn scan(corpus: &Corpus, level: Level, mut f: impl FnMut(Tok) -> Result<()>) -> 
                 valid
             }
             Level::Word => {
-                let end = if eof { text.len() } else { text.rfind('\n').map_or(0, |i| i + 1) };
+                let end = if eof {
+                    text.len()
+                } else {
+                    text.rfind('\n').map_or(0, |i| i + 1)
+                };
                 for l in text[..end].split_terminator('\n') {
                     let mut any = false;
                     for w in l.split_whitespace() {
@@ -241,7 +245,10 @@ pub struct Tokens {
 enum Store {
     Owned(Vec<u32>),
     /// Little-endian ids of `width` bytes.
-    Mapped { map: memmap2::Mmap, width: usize },
+    Mapped {
+        map: memmap2::Mmap,
+        width: usize,
+    },
 }
 
 impl Tokens {
@@ -270,7 +277,9 @@ impl Tokens {
     pub fn get(&self, i: usize) -> u32 {
         match &*self.store {
             Store::Owned(v) => v[i],
-            Store::Mapped { map, width: 2 } => u32::from(u16::from_le_bytes([map[2 * i], map[2 * i + 1]])),
+            Store::Mapped { map, width: 2 } => {
+                u32::from(u16::from_le_bytes([map[2 * i], map[2 * i + 1]]))
+            }
             Store::Mapped { map, .. } => {
                 u32::from_le_bytes(map[4 * i..4 * i + 4].try_into().expect("4 bytes"))
             }
@@ -302,7 +311,10 @@ impl Tokens {
                 path: path.display().to_string(),
                 line: None,
                 field: None,
-                message: format!("holds {} bytes, not a whole number of {width}-byte ids", map.len()),
+                message: format!(
+                    "holds {} bytes, not a whole number of {width}-byte ids",
+                    map.len()
+                ),
             });
         }
         Ok(Tokens {
@@ -418,7 +430,9 @@ pub fn tokenize_to_file(
     };
     crate::checkpoint::write_atomic(
         &side_path,
-        serde_json::to_string(&side).expect("sidecar serialises").as_bytes(),
+        serde_json::to_string(&side)
+            .expect("sidecar serialises")
+            .as_bytes(),
     )?;
     Ok(Tokenized {
         vocab,
@@ -516,7 +530,8 @@ mod tests {
         let out = dir.path().join("tokens.bin");
         let a = tokenize_to_file(&Corpus::File(&src), Level::Char, None, 1, &out).unwrap();
         assert!(!a.reused);
-        let b = tokenize_to_file(&Corpus::File(&src), Level::Char, Some(&a.vocab), 1, &out).unwrap();
+        let b =
+            tokenize_to_file(&Corpus::File(&src), Level::Char, Some(&a.vocab), 1, &out).unwrap();
         assert!(b.reused);
         assert_eq!(ids_of(&a), ids_of(&b));
         std::fs::write(&src, "abcabcd\n").unwrap();
@@ -534,7 +549,10 @@ mod tests {
         let e = tokenize_to_file(&Corpus::File(&src), Level::Char, None, 1, &out)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("bad.txt:3") && e.contains("byte offset 16"), "{e}");
+        assert!(
+            e.contains("bad.txt:3") && e.contains("byte offset 16"),
+            "{e}"
+        );
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
@@ -543,10 +561,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let v = Vocab::from_tokens(Level::Char, vec!["a".into()]).unwrap();
         let out = dir.path().join("t.bin");
-        let e = tokenize_to_file(&Corpus::Text("aaz", "f.txt"), Level::Char, Some(&v), 1, &out)
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("\"z\"") && e.contains("token 2") && e.contains("f.txt"), "{e}");
+        let e = tokenize_to_file(
+            &Corpus::Text("aaz", "f.txt"),
+            Level::Char,
+            Some(&v),
+            1,
+            &out,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("\"z\"") && e.contains("token 2") && e.contains("f.txt"),
+            "{e}"
+        );
         assert!(!out.exists());
     }
 }
