@@ -98,6 +98,9 @@ class _Trained:
                 argv = ["--task", self._task] + argv
             _recur.train(argv, callback)
             path = os.path.join(out, "model.safetensors")
+            if not os.path.exists(path):
+                # Stopped by the callback before any evaluation.
+                path = os.path.join(out, "last.safetensors")
             self._model = _recur.Model.load(path)
             with open(path, "rb") as f:
                 self._bytes = f.read()
@@ -144,6 +147,14 @@ def _clean(text: str, what: str) -> str:
     # Lines and tabs are the files' separators; to the word reader they
     # are whitespace like any other.
     return text.replace("\r", " ").replace("\n", " ").replace("\t", " ")
+
+
+def _text(x: Any, what: str) -> str:
+    """A text example: at least one word."""
+    t = _clean(x, what)
+    if not t.strip():
+        raise ValueError(f"{what}: the text has no words")
+    return t
 
 
 def _label(v: Any, what: str) -> str:
@@ -320,7 +331,7 @@ class Classifier(_Sequences):
             p = os.path.join(d, f"{name}.txt")
             with open(p, "w", encoding="utf-8") as f:
                 for i, (x, l) in enumerate(zip(X, labels)):
-                    f.write(f"{l}\t{_clean(x, f'X[{i}]')}\n")
+                    f.write(f"{l}\t{_text(x, f'X[{i}]')}\n")
         else:
             p = os.path.join(d, f"{name}.ts")
             _write_ts(p, _series(X, "X"), labels, None)
@@ -374,7 +385,7 @@ class Regressor(_Sequences):
             p = os.path.join(d, f"{name}.txt")
             with open(p, "w", encoding="utf-8") as f:
                 for i, (x, v) in enumerate(zip(X, vals)):
-                    f.write(f"{float(v)!r}\t{_clean(x, f'X[{i}]')}\n")
+                    f.write(f"{float(v)!r}\t{_text(x, f'X[{i}]')}\n")
         else:
             p = os.path.join(d, f"{name}.ts")
             _write_ts(p, _series(X, "X"), None, list(vals))
@@ -387,10 +398,10 @@ class Regressor(_Sequences):
     def score(self, X: Sequence[Any], y: Sequence[Any]) -> float:
         """The coefficient of determination R²."""
         _check_len(X, y)
-        y = np.asarray(y, dtype=np.float64)
+        t = np.asarray(y, dtype=np.float64)
         p = self.predict(X)
-        ss = float(np.sum((y - y.mean()) ** 2))
-        return 1.0 - float(np.sum((y - p) ** 2)) / ss if ss > 0 else float("nan")
+        ss = float(np.sum((t - t.mean()) ** 2))
+        return 1.0 - float(np.sum((t - p) ** 2)) / ss if ss > 0 else float("nan")
 
 
 class Tagger(_Trained):
@@ -527,7 +538,7 @@ class Seq2Seq(_Trained):
         with ``return_attention``, each hypothesis is ``(text, score,
         attention [output steps, source tokens])``."""
         one = isinstance(sources, str)
-        srcs = [sources] if one else list(sources)
+        srcs: List[str] = [sources] if isinstance(sources, str) else list(sources)
         if not srcs:
             return []
         out = self._fitted().translate(

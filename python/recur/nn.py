@@ -64,7 +64,10 @@ class RNNBase:
         self.dropout = float(dropout)
         self.bidirectional = bool(bidirectional)
         self.training = True
-        seed = int(np.random.randint(0, 2**63 - 1)) if seed is None else int(seed)
+        if seed is None:
+            seed = int(np.random.randint(0, 2**63 - 1))
+        elif not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) < 2**64:
+            raise ValueError(f"seed: expected an integer in [0, 2**64), got {seed!r}")
         self._layer = _recur.Layer(
             _cell or self._cell,
             self.input_size,
@@ -74,7 +77,7 @@ class RNNBase:
             self.dropout,
             self.bidirectional,
             _DTYPES[self.dtype],
-            seed,
+            int(seed),
         )
         self._batch_first_run = False
 
@@ -101,16 +104,21 @@ class RNNBase:
     def _join_state(self, h: np.ndarray, c: Optional[np.ndarray]) -> Any:
         return h
 
-    def forward(self, x: Any, h0: Any = None, lengths: Optional[Sequence[int]] = None):
+    def forward(self, x: Any, h0: Any = None, lengths: Optional[Sequence[int]] = None, *, hx: Any = None):
         """Runs the stack over ``x`` ``[T, B, input_size]`` (``[B, T, …]``
         with ``batch_first``). ``h0`` is ``[L·D, B, H]`` (for the LSTM, a
         tuple ``(h0, c0)``), zeros when None. ``lengths`` gives each
         sequence's valid steps: outputs past them are zero and ``h_n`` is
         the state at the last valid step, as with a packed sequence.
+        ``hx`` is PyTorch's name for ``h0``.
 
         Returns ``(output, h_n)``: output ``[T, B, D·H]`` and ``h_n``
         ``[L·D, B, H]`` (for the LSTM, ``(h_n, c_n)``).
         """
+        if hx is not None:
+            if h0 is not None:
+                raise ValueError("give the initial state as h0 or hx, not both")
+            h0 = hx
         x = self._array(x, "input")
         if self.batch_first:
             x = np.ascontiguousarray(x.transpose(1, 0, 2))
@@ -119,6 +127,8 @@ class RNNBase:
         c = None if c is None else self._array(c, "c0")
         if lengths is not None:
             lengths = [int(v) for v in np.asarray(lengths).reshape(-1)]
+            if any(v < 1 for v in lengths):
+                raise ValueError(f"lengths: every length must be at least 1, got {lengths}")
         y, h_n, c_n = self._layer.forward(x, h, c, lengths, self.training and self.dropout > 0)
         self._batch_first_run = self.batch_first
         if self.batch_first:
@@ -167,6 +177,15 @@ class RNNBase:
         layer's (as ``torch.nn``'s ``strict=True``); values may be NumPy
         arrays, lists, or anything ``numpy.asarray`` takes."""
         self._layer.load_state_dict({str(k): v for k, v in state_dict.items()})
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # A parameter is set through load_state_dict; an attribute of the
+        # same name would hide it and change nothing.
+        if name.startswith(("weight_", "bias_")) and "_layer" in self.__dict__:
+            raise AttributeError(
+                f"{name}: parameters are set with load_state_dict({{{name!r}: array, ...}})"
+            )
+        super().__setattr__(name, value)
 
     def __getattr__(self, name: str) -> np.ndarray:
         # weight_ih_l0 and the rest, read as attributes as in torch.nn.

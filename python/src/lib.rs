@@ -34,7 +34,7 @@ use recur_cli::seqdata::{Item, Items};
 use recur_cli::train::{set_hook, HookEvent};
 
 create_exception!(
-    _recur,
+    recur._recur,
     RecurError,
     PyException,
     "An error of recur's that is not a bad argument or a missing file: bad data, a diverged run, a model file that is not one."
@@ -84,13 +84,13 @@ fn array<'py, T: Element>(
 
 /// The values and shape of an array argument of element type `T`, copied
 /// so that model work can run without the GIL.
-fn values<T: Element + Copy>(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<(Vec<T>, Vec<usize>)> {
-    let a: PyReadonlyArrayDyn<T> = obj.extract().map_err(|_| {
-        value_err(format!(
-            "{name}: expected a NumPy array of {}",
-            std::any::type_name::<T>()
-        ))
-    })?;
+fn values<T: Element + Copy + Named>(
+    obj: &Bound<'_, PyAny>,
+    name: &str,
+) -> PyResult<(Vec<T>, Vec<usize>)> {
+    let a: PyReadonlyArrayDyn<T> = obj
+        .extract()
+        .map_err(|_| value_err(format!("{name}: expected a NumPy array of {}", T::NAME)))?;
     let shape = a.shape().to_vec();
     let v = match a.as_slice() {
         Ok(s) => s.to_vec(),
@@ -225,7 +225,9 @@ impl<T: Float + Element + Named> Stack<T> {
         bias: bool,
     ) -> PyResult<Arrays<'py>> {
         if !self.ran {
-            return Err(value_err("backward: call forward first"));
+            return Err(value_err(
+                "backward: call forward first (each forward allows one backward)",
+            ));
         }
         let cfg = self.rnn.config().clone();
         let (t, b) = (self.ws.steps(), self.ws.batch());
@@ -257,6 +259,9 @@ impl<T: Float + Element + Named> Stack<T> {
                 }
             }
         }
+        // One backward per forward, as in PyTorch: a second would add the
+        // same gradients again.
+        self.ran = false;
         let dx = array(py, self.ws.dx().to_vec(), &[t, b, cfg.input])?;
         let dh0 = array(py, self.ws.dh0().to_vec(), &state)?;
         let dc0 = match cfg.cell {
@@ -478,12 +483,12 @@ fn train_options() -> Vec<(String, bool, String)> {
 
 /// Runs `recur train ARGS` in this process. `callback(event)` is called
 /// with a dict after every step (`{"event": "step", …}`) and evaluation
-/// (`{"event": "eval", …}`); returning False stops the run as Ctrl-C does,
-/// with its state saved. Ctrl-C raises KeyboardInterrupt once the run has
-/// stopped and saved.
+/// (`{"event": "eval", …}`); returning False stops the run early, with its
+/// state saved, and gives False (True: the run went to its end). Ctrl-C
+/// raises KeyboardInterrupt once the run has stopped and saved.
 #[pyfunction]
 #[pyo3(signature = (args, callback=None))]
-fn train(py: Python<'_>, args: Vec<String>, callback: Option<Py<PyAny>>) -> PyResult<()> {
+fn train(py: Python<'_>, args: Vec<String>, callback: Option<Py<PyAny>>) -> PyResult<bool> {
     let argv = std::iter::once("recur".to_string())
         .chain(std::iter::once("train".to_string()))
         .chain(args);
@@ -491,6 +496,10 @@ fn train(py: Python<'_>, args: Vec<String>, callback: Option<Py<PyAny>>) -> PyRe
         .map_err(|e| value_err(e.render().to_string().trim_end().to_string()))?;
     let failure: std::sync::Arc<std::sync::Mutex<Option<PyErr>>> = Default::default();
     let fail = failure.clone();
+    // Whether the callback asked to stop: the run then ends as it would
+    // on Ctrl-C (saved), and fit returns normally.
+    let stopped = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = stopped.clone();
     set_hook(Some(Box::new(move |e: &HookEvent| {
         Python::attach(|py| {
             if let Err(err) = py.check_signals() {
@@ -521,7 +530,12 @@ fn train(py: Python<'_>, args: Vec<String>, callback: Option<Py<PyAny>>) -> PyRe
             };
             let result = filled.and_then(|_| cb.call1(py, (d,)));
             match result {
-                Ok(r) => !r.bind(py).is(&*pyo3::types::PyBool::new(py, false)),
+                // None (no return) goes on; any false value stops.
+                Ok(r) if !r.is_none(py) && !r.bind(py).is_truthy().unwrap_or(true) => {
+                    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+                    false
+                }
+                Ok(_) => true,
                 Err(err) => {
                     *fail.lock().unwrap_or_else(|e| e.into_inner()) = Some(err);
                     false
@@ -534,7 +548,31 @@ fn train(py: Python<'_>, args: Vec<String>, callback: Option<Py<PyAny>>) -> PyRe
     if let Some(err) = failure.lock().unwrap_or_else(|e| e.into_inner()).take() {
         return Err(err);
     }
-    result.map_err(py_err)
+    match result {
+        Err(e)
+            if stopped.load(std::sync::atomic::Ordering::SeqCst)
+                && matches!(
+                    e.downcast_ref::<recur::Error>(),
+                    Some(recur::Error::Interrupted { .. })
+                ) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(option_err(e)),
+        Ok(()) => Ok(true),
+    }
+}
+
+/// A training error: one that names a `--flag` is a bad option value, a
+/// `ValueError` naming the keyword (`--seq-len: …` → `seq_len: …`).
+fn option_err(e: anyhow::Error) -> PyErr {
+    let msg = format!("{e:#}");
+    if let Some(rest) = msg.strip_prefix("--") {
+        let end = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '-'));
+        let (flag, tail) = rest.split_at(end.unwrap_or(rest.len()));
+        return value_err(format!("{}{tail}", flag.replace('-', "_")));
+    }
+    py_err(e)
 }
 
 /// Corpus BLEU (0–100) of hypotheses against one reference each, as
