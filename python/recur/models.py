@@ -118,9 +118,9 @@ class _Trained:
     @property
     def num_params(self) -> int:
         """The number of parameters."""
-        return self._fitted().num_params
+        return int(self._fitted().num_params)
 
-    def save(self, path: Union[str, os.PathLike]) -> None:
+    def save(self, path: Union[str, "os.PathLike[str]"]) -> None:
         """Writes the model file (safetensors, as ``recur train`` writes
         it), through a temporary file and a rename."""
         self._fitted()
@@ -259,7 +259,7 @@ class LanguageModel(_Trained):
         likely with ``greedy``."""
         if length < 0:
             raise ValueError(f"length: expected >= 0, got {length}")
-        return self._fitted().generate(prime, int(length), float(temperature), top_k, top_p, bool(greedy), int(seed))
+        return str(self._fitted().generate(prime, int(length), float(temperature), top_k, top_p, bool(greedy), int(seed)))
 
     def evaluate(self, text: str) -> Dict[str, float]:
         """Mean cross-entropy (nats per token), perplexity and bits per
@@ -323,10 +323,12 @@ class Classifier(_Sequences):
 
     _task = "classify"
     _kind = "classifier"
+    # A label's text → the value fit was given (kept for predict).
+    _original: Dict[str, Any] = {}
 
     def _write_xy(self, d: str, name: str, X: Sequence[Any], y: Sequence[Any]) -> str:
         labels = [_label(v, f"y[{i}]") for i, v in enumerate(y)]
-        self._original = {**getattr(self, "_original", {}), **{str(v): v for v in y}}
+        self._original = {**self._original, **{str(v): v for v in y}}
         if _is_texts(X):
             p = os.path.join(d, f"{name}.txt")
             with open(p, "w", encoding="utf-8") as f:
@@ -337,7 +339,17 @@ class Classifier(_Sequences):
             _write_ts(p, _series(X, "X"), labels, None)
         return p
 
-    def fit(self, X, y, validation=None, callback=None) -> "Classifier":  # type: ignore[override]
+    def fit(
+        self,
+        X: Sequence[Any],
+        y: Sequence[Any],
+        validation: Optional[Tuple[Sequence[Any], Sequence[Any]]] = None,
+        callback: Optional[Callback] = None,
+    ) -> "Classifier":
+        """Trains on texts (a list of str) or series (a list of ``[T, C]``
+        arrays) with their labels (any values; :meth:`predict` gives them
+        back); ``validation=(X_val, y_val)`` is the held-out set (otherwise
+        ``val_fraction`` of X). Returns self."""
         self._original = {}
         super().fit(X, y, validation, callback)
         return self
@@ -346,22 +358,22 @@ class Classifier(_Sequences):
     def classes_(self) -> np.ndarray:
         """The classes, in the order of :meth:`predict_proba`'s columns."""
         names = self._fitted().labels
-        orig = getattr(self, "_original", {})
+        orig = self._original
         return np.array([orig.get(n, n) for n in names], dtype=object if orig else None)
 
     def decision_function(self, X: Sequence[Any]) -> np.ndarray:
         """The logits ``[N, classes]``."""
-        return self._outputs(X)
+        return np.asarray(self._outputs(X))
 
     def predict_proba(self, X: Sequence[Any]) -> np.ndarray:
         """Class probabilities ``[N, classes]`` (softmax of the logits)."""
         z = self._outputs(X).astype(np.float64)
         z = np.exp(z - z.max(axis=1, keepdims=True))
-        return z / z.sum(axis=1, keepdims=True)
+        return np.asarray(z / z.sum(axis=1, keepdims=True))
 
     def predict(self, X: Sequence[Any]) -> np.ndarray:
         """The most likely class of each sequence."""
-        return self.classes_[np.argmax(self._outputs(X), axis=1)]
+        return np.asarray(self.classes_[np.argmax(self._outputs(X), axis=1)])
 
     def score(self, X: Sequence[Any], y: Sequence[Any]) -> float:
         """Accuracy."""
@@ -563,7 +575,7 @@ class Seq2Seq(_Trained):
 _KINDS = {c._kind: c for c in (LanguageModel, Classifier, Tagger, Regressor, Seq2Seq)}
 
 
-def load(path: Union[str, os.PathLike]) -> _Trained:
+def load(path: Union[str, "os.PathLike[str]"]) -> _Trained:
     """Loads a model file written by :meth:`save` or by ``recur train``,
     as the class of its kind."""
     path = os.fspath(path)

@@ -104,7 +104,9 @@ class RNNBase:
     def _join_state(self, h: np.ndarray, c: Optional[np.ndarray]) -> Any:
         return h
 
-    def forward(self, x: Any, h0: Any = None, lengths: Optional[Sequence[int]] = None, *, hx: Any = None):
+    def forward(
+        self, x: Any, h0: Any = None, lengths: Optional[Sequence[int]] = None, *, hx: Any = None
+    ) -> Tuple[np.ndarray, Any]:
         """Runs the stack over ``x`` ``[T, B, input_size]`` (``[B, T, …]``
         with ``batch_first``). ``h0`` is ``[L·D, B, H]`` (for the LSTM, a
         tuple ``(h0, c0)``), zeros when None. ``lengths`` gives each
@@ -192,7 +194,8 @@ class RNNBase:
         if name.startswith(("weight_", "bias_")):
             sd = self.__dict__["_layer"].state_dict()
             if name in sd:
-                return sd[name]
+                value: np.ndarray = sd[name]
+                return value
         raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
 
     def __repr__(self) -> str:
