@@ -18,6 +18,7 @@ pub mod runlock;
 pub mod seq;
 pub mod seq2seq;
 pub mod seqdata;
+pub mod serve;
 pub mod task;
 pub mod train;
 
@@ -61,6 +62,8 @@ pub enum Command {
     Diagnose(Box<task::DiagnoseArgs>),
     /// Measure throughput: the PyTorch baseline's language-model configs, or `bench layer`.
     Bench(bench::BenchArgs),
+    /// Serve models over HTTP: a JSON API under /v1 and a playground at /.
+    Serve(Box<serve::ServeArgs>),
 }
 
 /// Every failure reaches the user as one message (with its context) and exit code 2.
@@ -80,6 +83,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Esn(cmd) => esn::run(cmd),
         Command::Data(cmd) => data::run(cmd),
         Command::Bench(a) => bench::run_args(a),
+        Command::Serve(a) => serve::run(*a),
         Command::Task(a) => task::run_task(*a),
         Command::Diagnose(a) => task::run_diagnose(*a),
     }

@@ -142,6 +142,23 @@ pub fn generate(
     rng: &mut dyn RngCore,
     emit: &mut dyn FnMut(u32),
 ) -> Result<Vec<u32>> {
+    generate_with(model, prime, length, how, rng, &mut |t, _| {
+        emit(t);
+        true
+    })
+}
+
+/// [`generate`], with `emit` also given each token's probability under the
+/// model (the softmax of its logits, before temperature and truncation;
+/// NaN in beam search) and able to stop early by returning false.
+pub fn generate_with(
+    model: &LanguageModel,
+    prime: &[u32],
+    length: usize,
+    how: Decoding,
+    rng: &mut dyn RngCore,
+    emit: &mut dyn FnMut(u32, f64) -> bool,
+) -> Result<Vec<u32>> {
     how.validate()?;
     if prime.is_empty() {
         return Err(Error::input(
@@ -151,7 +168,11 @@ pub fn generate(
     }
     if let Decoding::Beam { width } = how {
         let out = beam_search(model, prime, length, width)?;
-        out.iter().for_each(|&t| emit(t));
+        for &t in &out {
+            if !emit(t, f64::NAN) {
+                break;
+            }
+        }
         return Ok(out);
     }
     let v = model.config().vocab_size;
@@ -160,21 +181,30 @@ pub fn generate(
     model.forward(&mut ws, prime, prime.len(), 1, None)?;
     let mut scratch = Vec::with_capacity(v);
     let mut out = Vec::with_capacity(length);
-    let mut next = choose(
-        &ws.logits()[(prime.len() - 1) * v..],
-        how,
-        rng,
-        &mut scratch,
-    );
+    let first = &ws.logits()[(prime.len() - 1) * v..];
+    let mut next = choose(first, how, rng, &mut scratch);
+    let mut p = probability(first, next);
     for i in 0..length {
         out.push(next);
-        emit(next);
+        if !emit(next, p) {
+            break;
+        }
         if i + 1 < length {
             model.forward(&mut ws, &[next], 1, 1, None)?;
             next = choose(ws.logits(), how, rng, &mut scratch);
+            p = probability(ws.logits(), next);
         }
     }
     Ok(out)
+}
+
+/// softmax(logits)[token].
+fn probability(logits: &[f32], token: u32) -> f64 {
+    let max = logits
+        .iter()
+        .fold(f64::NEG_INFINITY, |m, &x| m.max(x as f64));
+    let z: f64 = logits.iter().map(|&x| (x as f64 - max).exp()).sum();
+    (logits[token as usize] as f64 - max).exp() / z
 }
 
 /// Beam search: W hypotheses advance together as a batch of W rows.

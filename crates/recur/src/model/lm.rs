@@ -389,6 +389,46 @@ impl LanguageModel {
     }
 }
 
+/// The states a language model passes through, for inspection.
+#[derive(Clone, Debug, Default)]
+pub struct States {
+    /// `[T, L, H]` every layer's hidden state after each token.
+    pub h: Vec<f32>,
+    /// `[T, L, H]` every layer's cell state (LSTM; empty otherwise).
+    pub c: Vec<f32>,
+    /// `[T, V]` the logits after each token (the next token's prediction).
+    pub logits: Vec<f32>,
+}
+
+impl LanguageModel {
+    /// Runs `ids` one token at a time from a zero state and records every
+    /// layer's state after each (Karpathy, Johnson and Fei-Fei 2015's cell
+    /// visualisation reads these).
+    pub fn states(&self, ids: &[u32]) -> Result<States> {
+        let (l, h, v) = (
+            self.config.layers,
+            self.config.hidden,
+            self.config.vocab_size,
+        );
+        let lstm = self.config.cell == crate::CellKind::Lstm;
+        let mut ws = LmWorkspace::new();
+        let mut out = States {
+            h: Vec::with_capacity(ids.len() * l * h),
+            c: Vec::with_capacity(if lstm { ids.len() * l * h } else { 0 }),
+            logits: Vec::with_capacity(ids.len() * v),
+        };
+        for &id in ids {
+            self.forward(&mut ws, &[id], 1, 1, None)?;
+            out.h.extend_from_slice(ws.state_h());
+            if lstm {
+                out.c.extend_from_slice(ws.state_c());
+            }
+            out.logits.extend_from_slice(ws.logits());
+        }
+        Ok(out)
+    }
+}
+
 /// What [`LanguageModel::eval_stream`] measured.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct StreamLoss {
