@@ -143,6 +143,12 @@ pub struct TaskArgs {
     /// Print only the final metrics, as one JSON object.
     #[arg(long)]
     json: bool,
+    /// Fresh starts allowed when the net has not solved the check set by
+    /// --steps [binary-addition 10, adding and copy 0]. With any, training
+    /// stops as soon as the check set (drawn apart from the test set) is
+    /// solved.
+    #[arg(long)]
+    restarts: Option<u64>,
 }
 
 #[derive(Args)]
@@ -314,32 +320,100 @@ fn summary_json(
 
 pub fn run_task(a: TaskArgs) -> CliResult {
     let cfg = a.net.config(&a.task)?;
-    let mut run = TaskRun::new(cfg)?;
-    if !a.json {
-        let c = run.config();
-        eprintln!(
-            "{} with a {} net, H = {}, {} parameters, {} steps of batch {}",
-            c.task.name(),
-            c.cell.name(),
-            c.hidden,
-            run.param_count(),
-            c.train_steps,
-            c.batch
-        );
-    }
+    let restarts = a.restarts.unwrap_or(match cfg.task {
+        TaskKind::BinaryAddition => 10,
+        _ => 0,
+    });
     let start = Instant::now();
-    let (m, solved_at) = train(&mut run, a.json, &mut |_, _| Ok(()))?;
+    let mut attempt = 0;
+    let (run, m, solved_at) = loop {
+        let mut run = TaskRun::new(TaskConfig {
+            attempt,
+            ..cfg.clone()
+        })?;
+        if !a.json {
+            let c = run.config();
+            eprintln!(
+                "{} with a {} net, H = {}, {} parameters, {} steps of batch {}{}",
+                c.task.name(),
+                c.cell.name(),
+                c.hidden,
+                run.param_count(),
+                c.train_steps,
+                c.batch,
+                if attempt > 0 {
+                    format!(" (restart {attempt} of {restarts})")
+                } else {
+                    String::new()
+                }
+            );
+        }
+        let (m, solved_at, checked) = if restarts > 0 {
+            train_until_solved(&mut run, a.json)?
+        } else {
+            let (m, s) = train(&mut run, a.json, &mut |_, _| Ok(()))?;
+            (m, s, true)
+        };
+        if checked || attempt >= restarts {
+            break (run, m, solved_at);
+        }
+        attempt += 1;
+    };
     let secs = start.elapsed().as_secs_f64();
     if a.json {
-        println!("{}", summary_json(&run, &m, solved_at, secs));
+        let mut v = summary_json(&run, &m, solved_at, secs);
+        v["restarts"] = attempt.into();
+        println!("{v}");
     } else {
         println!("{}", metrics_line(&m));
         match solved_at {
             Some(s) => println!("solved at step {s} ({secs:.1} s)"),
             None => println!("not solved ({secs:.1} s)"),
         }
+        if attempt > 0 {
+            println!("after {attempt} restart(s) from fresh initialisations");
+        }
     }
     Ok(())
+}
+
+/// Trains in evaluation-sized chunks up to the step budget, stopping as
+/// soon as the check set is solved. Gives the test metrics at that point,
+/// the step the test set first counted as solved, and whether the check
+/// set was solved.
+fn train_until_solved(
+    run: &mut TaskRun,
+    quiet: bool,
+) -> anyhow::Result<(TaskMetrics, Option<usize>, bool)> {
+    let cfg = run.config().clone();
+    if cfg.train_steps == 0 {
+        bail!("--steps must be at least 1");
+    }
+    let every = if cfg.eval_every == 0 {
+        cfg.train_steps
+    } else {
+        cfg.eval_every
+    };
+    let mut hook = |_: &TaskNet, _: u64| Ok(());
+    let mut watch = Watch {
+        quiet,
+        solved_at: None,
+        last: None,
+        hook: &mut hook,
+    };
+    let mut step = 0;
+    let mut solved = false;
+    while step < cfg.train_steps && !solved {
+        step = (step + every).min(cfg.train_steps);
+        run.trainer
+            .run(Budget::Steps(step as u64), every as u64, None, &mut watch)?;
+        solved = run.check()?.solved;
+    }
+    let m = watch.last.context("the run made no evaluation")?;
+    if !quiet && solved {
+        eprintln!("the check set is solved at step {step}: stopping");
+    }
+    Ok((m, watch.solved_at, solved))
 }
 
 pub fn run_diagnose(a: DiagnoseArgs) -> CliResult {

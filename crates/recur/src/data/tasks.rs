@@ -126,12 +126,22 @@ pub(crate) fn draw_batch_into(
     }
 }
 
-/// A task's data: fresh training batches from one random stream, and a
-/// fixed test set from another.
+/// A task's data: fresh training batches from one random stream, a fixed
+/// test set from another, and a check set from a third, which decides when
+/// a net has solved the task without touching the test set.
 pub struct TaskData {
     cfg: TaskConfig,
     rng: ChaCha8Rng,
     test: Vec<TaskBatch>,
+    check: Vec<TaskBatch>,
+}
+
+impl TaskData {
+    /// The check set: ten times the test set, drawn like it from its own
+    /// stream.
+    pub fn check(&self) -> &[TaskBatch] {
+        &self.check
+    }
 }
 
 impl TaskData {
@@ -139,14 +149,21 @@ impl TaskData {
     pub fn new(cfg: &TaskConfig) -> Result<TaskData> {
         cfg.validate()?;
         let mut test_rng = ChaCha8Rng::seed_from_u64(cfg.seed.wrapping_add(0x7e57));
+        let mut check_rng = ChaCha8Rng::seed_from_u64(cfg.seed.wrapping_add(0xc4ec));
         let chunks = cfg.test_size.div_ceil(cfg.batch);
         let test = (0..chunks)
             .map(|_| draw_batch(cfg, &mut test_rng, cfg.batch, true))
             .collect();
+        // Ten times the test set: a net that passes it all errs on fewer
+        // than one sequence in about ten thousand.
+        let check = (0..10 * chunks)
+            .map(|_| draw_batch(cfg, &mut check_rng, cfg.batch, true))
+            .collect();
         Ok(TaskData {
             cfg: cfg.clone(),
-            rng: ChaCha8Rng::seed_from_u64(cfg.seed.wrapping_add(0xda7a)),
+            rng: ChaCha8Rng::seed_from_u64(cfg.attempt_seed().wrapping_add(0xda7a)),
             test,
+            check,
         })
     }
 }

@@ -166,6 +166,21 @@ pub struct TaskConfig {
     pub test_size: usize,
     /// Evaluate every this many steps (0: only at the end).
     pub eval_every: usize,
+    /// Restarts so far: each draws a fresh initialisation and training
+    /// stream from the seed, while the test and check sets stay the same.
+    #[serde(default)]
+    pub attempt: u64,
+}
+
+impl TaskConfig {
+    /// The seed of the initialisation and training stream of this attempt.
+    pub fn attempt_seed(&self) -> u64 {
+        if self.attempt == 0 {
+            self.seed
+        } else {
+            self.seed ^ self.attempt.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        }
+    }
 }
 
 impl TaskConfig {
@@ -202,6 +217,7 @@ impl TaskConfig {
             test_bits: 64,
             test_size,
             eval_every: (steps / 20).max(1),
+            attempt: 0,
         }
     }
 
@@ -362,6 +378,19 @@ impl TaskRun {
     /// Measures the test set (free running: no teacher forcing).
     pub fn evaluate(&mut self) -> Result<TaskMetrics> {
         let e = self.trainer.evaluate()?.expect("a task has a test set");
+        Ok(TaskMetrics::new(
+            self.steps_done(),
+            self.trainer.model.last_loss(),
+            e.loss,
+            &e.metrics,
+        ))
+    }
+
+    /// Measures the check set: whether the net has solved the task, judged
+    /// on data the test set does not share.
+    pub fn check(&mut self) -> Result<TaskMetrics> {
+        let t = &mut self.trainer;
+        let e = t.model.evaluate(t.data.check())?;
         Ok(TaskMetrics::new(
             self.steps_done(),
             self.trainer.model.last_loss(),

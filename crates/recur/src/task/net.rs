@@ -78,12 +78,18 @@ impl Net {
             };
             (kind, rnn, out)
         };
-        init_params(&mut store.params, rnn.param_info(), h, cfg.init, cfg.seed);
+        init_params(
+            &mut store.params,
+            rnn.param_info(),
+            h,
+            cfg.init,
+            cfg.attempt_seed(),
+        );
         if cell == CellKind::Lstm {
             set_lstm_forget_bias(&rnn, &mut store, cfg.forget_bias)?;
         }
         // The readout as torch.nn.Linear: U(−1/√H, 1/√H).
-        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x5eed);
+        let mut rng = ChaCha8Rng::seed_from_u64(cfg.attempt_seed() ^ 0x5eed);
         let k = 1.0 / (h as f32).sqrt();
         for r in [out.weight().range(), out.bias().range()] {
             for v in &mut store.params[r] {
