@@ -13,6 +13,7 @@ pub mod data;
 pub mod esn;
 pub mod eval;
 pub mod generate;
+pub mod inspect;
 pub mod predict;
 pub mod runlock;
 pub mod seq;
@@ -62,6 +63,9 @@ pub enum Command {
     Diagnose(Box<task::DiagnoseArgs>),
     /// Measure throughput: the PyTorch baseline's language-model configs, or `bench layer`.
     Bench(bench::BenchArgs),
+    /// What a language model's units do: phrases' final states on their principal components
+    /// (--pca), a unit's activation over a text (--unit), the units that track a pattern (--top).
+    Inspect(Box<inspect::InspectArgs>),
     /// Serve models over HTTP: a JSON API under /v1 and a playground at /.
     Serve(Box<serve::ServeArgs>),
 }
@@ -84,6 +88,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Data(cmd) => data::run(cmd),
         Command::Bench(a) => bench::run_args(a),
         Command::Serve(a) => serve::run(*a),
+        Command::Inspect(a) => inspect::inspect(*a),
         Command::Task(a) => task::run_task(*a),
         Command::Diagnose(a) => task::run_diagnose(*a),
     }

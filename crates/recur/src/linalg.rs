@@ -308,3 +308,89 @@ pub fn random_orthogonal(n: usize, rng: &mut impl rand::Rng) -> Vec<f64> {
     }
     out
 }
+
+/// Principal components of the rows of `x` `[n, d]` (row-major): the
+/// scores `[n, k]` of each row on the first k components (largest variance
+/// first, from the eigendecomposition of the covariance) and the fraction
+/// of the variance each explains.
+pub fn principal_components(
+    x: &[f64],
+    n: usize,
+    d: usize,
+    k: usize,
+) -> Result<(Vec<f64>, Vec<f64>)> {
+    assert_eq!(x.len(), n * d, "principal_components: matrix size");
+    if n < 2 || d == 0 || k == 0 || k > d {
+        return Err(Error::Config(format!(
+            "principal components need at least 2 rows and 1 ≤ k ≤ d (got n = {n}, d = {d}, k = {k})"
+        )));
+    }
+    let mean: Vec<f64> = (0..d)
+        .map(|j| (0..n).map(|i| x[i * d + j]).sum::<f64>() / n as f64)
+        .collect();
+    let centred: Vec<f64> = (0..n * d).map(|i| x[i] - mean[i % d]).collect();
+    // Covariance `[d, d]` = Xcᵀ Xc / (n − 1).
+    let mut cov = vec![0.0; d * d];
+    crate::gemm::gemm_tn(d, d, n, &centred, d, &centred, &mut cov);
+    cov.iter_mut().for_each(|v| *v /= (n - 1) as f64);
+    let c = MatRef::from_row_major_slice(&cov, d, d);
+    let eig = c
+        .self_adjoint_eigen(Side::Lower)
+        .map_err(|e| Error::Numerical(format!("the eigendecomposition did not converge: {e:?}")))?;
+    let (u, s) = (eig.U(), eig.S().column_vector());
+    let total: f64 = (0..d).map(|i| s[i].max(0.0)).sum();
+    // Eigenvalues come in nondecreasing order: the last k, reversed.
+    let cols: Vec<usize> = (0..k).map(|j| d - 1 - j).collect();
+    let mut scores = vec![0.0; n * k];
+    for i in 0..n {
+        for (jj, &j) in cols.iter().enumerate() {
+            // Signs are fixed so the largest loading is positive, for
+            // plots that do not flip between runs.
+            let sign = {
+                let (mut best, mut at) = (0.0f64, 0);
+                for r in 0..d {
+                    if u[(r, j)].abs() > best {
+                        best = u[(r, j)].abs();
+                        at = r;
+                    }
+                }
+                u[(at, j)].signum()
+            };
+            scores[i * k + jj] = sign * (0..d).map(|r| centred[i * d + r] * u[(r, j)]).sum::<f64>();
+        }
+    }
+    let explained = cols
+        .iter()
+        .map(|&j| {
+            if total > 0.0 {
+                s[j].max(0.0) / total
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    Ok((scores, explained))
+}
+
+#[cfg(test)]
+mod pca_tests {
+    use super::*;
+
+    #[test]
+    fn components_of_a_stretched_cloud() {
+        // Points along (1, 1) with a little spread along (1, −1).
+        let mut x = Vec::new();
+        for i in 0..50 {
+            let t = i as f64 - 25.0;
+            let e = if i % 2 == 0 { 0.5 } else { -0.5 };
+            x.extend([t + e, t - e]);
+        }
+        let (s, ex) = principal_components(&x, 50, 2, 2).unwrap();
+        assert!(ex[0] > 0.99 && ex[0] + ex[1] > 0.999999, "{ex:?}");
+        // The first score orders the points along (1, 1).
+        let c0: Vec<f64> = (0..50).map(|i| s[i * 2]).collect();
+        let rising = c0.windows(2).all(|w| w[1] > w[0]) || c0.windows(2).all(|w| w[1] < w[0]);
+        assert!(rising);
+        assert!(principal_components(&x, 1, 2, 1).is_err());
+    }
+}

@@ -396,3 +396,54 @@ impl Grid<'_> {
         Ok(true)
     }
 }
+
+/// Labelled points `(x, y)` as an SVG scatter plot (principal components
+/// of hidden states, Sutskever et al. 2014's figure).
+pub fn scatter_plot(
+    path: &Path,
+    title: &str,
+    axes: (&str, &str),
+    points: &[(f64, f64)],
+    labels: &[String],
+) -> Result<()> {
+    if points.is_empty() {
+        return Ok(());
+    }
+    let span = |v: &mut dyn Iterator<Item = f64>| {
+        let (lo, hi) = v.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
+            (a.min(x), b.max(x))
+        });
+        let pad = ((hi - lo) * 0.15).max(1e-6);
+        (lo - pad)..(hi + pad)
+    };
+    let xr = span(&mut points.iter().map(|p| p.0));
+    let yr = span(&mut points.iter().map(|p| p.1));
+    save_svg(path, |svg| {
+        let root = SVGBackend::with_string(svg, (900, 700)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 20))
+            .margin(20)
+            .x_label_area_size(40)
+            .y_label_area_size(50)
+            .build_cartesian_2d(xr, yr)
+            .map_err(|e| e.to_string())?;
+        chart
+            .configure_mesh()
+            .x_desc(axes.0)
+            .y_desc(axes.1)
+            .light_line_style(WHITE.mix(0.0))
+            .draw()
+            .map_err(|e| e.to_string())?;
+        chart
+            .draw_series(points.iter().map(|&p| Circle::new(p, 4, BLUE.filled())))
+            .map_err(|e| e.to_string())?;
+        chart
+            .draw_series(points.iter().zip(labels).map(|(&p, l)| {
+                Text::new(l.clone(), p, ("sans-serif", 13).into_font().color(&BLACK))
+            }))
+            .map_err(|e| e.to_string())?;
+        root.present().map_err(|e| e.to_string())?;
+        Ok(true)
+    })
+}
