@@ -2,5 +2,7 @@
 
 pub mod jordan;
 pub mod lm;
+pub mod ngram;
 pub mod seq;
 pub mod seq2seq;
+pub mod window;

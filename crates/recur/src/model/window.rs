@@ -1,0 +1,394 @@
+//! The fixed-window neural language model of Bengio et al. 2003 (the
+//! time-delay nets of the lectures): the embeddings of the last K tokens,
+//! concatenated, a tanh hidden layer and a softmax over the vocabulary.
+//! It shares weights across positions but sees exactly K tokens back: the
+//! baseline recurrent models are measured against.
+//!
+//! It trains on the language model's batches ([`LmBatch`], `[T, B]`
+//! time-major). Each row's last K − 1 tokens are carried into the next
+//! batch, as truncated BPTT carries the state; before a row's first token
+//! the window holds a padding id (V), whose embedding is learned too.
+
+use rand::{RngCore, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+use crate::data::LmBatch;
+use crate::error::{Error, Result};
+use crate::float::Float;
+use crate::init::{fill_uniform, init_linears};
+use crate::layer::embedding::Embedding;
+use crate::layer::linear::Linear;
+use crate::layer::loss::softmax_cross_entropy;
+use crate::metrics::{bits_per_token, perplexity};
+use crate::params::ParamStore;
+use crate::train::{Evaluation, Metadata, Model};
+
+/// The `format` metadata of a fixed-window model file.
+pub const WINDOW_FORMAT: &str = "recur-window-lm";
+
+/// The shape of a fixed-window model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WindowConfig {
+    /// V.
+    pub vocab_size: usize,
+    /// K: tokens the model sees.
+    pub context: usize,
+    /// E.
+    pub embed: usize,
+    /// H.
+    pub hidden: usize,
+}
+
+impl WindowConfig {
+    /// Parameters: (V + 1)·E + H·K·E + H + V·H + V (`None` on overflow).
+    pub fn param_count(&self) -> Option<usize> {
+        let (v, k, e, h) = (self.vocab_size, self.context, self.embed, self.hidden);
+        (v.checked_add(1)?.checked_mul(e)?)
+            .checked_add(h.checked_mul(k.checked_mul(e)?)?)?
+            .checked_add(h)?
+            .checked_add(v.checked_mul(h)?)?
+            .checked_add(v)
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.vocab_size == 0 || self.context == 0 || self.embed == 0 || self.hidden == 0 {
+            return Err(Error::Config(format!(
+                "a fixed-window model needs V, K, E and H of at least 1 (got {}, {}, {}, {})",
+                self.vocab_size, self.context, self.embed, self.hidden
+            )));
+        }
+        if self.param_count().is_none() || self.vocab_size >= u32::MAX as usize {
+            return Err(Error::Config("the fixed-window model is too large".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Buffers of one pass; N = T·B rows.
+#[derive(Clone, Debug, Default)]
+pub struct WindowWs<T> {
+    /// `[N, K]` the window of each row.
+    ids: Vec<u32>,
+    /// `[N, K·E]` concatenated embeddings.
+    x: Vec<T>,
+    /// `[N, H]` tanh activations.
+    a: Vec<T>,
+    /// `[N, V]` logits, then dL/dlogits.
+    logits: Vec<T>,
+    /// `[N, H]` dL/da, then dL/dz.
+    da: Vec<T>,
+    /// `[N, K·E]` dL/dx.
+    dx: Vec<T>,
+    /// `[K − 1, B]` each row's last tokens, carried across batches (empty: padding).
+    history: Vec<u32>,
+}
+
+impl<T> WindowWs<T> {
+    /// A workspace with no history.
+    pub fn new() -> WindowWs<T> {
+        WindowWs {
+            ids: Vec::new(),
+            x: Vec::new(),
+            a: Vec::new(),
+            logits: Vec::new(),
+            da: Vec::new(),
+            dx: Vec::new(),
+            history: Vec::new(),
+        }
+    }
+    /// Forgets the carried tokens (start of an epoch or a stream).
+    pub fn reset(&mut self) {
+        self.history.clear();
+    }
+    /// `[N, V]` the logits of the last forward.
+    pub fn logits(&self) -> &[T] {
+        &self.logits
+    }
+}
+
+/// A fixed-window language model.
+pub struct WindowLm<T> {
+    config: WindowConfig,
+    /// Parameters and gradients: `embedding.weight`, `hidden.{weight,bias}`, `out.{weight,bias}`.
+    pub store: ParamStore<T>,
+    embedding: Embedding,
+    hidden: Linear,
+    out: Linear,
+    train_ws: WindowWs<T>,
+    eval_ws: WindowWs<T>,
+    /// The carried history as f32, for the training state.
+    carried: Vec<f32>,
+}
+
+impl<T: Float> WindowLm<T> {
+    /// A model with all parameters zero (to be filled from a file).
+    pub fn zeros(config: WindowConfig) -> Result<WindowLm<T>> {
+        config.check()?;
+        let (v, k, e, h) = (
+            config.vocab_size,
+            config.context,
+            config.embed,
+            config.hidden,
+        );
+        let mut store = ParamStore::new();
+        let embedding = Embedding::new(store.scope("embedding"), v + 1, e);
+        let hidden = Linear::new(store.scope("hidden"), k * e, h);
+        let out = Linear::new(store.scope("out"), h, v);
+        Ok(WindowLm {
+            config,
+            store,
+            embedding,
+            hidden,
+            out,
+            train_ws: WindowWs::new(),
+            eval_ws: WindowWs::new(),
+            carried: Vec::new(),
+        })
+    }
+
+    /// A model initialised from `seed`: embeddings N(0, 1)-like U(−√3, √3)
+    /// scaled by 0.1, linear layers as PyTorch's.
+    pub fn new(config: WindowConfig, seed: u64) -> Result<WindowLm<T>> {
+        let mut m = WindowLm::zeros(config)?;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        fill_uniform(
+            m.embedding.weight().of_mut(&mut m.store.params),
+            0.1,
+            &mut rng,
+        );
+        init_linears(&mut m.store.params, &[m.hidden, m.out], &mut rng);
+        Ok(m)
+    }
+
+    /// The config.
+    pub fn config(&self) -> &WindowConfig {
+        &self.config
+    }
+
+    /// Fills the windows `[N, K]` of inputs `[T, B]` from the workspace's
+    /// history, and leaves the last K − 1 tokens of each row there.
+    fn windows(&self, ws: &mut WindowWs<T>, inputs: &[u32], t: usize, b: usize) {
+        let (k, pad) = (self.config.context, self.config.vocab_size as u32);
+        let hist = k - 1;
+        if ws.history.len() != hist * b {
+            ws.history.clear();
+            ws.history.resize(hist * b, pad);
+        }
+        ws.ids.clear();
+        ws.ids.resize(t * b * k, pad);
+        for s in 0..t {
+            for r in 0..b {
+                for j in 0..k {
+                    // Position s − (k − 1) + j of this row: before s = 0 it is in the history.
+                    let p = s as isize - hist as isize + j as isize;
+                    ws.ids[(s * b + r) * k + j] = if p >= 0 {
+                        inputs[p as usize * b + r]
+                    } else {
+                        ws.history[(hist as isize + p) as usize * b + r]
+                    };
+                }
+            }
+        }
+        // The new history: positions t − (k − 1) .. t − 1.
+        let old = std::mem::take(&mut ws.history);
+        ws.history.resize(hist * b, pad);
+        for i in 0..hist {
+            let p = t as isize - hist as isize + i as isize;
+            for r in 0..b {
+                ws.history[i * b + r] = if p >= 0 {
+                    inputs[p as usize * b + r]
+                } else {
+                    old[(hist as isize + p) as usize * b + r]
+                };
+            }
+        }
+    }
+
+    /// Logits `[T·B, V]` for inputs `[T, B]`, carrying the history in `ws`.
+    pub fn forward(&self, ws: &mut WindowWs<T>, inputs: &[u32], t: usize, b: usize) -> Result<()> {
+        let WindowConfig {
+            vocab_size: v,
+            context: k,
+            embed: e,
+            hidden: h,
+        } = self.config;
+        let n = t * b;
+        if inputs.len() != n {
+            return Err(Error::Shape {
+                name: "inputs",
+                shape: format!("[T={t}, B={b}]"),
+                expected: n,
+                got: inputs.len(),
+            });
+        }
+        if let Some((i, &bad)) = inputs.iter().enumerate().find(|(_, &x)| x as usize >= v) {
+            return Err(Error::Input {
+                path: "token ids".into(),
+                line: None,
+                field: Some(format!("inputs[{i}]")),
+                message: format!("id {bad} is outside the vocabulary of {v}"),
+            });
+        }
+        self.windows(ws, inputs, t, b);
+        ws.x.resize(n * k * e, T::ZERO);
+        self.embedding.forward(&self.store, &ws.ids, &mut ws.x);
+        ws.a.resize(n * h, T::ZERO);
+        self.hidden.forward(&self.store, &ws.x, n, &mut ws.a);
+        ws.a.iter_mut().for_each(|z| *z = z.tanh());
+        ws.logits.resize(n * v, T::ZERO);
+        self.out.forward(&self.store, &ws.a, n, &mut ws.logits);
+        Ok(())
+    }
+
+    /// Mean cross-entropy of `targets` `[T, B]` after [`WindowLm::forward`];
+    /// with `grad`, the gradients replace the store's (backward reads as
+    /// forward reversed).
+    pub fn loss_backward(
+        &mut self,
+        ws: &mut WindowWs<T>,
+        targets: &[u32],
+        t: usize,
+        b: usize,
+        grad: bool,
+    ) -> Result<f64> {
+        let WindowConfig {
+            vocab_size: v,
+            context: k,
+            embed: e,
+            hidden: h,
+        } = self.config;
+        let n = t * b;
+        if targets.len() != n || targets.iter().any(|&x| x as usize >= v) {
+            return Err(Error::Input {
+                path: "targets".into(),
+                line: None,
+                field: None,
+                message: format!("expected {n} ids below {v}"),
+            });
+        }
+        let loss = softmax_cross_entropy(&mut ws.logits, targets, v, grad);
+        if grad {
+            self.store.zero_grad();
+            ws.da.resize(n * h, T::ZERO);
+            self.out
+                .backward(&mut self.store, &ws.a, &ws.logits, n, Some(&mut ws.da));
+            for (d, &a) in ws.da.iter_mut().zip(&ws.a) {
+                *d = *d * (T::ONE - a * a);
+            }
+            ws.dx.resize(n * k * e, T::ZERO);
+            self.hidden
+                .backward(&mut self.store, &ws.x, &ws.da, n, Some(&mut ws.dx));
+            self.embedding.backward(&mut self.store, &ws.ids, &ws.dx);
+        }
+        Ok(loss)
+    }
+
+    /// Σ loss·predictions and the predictions of `batches` run in order
+    /// with the history carried between them.
+    fn stream(&self, ws: &mut WindowWs<T>, batches: &[LmBatch]) -> Result<(f64, usize)> {
+        ws.reset();
+        let v = self.config.vocab_size;
+        let (mut total, mut count) = (0.0, 0);
+        for bt in batches {
+            self.forward(ws, &bt.inputs, bt.steps, bt.batch)?;
+            let n = bt.steps * bt.batch;
+            if bt.targets.iter().any(|&x| x as usize >= v) {
+                return Err(Error::input("targets", format!("ids must be below {v}")));
+            }
+            total += softmax_cross_entropy(&mut ws.logits, &bt.targets, v, false) * n as f64;
+            count += n;
+        }
+        ws.reset();
+        Ok((total, count))
+    }
+
+    /// The next-token logits `[V]` after `context` (its last K tokens;
+    /// padding before its start), for generation.
+    pub fn next_logits(&self, context: &[u32]) -> Result<Vec<T>> {
+        let k = self.config.context;
+        let mut ws = WindowWs::new();
+        let tail = &context[context.len().saturating_sub(k)..];
+        // Feed the tail as one row: the window of its last position is it.
+        if tail.is_empty() {
+            return Err(Error::input("the context", "needs at least one token"));
+        }
+        self.forward(&mut ws, tail, tail.len(), 1)?;
+        let v = self.config.vocab_size;
+        Ok(ws.logits[(tail.len() - 1) * v..].to_vec())
+    }
+}
+
+impl Model for WindowLm<f32> {
+    type Batch = LmBatch;
+
+    fn store(&self) -> &ParamStore<f32> {
+        &self.store
+    }
+
+    fn store_mut(&mut self) -> &mut ParamStore<f32> {
+        &mut self.store
+    }
+
+    fn forward_backward(&mut self, b: &LmBatch, _: &mut dyn RngCore) -> Result<f64> {
+        let mut ws = std::mem::take(&mut self.train_ws);
+        let r = self
+            .forward(&mut ws, &b.inputs, b.steps, b.batch)
+            .and_then(|_| self.loss_backward(&mut ws, &b.targets, b.steps, b.batch, true));
+        self.carried.clear();
+        self.carried.extend(ws.history.iter().map(|&x| x as f32));
+        self.train_ws = ws;
+        r
+    }
+
+    fn evaluate(&mut self, batches: &[LmBatch]) -> Result<Evaluation> {
+        let mut ws = std::mem::take(&mut self.eval_ws);
+        let r = self.stream(&mut ws, batches);
+        self.eval_ws = ws;
+        let (total, count) = r?;
+        let loss = total / count.max(1) as f64;
+        Ok(Evaluation {
+            loss,
+            metrics: [
+                ("perplexity".to_string(), perplexity(loss)),
+                ("bits_per_token".to_string(), bits_per_token(loss)),
+            ]
+            .into(),
+        })
+    }
+
+    fn start_epoch(&mut self) {
+        self.train_ws.reset();
+        self.carried.clear();
+    }
+
+    fn carried_state(&self) -> Vec<(&'static str, &[f32])> {
+        vec![("history", &self.carried)]
+    }
+
+    fn set_carried_state(&mut self, state: &[(String, Vec<f32>)]) -> Result<()> {
+        for (name, v) in state {
+            if name != "history" {
+                return Err(Error::Config(format!(
+                    "a fixed-window model carries no '{name}'"
+                )));
+            }
+            self.carried = v.clone();
+            self.train_ws.history = v.iter().map(|&x| x as u32).collect();
+        }
+        Ok(())
+    }
+
+    fn loss_bound(&self) -> Option<f64> {
+        Some(10.0 * (self.config.vocab_size as f64).ln().max(1.0))
+    }
+
+    fn metadata(&self) -> Metadata {
+        vec![
+            ("format".into(), WINDOW_FORMAT.into()),
+            (
+                "config".into(),
+                serde_json::to_string(&self.config).expect("config serialises"),
+            ),
+        ]
+    }
+}
