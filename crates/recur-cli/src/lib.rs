@@ -7,6 +7,7 @@
 use clap::{Parser, Subcommand};
 
 pub mod bench;
+pub mod compare;
 pub mod convert;
 pub mod corpus;
 pub mod data;
@@ -66,6 +67,9 @@ pub enum Command {
     /// What a language model's units do: phrases' final states on their principal components
     /// (--pca), a unit's activation over a text (--unit), the units that track a pattern (--top).
     Inspect(Box<inspect::InspectArgs>),
+    /// Train n-gram, fixed-window, Elman, GRU and LSTM language models on one split within one
+    /// time budget, and compare their held-out loss, parameters and time.
+    Compare(Box<compare::CompareArgs>),
     /// Serve models over HTTP: a JSON API under /v1 and a playground at /.
     Serve(Box<serve::ServeArgs>),
 }
@@ -89,6 +93,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Bench(a) => bench::run_args(a),
         Command::Serve(a) => serve::run(*a),
         Command::Inspect(a) => inspect::inspect(*a),
+        Command::Compare(a) => compare::compare(*a),
         Command::Task(a) => task::run_task(*a),
         Command::Diagnose(a) => task::run_diagnose(*a),
     }

@@ -447,3 +447,71 @@ pub fn scatter_plot(
         Ok(true)
     })
 }
+
+/// One bar per label, as an SVG (lower is better for a loss).
+pub fn bar_plot(
+    path: &Path,
+    title: &str,
+    labels: &[String],
+    values: &[f64],
+    y_desc: &str,
+) -> Result<()> {
+    if labels.is_empty() || labels.len() != values.len() {
+        return Ok(());
+    }
+    let top = values
+        .iter()
+        .copied()
+        .filter(|v| v.is_finite())
+        .fold(0.0f64, f64::max)
+        * 1.15;
+    let n = labels.len();
+    save_svg(path, |svg| {
+        let err = |e: &dyn std::fmt::Display| e.to_string();
+        let root = SVGBackend::with_string(svg, (960, 560)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| err(&e))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 18))
+            .margin(15)
+            .x_label_area_size(90)
+            .y_label_area_size(60)
+            .build_cartesian_2d((0..n).into_segmented(), 0.0..top.max(1e-9))
+            .map_err(|e| err(&e))?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .y_desc(y_desc)
+            .x_labels(n)
+            .x_label_formatter(&|x| match x {
+                SegmentValue::CenterOf(i) => labels.get(*i).cloned().unwrap_or_default(),
+                _ => String::new(),
+            })
+            .x_label_style(("sans-serif", 11))
+            .draw()
+            .map_err(|e| err(&e))?;
+        chart
+            .draw_series(values.iter().enumerate().map(|(i, &v)| {
+                let mut bar = Rectangle::new(
+                    [
+                        (SegmentValue::Exact(i), 0.0),
+                        (SegmentValue::Exact(i + 1), v),
+                    ],
+                    BLUE.mix(0.6).filled(),
+                );
+                bar.set_margin(0, 0, 8, 8);
+                bar
+            }))
+            .map_err(|e| err(&e))?;
+        chart
+            .draw_series(values.iter().enumerate().map(|(i, &v)| {
+                Text::new(
+                    format!("{v:.3}"),
+                    (SegmentValue::CenterOf(i), v + top * 0.02),
+                    ("sans-serif", 12).into_font(),
+                )
+            }))
+            .map_err(|e| err(&e))?;
+        root.present().map_err(|e| err(&e))?;
+        Ok(true)
+    })
+}

@@ -1,0 +1,260 @@
+//! `recur compare`: the lectures' story in numbers. On one split of the
+//! user's text, within one time budget: n-gram models (Kneser–Ney) of
+//! several orders, the fixed-window neural model, an Elman RNN, a GRU and
+//! an LSTM, with their held-out loss, parameters and training time, as a
+//! table, an SVG chart and JSON.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use recur::data::{read_text, split_train_val, tokenize, Level, LmData, Vocab};
+use recur::model::lm::{LanguageModel, LmConfig};
+use recur::model::ngram::{Ngram, NgramConfig};
+use recur::model::window::{WindowConfig, WindowLm};
+use recur::optim::OptimizerKind;
+use recur::plot::bar_plot;
+use recur::train::{Budget, Data, Model, Quiet, TrainConfig, Trainer};
+use recur::CellKind;
+
+use crate::CliResult;
+
+/// `recur compare`'s options.
+#[derive(Args)]
+pub struct CompareArgs {
+    /// The text (UTF-8); the last --val-fraction is held out for every model.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Minutes for the whole comparison; the neural models share what the n-grams leave.
+    #[arg(long, default_value_t = 15.0)]
+    pub time: f64,
+    /// char or word.
+    #[arg(long, default_value = "char")]
+    pub level: String,
+    /// The n-gram orders.
+    #[arg(long, value_delimiter = ',', default_value = "2,3,5,7")]
+    pub orders: Vec<usize>,
+    /// Tokens the fixed-window model sees.
+    #[arg(long, default_value_t = 8)]
+    pub context: usize,
+    /// Hidden units of the neural models.
+    #[arg(long, default_value_t = 256)]
+    pub hidden: usize,
+    /// Embedding width of the neural models.
+    #[arg(long, default_value_t = 64)]
+    pub embed: usize,
+    /// Batch B of the neural models.
+    #[arg(long, default_value_t = 32)]
+    pub batch: usize,
+    /// Steps T of truncated BPTT (and of the window model's batches).
+    #[arg(long, default_value_t = 64)]
+    pub seq_len: usize,
+    /// Held-out fraction.
+    #[arg(long, default_value_t = 0.05)]
+    pub val_fraction: f64,
+    /// Seed of every model.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Where compare.svg and compare.json go.
+    #[arg(long, default_value = "compare")]
+    pub out: PathBuf,
+    /// Print one JSON object per model instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+struct Row {
+    model: String,
+    val_loss: f64,
+    params: usize,
+    seconds: f64,
+}
+
+/// Trains `model` on `data` for `minutes` with Adam (lr 2e-3, clip 5) and
+/// gives its best held-out loss.
+fn neural<M: Model<Batch = recur::data::LmBatch>>(
+    model: M,
+    data: LmData,
+    minutes: f64,
+    seed: u64,
+) -> anyhow::Result<(f64, usize)> {
+    let params = model.store().len();
+    let mut cfg = TrainConfig::new(OptimizerKind::Adam, 2e-3);
+    cfg.clip_norm = 5.0;
+    cfg.seed = seed;
+    let spe = data.steps_per_epoch().unwrap_or(1) as u64;
+    let mut t = Trainer::new(model, data, cfg)?;
+    t.run(
+        Budget::Minutes(minutes),
+        spe.clamp(1, 200),
+        None,
+        &mut Quiet,
+    )?;
+    let last = t.evaluate()?.context("no held-out data")?.loss;
+    Ok((t.progress().best_val.map_or(last, |b| b.min(last)), params))
+}
+
+/// `recur compare`.
+pub fn compare(a: CompareArgs) -> CliResult {
+    if !(a.time.is_finite() && a.time > 0.0) {
+        bail!("--time: expected minutes > 0, got {}", a.time);
+    }
+    if a.orders.is_empty() || a.orders.contains(&0) {
+        bail!("--orders: expected orders of at least 1, such as 2,3,5");
+    }
+    let level = Level::from_name(&a.level)
+        .with_context(|| format!("--level: expected char or word, got '{}'", a.level))?;
+    let text = read_text(&a.data)?;
+    let source = a.data.display().to_string();
+    let tokens = tokenize(&text, level);
+    let vocab = Vocab::build(level, &tokens, 1)?;
+    let ids = vocab.encode(&tokens, &source)?;
+    let (train, val) = split_train_val(&ids, a.val_fraction);
+    if val.len() < 2 {
+        bail!(
+            "{source}: the held-out part has {} tokens; expected at least 2 (raise --val-fraction)",
+            val.len()
+        );
+    }
+    let v = vocab.len();
+    let started = Instant::now();
+    let mut rows = Vec::new();
+    for &order in &a.orders {
+        let t0 = Instant::now();
+        let ng = Ngram::fit(
+            NgramConfig {
+                order,
+                vocab_size: v,
+            },
+            train,
+        )?;
+        // Predictions continue from the training text, as the neural
+        // models' held-out stream does from its own start.
+        let (ce, _) = ng.cross_entropy(val)?;
+        rows.push(Row {
+            model: format!("{order}-gram (Kneser-Ney)"),
+            val_loss: ce,
+            params: ng.num_ngrams(),
+            seconds: t0.elapsed().as_secs_f64(),
+        });
+    }
+    let left = (a.time - started.elapsed().as_secs_f64() / 60.0).max(0.05);
+    let each = left / 4.0;
+    let data = || {
+        LmData::new(
+            &ids,
+            vocab.clone(),
+            a.batch,
+            a.seq_len,
+            a.val_fraction,
+            &source,
+        )
+    };
+    let t0 = Instant::now();
+    let window = WindowLm::<f32>::new(
+        WindowConfig {
+            vocab_size: v,
+            context: a.context,
+            embed: a.embed,
+            hidden: a.hidden,
+        },
+        a.seed,
+    )?;
+    let (loss, params) = neural(window, data()?, each, a.seed)?;
+    rows.push(Row {
+        model: format!("fixed window (K = {})", a.context),
+        val_loss: loss,
+        params,
+        seconds: t0.elapsed().as_secs_f64(),
+    });
+    for (name, cell) in [
+        ("Elman RNN (tanh)", CellKind::RnnTanh),
+        ("GRU", CellKind::Gru),
+        ("LSTM", CellKind::Lstm),
+    ] {
+        let t0 = Instant::now();
+        let m = LanguageModel::new(
+            LmConfig {
+                cell,
+                vocab_size: v,
+                embed: a.embed,
+                hidden: a.hidden,
+                layers: 1,
+                dropout: 0.0,
+            },
+            a.seed,
+        )?;
+        let (loss, params) = neural(m, data()?, each, a.seed)?;
+        rows.push(Row {
+            model: name.into(),
+            val_loss: loss,
+            params,
+            seconds: t0.elapsed().as_secs_f64(),
+        });
+    }
+    std::fs::create_dir_all(&a.out).with_context(|| format!("--out {}", a.out.display()))?;
+    let unit = if level == Level::Char {
+        "bits per character"
+    } else {
+        "perplexity"
+    };
+    let shown = |l: f64| {
+        if level == Level::Char {
+            l / std::f64::consts::LN_2
+        } else {
+            l.exp()
+        }
+    };
+    let json: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| serde_json::json!({"model": r.model, "val_loss": r.val_loss, "params": r.params, "seconds": r.seconds}))
+        .collect();
+    recur::checkpoint::write_atomic(
+        &a.out.join("compare.json"),
+        serde_json::Value::from(json.clone()).to_string().as_bytes(),
+    )?;
+    let labels: Vec<String> = rows.iter().map(|r| r.model.clone()).collect();
+    let values: Vec<f64> = rows.iter().map(|r| shown(r.val_loss)).collect();
+    bar_plot(
+        &a.out.join("compare.svg"),
+        &format!(
+            "held-out {unit} on {} ({} tokens, {:.0} min)",
+            a.data.display(),
+            ids.len(),
+            a.time
+        ),
+        &labels,
+        &values,
+        unit,
+    )?;
+    if a.json {
+        for j in json {
+            println!("{j}");
+        }
+    } else {
+        println!(
+            "{:<24} {:>10} {:>12} {:>12} {:>9}",
+            "model",
+            "val loss",
+            unit.split(' ').next().unwrap_or(unit),
+            "parameters",
+            "seconds"
+        );
+        for r in &rows {
+            println!(
+                "{:<24} {:>10.4} {:>12.4} {:>12} {:>9.1}",
+                r.model,
+                r.val_loss,
+                shown(r.val_loss),
+                r.params,
+                r.seconds
+            );
+        }
+        println!(
+            "(an n-gram's parameters are its stored n-grams) wrote {}/compare.svg and compare.json",
+            a.out.display()
+        );
+    }
+    Ok(())
+}
