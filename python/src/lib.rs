@@ -30,7 +30,7 @@ use recur::model::seq::{SeqModel, SeqTask};
 use recur::model::seq2seq::Seq2Seq;
 use recur::sample::{default_start, generate, Decoding};
 use recur::{CellKind, Float, ParamStore, Rnn, RnnConfig, RnnInput, RnnWorkspace};
-use recur_cli::seqdata::{Item, Items};
+use recur_cli::seqdata::{token_items, Items};
 use recur_cli::train::{set_hook, HookEvent};
 
 create_exception!(
@@ -623,17 +623,8 @@ impl Model {
     }
 
     /// Predictions for items built in memory, as the model reads its files.
-    fn predict_items(&mut self, py: Python<'_>, items: Vec<Item>) -> PyResult<Vec<Vec<f32>>> {
+    fn predict_items(&mut self, py: Python<'_>, items: Items) -> PyResult<Vec<Vec<f32>>> {
         let model = self.seq()?;
-        let items = Items {
-            items,
-            source: "the inputs".into(),
-            texts: Vec::new(),
-            sentences: Vec::new(),
-            first_row: Vec::new(),
-            first_new: Vec::new(),
-            series: Vec::new(),
-        };
         py.detach(|| recur_cli::seq::predict_items(model, &items))
             .map_err(py_err)
     }
@@ -756,20 +747,15 @@ impl Model {
     /// Classifier or regressor on texts: `[O]` outputs per text (logits
     /// or values).
     fn predict_texts(&mut self, py: Python<'_>, texts: Vec<String>) -> PyResult<Vec<Vec<f32>>> {
-        let mut items = Vec::with_capacity(texts.len());
+        let mut list = Vec::with_capacity(texts.len());
         for (i, t) in texts.iter().enumerate() {
             let tokens = words(t);
             if tokens.is_empty() {
                 return Err(value_err(format!("X[{i}]: the text has no words")));
             }
-            items.push(Item {
-                steps: tokens.len(),
-                tokens,
-                line: i + 1,
-                ..Default::default()
-            });
+            list.push(tokens);
         }
-        self.predict_items(py, items)
+        self.predict_items(py, token_items(list, "the inputs"))
     }
 
     /// Tagger: `[T, O]` logits, flattened, per sentence of tokens.
@@ -778,20 +764,10 @@ impl Model {
         py: Python<'_>,
         sentences: Vec<Vec<String>>,
     ) -> PyResult<Vec<Vec<f32>>> {
-        let mut items = Vec::with_capacity(sentences.len());
-        for (i, s) in sentences.into_iter().enumerate() {
-            if s.is_empty() {
-                return Err(value_err(format!("X[{i}]: the sentence has no tokens")));
-            }
-            items.push(Item {
-                steps: s.len(),
-                word_lines: vec![i + 1; s.len()],
-                tokens: s,
-                line: i + 1,
-                ..Default::default()
-            });
+        if let Some(i) = sentences.iter().position(|s| s.is_empty()) {
+            return Err(value_err(format!("X[{i}]: the sentence has no tokens")));
         }
-        self.predict_items(py, items)
+        self.predict_items(py, token_items(sentences, "the inputs"))
     }
 
     /// Classifier or regressor on series: `[O]` outputs per `[T, C]` array.
@@ -820,7 +796,8 @@ impl Model {
             });
         }
         let model = self.seq()?;
-        let items = recur_cli::seq::series_to_items(model, &ts).map_err(py_err)?;
+        let mut items = token_items(Vec::new(), "the inputs");
+        items.items = recur_cli::seq::series_to_items(model, &ts).map_err(py_err)?;
         self.predict_items(py, items)
     }
 

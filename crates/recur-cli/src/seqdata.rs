@@ -135,6 +135,30 @@ pub struct Items {
     pub series: Vec<f64>,
 }
 
+/// Sequences of tokens held in memory (the server's and the Python
+/// package's inputs) as items, one per sequence.
+pub fn token_items(list: Vec<Vec<String>>, source: &str) -> Items {
+    Items {
+        items: list
+            .into_iter()
+            .enumerate()
+            .map(|(i, tokens)| Item {
+                steps: tokens.len(),
+                word_lines: vec![i + 1; tokens.len()],
+                tokens,
+                line: i + 1,
+                ..Default::default()
+            })
+            .collect(),
+        source: source.into(),
+        texts: Vec::new(),
+        sentences: Vec::new(),
+        first_row: Vec::new(),
+        first_new: Vec::new(),
+        series: Vec::new(),
+    }
+}
+
 /// Which part of a CSV series to cut into windows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Part {

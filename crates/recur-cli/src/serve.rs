@@ -36,7 +36,7 @@ use recur::model::seq::{SeqModel, SeqTask, SEQ_FORMAT};
 use recur::model::seq2seq::{Seq2Seq, SEQ2SEQ_FORMAT};
 use recur::sample::{default_start, generate_with, Decoding};
 
-use crate::seqdata::{Item, Items};
+use crate::seqdata::token_items;
 use crate::CliResult;
 
 /// `recur serve`'s options.
@@ -246,6 +246,14 @@ impl App {
         }
     }
 
+    /// A language model the request named (its name already resolved).
+    fn lm(&self, name: &str) -> ApiResult<(&LanguageModel, &Vocab)> {
+        match &self.model(Some(name), &["language-model"])?.kind {
+            Kind::Lm { model, vocab } => Ok((model, vocab)),
+            _ => unreachable!("checked by kind"),
+        }
+    }
+
     fn check_length(&self, field: &str, n: usize) -> ApiResult<()> {
         if n > self.limits.max_length {
             return Err(ApiError::field(
@@ -417,10 +425,7 @@ async fn generate(State(app): State<Shared>, body: Bytes) -> ApiResult<Response>
         return stream_generate(app, name, p).await;
     }
     let out = work(&app, move |app| {
-        let m = app.model(Some(&name), &["language-model"])?;
-        let Kind::Lm { model, vocab } = &m.kind else {
-            unreachable!()
-        };
+        let (model, vocab) = app.lm(&name)?;
         let mut rng = ChaCha8Rng::seed_from_u64(p.seed);
         let mut tokens = Vec::with_capacity(p.length);
         let mut text = String::new();
@@ -453,10 +458,7 @@ async fn stream_generate(app: Shared, name: String, p: Prepared) -> ApiResult<Re
     let a = app.clone();
     tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        let Ok(m) = a.model(Some(&name), &["language-model"]) else {
-            return;
-        };
-        let Kind::Lm { model, vocab } = &m.kind else {
+        let Ok((model, vocab)) = a.lm(&name) else {
             return;
         };
         let mut rng = ChaCha8Rng::seed_from_u64(p.seed);
@@ -517,10 +519,7 @@ async fn score(State(app): State<Shared>, body: Bytes) -> ApiResult<Json<Value>>
         .name
         .clone();
     let out = work(&app, move |app| {
-        let m = app.model(Some(&name), &["language-model"])?;
-        let Kind::Lm { model, vocab } = &m.kind else {
-            unreachable!()
-        };
+        let (model, vocab) = app.lm(&name)?;
         let ids = vocab
             .encode(&tokenize(&r.text, vocab.level), "text")
             .map_err(|e| lib_err("text", e))?;
@@ -556,28 +555,6 @@ fn softmax(z: &[f32]) -> Vec<f64> {
     e.into_iter().map(|v| v / s).collect()
 }
 
-fn items(list: Vec<Vec<String>>) -> Items {
-    Items {
-        items: list
-            .into_iter()
-            .enumerate()
-            .map(|(i, tokens)| Item {
-                steps: tokens.len(),
-                word_lines: vec![i + 1; tokens.len()],
-                tokens,
-                line: i + 1,
-                ..Default::default()
-            })
-            .collect(),
-        source: "the request".into(),
-        texts: Vec::new(),
-        sentences: Vec::new(),
-        first_row: Vec::new(),
-        first_new: Vec::new(),
-        series: Vec::new(),
-    }
-}
-
 async fn classify(State(app): State<Shared>, body: Bytes) -> ApiResult<Json<Value>> {
     let r: ClassifyReq = parse(&body)?;
     let kinds = ["classifier", "regressor"];
@@ -596,7 +573,7 @@ async fn classify(State(app): State<Shared>, body: Bytes) -> ApiResult<Json<Valu
         } else {
             vec![words.clone()]
         };
-        let pred = crate::seq::predict_items(&mut model, &items(list))
+        let pred = crate::seq::predict_items(&mut model, &token_items(list, "the request"))
             .map_err(|e| lib_err("text", format!("{e:#}")))?;
         let labels = model.meta.labels.clone();
         let regress = model.config().task == SeqTask::Regress;
@@ -663,8 +640,11 @@ async fn tag(State(app): State<Shared>, body: Bytes) -> ApiResult<Json<Value>> {
             unreachable!()
         };
         let mut model = lock(model);
-        let pred = crate::seq::predict_items(&mut model, &items(vec![tokens.clone()]))
-            .map_err(|e| lib_err("tokens", format!("{e:#}")))?;
+        let pred = crate::seq::predict_items(
+            &mut model,
+            &token_items(vec![tokens.clone()], "the request"),
+        )
+        .map_err(|e| lib_err("tokens", format!("{e:#}")))?;
         let labels = &model.meta.labels;
         let (mut tags, mut ps) = (Vec::new(), Vec::new());
         for row in pred[0].chunks_exact(labels.len()) {
@@ -797,10 +777,7 @@ async fn inspect(State(app): State<Shared>, body: Bytes) -> ApiResult<Json<Value
         .name
         .clone();
     let out = work(&app, move |app| {
-        let m = app.model(Some(&name), &["language-model"])?;
-        let Kind::Lm { model, vocab } = &m.kind else {
-            unreachable!()
-        };
+        let (model, vocab) = app.lm(&name)?;
         let c = model.config();
         let (l, h) = (c.layers, c.hidden);
         let lstm = c.cell == recur::CellKind::Lstm;

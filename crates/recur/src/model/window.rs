@@ -19,7 +19,6 @@ use crate::init::{fill_uniform, init_linears};
 use crate::layer::embedding::Embedding;
 use crate::layer::linear::Linear;
 use crate::layer::loss::softmax_cross_entropy;
-use crate::metrics::{bits_per_token, perplexity};
 use crate::params::ParamStore;
 use crate::train::{Evaluation, Metadata, Model};
 
@@ -345,15 +344,7 @@ impl Model for WindowLm<f32> {
         let r = self.stream(&mut ws, batches);
         self.eval_ws = ws;
         let (total, count) = r?;
-        let loss = total / count.max(1) as f64;
-        Ok(Evaluation {
-            loss,
-            metrics: [
-                ("perplexity".to_string(), perplexity(loss)),
-                ("bits_per_token".to_string(), bits_per_token(loss)),
-            ]
-            .into(),
-        })
+        Ok(Evaluation::language_model(total / count.max(1) as f64))
     }
 
     fn start_epoch(&mut self) {

@@ -70,6 +70,24 @@ pub struct Evaluation {
     pub metrics: BTreeMap<String, f64>,
 }
 
+impl Evaluation {
+    /// A language model's: the mean cross-entropy in nats, with perplexity
+    /// and bits per token.
+    pub fn language_model(loss: f64) -> Evaluation {
+        Evaluation {
+            loss,
+            metrics: [
+                ("perplexity".to_string(), crate::metrics::perplexity(loss)),
+                (
+                    "bits_per_token".to_string(),
+                    crate::metrics::bits_per_token(loss),
+                ),
+            ]
+            .into(),
+        }
+    }
+}
+
 /// A model the [`Trainer`] can train.
 pub trait Model {
     /// One batch of training or evaluation data.
