@@ -741,7 +741,7 @@ fn drive(profile: &Path, srv: &Server) {
     assert_eq!(coloured, 40);
     let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("playground");
     std::fs::create_dir_all(&shots).unwrap();
-    let mut shot = |call: &mut dyn FnMut(&str, Value) -> Value, name: &str| {
+    let shot = |call: &mut dyn FnMut(&str, Value) -> Value, name: &str| {
         let r = call("Page.captureScreenshot", json!({"format": "png"}));
         use base64::Engine;
         let png = base64::engine::general_purpose::STANDARD
