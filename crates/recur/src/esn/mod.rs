@@ -495,17 +495,39 @@ impl Esn {
             .get("w_scale")
             .and_then(|v| v.parse::<f64>().ok())
             .ok_or_else(|| data_err("metadata 'w_scale' missing or not a number".into()))?;
-        let mut esn = Esn::build(config, inputs, outputs, Some(scale))
-            .map_err(|e| data_err(e.to_string()))?;
         let (shape, w) = tensors
             .remove("w_out")
             .ok_or_else(|| data_err("missing tensor 'w_out'".into()))?;
-        if shape != [outputs, esn.features()] {
+        // W_out's shape is checked before the reservoir is drawn, so that the
+        // units and outputs that size the draws are those of the file's data,
+        // whatever its metadata claims.
+        let readout_inputs = if config.input_in_readout { inputs } else { 0 };
+        let Some(features) = config
+            .units
+            .checked_add(readout_inputs)
+            .and_then(|f| f.checked_add(1))
+        else {
+            return Err(data_err(format!(
+                "metadata 'config' has {} units and 'inputs' is {inputs}: more readout features than can be counted",
+                config.units
+            )));
+        };
+        if shape != [outputs, features] {
             return Err(data_err(format!(
                 "tensor 'w_out' has shape {shape:?}, expected {:?}",
-                [outputs, esn.features()]
+                [outputs, features]
             )));
         }
+        // W_in `[N, I]` is drawn from the seed, not stored: without the
+        // input in the readout nothing in the file bounds I.
+        if !config.input_in_readout && inputs > config.units {
+            return Err(data_err(format!(
+                "metadata 'inputs' is {inputs}, more than the reservoir's {} units (the input is not in the readout): expected at most one input per unit",
+                config.units
+            )));
+        }
+        let mut esn = Esn::build(config, inputs, outputs, Some(scale))
+            .map_err(|e| data_err(e.to_string()))?;
         esn.w_out = w;
         Ok(esn)
     }

@@ -203,6 +203,11 @@ impl Seq2SeqConfig {
 
     /// How many parameters a model of this config has (`None` on overflow).
     pub fn param_count(&self) -> Option<usize> {
+        // The widths computed unchecked (keys, decoder_input, k + h) are at
+        // most E + 3·H + C: a config read from a file may overflow them.
+        self.embed
+            .checked_add(self.hidden.checked_mul(3)?)?
+            .checked_add(self.every_step_features())?;
         let (e, h, k) = (self.embed, self.hidden, self.keys());
         let lin = |i: usize, o: usize| o.checked_mul(i)?.checked_add(o);
         let mut n = self

@@ -133,12 +133,13 @@ impl RnnConfig {
     }
     /// How many parameters the stack has (`None` when the count overflows):
     /// checked before anything is allocated for a config read from a file.
+    /// Takes O(1) time whatever `layers` says: every layer after the first
+    /// has the same count.
     pub fn param_count(&self) -> Option<usize> {
         let (h, g) = (self.hidden, self.cell.gates());
         let gh = g.checked_mul(h)?;
-        let mut total = 0usize;
-        for l in 0..self.layers {
-            let mut per = gh.checked_mul(self.layer_input(l))?.checked_add(gh)?;
+        let layer = |input: usize| -> Option<usize> {
+            let mut per = gh.checked_mul(input)?.checked_add(gh)?;
             if self.hidden_to_hidden {
                 per = per.checked_add(gh.checked_mul(h)?)?;
             }
@@ -151,9 +152,14 @@ impl RnnConfig {
             if matches!(self.leak, Leak::Learned(_)) {
                 per = per.checked_add(h)?;
             }
-            total = total.checked_add(per.checked_mul(self.directions())?)?;
+            per.checked_mul(self.directions())
+        };
+        match self.layers {
+            0 => Some(0),
+            1 => layer(self.input),
+            n => layer(self.input)?
+                .checked_add(layer(self.directions().checked_mul(h)?)?.checked_mul(n - 1)?),
         }
-        Some(total)
     }
 
     /// Whether the units have a leak other than 1.

@@ -212,6 +212,12 @@ impl SeqConfig {
     /// How many parameters a model of this config has (`None` when the
     /// count overflows), without building it.
     pub fn param_count(&self) -> Option<usize> {
+        // rnn_input (E + 2·Hc) and the stack's output (D·H) are computed
+        // unchecked: a config read from a file may overflow them.
+        if let SeqInput::Tokens { embed, .. } = self.input {
+            embed.checked_add(self.chars.map_or(Some(0), |c| c.hidden.checked_mul(2))?)?;
+        }
+        self.hidden.checked_mul(2)?;
         let rc = self.rnn();
         let f = rc.output();
         let mut n = rc.param_count()?;
