@@ -617,7 +617,7 @@ fn the_playground_works_in_a_real_browser() {
             std::env::var_os("RECUR_REQUIRE_BROWSER").is_none(),
             "no Chromium found, and RECUR_REQUIRE_BROWSER is set"
         );
-        eprintln!("skipped: no Chromium (scripts/test installs it)");
+        eprintln!("skipped: no Chromium (.ci/run installs it)");
         return;
     };
     let srv = Server::start(&[]);
