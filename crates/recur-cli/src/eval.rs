@@ -4,16 +4,15 @@ use std::path::PathBuf;
 
 use anyhow::bail;
 use clap::Args;
-use recur::checkpoint::load_lm;
 use recur::data::{read_text, tokenize};
 use recur::metrics::{bits_per_token, perplexity};
-use recur::model::lm::LmWorkspace;
+use recur::model::any::AnyLm;
 
 use crate::CliResult;
 
 #[derive(Args)]
 pub struct EvalArgs {
-    /// A recur model.
+    /// A recur model (any language model, sequence model or seq2seq model).
     #[arg(long, value_name = "FILE")]
     model: PathBuf,
     /// The text to evaluate on.
@@ -36,7 +35,7 @@ pub fn run(a: EvalArgs) -> CliResult {
     if format == recur::model::seq2seq::SEQ2SEQ_FORMAT {
         return crate::seq2seq::eval(&a.model, &a.data, a.json, &a.decode);
     }
-    let (model, vocab) = load_lm(&a.model)?;
+    let (model, vocab) = AnyLm::load(&a.model)?;
     let text = read_text(&a.data)?;
     let ids = vocab.encode(&tokenize(&text, vocab.level), &a.data.display().to_string())?;
     if ids.len() < 2 {
@@ -46,13 +45,12 @@ pub fn run(a: EvalArgs) -> CliResult {
             ids.len()
         );
     }
-    // One stream at batch 1, run 256 steps per call with the state carried.
-    let r = model.eval_stream(&mut LmWorkspace::new(), &ids, 256)?;
-    let ce = r.mean_cross_entropy;
+    // One stream, every token predicted from all those before it.
+    let (ce, predictions) = model.cross_entropy(&ids)?;
     let (ppl, bits) = (perplexity(ce), bits_per_token(ce));
     if a.json {
         let v = serde_json::json!({
-            "tokens": ids.len(), "predictions": r.predictions, "mean_cross_entropy": ce,
+            "tokens": ids.len(), "predictions": predictions, "mean_cross_entropy": ce,
             "perplexity": ppl, "bits_per_token": bits,
         });
         println!("{v}");

@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use anyhow::bail;
 use clap::Args;
 use rand::SeedableRng;
-use recur::checkpoint::load_lm;
 use recur::data::tokenize;
-use recur::sample::{default_start, generate, Decoding};
+use recur::model::any::AnyLm;
+use recur::sample::{default_start, Decoding};
 
 use crate::CliResult;
 
@@ -85,7 +85,7 @@ pub fn run(a: GenerateArgs) -> CliResult {
             a.model.display()
         );
     }
-    let (model, vocab) = load_lm(&a.model)?;
+    let (model, vocab) = AnyLm::load(&a.model)?;
     let prime = match &a.prime {
         Some(p) if !p.is_empty() => vocab.encode(&tokenize(p, vocab.level), "--prime")?,
         _ => vec![default_start(&vocab)],
@@ -112,7 +112,7 @@ pub fn run(a: GenerateArgs) -> CliResult {
     }
     let level = vocab.level;
     let mut first = true;
-    generate(&model, &prime, a.length, how, &mut rng, &mut |t| {
+    model.generate_with(&prime, a.length, how, &mut rng, &mut |t, _| {
         let tok = &vocab.tokens[t as usize];
         let piece = match level {
             recur::data::Level::Char => tok.clone(),
@@ -125,6 +125,7 @@ pub fn run(a: GenerateArgs) -> CliResult {
         first = false;
         let _ = write!(out, "{piece}");
         let _ = out.flush();
+        true
     })?;
     let _ = writeln!(out);
     Ok(())

@@ -67,6 +67,10 @@ pub struct NetArgs {
     /// Jordan net: feed the target back in training instead of the prediction.
     #[arg(long)]
     teacher_forcing: bool,
+    /// Elman nets: weight of the gradient-decay regulariser (Pascanu et al. 2013), which
+    /// penalises ‖dL/dh_{t−1}‖ shrinking from ‖dL/dh_t‖ at every step; 0 turns it off.
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    gradient_regulariser: f64,
     /// binary-addition: the target is the sum bit this many steps later.
     #[arg(long, default_value_t = 0)]
     delay: usize,
@@ -124,6 +128,7 @@ impl NetArgs {
         };
         c.skip = self.skip;
         c.teacher_forcing = self.teacher_forcing;
+        c.gradient_regulariser = self.gradient_regulariser;
         c.delay = self.delay;
         c.train_bits = self.train_bits;
         c.test_bits = self.test_bits;
@@ -282,6 +287,7 @@ fn summary_json(
             Leak::Learned(a) => format!("learned from {a}").into(),
         },
         "skip": c.skip,
+        "gradient_regulariser": c.gradient_regulariser,
         "teacher_forcing": c.teacher_forcing,
         "params": run.param_count(),
         "train_loss": m.train_loss,
@@ -448,6 +454,7 @@ pub fn run_diagnose(a: DiagnoseArgs) -> CliResult {
                 "loss": f.loss,
                 "state_grad_norm": f.state_grad_norm,
                 "jacobian_norm": f.jacobian_norm,
+                "regulariser": net.last_regulariser(),
             });
             writeln!(file, "{line}").map_err(|e| recur::Error::Io {
                 path: jsonl.display().to_string(),

@@ -13,6 +13,7 @@ use recur::data::tokens::{tokenize_to_file, Corpus, Tokenized};
 use recur::data::{Level, LmData, Vocab};
 use recur::metrics::{bits_per_token, perplexity};
 use recur::model::lm::{LanguageModel, LmConfig};
+use recur::model::window::{WindowConfig, WindowLm, WINDOW_FORMAT};
 use recur::optim::OptimizerKind;
 use recur::sample::{default_start, generate, Decoding};
 use recur::train::{
@@ -154,6 +155,16 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 1)]
     pub min_count: usize,
 
+    /// Language models: rnn (the recurrent model), window (the fixed-window neural model of
+    /// Bengio et al. 2003) or ngram (interpolated modified Kneser-Ney).
+    #[arg(long, default_value = "rnn")]
+    pub model: String,
+    /// --model ngram: the order N (each token predicted from the N − 1 before it).
+    #[arg(long, default_value_t = 5)]
+    pub order: usize,
+    /// --model window: the tokens K the model sees.
+    #[arg(long, default_value_t = 8)]
+    pub context: usize,
     /// Cell: lstm, gru, gru-reset-before, rnn-tanh, rnn-relu [default: lstm].
     #[arg(long)]
     pub cell: Option<String>,
@@ -457,23 +468,147 @@ pub fn run(a: TrainArgs) -> CliResult {
             bail!("--time: expected a number of minutes > 0, got {m}");
         }
     }
+    match a.model.as_str() {
+        "ngram" => return train_ngram(&a),
+        "window" => {
+            if a.cell.is_some() || a.layers.is_some() || a.dropout.is_some() {
+                bail!("--cell, --layers and --dropout are for --model rnn; the fixed-window model has --context, --embed and --hidden");
+            }
+            return run_lm::<WindowLm<f32>>(a, explicit_budget);
+        }
+        "rnn" => {}
+        other => bail!("--model: unknown model '{other}': expected rnn, window or ngram"),
+    }
+    match &a.resume {
+        Some(dir)
+            if recur::checkpoint::file_format(&dir.join("last.safetensors"))
+                .ok()
+                .as_deref()
+                == Some(WINDOW_FORMAT) =>
+        {
+            run_lm::<WindowLm<f32>>(a, explicit_budget)
+        }
+        _ => run_lm::<LanguageModel>(a, explicit_budget),
+    }
+}
+
+/// A language model `recur train` fits by gradient descent on the token
+/// stream: the recurrent model or the fixed-window model.
+pub trait TrainedLm: recur::train::Model<Batch = recur::data::LmBatch> + Sized {
+    /// Loads a model file of this kind with its vocabulary.
+    fn load(path: &Path) -> recur::Result<(Self, Vocab)>;
+    /// A fresh model for `vocab_size` tokens from the options.
+    fn create(a: &TrainArgs, vocab_size: usize, demo: bool) -> anyhow::Result<Self>;
+    /// The model's shape, for the first line of a run.
+    fn describe(&self) -> String;
+    /// Sets the dropout probability (fine-tuning with --init-from).
+    fn set_dropout(&mut self, p: f64) -> anyhow::Result<()>;
+    /// `length` tokens after `prime`, sampled as `how` says.
+    fn sample(
+        &self,
+        prime: &[u32],
+        length: usize,
+        how: Decoding,
+        rng: &mut dyn rand::RngCore,
+    ) -> recur::Result<Vec<u32>>;
+}
+
+impl TrainedLm for LanguageModel {
+    fn load(path: &Path) -> recur::Result<(Self, Vocab)> {
+        load_lm(path)
+    }
+    fn create(a: &TrainArgs, vocab_size: usize, demo: bool) -> anyhow::Result<Self> {
+        let cfg = LmConfig {
+            cell: parse_cell(a.cell.as_deref())?,
+            vocab_size,
+            embed: a.embed.unwrap_or(128),
+            hidden: a.hidden.unwrap_or(if demo { 256 } else { 512 }),
+            layers: a.layers.unwrap_or(2),
+            dropout: a.dropout.unwrap_or(if demo { 0.1 } else { 0.2 }),
+        };
+        Ok(LanguageModel::new(cfg, a.seed)?)
+    }
+    fn describe(&self) -> String {
+        let c = self.config();
+        format!(
+            "a {}-layer {} ({} hidden, {} embed, {} parameters)",
+            c.layers,
+            c.cell.name(),
+            c.hidden,
+            c.embed,
+            self.num_params()
+        )
+    }
+    fn set_dropout(&mut self, p: f64) -> anyhow::Result<()> {
+        Ok(LanguageModel::set_dropout(self, p)?)
+    }
+    fn sample(
+        &self,
+        prime: &[u32],
+        length: usize,
+        how: Decoding,
+        rng: &mut dyn rand::RngCore,
+    ) -> recur::Result<Vec<u32>> {
+        generate(self, prime, length, how, rng, &mut |_| {})
+    }
+}
+
+impl TrainedLm for WindowLm<f32> {
+    fn load(path: &Path) -> recur::Result<(Self, Vocab)> {
+        recur::checkpoint::load_window(path)
+    }
+    fn create(a: &TrainArgs, vocab_size: usize, demo: bool) -> anyhow::Result<Self> {
+        let cfg = WindowConfig {
+            vocab_size,
+            context: a.context,
+            embed: a.embed.unwrap_or(64),
+            hidden: a.hidden.unwrap_or(if demo { 256 } else { 512 }),
+        };
+        WindowLm::new(cfg, a.seed).context("--context, --embed, --hidden")
+    }
+    fn describe(&self) -> String {
+        let c = self.config();
+        format!(
+            "a fixed-window model (K = {} tokens, {} embed, {} hidden, {} parameters)",
+            c.context,
+            c.embed,
+            c.hidden,
+            self.store.len()
+        )
+    }
+    fn set_dropout(&mut self, _: f64) -> anyhow::Result<()> {
+        bail!("--dropout: the fixed-window model has no dropout")
+    }
+    fn sample(
+        &self,
+        prime: &[u32],
+        length: usize,
+        how: Decoding,
+        rng: &mut dyn rand::RngCore,
+    ) -> recur::Result<Vec<u32>> {
+        self.generate_with(prime, length, how, rng, &mut |_, _| true)
+    }
+}
+
+/// Trains (or resumes) a gradient-descent language model of kind `M`.
+fn run_lm<M: TrainedLm>(a: TrainArgs, explicit_budget: Option<Budget>) -> CliResult {
     let (out, mut trainer, run_file, _lock) = match &a.resume {
-        Some(dir) => resume(dir, explicit_budget, a.eval_every, a.sample_length)?,
-        None => start(&a, explicit_budget)?,
+        Some(dir) => resume::<M>(dir, explicit_budget, a.eval_every, a.sample_length)?,
+        None => start::<M>(&a, explicit_budget)?,
     };
 
     let spe = trainer.data.steps_per_epoch().unwrap_or(1) as u64;
     let eval_every = run_file.eval_every.unwrap_or(spe.min(200)).max(1);
-    let c = trainer.model.config().clone();
     println!(
-        "training a {}-layer {} ({} hidden, {} embed, {} parameters) on {} tokens of {}, vocab {}; {} steps per epoch of {}×{}",
-        c.layers,
-        c.cell.name(),
-        c.hidden,
-        c.embed,
-        trainer.model.num_params(),
+        "training {} on {} tokens of {}, vocab {}; {} steps per epoch of {}×{}",
+        trainer.model.describe(),
         spe as usize * trainer.data.batch() * trainer.data.seq_len(),
-        run_file.data.as_ref().map_or("the built-in corpus".to_string(), |p| p.display().to_string()),
+        run_file
+            .data
+            .as_ref()
+            .map_or("the built-in corpus".to_string(), |p| p
+                .display()
+                .to_string()),
         trainer.data.vocab().len(),
         spe,
         trainer.data.batch(),
@@ -503,13 +638,11 @@ pub fn run(a: TrainArgs) -> CliResult {
             top_k: None,
             top_p: None,
         };
-        let ids = generate(
-            &trainer.model,
+        let ids = trainer.model.sample(
             &[default_start(vocab)],
             run_file.sample_length,
             how,
             &mut rng,
-            &mut |_| {},
         )?;
         println!(
             "--- sample (temperature 0.8) ---\n{}\n---",
@@ -519,9 +652,9 @@ pub fn run(a: TrainArgs) -> CliResult {
     Ok(())
 }
 
-type Started = (
+type Started<M> = (
     PathBuf,
-    Trainer<LanguageModel, LmData>,
+    Trainer<M, LmData>,
     RunFile,
     crate::runlock::RunLock,
 );
@@ -534,12 +667,12 @@ pub fn write_run_file<R: Serialize>(path: &Path, rf: &R) -> anyhow::Result<()> {
 /// Continues the run in `dir`.
 /// Continues the run in `dir`, with a new budget, evaluation interval or
 /// sample length when given (written back to its `run.json`).
-fn resume(
+fn resume<M: TrainedLm>(
     dir: &Path,
     budget: Option<Budget>,
     eval_every: Option<u64>,
     sample_length: Option<usize>,
-) -> anyhow::Result<Started> {
+) -> anyhow::Result<Started<M>> {
     let rf_path = dir.join("run.json");
     let text = std::fs::read_to_string(&rf_path).with_context(|| {
         format!(
@@ -551,7 +684,7 @@ fn resume(
     let rf: RunFile =
         serde_json::from_str(&text).with_context(|| format!("{}", rf_path.display()))?;
     let lock = crate::runlock::lock(dir)?;
-    let (model, vocab) = load_lm(&dir.join("last.safetensors"))?;
+    let (model, vocab) = M::load(&dir.join("last.safetensors"))?;
     let (tok, source) = load_data(rf.data.as_deref(), dir, vocab.level, Some(&vocab), 1)?;
     let rf = RunFile {
         budget: budget.unwrap_or(rf.budget),
@@ -586,7 +719,7 @@ fn lm_data(
 }
 
 /// Starts a new run into `--out`.
-fn start(a: &TrainArgs, budget: Option<Budget>) -> anyhow::Result<Started> {
+fn start<M: TrainedLm>(a: &TrainArgs, budget: Option<Budget>) -> anyhow::Result<Started<M>> {
     // The built-in demo trains for a minute: a smaller, faster model
     // learns more in that time.
     let demo = a.data.is_empty();
@@ -613,25 +746,16 @@ fn start(a: &TrainArgs, budget: Option<Budget>) -> anyhow::Result<Started> {
         let data_path = a.data.first().map(PathBuf::as_path);
         let (model, tok, source) = match &a.init_from {
             Some(m) => {
-                let (mut model, vocab) = load_lm(m)?;
-                model
-                    .set_dropout(a.dropout.unwrap_or(model.config().dropout))
-                    .context("--dropout")?;
+                let (mut model, vocab) = M::load(m)?;
+                if let Some(p) = a.dropout {
+                    model.set_dropout(p).context("--dropout")?;
+                }
                 let (tok, source) = load_data(data_path, &a.out, vocab.level, Some(&vocab), 1)?;
                 (model, tok, source)
             }
             None => {
                 let (tok, source) = load_data(data_path, &a.out, level, None, a.min_count)?;
-                let cell = parse_cell(a.cell.as_deref())?;
-                let cfg = LmConfig {
-                    cell,
-                    vocab_size: tok.vocab.len(),
-                    embed: a.embed.unwrap_or(128),
-                    hidden: a.hidden.unwrap_or(if demo { 256 } else { 512 }),
-                    layers: a.layers.unwrap_or(2),
-                    dropout: a.dropout.unwrap_or(if demo { 0.1 } else { 0.2 }),
-                };
-                let model = LanguageModel::new(cfg, a.seed)?;
+                let model = M::create(a, tok.vocab.len(), demo)?;
                 (model, tok, source)
             }
         };
@@ -823,6 +947,84 @@ pub fn run_watched<M: recur::train::Model, D: Data<Batch = M::Batch>>(
         println!(
             "{skipped} diverging batch(es) skipped; the learning rate ends at ×{} of its schedule",
             trainer.progress().lr_scale
+        );
+    }
+    Ok(())
+}
+
+/// `recur train --model ngram`: counts n-grams of the training part in one
+/// pass, reports the held-out loss, writes `OUT/model.safetensors` and
+/// prints a sample.
+fn train_ngram(a: &TrainArgs) -> CliResult {
+    use recur::model::any::AnyLm;
+    use recur::model::ngram::{Ngram, NgramConfig};
+    if a.resume.is_some() || a.init_from.is_some() {
+        bail!("--model ngram: an n-gram model is counted in one pass; there is no run to resume or model to start from");
+    }
+    if a.order == 0 {
+        bail!("--order: expected an order of at least 1, got 0");
+    }
+    let level_name = a.level.as_deref().unwrap_or("char");
+    let level = Level::from_name(level_name)
+        .with_context(|| format!("--level: expected char or word, got '{level_name}'"))?;
+    crate::runlock::check_free(&a.out, a.overwrite)?;
+    let _lock = crate::runlock::claim(&a.out)?;
+    let (tok, source) = load_data(
+        a.data.first().map(PathBuf::as_path),
+        &a.out,
+        level,
+        None,
+        a.min_count,
+    )?;
+    let ids = tok.tokens.to_vec(0..tok.tokens.len());
+    let (train, val) = recur::data::split_train_val(&ids, a.val_fraction);
+    let started = Instant::now();
+    let model = Ngram::fit(
+        NgramConfig {
+            order: a.order,
+            vocab_size: tok.vocab.len(),
+        },
+        train,
+    )
+    .with_context(|| source.clone())?;
+    let path = a.out.join("model.safetensors");
+    recur::checkpoint::save_ngram(&path, &model, &tok.vocab)?;
+    println!(
+        "counted a {}-gram model (Kneser-Ney) on {} tokens of {source} in {:.1} s: {} n-grams, {:.1} MiB; vocab {}",
+        a.order,
+        train.len(),
+        started.elapsed().as_secs_f64(),
+        model.num_ngrams(),
+        model.memory_bytes() as f64 / (1 << 20) as f64,
+        tok.vocab.len()
+    );
+    if val.len() >= 2 {
+        let (ce, _) = model.cross_entropy(val)?;
+        let mut line = format!(
+            "validation: {} tokens, loss {ce:.4}, ppl {:.3}",
+            val.len(),
+            perplexity(ce)
+        );
+        if level == Level::Char {
+            line += &format!(", bpc {:.4}", bits_per_token(ce));
+        }
+        println!("{line}");
+    }
+    println!("wrote {}", path.display());
+    let length = a.sample_length.unwrap_or(400);
+    if length > 0 {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(a.seed);
+        let how = Decoding::Sample {
+            temperature: 0.8,
+            top_k: None,
+            top_p: None,
+        };
+        let start = default_start(&tok.vocab);
+        let ids =
+            AnyLm::Ngram(model).generate_with(&[start], length, how, &mut rng, &mut |_, _| true)?;
+        println!(
+            "--- sample (temperature 0.8) ---\n{}\n---",
+            tok.vocab.decode(&ids)
         );
     }
     Ok(())

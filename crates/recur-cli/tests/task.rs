@@ -98,7 +98,50 @@ fn diagnose_writes_gradients_and_plot() {
 }
 
 #[test]
+fn gradient_regulariser_is_reported_and_changes_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |r: &str| {
+        let out_dir = dir.path().join(r);
+        ok_line(&format!("diagnose --task adding --cell tanh --hidden 8 --length 20 --steps 6 --records 3 --test-size 20 --gradient-regulariser {r} --out {}", s(&out_dir)));
+        std::fs::read_to_string(out_dir.join("gradients.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .collect::<Vec<_>>()
+    };
+    let (off, on) = (run("0"), run("2"));
+    for l in &off {
+        assert_eq!(l["regulariser"].as_f64(), Some(0.0));
+    }
+    for l in &on {
+        let omega = l["regulariser"].as_f64().unwrap();
+        assert!(omega.is_finite() && omega > 0.0, "{l}");
+    }
+    // Step 1's gradients are the same (Ω acts on the update); later ones differ.
+    assert_eq!(off[0]["state_grad_norm"], on[0]["state_grad_norm"]);
+    assert_ne!(off.last().unwrap()["loss"], on.last().unwrap()["loss"]);
+}
+
+#[test]
 fn task_bad_input() {
+    let e = fails(&[
+        "task",
+        "adding",
+        "--cell",
+        "lstm",
+        "--gradient-regulariser",
+        "1",
+    ]);
+    assert!(e.contains("Elman") && e.contains("not lstm"), "{e}");
+    let e = fails(&[
+        "task",
+        "adding",
+        "--cell",
+        "tanh",
+        "--gradient-regulariser",
+        "-1",
+    ]);
+    assert!(e.contains("0 or more"), "{e}");
     let e = fails(&["task", "multiply"]);
     assert!(
         e.contains("unknown task 'multiply'") && e.contains("binary-addition"),

@@ -22,8 +22,10 @@ use crate::data::{Level, Vocab};
 use crate::error::{Error, Result};
 use crate::layer::rnn::RnnConfig;
 use crate::model::lm::{LanguageModel, LmConfig};
+use crate::model::ngram::{Ngram, NgramConfig, NGRAM_FORMAT};
 use crate::model::seq::{SeqConfig, SeqMeta, SeqModel, SEQ_FORMAT};
 use crate::model::seq2seq::{Seq2Seq, Seq2SeqConfig, Seq2SeqMeta, Seq2SeqTraining, SEQ2SEQ_FORMAT};
+use crate::model::window::{WindowConfig, WindowLm, WINDOW_FORMAT};
 use crate::params::ParamStore;
 use crate::train::Model;
 
@@ -366,35 +368,9 @@ pub fn save_lm(path: &Path, model: &LanguageModel, vocab: &Vocab) -> Result<()> 
 pub fn load_lm(path: &Path) -> Result<(LanguageModel, Vocab)> {
     let mut t = read_tensors(path)?;
     expect_format(&t, path, MODEL_FORMAT, "a recur language model")?;
-    let config: LmConfig =
-        serde_json::from_str(t.metadata.get("config").map_or("", String::as_str)).map_err(|e| {
-            data_err(
-                path,
-                format!("metadata 'config' is not a valid model config: {e}"),
-            )
-        })?;
-    let vj: VocabJson = serde_json::from_str(t.metadata.get("vocab").map_or("", String::as_str))
-        .map_err(|e| data_err(path, format!("metadata 'vocab' is not valid: {e}")))?;
-    let level = Level::from_name(&vj.level).ok_or_else(|| {
-        data_err(
-            path,
-            format!(
-                "metadata 'vocab': level '{}', expected char or word",
-                vj.level
-            ),
-        )
-    })?;
-    let vocab = Vocab::from_tokens(level, vj.tokens).map_err(|e| data_err(path, e.to_string()))?;
-    if vocab.len() != config.vocab_size {
-        return Err(data_err(
-            path,
-            format!(
-                "vocabulary has {} tokens but the config says {}",
-                vocab.len(),
-                config.vocab_size
-            ),
-        ));
-    }
+    let config: LmConfig = config_of(&t.metadata, path)?;
+    let vocab = vocab_of(&t.metadata, path)?;
+    check_vocab(path, &vocab, config.vocab_size)?;
     let rnn = RnnConfig::new(config.cell, config.embed, config.hidden).layers(config.layers);
     let (v, e, h) = (config.vocab_size, config.embed, config.hidden);
     let count = rnn.param_count().and_then(|n| {
@@ -405,6 +381,123 @@ pub fn load_lm(path: &Path) -> Result<(LanguageModel, Vocab)> {
     check_size(path, &t, count)?;
     let mut model = LanguageModel::zeros(config).map_err(|e| data_err(path, e.to_string()))?;
     fill_params(&mut model.store, &mut t, path)?;
+    Ok((model, vocab))
+}
+
+/// The vocabulary in a model file's `vocab` metadata.
+fn vocab_of(metadata: &HashMap<String, String>, path: &Path) -> Result<Vocab> {
+    let vj: VocabJson = serde_json::from_str(metadata.get("vocab").map_or("", String::as_str))
+        .map_err(|e| data_err(path, format!("metadata 'vocab' is not valid: {e}")))?;
+    let level = Level::from_name(&vj.level).ok_or_else(|| {
+        data_err(
+            path,
+            format!(
+                "metadata 'vocab': level '{}', expected char or word",
+                vj.level
+            ),
+        )
+    })?;
+    Vocab::from_tokens(level, vj.tokens).map_err(|e| data_err(path, e.to_string()))
+}
+
+/// The `config` metadata of a model file, as `C`.
+fn config_of<C: serde::de::DeserializeOwned>(
+    metadata: &HashMap<String, String>,
+    path: &Path,
+) -> Result<C> {
+    serde_json::from_str(metadata.get("config").map_or("", String::as_str)).map_err(|e| {
+        data_err(
+            path,
+            format!("metadata 'config' is not a valid model config: {e}"),
+        )
+    })
+}
+
+/// Refuses a vocabulary whose size is not the config's.
+fn check_vocab(path: &Path, vocab: &Vocab, vocab_size: usize) -> Result<()> {
+    if vocab.len() == vocab_size {
+        return Ok(());
+    }
+    Err(data_err(
+        path,
+        format!(
+            "vocabulary has {} tokens but the config says {vocab_size}",
+            vocab.len()
+        ),
+    ))
+}
+
+/// Loads a fixed-window language model written by the trainer.
+pub fn load_window(path: &Path) -> Result<(WindowLm<f32>, Vocab)> {
+    let mut t = read_tensors(path)?;
+    expect_format(&t, path, WINDOW_FORMAT, "a fixed-window language model")?;
+    let config: WindowConfig = config_of(&t.metadata, path)?;
+    let vocab = vocab_of(&t.metadata, path)?;
+    check_vocab(path, &vocab, config.vocab_size)?;
+    check_size(path, &t, config.param_count())?;
+    let mut model = WindowLm::zeros(config).map_err(|e| data_err(path, e.to_string()))?;
+    fill_params(&mut model.store, &mut t, path)?;
+    Ok((model, vocab))
+}
+
+/// Saves an n-gram model with its vocabulary: its bytes
+/// ([`Ngram::to_bytes`]) as one U8 tensor `ngram`, with `format` =
+/// `recur-ngram`, `config` and `vocab` metadata.
+pub fn save_ngram(path: &Path, model: &Ngram, vocab: &Vocab) -> Result<()> {
+    let bytes = model.to_bytes();
+    let meta = [
+        ("format".to_string(), NGRAM_FORMAT.to_string()),
+        (
+            "config".to_string(),
+            serde_json::to_string(model.config()).expect("config serialises"),
+        ),
+        vocab_metadata(vocab),
+    ]
+    .into_iter()
+    .collect();
+    let raw = vec![("ngram".to_string(), vec![bytes.len()], Dtype::U8, bytes)];
+    write_atomic(path, &encode_raw(path, raw, meta)?)
+}
+
+/// Loads an n-gram model saved by [`save_ngram`].
+pub fn load_ngram(path: &Path) -> Result<(Ngram, Vocab)> {
+    let (metadata, raw) = read_raw(path)?;
+    match metadata.get("format").map(String::as_str) {
+        Some(NGRAM_FORMAT) => {}
+        other => {
+            return Err(data_err(
+                path,
+                format!(
+                    "is {}, not an n-gram model (format '{NGRAM_FORMAT}')",
+                    other.map_or("a file without 'format' metadata".into(), |f| format!(
+                        "a '{f}' file"
+                    ))
+                ),
+            ))
+        }
+    }
+    let config: NgramConfig = config_of(&metadata, path)?;
+    let vocab = vocab_of(&metadata, path)?;
+    check_vocab(path, &vocab, config.vocab_size)?;
+    let bytes = match &raw[..] {
+        [(name, _, Dtype::U8, b)] if name == "ngram" => b,
+        _ => {
+            return Err(data_err(
+                path,
+                "expected one U8 tensor 'ngram' holding the model",
+            ))
+        }
+    };
+    let model = Ngram::from_bytes(bytes).map_err(|e| data_err(path, e.to_string()))?;
+    if model.config() != &config {
+        return Err(data_err(
+            path,
+            format!(
+                "the 'config' metadata ({config:?}) is not the model's ({:?})",
+                model.config()
+            ),
+        ));
+    }
     Ok((model, vocab))
 }
 

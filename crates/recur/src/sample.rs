@@ -177,22 +177,59 @@ pub fn generate_with(
     }
     let v = model.config().vocab_size;
     let mut ws = LmWorkspace::new();
-    // Run the prime once; its last position gives the first prediction.
-    model.forward(&mut ws, prime, prime.len(), 1, None)?;
+    sample_loop(v, prime, length, how, rng, emit, &mut |history, logits| {
+        // The prime runs once; after it, each step feeds the new token.
+        let fed = if history.len() == prime.len() {
+            prime
+        } else {
+            &history[history.len() - 1..]
+        };
+        model.forward(&mut ws, fed, fed.len(), 1, None)?;
+        logits.copy_from_slice(&ws.logits()[(fed.len() - 1) * v..]);
+        Ok(())
+    })
+}
+
+/// The next-token logits `[V]` after a history (the prime, then the tokens
+/// chosen so far).
+pub(crate) type NextLogits<'a> = dyn FnMut(&[u32], &mut [f32]) -> Result<()> + 'a;
+
+/// The sampling loop every language model shares: `next` gives the logits
+/// after the history, one token is chosen from them as `how` says, and
+/// `emit` sees it with its probability and may stop early.
+pub(crate) fn sample_loop(
+    v: usize,
+    prime: &[u32],
+    length: usize,
+    how: Decoding,
+    rng: &mut dyn RngCore,
+    emit: &mut dyn FnMut(u32, f64) -> bool,
+    next: &mut NextLogits<'_>,
+) -> Result<Vec<u32>> {
+    how.validate()?;
+    if prime.is_empty() {
+        return Err(Error::input(
+            "the prime",
+            "generation needs at least one token to start from",
+        ));
+    }
+    if let Decoding::Beam { .. } = how {
+        return Err(Error::Config(
+            "beam search is for the recurrent language models; sample, or use greedy decoding"
+                .into(),
+        ));
+    }
+    let mut history = prime.to_vec();
+    let mut logits = vec![0.0f32; v];
     let mut scratch = Vec::with_capacity(v);
     let mut out = Vec::with_capacity(length);
-    let first = &ws.logits()[(prime.len() - 1) * v..];
-    let mut next = choose(first, how, rng, &mut scratch);
-    let mut p = probability(first, next);
     for i in 0..length {
-        out.push(next);
-        if !emit(next, p) {
+        next(&history, &mut logits)?;
+        let t = choose(&logits, how, rng, &mut scratch);
+        out.push(t);
+        history.push(t);
+        if !emit(t, probability(&logits, t)) || i + 1 == length {
             break;
-        }
-        if i + 1 < length {
-            model.forward(&mut ws, &[next], 1, 1, None)?;
-            next = choose(ws.logits(), how, rng, &mut scratch);
-            p = probability(ws.logits(), next);
         }
     }
     Ok(out)

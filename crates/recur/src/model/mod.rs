@@ -1,5 +1,6 @@
 //! Models built from the layers.
 
+pub mod any;
 pub mod jordan;
 pub mod lm;
 pub mod ngram;

@@ -60,6 +60,9 @@ pub struct NgramConfig {
     pub vocab_size: usize,
 }
 
+/// The `format` metadata of an n-gram model file.
+pub const NGRAM_FORMAT: &str = "recur-ngram";
+
 /// The discounts D1, D2, D3+ of a level whose count-of-counts give none that
 /// are valid (KenLM's `--discount_fallback` defaults).
 pub const FALLBACK_DISCOUNTS: [f64; 3] = [0.5, 1.0, 1.5];

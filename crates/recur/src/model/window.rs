@@ -20,6 +20,7 @@ use crate::layer::embedding::Embedding;
 use crate::layer::linear::Linear;
 use crate::layer::loss::softmax_cross_entropy;
 use crate::params::ParamStore;
+use crate::sample::{sample_loop, Decoding};
 use crate::train::{Evaluation, Metadata, Model};
 
 /// The `format` metadata of a fixed-window model file.
@@ -301,6 +302,34 @@ impl<T: Float> WindowLm<T> {
         Ok((total, count))
     }
 
+    /// Mean cross-entropy in nats of predicting tokens 1.. of `ids` each
+    /// from the K before it (padding before the start), and the number of
+    /// predictions, as [`crate::model::ngram::Ngram::cross_entropy`] counts
+    /// them. Runs as one stream, 256 positions per pass.
+    pub fn cross_entropy(&self, ids: &[u32]) -> Result<(f64, usize)> {
+        if ids.len() < 2 {
+            return Err(Error::input(
+                "token ids",
+                format!("need at least 2 tokens to predict one, got {}", ids.len()),
+            ));
+        }
+        let v = self.config.vocab_size;
+        let mut ws = WindowWs::new();
+        let (inputs, targets) = (&ids[..ids.len() - 1], &ids[1..]);
+        let mut total = 0.0;
+        for (x, y) in inputs.chunks(256).zip(targets.chunks(256)) {
+            self.forward(&mut ws, x, x.len(), 1)?;
+            if let Some(&bad) = y.iter().find(|&&t| t as usize >= v) {
+                return Err(Error::input(
+                    "token ids",
+                    format!("id {bad} is outside the vocabulary of {v}"),
+                ));
+            }
+            total += softmax_cross_entropy(&mut ws.logits, y, v, false) * x.len() as f64;
+        }
+        Ok((total / targets.len() as f64, targets.len()))
+    }
+
     /// The next-token logits `[V]` after `context` (its last K tokens;
     /// padding before its start), for generation.
     pub fn next_logits(&self, context: &[u32]) -> Result<Vec<T>> {
@@ -314,6 +343,26 @@ impl<T: Float> WindowLm<T> {
         self.forward(&mut ws, tail, tail.len(), 1)?;
         let v = self.config.vocab_size;
         Ok(ws.logits[(tail.len() - 1) * v..].to_vec())
+    }
+}
+
+impl WindowLm<f32> {
+    /// `length` tokens after `prime`, chosen as `how` says (not beam
+    /// search), with `emit` told each and its probability, as
+    /// [`crate::sample::generate_with`] does for the recurrent model.
+    pub fn generate_with(
+        &self,
+        prime: &[u32],
+        length: usize,
+        how: Decoding,
+        rng: &mut dyn RngCore,
+        emit: &mut dyn FnMut(u32, f64) -> bool,
+    ) -> Result<Vec<u32>> {
+        let v = self.config.vocab_size;
+        sample_loop(v, prime, length, how, rng, emit, &mut |h, out| {
+            out.copy_from_slice(&self.next_logits(h)?);
+            Ok(())
+        })
     }
 }
 

@@ -166,6 +166,11 @@ pub struct TaskConfig {
     pub test_size: usize,
     /// Evaluate every this many steps (0: only at the end).
     pub eval_every: usize,
+    /// Weight of the gradient-decay regulariser of Pascanu et al. 2013
+    /// (Elman nets without leak or skip; 0: none). See
+    /// [`crate::Rnn::decay_penalty`].
+    #[serde(default)]
+    pub gradient_regulariser: f64,
     /// Restarts so far: each draws a fresh initialisation and training
     /// stream from the seed, while the test and check sets stay the same.
     #[serde(default)]
@@ -217,6 +222,7 @@ impl TaskConfig {
             test_bits: 64,
             test_size,
             eval_every: (steps / 20).max(1),
+            gradient_regulariser: 0.0,
             attempt: 0,
         }
     }
@@ -240,6 +246,22 @@ impl TaskConfig {
         if self.cell.gated() && (self.leak != Leak::None || self.skip > 0 || self.teacher_forcing) {
             return bad(format!(
                 "leaky units, skip connections and teacher forcing apply to the tanh, relu, irnn and jordan nets, not {}",
+                self.cell.name()
+            ));
+        }
+        let r = self.gradient_regulariser;
+        if !(r.is_finite() && r >= 0.0) {
+            return bad(format!(
+                "the gradient-decay regulariser's weight must be 0 or more (got {r})"
+            ));
+        }
+        if r > 0.0
+            && (!matches!(self.cell, TaskCell::Tanh | TaskCell::Relu | TaskCell::Irnn)
+                || self.leak != Leak::None
+                || self.skip > 0)
+        {
+            return bad(format!(
+                "the gradient-decay regulariser is for Elman nets (tanh, relu, irnn) without leak or skip connection, not {}",
                 self.cell.name()
             ));
         }

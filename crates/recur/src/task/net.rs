@@ -36,6 +36,9 @@ enum NetKind {
         z: Vec<f32>,
         /// `[T, B, H]` dL/dy.
         dy: Vec<f32>,
+        /// `[T, B, H]` the task loss's dL/dh_t, held for the gradient-decay
+        /// regulariser.
+        g: Vec<f32>,
     },
     Jordan {
         net: JordanNet,
@@ -69,12 +72,16 @@ impl Net {
         } else {
             let rnn = Rnn::new(store.scope("rnn"), layer(i))?;
             let out = Linear::new(store.scope("out"), h, o);
+            let mut ws = RnnWorkspace::new();
+            // The regulariser reads the task loss's dL/dh_t.
+            ws.record_state_grads(cfg.gradient_regulariser > 0.0);
             let kind = NetKind::Layer {
                 rnn: rnn.clone(),
-                ws: RnnWorkspace::new(),
+                ws,
                 out,
                 z: Vec::new(),
                 dy: Vec::new(),
+                g: Vec::new(),
             };
             (kind, rnn, out)
         };
@@ -134,6 +141,25 @@ impl Net {
             }
         }
     }
+
+    /// After [`Net::backward`] of the task loss: the gradient-decay
+    /// regulariser Ω with its dL/dh_t held constant, its gradient times
+    /// `weight` added by a second backward pass. Returns Ω.
+    fn regularise(&mut self, weight: f64) -> Result<f64> {
+        let store = &mut self.store;
+        match &mut self.kind {
+            NetKind::Jordan { .. } => Err(Error::Config(
+                "the gradient-decay regulariser is for Elman nets, not a Jordan net".into(),
+            )),
+            NetKind::Layer { rnn, ws, dy, g, .. } => {
+                g.clear();
+                g.extend_from_slice(ws.state_grads(0, 0));
+                let omega = rnn.decay_penalty(store, ws, g, weight, dy)?;
+                rnn.backward(store, ws, dy, None, None)?;
+                Ok(omega)
+            }
+        }
+    }
 }
 
 /// The net of a task as a [`Model`]: its loss, its test metrics and its
@@ -150,6 +176,8 @@ pub struct TaskNet {
     /// (‖dL/dh_t‖, σ_max of the step Jacobians) of the last training step,
     /// measured before the update.
     flow: Option<(Vec<f64>, Vec<f64>)>,
+    /// The gradient-decay regulariser Ω of the last training step.
+    omega: f64,
 }
 
 impl TaskNet {
@@ -163,6 +191,7 @@ impl TaskNet {
             last: (0, 0, f64::NAN),
             record: false,
             flow: None,
+            omega: 0.0,
         })
     }
 
@@ -174,6 +203,12 @@ impl TaskNet {
     /// The loss of the last training batch.
     pub fn last_loss(&self) -> f64 {
         self.last.2
+    }
+
+    /// The gradient-decay regulariser Ω of the last training batch
+    /// (without its weight; 0 when the config has none).
+    pub fn last_regulariser(&self) -> f64 {
+        self.omega
     }
 
     /// Makes later training steps measure their gradient flow for
@@ -241,6 +276,9 @@ impl Model for TaskNet {
             self.net.backward(&self.dz)?;
             if self.record {
                 self.flow = Some(self.measure_flow()?);
+            }
+            if self.cfg.gradient_regulariser > 0.0 {
+                self.omega = self.net.regularise(self.cfg.gradient_regulariser)?;
             }
         }
         Ok(loss)

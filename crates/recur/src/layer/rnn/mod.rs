@@ -29,6 +29,7 @@
 //! (the hidden layer of a Jordan net).
 
 mod config;
+mod decay;
 mod dir;
 mod workspace;
 

@@ -1,0 +1,192 @@
+//! The baseline language models through the same commands as the
+//! recurrent one: `recur train --model ngram|window`, `recur eval`,
+//! `recur generate`, and resuming a window model's run.
+
+mod common;
+use common::*;
+use std::path::{Path, PathBuf};
+
+use recur::data::{split_train_val, tokenize};
+use recur::model::ngram::{Ngram, NgramConfig};
+
+fn corpus(dir: &Path) -> PathBuf {
+    let p = dir.join("tiny.txt");
+    let text = "the cat sat on the mat.\nthe dog ate the log.\na cat and a dog.\n".repeat(8);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn json(out: &str) -> serde_json::Value {
+    serde_json::from_str(out.trim()).unwrap()
+}
+
+#[test]
+fn ngram_trains_evaluates_and_generates() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = corpus(dir.path());
+    let out = dir.path().join("ng");
+    let text = ok_line(&format!(
+        "train --model ngram --order 4 --data {} --val-fraction 0.25 --out {} --sample-length 30",
+        s(&data),
+        s(&out)
+    ));
+    assert!(text.contains("4-gram"), "{text}");
+    assert!(
+        text.contains("validation:") && text.contains("bpc"),
+        "{text}"
+    );
+    assert!(text.contains("--- sample"), "{text}");
+    let model = out.join("model.safetensors");
+
+    // The file holds the fit of the training part, under its vocabulary.
+    let (loaded, vocab) = recur::checkpoint::load_ngram(&model).unwrap();
+    let raw = std::fs::read_to_string(&data).unwrap();
+    let ids = vocab.encode(&tokenize(&raw, vocab.level), "tiny").unwrap();
+    let (train, _) = split_train_val(&ids, 0.25);
+    let fit = Ngram::fit(
+        NgramConfig {
+            order: 4,
+            vocab_size: vocab.len(),
+        },
+        train,
+    )
+    .unwrap();
+    assert_eq!(loaded.to_bytes(), fit.to_bytes());
+
+    // `recur eval` gives the model's own cross-entropy of the file.
+    let e = json(&ok(&[
+        "eval",
+        "--model",
+        s(&model),
+        "--data",
+        s(&data),
+        "--json",
+    ]));
+    let (want, n) = fit.cross_entropy(&ids).unwrap();
+    let got = e["mean_cross_entropy"].as_f64().unwrap();
+    assert!((got - want).abs() < 1e-12, "{got} vs {want}");
+    assert_eq!(e["predictions"].as_u64().unwrap() as usize, n);
+
+    // Generation: repeatable by seed; greedy runs; beam search is refused.
+    let gen = |seed: &str| {
+        ok(&[
+            "generate",
+            "--model",
+            s(&model),
+            "--length",
+            "40",
+            "--seed",
+            seed,
+        ])
+    };
+    assert_eq!(gen("7"), gen("7"));
+    assert!(gen("7").chars().count() >= 40);
+    ok(&[
+        "generate",
+        "--model",
+        s(&model),
+        "--greedy",
+        "--length",
+        "10",
+        "--prime",
+        "the",
+    ]);
+    let err = fails(&[
+        "generate",
+        "--model",
+        s(&model),
+        "--beam",
+        "2",
+        "--length",
+        "5",
+    ]);
+    assert!(err.contains("beam search"), "{err}");
+}
+
+#[test]
+fn window_model_trains_resumes_evaluates_and_generates() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = corpus(dir.path());
+    let out = dir.path().join("win");
+    let line = |steps: u32| {
+        format!(
+            "train --model window --context 6 --embed 8 --hidden 32 --data {} --batch 4 --seq-len 16 --lr 0.01 --val-fraction 0.25 --steps {steps} --eval-every 20 --sample-length 20 --out {}",
+            s(&data),
+            s(&out)
+        )
+    };
+    let text = ok_line(&line(60));
+    assert!(text.contains("fixed-window model (K = 6 tokens"), "{text}");
+    for f in [
+        "model.safetensors",
+        "last.safetensors",
+        "metrics.jsonl",
+        "run.json",
+    ] {
+        assert!(out.join(f).exists(), "{f} missing");
+    }
+    ok(&[
+        "train",
+        "--resume",
+        s(&out),
+        "--steps",
+        "80",
+        "--sample-length",
+        "0",
+    ]);
+    let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    let last: serde_json::Value = serde_json::from_str(metrics.lines().last().unwrap()).unwrap();
+    assert_eq!(last["step"].as_u64(), Some(80));
+    // It learned: well under the uniform loss ln V.
+    let model = out.join("model.safetensors");
+    let (m, vocab) = recur::checkpoint::load_window(&model).unwrap();
+    let e = json(&ok(&[
+        "eval",
+        "--model",
+        s(&model),
+        "--data",
+        s(&data),
+        "--json",
+    ]));
+    let got = e["mean_cross_entropy"].as_f64().unwrap();
+    assert!(got < 0.6 * (vocab.len() as f64).ln(), "loss {got}");
+    let raw = std::fs::read_to_string(&data).unwrap();
+    let ids = vocab.encode(&tokenize(&raw, vocab.level), "tiny").unwrap();
+    let (want, _) = m.cross_entropy(&ids).unwrap();
+    assert!((got - want).abs() < 1e-9, "{got} vs {want}");
+    let gen = |seed: &str| {
+        ok(&[
+            "generate",
+            "--model",
+            s(&model),
+            "--length",
+            "30",
+            "--seed",
+            seed,
+        ])
+    };
+    assert_eq!(gen("3"), gen("3"));
+}
+
+#[test]
+fn baseline_options_are_checked_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = corpus(dir.path());
+    let out = dir.path().join("bad");
+    for (line, says) in [
+        ("--model window --cell lstm", "--cell"),
+        ("--model tree", "unknown model 'tree'"),
+        ("--model ngram --order 0", "--order"),
+        ("--model window --context 0 --steps 1", "K"),
+    ] {
+        let err = fails_line(&format!(
+            "train --data {} --out {} {line}",
+            s(&data),
+            s(&out)
+        ));
+        assert!(err.contains(says), "{line}: {err}");
+    }
+    assert!(!out.join("model.safetensors").exists());
+    let err = fails_line(&format!("train --model ngram --resume {}", s(&out)));
+    assert!(err.contains("nothing") || err.contains("no run"), "{err}");
+}
