@@ -5,6 +5,7 @@ pub mod dropout;
 pub mod embedding;
 pub mod linear;
 pub mod loss;
+pub mod phased;
 pub mod pool;
 pub mod rnn;
 pub mod softmax;
