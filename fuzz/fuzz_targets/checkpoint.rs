@@ -1,5 +1,6 @@
 //! Model and checkpoint files (safetensors header, tensors and metadata):
-//! every reader of the `checkpoint` module, the echo state network's, and
+//! every reader of the `checkpoint` module (the recurrent, fixed-window and
+//! n-gram language models among them), the echo state network's, and
 //! the PyTorch state_dict importer.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
@@ -11,6 +12,8 @@ fuzz_target!(|data: &[u8]| {
     let _ = file_format(path);
     let _ = read_tensors_f64(path);
     let _ = load_lm(path);
+    let _ = load_window(path);
+    let _ = load_ngram(path);
     let _ = load_seq(path);
     let _ = load_seq2seq(path);
     let _ = recur::esn::Esn::load(path);

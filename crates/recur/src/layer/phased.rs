@@ -9,8 +9,10 @@
 //! small leak α, so a closed gate still passes gradient in training).
 //! With the LSTM's proposals c̃ = f ⊙ c_{t−1} + i ⊙ g and h̃ = o ⊙ tanh c̃:
 //!
-//!     c_t = k ⊙ c̃ + (1 − k) ⊙ c_{t−1}
-//!     h_t = k ⊙ h̃ + (1 − k) ⊙ h_{t−1}
+//! ```text
+//! c_t = k ⊙ c̃ + (1 − k) ⊙ c_{t−1}
+//! h_t = k ⊙ h̃ + (1 − k) ⊙ h_{t−1}
+//! ```
 //!
 //! Gates in PyTorch's order i, f, g, o. Forward is haste's scheme (one
 //! input GEMM over T·B rows, then per step one recurrent GEMM and a fused
