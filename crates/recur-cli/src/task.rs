@@ -19,7 +19,8 @@ use recur::plot::gradient_flow_plot;
 /// Settings shared by `task` and `diagnose`; unset ones take the task's defaults.
 #[derive(Args)]
 pub struct NetArgs {
-    /// tanh, relu, irnn (relu + identity W_hh), jordan (output fed back), lstm or gru.
+    /// tanh, relu, irnn (relu + identity W_hh), jordan (output fed back), lstm, gru or phased
+    /// (phased LSTM: a time gate driven by the time stamps).
     #[arg(long, default_value = "lstm")]
     cell: String,
     /// Hidden units H [binary-addition 16, adding and copy 128].
@@ -140,7 +141,7 @@ impl NetArgs {
 
 #[derive(Args)]
 pub struct TaskArgs {
-    /// binary-addition, adding or copy.
+    /// binary-addition, adding, copy or frequency.
     #[arg(value_name = "NAME")]
     task: String,
     #[command(flatten)]
@@ -158,7 +159,7 @@ pub struct TaskArgs {
 
 #[derive(Args)]
 pub struct DiagnoseArgs {
-    /// binary-addition, adding or copy.
+    /// binary-addition, adding, copy or frequency.
     #[arg(long, default_value = "adding")]
     task: String,
     #[command(flatten)]
@@ -303,7 +304,7 @@ fn summary_json(
             o.insert("train_bits".into(), c.train_bits.into());
             o.insert("test_bits".into(), c.test_bits.into());
         }
-        TaskKind::Adding | TaskKind::Copy => {
+        TaskKind::Adding | TaskKind::Copy | TaskKind::Frequency => {
             o.insert("length".into(), c.length.into());
         }
     }

@@ -98,6 +98,19 @@ fn diagnose_writes_gradients_and_plot() {
 }
 
 #[test]
+fn frequency_task_with_a_phased_lstm() {
+    let out = ok_line(
+        "task frequency --cell phased --hidden 8 --length 20 --steps 30 --test-size 64 --json",
+    );
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["task"], "frequency");
+    assert_eq!(v["cell"], "phased");
+    let acc = v["test_accuracy"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&acc), "{v}");
+    assert_eq!(v["length"], 20);
+}
+
+#[test]
 fn gradient_regulariser_is_reported_and_changes_training() {
     let dir = tempfile::tempdir().unwrap();
     let run = |r: &str| {

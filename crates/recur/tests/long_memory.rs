@@ -221,6 +221,9 @@ fn tasks_are_deterministic_and_report_their_metrics() {
         (TaskKind::Adding, TaskCell::Lstm),
         (TaskKind::Copy, TaskCell::Gru),
         (TaskKind::Adding, TaskCell::Jordan),
+        (TaskKind::Frequency, TaskCell::Phased),
+        (TaskKind::Frequency, TaskCell::Lstm),
+        (TaskKind::Adding, TaskCell::Phased),
     ] {
         let cfg = TaskConfig {
             hidden: 8,
@@ -244,6 +247,11 @@ fn tasks_are_deterministic_and_report_their_metrics() {
                 let base = a.baseline.unwrap();
                 assert!((0.1..0.25).contains(&base), "baseline MSE {base}");
                 assert!(a.test_mse.is_some() && a.test_accuracy.is_none());
+            }
+            TaskKind::Frequency => {
+                let acc = a.test_accuracy.unwrap();
+                assert!((0.0..=1.0).contains(&acc));
+                assert!(a.baseline.is_none() && a.test_mse.is_none());
             }
             _ => {
                 let acc = a.test_accuracy.unwrap();

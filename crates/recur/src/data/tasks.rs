@@ -27,7 +27,13 @@ pub struct TaskBatch {
     pub(crate) classes: Vec<u32>,
     /// `[T, B, O]` which target elements count.
     pub(crate) weight: Vec<f32>,
+    /// `[T, B]` each sample's time stamp: the step index, but for the
+    /// frequency task's irregular samples (milliseconds).
+    pub(crate) times: Vec<f32>,
 }
+
+/// The frequency task's sequences last this many milliseconds.
+pub(crate) const FREQUENCY_SPAN_MS: f32 = 15.0;
 
 /// Draws a batch of `bn` sequences of `cfg`'s task.
 pub(crate) fn draw_batch(
@@ -62,6 +68,8 @@ pub(crate) fn draw_batch_into(
     }
     bt.classes.clear();
     bt.classes.resize(tn * bn, 0);
+    bt.times.clear();
+    bt.times.extend((0..tn * bn).map(|r| (r / bn) as f32));
     for b in 0..bn {
         match cfg.task {
             TaskKind::BinaryAddition => {
@@ -98,6 +106,38 @@ pub(crate) fn draw_batch_into(
                 bt.x[(m2 * bn + b) * 2 + 1] = 1.0;
                 let last = (tn - 1) * bn + b;
                 bt.y[last] = bt.x[(m1 * bn + b) * 2] + bt.x[(m2 * bn + b) * 2];
+                bt.weight[last] = 1.0;
+            }
+            TaskKind::Frequency => {
+                // Neil et al. 2016: a sine of period P ms sampled at
+                // irregular times; class 1 when 5 ≤ P ≤ 6, half the time.
+                let target = rng.random::<bool>();
+                let period = if target {
+                    rng.random_range(5.0f32..=6.0)
+                } else {
+                    // Log-uniform over [1, 5) ∪ (6, 100].
+                    loop {
+                        let p = rng.random_range(0.0f32..100f32.ln()).exp();
+                        if !(5.0..=6.0).contains(&p) {
+                            break p;
+                        }
+                    }
+                };
+                let phase = rng.random_range(0.0..period);
+                let mut stamps: Vec<f32> = (0..tn)
+                    .map(|_| rng.random_range(0.0..FREQUENCY_SPAN_MS))
+                    .collect();
+                stamps.sort_by(f32::total_cmp);
+                for (t, &at) in stamps.iter().enumerate() {
+                    let r = t * bn + b;
+                    bt.times[r] = at;
+                    let angle = std::f32::consts::TAU * (at + phase) / period;
+                    bt.x[r * 2] = angle.sin();
+                    // The time itself, so that a net without a time gate sees it too.
+                    bt.x[r * 2 + 1] = at / FREQUENCY_SPAN_MS;
+                }
+                let last = (tn - 1) * bn + b;
+                bt.y[last] = f32::from(u8::from(target));
                 bt.weight[last] = 1.0;
             }
             TaskKind::Copy => {
@@ -195,5 +235,44 @@ impl Data for TaskData {
 
     fn rng(&mut self) -> Option<&mut ChaCha8Rng> {
         Some(&mut self.rng)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::task::TaskCell;
+
+    /// Sorted stamps within the span, the sine of the right period at
+    /// them, one target at the last step, and both classes about equally.
+    #[test]
+    fn frequency_batches_are_irregular_sines() {
+        let cfg = TaskConfig::new(TaskKind::Frequency, TaskCell::Phased);
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let bt = draw_batch(&cfg, &mut rng, 400, false);
+        let (tn, bn) = (bt.steps, bt.batch);
+        assert_eq!(tn, cfg.length);
+        let mut ones = 0;
+        for b in 0..bn {
+            let stamps: Vec<f32> = (0..tn).map(|t| bt.times[t * bn + b]).collect();
+            assert!(stamps.windows(2).all(|w| w[0] <= w[1]));
+            assert!(stamps
+                .iter()
+                .all(|&s| (0.0..FREQUENCY_SPAN_MS).contains(&s)));
+            // Irregular: the gaps differ.
+            let gaps: Vec<f32> = stamps.windows(2).map(|w| w[1] - w[0]).collect();
+            assert!(gaps.iter().any(|&g| (g - gaps[0]).abs() > 1e-3));
+            for t in 0..tn {
+                let r = t * bn + b;
+                assert!(bt.x[r * 2].abs() <= 1.0);
+                assert_eq!(bt.x[r * 2 + 1], bt.times[r] / FREQUENCY_SPAN_MS);
+                assert_eq!(bt.weight[r], f32::from(u8::from(t == tn - 1)));
+            }
+            ones += usize::from(bt.y[(tn - 1) * bn + b] == 1.0);
+        }
+        assert!(
+            (150..250).contains(&ones),
+            "{ones} of 400 in the target band"
+        );
     }
 }

@@ -229,6 +229,14 @@ impl PhasedLstm {
         ws.hs.resize((tn + 1) * bh, T::ZERO);
         ws.cs.clear();
         ws.cs.resize((tn + 1) * bh, T::ZERO);
+        // The time gate depends only on the stamps: all of it up front.
+        let periods: Vec<f64> = log_period.iter().map(|v| v.to_f64().exp()).collect();
+        for (r, &stamp) in times.iter().enumerate() {
+            for j in 0..h {
+                let (phi, _) = phase(stamp.to_f64(), shift[j].to_f64(), periods[j]);
+                ws.k[r * h + j] = T::from_f64(gate(phi, r_on, leak).0);
+            }
+        }
         // One input GEMM over every row.
         gemm_nt(tn * bn, g4, ni, x, ni, w_ih, &mut ws.gates, g4, false);
         for t in 0..tn {
@@ -240,7 +248,6 @@ impl PhasedLstm {
             let c_prev = &c_before[t * bh..];
             for b in 0..bn {
                 let row = &mut gates[b * g4..][..g4];
-                let stamp = times[t * bn + b].to_f64();
                 for j in 0..h {
                     let i = (row[j] + bias[j]).sigmoid();
                     let f = (row[h + j] + bias[h + j]).sigmoid();
@@ -253,13 +260,10 @@ impl PhasedLstm {
                     let s = b * h + j;
                     let ct = f * c_prev[s] + i * g;
                     let th = ct.tanh();
-                    let period = log_period[j].to_f64().exp();
-                    let (phi, _) = phase(stamp, shift[j].to_f64(), period);
-                    let k = T::from_f64(gate(phi, r_on, leak).0);
                     let at = t * bh + s;
+                    let k = ws.k[at];
                     ws.c_tilde[at] = ct;
                     ws.tanh_c[at] = th;
-                    ws.k[at] = k;
                     c_after[s] = k * ct + (T::ONE - k) * c_prev[s];
                     h_after[s] = k * (o * th) + (T::ONE - k) * h_prev[s];
                 }
@@ -306,6 +310,7 @@ impl PhasedLstm {
         ws.dc.resize(bh, T::ZERO);
         let mut d_log_period = vec![0.0f64; h];
         let mut d_shift = vec![0.0f64; h];
+        let periods: Vec<f64> = log_period.iter().map(|v| v.to_f64().exp()).collect();
         for t in (0..tn).rev() {
             let h_prev = &ws.hs[t * bh..][..bh];
             let c_prev = &ws.cs[t * bh..][..bh];
@@ -327,7 +332,7 @@ impl PhasedLstm {
                     let dht = k * dh;
                     let dct = k * dc + dht * o * (T::ONE - th * th);
                     // The time gate's parameters, through φ.
-                    let period = log_period[j].to_f64().exp();
+                    let period = periods[j];
                     let (phi, n) = phase(stamp, shift[j].to_f64(), period);
                     let dphi = dk.to_f64() * gate(phi, r_on, leak).1;
                     // φ = (t − s)/τ − n: ∂φ/∂log τ = −(φ + n), ∂φ/∂s = −1/τ.

@@ -16,6 +16,11 @@
 //! - **copy** (Arjovsky et al. 2016): 10 symbols from 8, T − 1 blanks, a
 //!   delimiter, 10 blanks; the net must then output the 10 symbols. Loss
 //!   over every step; metric: accuracy per recalled symbol.
+//! - **frequency** (Neil et al. 2016): a sine of random phase and period P
+//!   (5–6 ms for half the sequences, else log-uniform over the rest of
+//!   1–100 ms), sampled at T random times within 15 ms. Each step gives the
+//!   value and the time; the net says at the last step whether P is in
+//!   5–6 ms. Metric: accuracy; solved means accuracy ≥ 0.9.
 //!
 //! Fresh training batches are drawn every step from a ChaCha8 stream seeded
 //! with `seed`; the test set comes from a separate stream, so runs with the
@@ -59,14 +64,17 @@ pub enum TaskKind {
     Adding,
     /// The copy task.
     Copy,
+    /// Frequency discrimination of irregularly sampled sines.
+    Frequency,
 }
 
 impl TaskKind {
     /// Every task, by its command-line name.
-    pub const ALL: [(&'static str, TaskKind); 3] = [
+    pub const ALL: [(&'static str, TaskKind); 4] = [
         ("binary-addition", TaskKind::BinaryAddition),
         ("adding", TaskKind::Adding),
         ("copy", TaskKind::Copy),
+        ("frequency", TaskKind::Frequency),
     ];
     /// The command-line name.
     pub fn name(self) -> &'static str {
@@ -94,17 +102,21 @@ pub enum TaskCell {
     Lstm,
     /// GRU (PyTorch's reset-after form).
     Gru,
+    /// Phased LSTM (Neil et al. 2016): an LSTM with a time gate driven by
+    /// the samples' time stamps.
+    Phased,
 }
 
 impl TaskCell {
     /// Every cell, by its command-line name.
-    pub const ALL: [(&'static str, TaskCell); 6] = [
+    pub const ALL: [(&'static str, TaskCell); 7] = [
         ("tanh", TaskCell::Tanh),
         ("relu", TaskCell::Relu),
         ("irnn", TaskCell::Irnn),
         ("jordan", TaskCell::Jordan),
         ("lstm", TaskCell::Lstm),
         ("gru", TaskCell::Gru),
+        ("phased", TaskCell::Phased),
     ];
     /// The command-line name.
     pub fn name(self) -> &'static str {
@@ -115,7 +127,7 @@ impl TaskCell {
         named(&TaskCell::ALL, s)
     }
     fn gated(self) -> bool {
-        matches!(self, TaskCell::Lstm | TaskCell::Gru)
+        matches!(self, TaskCell::Lstm | TaskCell::Gru | TaskCell::Phased)
     }
 }
 
@@ -195,6 +207,7 @@ impl TaskConfig {
             TaskKind::BinaryAddition => (16, 0, 2000, 32, 1e-2, 1000),
             TaskKind::Adding => (128, 100, 4000, 50, 1e-3, 1000),
             TaskKind::Copy => (128, 50, 4000, 50, 1e-3, 500),
+            TaskKind::Frequency => (64, 100, 2000, 32, 1e-3, 1000),
         };
         TaskConfig {
             task,
@@ -277,7 +290,7 @@ impl TaskConfig {
     /// I: input features per step.
     pub(crate) fn inputs(&self) -> usize {
         match self.task {
-            TaskKind::BinaryAddition | TaskKind::Adding => 2,
+            TaskKind::BinaryAddition | TaskKind::Adding | TaskKind::Frequency => 2,
             TaskKind::Copy => COPY_SYMBOLS + 2,
         }
     }
@@ -285,14 +298,14 @@ impl TaskConfig {
     /// O: outputs per step.
     pub(crate) fn outputs(&self) -> usize {
         match self.task {
-            TaskKind::BinaryAddition | TaskKind::Adding => 1,
+            TaskKind::BinaryAddition | TaskKind::Adding | TaskKind::Frequency => 1,
             TaskKind::Copy => COPY_SYMBOLS + 1,
         }
     }
 
     pub(crate) fn output_kind(&self) -> OutputKind {
         match self.task {
-            TaskKind::BinaryAddition => OutputKind::Sigmoid,
+            TaskKind::BinaryAddition | TaskKind::Frequency => OutputKind::Sigmoid,
             TaskKind::Adding => OutputKind::Linear,
             TaskKind::Copy => OutputKind::Softmax,
         }
@@ -309,7 +322,7 @@ impl TaskConfig {
                 }) + 1
                     + self.delay
             }
-            TaskKind::Adding => self.length,
+            TaskKind::Adding | TaskKind::Frequency => self.length,
             TaskKind::Copy => self.length + 2 * COPY_LEN,
         }
     }
@@ -334,7 +347,7 @@ pub struct TaskMetrics {
     /// outputs blanks and then guesses uniformly.
     pub baseline: Option<f64>,
     /// Whether the task counts as solved: adding MSE < 0.01, binary
-    /// addition accuracy 1, copy accuracy ≥ 0.99.
+    /// addition accuracy 1, copy accuracy ≥ 0.99, frequency accuracy ≥ 0.9.
     pub solved: bool,
 }
 

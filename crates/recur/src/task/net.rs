@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::init::{init_params, set_lstm_forget_bias};
 use crate::layer::linear::Linear;
 use crate::layer::loss::{bce_with_logits, mse, softmax_cross_entropy};
+use crate::layer::phased::{PhasedConfig, PhasedLstm, PhasedWs};
 use crate::layer::rnn::{Rnn, RnnConfig, RnnInput, RnnWorkspace};
 use crate::model::jordan::{JordanNet, JordanWorkspace};
 use crate::params::ParamStore;
@@ -44,16 +45,28 @@ enum NetKind {
         net: JordanNet,
         ws: JordanWorkspace<f32>,
     },
+    Phased {
+        layer: PhasedLstm,
+        ws: PhasedWs<f32>,
+        out: Linear,
+        /// `[T, B, O]` logits.
+        z: Vec<f32>,
+        /// `[T, B, H]` dL/dy.
+        dy: Vec<f32>,
+    },
 }
 
 impl Net {
     fn new(cfg: &TaskConfig) -> Result<Net> {
+        if cfg.cell == TaskCell::Phased {
+            return Net::phased(cfg);
+        }
         let (i, h, o) = (cfg.inputs(), cfg.hidden, cfg.outputs());
         let mut store = ParamStore::new();
         let cell = match cfg.cell {
             TaskCell::Tanh | TaskCell::Jordan => CellKind::RnnTanh,
             TaskCell::Relu | TaskCell::Irnn => CellKind::RnnRelu,
-            TaskCell::Lstm => CellKind::Lstm,
+            TaskCell::Lstm | TaskCell::Phased => CellKind::Lstm,
             TaskCell::Gru => CellKind::Gru,
         };
         let layer = |input: usize| {
@@ -95,14 +108,34 @@ impl Net {
         if cell == CellKind::Lstm {
             set_lstm_forget_bias(&rnn, &mut store, cfg.forget_bias)?;
         }
-        // The readout as torch.nn.Linear: U(−1/√H, 1/√H).
-        let mut rng = ChaCha8Rng::seed_from_u64(cfg.attempt_seed() ^ 0x5eed);
-        let k = 1.0 / (h as f32).sqrt();
-        for r in [out.weight().range(), out.bias().range()] {
-            for v in &mut store.params[r] {
-                *v = rng.random_range(-k..k);
-            }
-        }
+        init_readout(&mut store, &out, cfg);
+        Ok(Net { store, kind })
+    }
+
+    /// A phased LSTM with a linear readout: periods log-uniform over
+    /// 1–20 time units (milliseconds for the frequency task, steps for
+    /// the others), r_on 0.05 and leak 0.001 as in the paper.
+    fn phased(cfg: &TaskConfig) -> Result<Net> {
+        let (i, h, o) = (cfg.inputs(), cfg.hidden, cfg.outputs());
+        let mut store = ParamStore::new();
+        let pc = PhasedConfig {
+            input: i,
+            hidden: h,
+            r_on: 0.05,
+            leak: 0.001,
+        };
+        let layer = PhasedLstm::new(store.scope("rnn"), pc)?;
+        let out = Linear::new(store.scope("out"), h, o);
+        let mut rng = ChaCha8Rng::seed_from_u64(cfg.attempt_seed());
+        layer.init(&mut store, 1.0, 20.0, &mut rng);
+        init_readout(&mut store, &out, cfg);
+        let kind = NetKind::Phased {
+            layer,
+            ws: PhasedWs::new(),
+            out,
+            z: Vec::new(),
+            dy: Vec::new(),
+        };
         Ok(Net { store, kind })
     }
 
@@ -124,6 +157,15 @@ impl Net {
                 out.forward(store, ws.output(), rows, z);
                 Ok(z)
             }
+            NetKind::Phased {
+                layer, ws, out, z, ..
+            } => {
+                layer.forward(store, ws, &bt.x, &bt.times, bt.steps, bt.batch)?;
+                let rows = bt.steps * bt.batch;
+                z.resize(rows * out.output(), 0.0);
+                out.forward(store, ws.output(), rows, z);
+                Ok(z)
+            }
         }
     }
 
@@ -139,6 +181,14 @@ impl Net {
                 out.backward(store, ws.output(), dz, rows, Some(dy));
                 rnn.backward(store, ws, dy, None, None)
             }
+            NetKind::Phased {
+                layer, ws, out, dy, ..
+            } => {
+                let rows = dz.len() / out.output();
+                dy.resize(rows * out.input(), 0.0);
+                out.backward(store, ws.output(), dz, rows, Some(dy));
+                layer.backward(store, ws, dy)
+            }
         }
     }
 
@@ -148,8 +198,8 @@ impl Net {
     fn regularise(&mut self, weight: f64) -> Result<f64> {
         let store = &mut self.store;
         match &mut self.kind {
-            NetKind::Jordan { .. } => Err(Error::Config(
-                "the gradient-decay regulariser is for Elman nets, not a Jordan net".into(),
+            NetKind::Jordan { .. } | NetKind::Phased { .. } => Err(Error::Config(
+                "the gradient-decay regulariser is for Elman nets".into(),
             )),
             NetKind::Layer { rnn, ws, dy, g, .. } => {
                 g.clear();
@@ -158,6 +208,17 @@ impl Net {
                 rnn.backward(store, ws, dy, None, None)?;
                 Ok(omega)
             }
+        }
+    }
+}
+
+/// The readout as torch.nn.Linear: U(−1/√H, 1/√H).
+fn init_readout(store: &mut ParamStore<f32>, out: &Linear, cfg: &TaskConfig) {
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.attempt_seed() ^ 0x5eed);
+    let k = 1.0 / (out.input() as f32).sqrt();
+    for r in [out.weight().range(), out.bias().range()] {
+        for v in &mut store.params[r] {
+            *v = rng.random_range(-k..k);
         }
     }
 }
@@ -216,8 +277,8 @@ impl TaskNet {
     /// connections; not a Jordan net).
     pub fn record_gradients(&mut self) -> Result<()> {
         match &mut self.net.kind {
-            NetKind::Jordan { .. } => Err(Error::Config(
-                "gradient flow is measured for Elman, LSTM and GRU nets, not a Jordan net".into(),
+            NetKind::Jordan { .. } | NetKind::Phased { .. } => Err(Error::Config(
+                "gradient flow is measured for Elman, LSTM and GRU nets, not a Jordan net or a phased LSTM".into(),
             )),
             NetKind::Layer { ws, .. } => {
                 ws.record_state_grads(true);
@@ -251,7 +312,9 @@ impl TaskNet {
                 state_grad_norms(ws.state_grads(0, 0), tn, bn),
                 rnn_jacobian_norms(rnn, &self.net.store, ws, 0)?,
             )),
-            NetKind::Jordan { .. } => unreachable!("record_gradients refuses a Jordan net"),
+            NetKind::Jordan { .. } | NetKind::Phased { .. } => {
+                unreachable!("record_gradients refuses Jordan nets and phased LSTMs")
+            }
         }
     }
 }
@@ -305,6 +368,11 @@ impl Model for TaskNet {
                         right += usize::from(exact);
                         count += 1;
                     }
+                    TaskKind::Frequency => {
+                        let r = (tn - 1) * bn + b;
+                        right += usize::from((z[r] > 0.0) == (bt.y[r] > 0.5));
+                        count += 1;
+                    }
                     TaskKind::Adding => {
                         let r = (tn - 1) * bn + b;
                         sq += f64::from(z[r] - bt.y[r]).powi(2);
@@ -329,6 +397,11 @@ impl Model for TaskNet {
             TaskKind::BinaryAddition => {
                 metrics.insert("accuracy".to_string(), right as f64 / count as f64);
                 right == count
+            }
+            TaskKind::Frequency => {
+                let acc = right as f64 / count as f64;
+                metrics.insert("accuracy".to_string(), acc);
+                acc >= 0.9
             }
             TaskKind::Adding => {
                 let m = sq / count as f64;
@@ -367,7 +440,7 @@ impl Model for TaskNet {
 fn task_loss(cfg: &TaskConfig, bt: &TaskBatch, z: &[f32], dz: &mut Vec<f32>) -> f64 {
     dz.resize(z.len(), 0.0);
     match cfg.task {
-        TaskKind::BinaryAddition => bce_with_logits(z, &bt.y, &bt.weight, dz),
+        TaskKind::BinaryAddition | TaskKind::Frequency => bce_with_logits(z, &bt.y, &bt.weight, dz),
         TaskKind::Adding => mse(z, &bt.y, &bt.weight, dz),
         TaskKind::Copy => {
             dz.copy_from_slice(z);
