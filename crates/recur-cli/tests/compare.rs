@@ -21,7 +21,7 @@ fn compare_trains_every_model_and_writes_table_chart_and_json() {
     for m in [
         "2-gram",
         "4-gram",
-        "fixed window (K = 8)",
+        "fixed window (K = 16)",
         "Elman RNN",
         "GRU",
         "LSTM",
@@ -34,6 +34,17 @@ fn compare_trains_every_model_and_writes_table_chart_and_json() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(rows.len(), 6);
+    // Exactly one n-gram is marked best, and it is the lowest of them.
+    let grams: Vec<&serde_json::Value> = rows[..2].iter().collect();
+    let marked: Vec<_> = grams.iter().filter(|r| r["best_ngram"] == true).collect();
+    assert_eq!(marked.len(), 1, "{json}");
+    let low = grams
+        .iter()
+        .map(|r| r["val_loss"].as_f64().unwrap())
+        .fold(f64::INFINITY, f64::min);
+    assert_eq!(marked[0]["val_loss"].as_f64().unwrap(), low);
+    assert!(rows[2..].iter().all(|r| r.get("best_ngram").is_none()));
+    assert!(table.contains(" *"), "{table}");
     for r in &rows {
         assert!(
             r["val_loss"].as_f64().unwrap() > 0.0 && r["params"].as_u64().unwrap() > 0,
