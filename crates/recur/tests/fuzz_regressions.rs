@@ -7,7 +7,8 @@
 use std::path::PathBuf;
 
 use recur::checkpoint::{
-    file_format, import_torch_lm, load_lm, load_seq, load_seq2seq, read_tensors, read_tensors_f64,
+    file_format, import_torch_lm, load_lm, load_ngram, load_seq, load_seq2seq, load_window,
+    read_tensors, read_tensors_f64,
 };
 use recur::data::{Level, Vocab};
 use recur::esn::Esn;
@@ -24,6 +25,8 @@ fn errors(name: &str) -> Vec<(&'static str, String)> {
     let vocab = Vocab::from_tokens(Level::Char, vec!["a".into(), "b".into()]).unwrap();
     let results = [
         ("load_lm", load_lm(&p).err()),
+        ("load_window", load_window(&p).err()),
+        ("load_ngram", load_ngram(&p).err()),
         ("load_seq", load_seq(&p).err()),
         ("load_seq2seq", load_seq2seq(&p).err()),
         ("Esn::load", Esn::load(&p).err()),
@@ -146,4 +149,83 @@ fn hostile_metadata_is_refused_by_every_loader() {
     assert!(e.contains("appears twice"), "{e}");
     let e = error_of("torch-rows-not-multiple", "import_torch_lm");
     assert!(e.contains("multiple of its columns"), "{e}");
+}
+
+/// The baselines' readers refuse what is not theirs, configs whose sizes
+/// overflow or disagree with the file, and damaged n-gram bytes.
+#[test]
+fn baseline_model_files_are_checked() {
+    use recur::checkpoint::{save_ngram, write_tensors};
+    use recur::model::ngram::{Ngram, NgramConfig};
+    use std::collections::HashMap;
+    let dir = tempfile::tempdir().unwrap();
+    let vocab = Vocab::from_tokens(Level::Char, vec!["a".into(), "b".into()]).unwrap();
+    let meta = |format: &str, config: &str| -> HashMap<String, String> {
+        [
+            ("format".to_string(), format.to_string()),
+            ("config".to_string(), config.to_string()),
+            recur::checkpoint::vocab_metadata(&vocab),
+        ]
+        .into_iter()
+        .collect()
+    };
+    let one = [0.0f32];
+    let cases = [
+        (
+            "recur-window-lm",
+            r#"{"vocab_size": 2, "context": 4611686018427387904, "embed": 4, "hidden": 4}"#,
+            "parameters",
+        ),
+        (
+            "recur-window-lm",
+            r#"{"vocab_size": 2, "context": 2, "embed": 2, "hidden": 2}"#,
+            "parameters",
+        ),
+        (
+            "recur-window-lm",
+            r#"{"vocab_size": 3, "context": 2, "embed": 2, "hidden": 2}"#,
+            "vocabulary",
+        ),
+        (
+            "recur-ngram",
+            r#"{"order": 3, "vocab_size": 2}"#,
+            "U8 tensor",
+        ),
+        ("recur-ngram", r#"{"order": 3}"#, "config"),
+    ];
+    for (i, (format, config, says)) in cases.iter().enumerate() {
+        let p = dir.path().join(format!("bad{i}.safetensors"));
+        write_tensors(&p, &[("x".into(), vec![1], &one[..])], meta(format, config)).unwrap();
+        let e = if format.contains("window") {
+            load_window(&p).err()
+        } else {
+            load_ngram(&p).err()
+        };
+        let e = e.unwrap_or_else(|| panic!("case {i} accepted")).to_string();
+        assert!(
+            e.contains(says) && e.contains(&format!("bad{i}")),
+            "case {i}: {e}"
+        );
+    }
+    // A real n-gram file, then each of its bytes of model data damaged.
+    let ng = Ngram::fit(
+        NgramConfig {
+            order: 3,
+            vocab_size: 2,
+        },
+        &[0, 1, 1, 0, 1, 0, 0, 1],
+    )
+    .unwrap();
+    let p = dir.path().join("ng.safetensors");
+    save_ngram(&p, &ng, &vocab).unwrap();
+    let (back, _) = load_ngram(&p).unwrap();
+    assert_eq!(back.to_bytes(), ng.to_bytes());
+    let good = std::fs::read(&p).unwrap();
+    let n = ng.to_bytes().len();
+    for k in (good.len() - n..good.len()).step_by(7) {
+        let mut bad = good.clone();
+        bad[k] ^= 0x5a;
+        std::fs::write(&p, &bad).unwrap();
+        assert!(load_ngram(&p).is_err(), "byte {k} flipped was accepted");
+    }
 }
