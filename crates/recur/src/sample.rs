@@ -159,13 +159,7 @@ pub fn generate_with(
     rng: &mut dyn RngCore,
     emit: &mut dyn FnMut(u32, f64) -> bool,
 ) -> Result<Vec<u32>> {
-    how.validate()?;
-    if prime.is_empty() {
-        return Err(Error::input(
-            "the prime",
-            "generation needs at least one token to start from",
-        ));
-    }
+    check_start(how, prime)?;
     if let Decoding::Beam { width } = how {
         let out = beam_search(model, prime, length, width)?;
         for &t in &out {
@@ -190,6 +184,18 @@ pub fn generate_with(
     })
 }
 
+/// Refuses a bad decoding setting or an empty prime.
+fn check_start(how: Decoding, prime: &[u32]) -> Result<()> {
+    how.validate()?;
+    if prime.is_empty() {
+        return Err(Error::input(
+            "the prime",
+            "generation needs at least one token to start from",
+        ));
+    }
+    Ok(())
+}
+
 /// The next-token logits `[V]` after a history (the prime, then the tokens
 /// chosen so far).
 pub(crate) type NextLogits<'a> = dyn FnMut(&[u32], &mut [f32]) -> Result<()> + 'a;
@@ -206,13 +212,7 @@ pub(crate) fn sample_loop(
     emit: &mut dyn FnMut(u32, f64) -> bool,
     next: &mut NextLogits<'_>,
 ) -> Result<Vec<u32>> {
-    how.validate()?;
-    if prime.is_empty() {
-        return Err(Error::input(
-            "the prime",
-            "generation needs at least one token to start from",
-        ));
-    }
+    check_start(how, prime)?;
     if let Decoding::Beam { .. } = how {
         return Err(Error::Config(
             "beam search is for the recurrent language models; sample, or use greedy decoding"
