@@ -439,12 +439,12 @@ pub fn run_diagnose(a: DiagnoseArgs) -> CliResult {
         cfg.hidden
     );
     let mut run = TaskRun::new(cfg.clone())?;
-    run.record_gradients()?;
+    let every = (cfg.train_steps / a.records).max(1);
+    run.record_gradients(every as u64)?;
     std::fs::create_dir_all(&a.out)
         .with_context(|| format!("{}: cannot create the folder", a.out.display()))?;
     let jsonl = a.out.join("gradients.jsonl");
     let mut file = std::fs::File::create(&jsonl).with_context(|| jsonl.display().to_string())?;
-    let every = (cfg.train_steps / a.records).max(1);
     let mut flows: Vec<GradientFlow> = Vec::new();
     let (m, solved_at) = train(&mut run, false, &mut |net, s| {
         let s = s as usize;

@@ -282,7 +282,7 @@ fn gradient_flow_covers_every_step() {
         };
         let mut run = TaskRun::new(cfg).unwrap();
         assert!(run.gradient_flow().is_err(), "no step yet");
-        run.record_gradients().unwrap();
+        run.record_gradients(1).unwrap();
         run.train_step().unwrap();
         let f = run.gradient_flow().unwrap();
         assert_eq!((f.state_grad_norm.len(), f.jacobian_norm.len()), (15, 15));

@@ -399,9 +399,10 @@ impl TaskRun {
         self.trainer.progress().step as usize
     }
 
-    /// Makes the next training steps keep dL/dh_t for [`TaskRun::gradient_flow`].
-    pub fn record_gradients(&mut self) -> Result<()> {
-        self.trainer.model.record_gradients()
+    /// Makes step 1 and every `every`-th training step measure their
+    /// gradient flow for [`TaskRun::gradient_flow`].
+    pub fn record_gradients(&mut self, every: u64) -> Result<()> {
+        self.trainer.model.record_gradients(every)
     }
 
     /// One step on a fresh batch: forward, loss, BPTT, clipping, update.

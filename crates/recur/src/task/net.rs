@@ -232,8 +232,11 @@ pub struct TaskNet {
     dz: Vec<f32>,
     /// (T, B, loss) of the last training batch.
     last: (usize, usize, f64),
-    /// Whether training steps measure the gradient flow.
-    record: bool,
+    /// Training steps measure the gradient flow when their number (from 1)
+    /// is 1 or a multiple of this (0: never).
+    record: u64,
+    /// Training steps taken by this net.
+    steps: u64,
     /// (‖dL/dh_t‖, σ_max of the step Jacobians) of the last training step,
     /// measured before the update.
     flow: Option<(Vec<f64>, Vec<f64>)>,
@@ -250,7 +253,8 @@ impl TaskNet {
             cfg,
             dz: Vec::new(),
             last: (0, 0, f64::NAN),
-            record: false,
+            record: 0,
+            steps: 0,
             flow: None,
             omega: 0.0,
         })
@@ -274,24 +278,26 @@ impl TaskNet {
 
     /// Makes later training steps measure their gradient flow for
     /// [`TaskNet::gradient_flow`] (Elman, LSTM and GRU nets without skip
-    /// connections; not a Jordan net).
-    pub fn record_gradients(&mut self) -> Result<()> {
+    /// connections; not a Jordan net): step 1 and every `every`-th step
+    /// (numbered from 1), since measuring the step Jacobians costs more
+    /// than the step.
+    pub fn record_gradients(&mut self, every: u64) -> Result<()> {
         match &mut self.net.kind {
             NetKind::Jordan { .. } | NetKind::Phased { .. } => Err(Error::Config(
                 "gradient flow is measured for Elman, LSTM and GRU nets, not a Jordan net or a phased LSTM".into(),
             )),
             NetKind::Layer { ws, .. } => {
                 ws.record_state_grads(true);
-                self.record = true;
+                self.record = every.max(1);
                 Ok(())
             }
         }
     }
 
-    /// The gradient flow of the last training step (`step` is its number):
-    /// ‖dL/dh_t‖ over the batch, and the step Jacobians' spectral norms for
-    /// its first sequence, both from the weights the step used. Needs
-    /// [`TaskNet::record_gradients`] before the step.
+    /// The gradient flow of the last measured training step (`step` is its
+    /// number): ‖dL/dh_t‖ over the batch, and the step Jacobians' spectral
+    /// norms for its first sequence, both from the weights the step used.
+    /// Needs [`TaskNet::record_gradients`] before the step.
     pub fn gradient_flow(&self, step: u64) -> Result<GradientFlow> {
         let (state_grad_norm, jacobian_norm) = self.flow.clone().ok_or_else(|| {
             Error::Order("gradient flow needs record_gradients and then a training step".into())
@@ -335,9 +341,10 @@ impl Model for TaskNet {
         let z = self.net.forward(bt, self.cfg.teacher_forcing)?;
         let loss = task_loss(&self.cfg, bt, z, &mut self.dz);
         self.last = (bt.steps, bt.batch, loss);
+        self.steps += 1;
         if loss.is_finite() {
             self.net.backward(&self.dz)?;
-            if self.record {
+            if self.record > 0 && (self.steps == 1 || self.steps % self.record == 0) {
                 self.flow = Some(self.measure_flow()?);
             }
             if self.cfg.gradient_regulariser > 0.0 {
