@@ -168,6 +168,11 @@ pub struct TrainArgs {
     /// Cell: lstm, gru, gru-reset-before, rnn-tanh, rnn-relu [default: lstm].
     #[arg(long)]
     pub cell: Option<String>,
+    /// One-layer Elman language models (--cell rnn-tanh or rnn-relu --layers 1): weight of the
+    /// gradient-decay regulariser (Pascanu et al. 2013), which penalises ‖dL/dh_{t−1}‖ shrinking
+    /// from ‖dL/dh_t‖ at every step; 0 turns it off.
+    #[arg(long, allow_negative_numbers = true)]
+    pub gradient_regulariser: Option<f64>,
     /// Stacked layers [default: 2].
     #[arg(long)]
     pub layers: Option<usize>,
@@ -254,6 +259,7 @@ pub struct TrainArgs {
         "class_weights", "patience", "folds", "overwrite", "attention", "input_feeding",
         "reverse_source", "encoder_layers", "teacher_forcing", "label_smoothing", "vocab", "max_tokens",
         "condition", "condition_mode", "on_divergence", "char_embed", "char_hidden", "word_dropout", "noise", "patch", "pretrain",
+        "model", "order", "context", "gradient_regulariser",
     ])]
     pub resume: Option<PathBuf>,
     /// When a batch's loss or gradient diverges (not finite, or above 10× the loss of uniform
@@ -276,6 +282,8 @@ pub struct TrainArgs {
 #[derive(Serialize, Deserialize)]
 struct RunFile {
     data: Option<PathBuf>,
+    #[serde(default)]
+    gradient_regulariser: f64,
     level: String,
     min_count: usize,
     budget: Budget,
@@ -442,6 +450,9 @@ impl<M> Observer<M> for Progressbar {
 
 pub fn run(a: TrainArgs) -> CliResult {
     recur::gemm::set_threads(a.threads);
+    if a.gradient_regulariser.unwrap_or(0.0) != 0.0 && (a.task.is_some() || a.condition.is_some()) {
+        bail!("--gradient-regulariser is for one-layer Elman language models here (and for `recur task`), not sequence models");
+    }
     if a.task.as_deref() == Some("seq2seq")
         || a.condition.is_some()
         || a.resume.as_ref().is_some_and(|d| crate::seq2seq::is_run(d))
@@ -476,7 +487,17 @@ pub fn run(a: TrainArgs) -> CliResult {
             }
             return run_lm::<WindowLm<f32>>(a, explicit_budget);
         }
-        "rnn" => {}
+        "rnn" => {
+            // Checked before any data is read (an --init-from model is
+            // checked once loaded).
+            let elman = matches!(a.cell.as_deref(), Some("rnn-tanh" | "rnn-relu"));
+            if a.gradient_regulariser.unwrap_or(0.0) != 0.0
+                && a.init_from.is_none()
+                && !(elman && a.layers == Some(1))
+            {
+                bail!("--gradient-regulariser: for one-layer Elman models: give --cell rnn-tanh (or rnn-relu) and --layers 1");
+            }
+        }
         other => bail!("--model: unknown model '{other}': expected rnn, window or ngram"),
     }
     match &a.resume {
@@ -503,6 +524,8 @@ pub trait TrainedLm: recur::train::Model<Batch = recur::data::LmBatch> + Sized {
     fn describe(&self) -> String;
     /// Sets the dropout probability (fine-tuning with --init-from).
     fn set_dropout(&mut self, p: f64) -> anyhow::Result<()>;
+    /// Sets the weight of the gradient-decay regulariser in training.
+    fn set_gradient_regulariser(&mut self, weight: f64) -> anyhow::Result<()>;
     /// `length` tokens after `prime`, sampled as `how` says.
     fn sample(
         &self,
@@ -542,6 +565,9 @@ impl TrainedLm for LanguageModel {
     fn set_dropout(&mut self, p: f64) -> anyhow::Result<()> {
         Ok(LanguageModel::set_dropout(self, p)?)
     }
+    fn set_gradient_regulariser(&mut self, weight: f64) -> anyhow::Result<()> {
+        LanguageModel::set_gradient_regulariser(self, weight).context("--gradient-regulariser")
+    }
     fn sample(
         &self,
         prime: &[u32],
@@ -578,6 +604,12 @@ impl TrainedLm for WindowLm<f32> {
     }
     fn set_dropout(&mut self, _: f64) -> anyhow::Result<()> {
         bail!("--dropout: the fixed-window model has no dropout")
+    }
+    fn set_gradient_regulariser(&mut self, weight: f64) -> anyhow::Result<()> {
+        if weight != 0.0 {
+            bail!("--gradient-regulariser: the fixed-window model has no recurrence to regularise");
+        }
+        Ok(())
     }
     fn sample(
         &self,
@@ -684,7 +716,8 @@ fn resume<M: TrainedLm>(
     let rf: RunFile =
         serde_json::from_str(&text).with_context(|| format!("{}", rf_path.display()))?;
     let lock = crate::runlock::lock(dir)?;
-    let (model, vocab) = M::load(&dir.join("last.safetensors"))?;
+    let (mut model, vocab) = M::load(&dir.join("last.safetensors"))?;
+    model.set_gradient_regulariser(rf.gradient_regulariser)?;
     let (tok, source) = load_data(rf.data.as_deref(), dir, vocab.level, Some(&vocab), 1)?;
     let rf = RunFile {
         budget: budget.unwrap_or(rf.budget),
@@ -759,11 +792,14 @@ fn start<M: TrainedLm>(a: &TrainArgs, budget: Option<Budget>) -> anyhow::Result<
                 (model, tok, source)
             }
         };
+        let mut model = model;
+        model.set_gradient_regulariser(a.gradient_regulariser.unwrap_or(0.0))?;
         let data = lm_data(tok, batch, seq_len, a.val_fraction, &source)?;
         cfg.total_steps = budget.total_steps(data.steps_per_epoch());
         let t = Trainer::new(model, data, cfg)?;
         let rf = RunFile {
             data: a.data.first().cloned(),
+            gradient_regulariser: a.gradient_regulariser.unwrap_or(0.0),
             level: level_name.to_string(),
             min_count: a.min_count,
             budget,
@@ -963,6 +999,9 @@ fn train_ngram(a: &TrainArgs) -> CliResult {
     }
     if a.order == 0 {
         bail!("--order: expected an order of at least 1, got 0");
+    }
+    if a.gradient_regulariser.unwrap_or(0.0) != 0.0 {
+        bail!("--gradient-regulariser: an n-gram model has no gradients");
     }
     let level_name = a.level.as_deref().unwrap_or("char");
     let level = Level::from_name(level_name)

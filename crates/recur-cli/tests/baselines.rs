@@ -178,6 +178,14 @@ fn baseline_options_are_checked_before_anything_is_written() {
         ("--model tree", "unknown model 'tree'"),
         ("--model ngram --order 0", "--order"),
         ("--model window --context 0 --steps 1", "K"),
+        ("--model window --gradient-regulariser 1", "no recurrence"),
+        ("--model ngram --gradient-regulariser 1", "no gradients"),
+        ("--gradient-regulariser 1", "--layers 1"),
+        ("--cell lstm --layers 1 --gradient-regulariser 1", "Elman"),
+        (
+            "--cell rnn-tanh --layers 1 --gradient-regulariser -1",
+            "0 or more",
+        ),
     ] {
         let err = fails_line(&format!(
             "train --data {} --out {} {line}",
@@ -188,5 +196,45 @@ fn baseline_options_are_checked_before_anything_is_written() {
     }
     assert!(!out.join("model.safetensors").exists());
     let err = fails_line(&format!("train --model ngram --resume {}", s(&out)));
-    assert!(err.contains("nothing") || err.contains("no run"), "{err}");
+    assert!(err.contains("--resume"), "{err}");
+}
+
+/// The regulariser as an option of `recur train` for one-layer Elman
+/// language models: it runs, shows in the run's settings, changes the
+/// training, and a resumed run keeps it.
+#[test]
+fn elman_language_model_trains_with_the_gradient_regulariser() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = corpus(dir.path());
+    let run = |name: &str, extra: &str| {
+        let out = dir.path().join(name);
+        ok_line(&format!(
+            "train --cell rnn-tanh --layers 1 --hidden 16 --embed 8 --batch 4 --seq-len 16 --steps 20 --eval-every 10 --sample-length 0 --data {} --out {} {extra}",
+            s(&data),
+            s(&out)
+        ));
+        out
+    };
+    let off = run("off", "");
+    let on = run("on", "--gradient-regulariser 2");
+    let last = |out: &Path| {
+        let m = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+        let v: serde_json::Value = serde_json::from_str(m.lines().last().unwrap()).unwrap();
+        v["train_loss"].as_f64().unwrap()
+    };
+    assert_ne!(last(&off), last(&on));
+    let rf: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(on.join("run.json")).unwrap()).unwrap();
+    assert_eq!(rf["gradient_regulariser"].as_f64(), Some(2.0));
+    ok(&[
+        "train",
+        "--resume",
+        s(&on),
+        "--steps",
+        "30",
+        "--sample-length",
+        "0",
+    ]);
+    let err = fails(&["train", "--resume", s(&on), "--gradient-regulariser", "1"]);
+    assert!(err.contains("--gradient-regulariser"), "{err}");
 }

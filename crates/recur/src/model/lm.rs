@@ -56,6 +56,9 @@ pub struct LanguageModel {
     train_ws: LmWorkspace,
     /// The evaluation workspace.
     eval_ws: LmWorkspace,
+    /// Weight of the gradient-decay regulariser in training (0: none); a
+    /// training setting, not part of the model.
+    decay: f64,
 }
 
 /// Buffers of one model for one (T, B), reused across calls, and the state
@@ -84,6 +87,8 @@ pub struct LmWorkspace {
     dropped: bool,
     /// `[L, B, H]` scratch for reordering the carried state (beam search).
     scratch: Vec<f32>,
+    /// `[T, B, H]` dL/dh_t held for the gradient-decay regulariser.
+    g: Vec<f32>,
 }
 
 impl LmWorkspace {
@@ -187,7 +192,29 @@ impl LanguageModel {
             decoder,
             train_ws: LmWorkspace::new(),
             eval_ws: LmWorkspace::new(),
+            decay: 0.0,
         })
+    }
+
+    /// Trains with the gradient-decay regulariser of Pascanu et al. 2013
+    /// at `weight` (0: none; see [`Rnn::decay_penalty`]): one-layer Elman
+    /// models only.
+    pub fn set_gradient_regulariser(&mut self, weight: f64) -> Result<()> {
+        if !(weight.is_finite() && weight >= 0.0) {
+            return Err(Error::Config(format!(
+                "the gradient-decay regulariser's weight must be 0 or more (got {weight})"
+            )));
+        }
+        let elman = matches!(self.config.cell, CellKind::RnnTanh | CellKind::RnnRelu);
+        if weight > 0.0 && !(elman && self.config.layers == 1) {
+            return Err(Error::Config(format!(
+                "the gradient-decay regulariser is for one-layer Elman models (rnn-tanh or rnn-relu), not {} layer(s) of {}",
+                self.config.layers,
+                self.config.cell.name()
+            )));
+        }
+        self.decay = weight;
+        Ok(())
     }
 
     /// The configuration.
@@ -350,8 +377,27 @@ impl LanguageModel {
         if ws.dropped {
             dropout_backward(&mut ws.d_out, &ws.out_mask);
         }
+        ws.rnn.record_state_grads(self.decay > 0.0);
         self.rnn
             .backward(&mut self.store, &mut ws.rnn, &ws.d_out, None, None)?;
+        self.encoder_backward(ws);
+        if self.decay > 0.0 {
+            // Ω with the task loss's dL/dh_t held, then its gradient by a
+            // second pass through the stack and the embedding.
+            ws.g.clear();
+            ws.g.extend_from_slice(ws.rnn.state_grads(0, 0));
+            self.rnn
+                .decay_penalty(&mut self.store, &ws.rnn, &ws.g, self.decay, &mut ws.d_out)?;
+            self.rnn
+                .backward(&mut self.store, &mut ws.rnn, &ws.d_out, None, None)?;
+            self.encoder_backward(ws);
+        }
+        Ok(loss)
+    }
+
+    /// Adds the embedding's gradient from the stack's dL/dx (through the
+    /// embedding dropout's mask).
+    fn encoder_backward(&mut self, ws: &mut LmWorkspace) {
         let dx = ws.rnn.dx();
         if ws.dropped {
             // d_emb = dx ⊙ mask, reusing the embedding buffer.
@@ -362,7 +408,6 @@ impl LanguageModel {
         } else {
             self.encoder.backward(&mut self.store, &ws.ids, dx);
         }
-        Ok(loss)
     }
 }
 
