@@ -22,13 +22,13 @@ use pyo3::types::PyDict;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use recur::checkpoint::{self, load_lm, load_seq, load_seq2seq};
+use recur::checkpoint::{self, load_seq, load_seq2seq};
 use recur::data::read::{words, TsData, TsSeries, TsTarget};
 use recur::data::{tokenize, Vocab};
-use recur::model::lm::{LanguageModel, LmWorkspace};
+use recur::model::any::AnyLm;
 use recur::model::seq::{SeqModel, SeqTask};
 use recur::model::seq2seq::Seq2Seq;
-use recur::sample::{default_start, generate, Decoding};
+use recur::sample::{default_start, Decoding};
 use recur::{CellKind, Float, ParamStore, Rnn, RnnConfig, RnnInput, RnnWorkspace};
 use recur_cli::seqdata::{token_items, Items};
 use recur_cli::train::{set_hook, HookEvent};
@@ -591,7 +591,7 @@ fn bleu(hypotheses: Vec<String>, references: Vec<String>) -> PyResult<f64> {
 
 /// What a model file holds.
 enum Loaded {
-    Lm(Box<LanguageModel>, Vocab),
+    Lm(Box<AnyLm>, Vocab),
     Seq(Box<SeqModel<f32>>),
     Seq2Seq(Box<Seq2Seq<f32>>),
 }
@@ -603,7 +603,7 @@ pub struct Model {
 }
 
 impl Model {
-    fn lm(&self) -> PyResult<(&LanguageModel, &Vocab)> {
+    fn lm(&self) -> PyResult<(&AnyLm, &Vocab)> {
         match &self.inner {
             Loaded::Lm(m, v) => Ok((m, v)),
             _ => Err(value_err(format!(
@@ -644,8 +644,10 @@ impl Model {
         py.detach(|| -> anyhow::Result<Model> {
             let format = checkpoint::file_format(&path)?;
             let inner = match format.as_str() {
-                checkpoint::MODEL_FORMAT => {
-                    let (m, v) = load_lm(&path)?;
+                checkpoint::MODEL_FORMAT
+                | recur::model::window::WINDOW_FORMAT
+                | recur::model::ngram::NGRAM_FORMAT => {
+                    let (m, v) = AnyLm::load(&path)?;
                     Loaded::Lm(Box::new(m), v)
                 }
                 recur::model::seq::SEQ_FORMAT => Loaded::Seq(Box::new(load_seq(&path)?)),
@@ -726,7 +728,7 @@ impl Model {
         let out = py
             .detach(|| {
                 let mut rng = ChaCha8Rng::seed_from_u64(seed);
-                generate(model, &ids, length, how, &mut rng, &mut |_| {})
+                model.generate_with(&ids, length, how, &mut rng, &mut |_, _| true)
             })
             .map_err(lib_err)?;
         Ok(vocab.decode(&out))
@@ -738,10 +740,7 @@ impl Model {
         let ids = vocab
             .encode(&tokenize(text, vocab.level), "the text")
             .map_err(lib_err)?;
-        let s = py
-            .detach(|| model.eval_stream(&mut LmWorkspace::new(), &ids, 256))
-            .map_err(lib_err)?;
-        Ok((s.mean_cross_entropy, s.predictions))
+        py.detach(|| model.cross_entropy(&ids)).map_err(lib_err)
     }
 
     /// Classifier or regressor on texts: `[O]` outputs per text (logits
@@ -864,7 +863,12 @@ impl Model {
         ));
         std::fs::create_dir_all(&dir).map_err(|e| py_err(e.into()))?;
         let written = match &self.inner {
-            Loaded::Lm(m, v) => checkpoint::export_torch_lm(&dir, m, v),
+            Loaded::Lm(m, v) => match m.as_ref() {
+                AnyLm::Rnn(m) => checkpoint::export_torch_lm(&dir, m, v),
+                _ => Err(recur::Error::Config(
+                    "only the recurrent language model has a PyTorch counterpart".into(),
+                )),
+            },
             Loaded::Seq(m) => checkpoint::export_torch_seq(&dir, m),
             Loaded::Seq2Seq(m) => checkpoint::export_torch_seq2seq(&dir, m),
         };

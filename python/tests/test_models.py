@@ -1,5 +1,6 @@
 """Training, saving and loading every model kind, and their errors."""
 
+import math
 import os
 import random
 
@@ -208,3 +209,20 @@ def test_data_errors_name_the_example():
     clf = recur.Classifier(**FAST, steps=2).fit(*sentiment(40, 9))
     with pytest.raises(ValueError, match=r"X\[1\]: the text has no words"):
         clf.predict(["good", ""])
+
+
+def test_baseline_language_models_fit_generate_and_evaluate(tmp_path):
+    text = "the cat sat on the mat. the dog sat on the log. " * 40
+    ngram = recur.LanguageModel(model="ngram", order=4).fit(text)
+    ev = ngram.evaluate(text[:300])
+    assert 0 < ev["loss"] < math.log(20)
+    assert ngram.generate("the ", 25, seed=3) == ngram.generate("the ", 25, seed=3)
+    path = tmp_path / "ng.safetensors"
+    ngram.save(path)
+    back = recur.load(path)
+    assert back.evaluate(text[:300])["loss"] == ev["loss"]
+    with pytest.raises(ValueError, match="PyTorch counterpart"):
+        back.to_torch_state_dict()
+    window = recur.LanguageModel(model="window", context=6, hidden=16, embed=8, steps=40, batch=4, seq_len=16, lr=0.01).fit(text)
+    assert window.score(text[:300]) > -math.log(20)
+    assert len(window.generate("the ", 20, seed=1)) == 20

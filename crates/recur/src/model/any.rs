@@ -51,6 +51,15 @@ impl AnyLm {
         }
     }
 
+    /// Trainable parameters; for the n-gram model, its stored n-grams.
+    pub fn num_params(&self) -> usize {
+        match self {
+            AnyLm::Rnn(m) => m.num_params(),
+            AnyLm::Window(m) => m.store.len(),
+            AnyLm::Ngram(m) => m.num_ngrams(),
+        }
+    }
+
     /// Mean cross-entropy in nats of predicting tokens 1.. of `ids` from
     /// the tokens before them, as one stream, and the number of predictions.
     pub fn cross_entropy(&self, ids: &[u32]) -> Result<(f64, usize)> {
