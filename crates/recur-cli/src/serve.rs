@@ -29,12 +29,14 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 
-use recur::checkpoint::{file_format, load_lm, load_seq, load_seq2seq, MODEL_FORMAT};
+use recur::checkpoint::{file_format, load_seq, load_seq2seq, MODEL_FORMAT};
 use recur::data::{tokenize, Level, Vocab, EOS};
-use recur::model::lm::LanguageModel;
+use recur::model::any::AnyLm;
+use recur::model::ngram::NGRAM_FORMAT;
 use recur::model::seq::{SeqModel, SeqTask, SEQ_FORMAT};
 use recur::model::seq2seq::{Seq2Seq, SEQ2SEQ_FORMAT};
-use recur::sample::{default_start, generate_with, Decoding};
+use recur::model::window::WINDOW_FORMAT;
+use recur::sample::{default_start, Decoding};
 
 use crate::seqdata::token_items;
 use crate::CliResult;
@@ -73,7 +75,7 @@ pub struct ServeArgs {
 /// What a served model is.
 enum Kind {
     Lm {
-        model: LanguageModel,
+        model: AnyLm,
         vocab: Vocab,
     },
     /// The model keeps its workspace, so requests take turns.
@@ -247,7 +249,7 @@ impl App {
     }
 
     /// A language model the request named (its name already resolved).
-    fn lm(&self, name: &str) -> ApiResult<(&LanguageModel, &Vocab)> {
+    fn lm(&self, name: &str) -> ApiResult<(&AnyLm, &Vocab)> {
         match &self.model(Some(name), &["language-model"])?.kind {
             Kind::Lm { model, vocab } => Ok((model, vocab)),
             _ => unreachable!("checked by kind"),
@@ -431,14 +433,15 @@ async fn generate(State(app): State<Shared>, body: Bytes) -> ApiResult<Response>
         let mut text = String::new();
         let deadline = Instant::now() + app.limits.timeout;
         let mut timed_out = false;
-        generate_with(model, &p.ids, p.length, p.how, &mut rng, &mut |id, prob| {
-            let t = token_text(vocab, id, text.is_empty() || text.ends_with('\n'));
-            text.push_str(&t);
-            tokens.push(json!({"text": t, "p": prob}));
-            timed_out = Instant::now() >= deadline;
-            !timed_out
-        })
-        .map_err(|e| lib_err("prime", e))?;
+        model
+            .generate_with(&p.ids, p.length, p.how, &mut rng, &mut |id, prob| {
+                let t = token_text(vocab, id, text.is_empty() || text.ends_with('\n'));
+                text.push_str(&t);
+                tokens.push(json!({"text": t, "p": prob}));
+                timed_out = Instant::now() >= deadline;
+                !timed_out
+            })
+            .map_err(|e| lib_err("prime", e))?;
         if timed_out {
             return Err(timeout_err(app));
         }
@@ -466,7 +469,7 @@ async fn stream_generate(app: Shared, name: String, p: Prepared) -> ApiResult<Re
         let mut n = 0u64;
         let deadline = Instant::now() + a.limits.timeout;
         let mut timed_out = false;
-        let r = generate_with(model, &p.ids, p.length, p.how, &mut rng, &mut |id, prob| {
+        let r = model.generate_with(&p.ids, p.length, p.how, &mut rng, &mut |id, prob| {
             let t = token_text(vocab, id, text.is_empty() || text.ends_with('\n'));
             text.push_str(&t);
             n += 1;
@@ -525,12 +528,9 @@ async fn score(State(app): State<Shared>, body: Bytes) -> ApiResult<Json<Value>>
             .map_err(|e| lib_err("text", e))?;
         app.check_length("text", ids.len())?;
         range("text", ids.len() >= 2, "a text of at least 2 tokens")?;
-        let s = model
-            .eval_stream(&mut recur::model::lm::LmWorkspace::new(), &ids, 256)
-            .map_err(|e| lib_err("text", e))?;
-        let l = s.mean_cross_entropy;
+        let (l, predictions) = model.cross_entropy(&ids).map_err(|e| lib_err("text", e))?;
         Ok(json!({"model": name, "loss": l, "perplexity": l.exp(),
-                  "bits_per_token": l / std::f64::consts::LN_2, "predictions": s.predictions}))
+                  "bits_per_token": l / std::f64::consts::LN_2, "predictions": predictions}))
     })
     .await?;
     Ok(Json(out))
@@ -778,6 +778,12 @@ async fn inspect(State(app): State<Shared>, body: Bytes) -> ApiResult<Json<Value
         .clone();
     let out = work(&app, move |app| {
         let (model, vocab) = app.lm(&name)?;
+        let AnyLm::Rnn(model) = model else {
+            return Err(ApiError::field(
+                "model",
+                "inspect reads the hidden states of a recurrent language model; this one has none",
+            ));
+        };
         let c = model.config();
         let (l, h) = (c.layers, c.hidden);
         let lstm = c.cell == recur::CellKind::Lstm;
@@ -871,12 +877,26 @@ async fn list_models(State(app): State<Shared>) -> Json<Value> {
             let mut v = json!({"name": m.name, "kind": m.kind_name(), "parameters": m.params});
             match &m.kind {
                 Kind::Lm { model, vocab } => {
-                    let c = model.config();
                     v["level"] = json!(vocab.level.name());
                     v["vocab"] = json!(vocab.len());
-                    v["cell"] = json!(c.cell.name());
-                    v["layers"] = json!(c.layers);
-                    v["hidden"] = json!(c.hidden);
+                    match model {
+                        AnyLm::Rnn(m) => {
+                            let c = m.config();
+                            v["model"] = json!("rnn");
+                            v["cell"] = json!(c.cell.name());
+                            v["layers"] = json!(c.layers);
+                            v["hidden"] = json!(c.hidden);
+                        }
+                        AnyLm::Window(m) => {
+                            v["model"] = json!("window");
+                            v["context"] = json!(m.config().context);
+                            v["hidden"] = json!(m.config().hidden);
+                        }
+                        AnyLm::Ngram(m) => {
+                            v["model"] = json!("ngram");
+                            v["order"] = json!(m.config().order);
+                        }
+                    }
                 }
                 Kind::Seq(s) => {
                     v["labels"] = json!(lock(s).meta.labels);
@@ -1058,8 +1078,8 @@ fn load(spec: &str) -> anyhow::Result<Served> {
     let ctx = || format!("--model {}", path.display());
     let format = file_format(&path).with_context(ctx)?;
     let (kind, params) = match format.as_str() {
-        MODEL_FORMAT => {
-            let (model, vocab) = load_lm(&path).with_context(ctx)?;
+        MODEL_FORMAT | WINDOW_FORMAT | NGRAM_FORMAT => {
+            let (model, vocab) = AnyLm::load(&path).with_context(ctx)?;
             let n = model.num_params();
             (Kind::Lm { model, vocab }, n)
         }

@@ -79,6 +79,13 @@ fn models() -> &'static [(String, PathBuf)] {
                         s(&d.join("p.tsv"))
                     ),
                 ),
+                (
+                    "ng",
+                    format!(
+                        "--model ngram --order 4 --data {} --sample-length 0",
+                        s(&d.join("lm.txt"))
+                    ),
+                ),
             ];
             let mut out = Vec::new();
             for (name, args) in runs {
@@ -176,7 +183,16 @@ fn every_endpoint_answers() {
         .iter()
         .map(|m| m["kind"].as_str().unwrap())
         .collect();
-    assert_eq!(kinds, ["language-model", "classifier", "tagger", "seq2seq"]);
+    assert_eq!(
+        kinds,
+        [
+            "language-model",
+            "classifier",
+            "tagger",
+            "seq2seq",
+            "language-model"
+        ]
+    );
 
     let (c, g) = srv.post(
         "/v1/generate",
@@ -300,6 +316,46 @@ fn every_endpoint_answers() {
         "{metrics}"
     );
     assert!(metrics.contains(r#"recur_request_duration_seconds_count{route="/v1/translate"} 1"#));
+}
+
+#[test]
+fn an_ngram_model_is_served_as_a_language_model() {
+    let srv = Server::start(&[]);
+    let (_, body) = srv.get("/v1/models");
+    let m: Value = serde_json::from_str(&body).unwrap();
+    let ng = m["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "ng")
+        .unwrap()
+        .clone();
+    assert_eq!(ng["model"], "ngram");
+    assert_eq!(ng["order"], 4);
+    let (c, g) = srv.post(
+        "/v1/generate",
+        r#"{"model": "ng", "prime": "the ", "length": 20, "seed": 3}"#,
+    );
+    assert_eq!(c, 200, "{g}");
+    assert_eq!(g["tokens"].as_array().unwrap().len(), 20);
+    let (c, sc) = srv.post(
+        "/v1/score",
+        r#"{"model": "ng", "text": "the cat sat on the mat"}"#,
+    );
+    assert_eq!(c, 200, "{sc}");
+    let loss = sc["loss"].as_f64().unwrap();
+    assert!(loss > 0.0 && loss < 20f64.ln(), "{sc}");
+    let (c, e) = srv.post(
+        "/v1/inspect",
+        r#"{"model": "ng", "text": "the cat", "unit": 0}"#,
+    );
+    assert_eq!(c, 422, "{e}");
+    assert!(e.to_string().contains("recurrent"), "{e}");
+    let (c, e) = srv.post(
+        "/v1/generate",
+        r#"{"model": "ng", "prime": "the ", "length": 5, "beam": 2}"#,
+    );
+    assert!((400..500).contains(&c), "{c} {e}");
 }
 
 #[test]
