@@ -16,8 +16,20 @@ fn corpus(dir: &Path) -> PathBuf {
     p
 }
 
-fn json(out: &str) -> serde_json::Value {
-    serde_json::from_str(out.trim()).unwrap()
+/// `recur eval --json`'s (mean cross-entropy, predictions).
+fn eval_json(model: &Path, data: &Path) -> (f64, usize) {
+    let out = ok(&["eval", "--model", s(model), "--data", s(data), "--json"]);
+    let e: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    (
+        e["mean_cross_entropy"].as_f64().unwrap(),
+        e["predictions"].as_u64().unwrap() as usize,
+    )
+}
+
+/// The file's tokens under `vocab`.
+fn ids_of(vocab: &recur::data::Vocab, data: &Path) -> Vec<u32> {
+    let raw = std::fs::read_to_string(data).unwrap();
+    vocab.encode(&tokenize(&raw, vocab.level), "tiny").unwrap()
 }
 
 #[test]
@@ -40,8 +52,7 @@ fn ngram_trains_evaluates_and_generates() {
 
     // The file holds the fit of the training part, under its vocabulary.
     let (loaded, vocab) = recur::checkpoint::load_ngram(&model).unwrap();
-    let raw = std::fs::read_to_string(&data).unwrap();
-    let ids = vocab.encode(&tokenize(&raw, vocab.level), "tiny").unwrap();
+    let ids = ids_of(&vocab, &data);
     let (train, _) = split_train_val(&ids, 0.25);
     let fit = Ngram::fit(
         NgramConfig {
@@ -54,18 +65,10 @@ fn ngram_trains_evaluates_and_generates() {
     assert_eq!(loaded.to_bytes(), fit.to_bytes());
 
     // `recur eval` gives the model's own cross-entropy of the file.
-    let e = json(&ok(&[
-        "eval",
-        "--model",
-        s(&model),
-        "--data",
-        s(&data),
-        "--json",
-    ]));
+    let (got, predictions) = eval_json(&model, &data);
     let (want, n) = fit.cross_entropy(&ids).unwrap();
-    let got = e["mean_cross_entropy"].as_f64().unwrap();
     assert!((got - want).abs() < 1e-12, "{got} vs {want}");
-    assert_eq!(e["predictions"].as_u64().unwrap() as usize, n);
+    assert_eq!(predictions, n);
 
     // Generation: repeatable by seed; greedy runs; beam search is refused.
     let gen = |seed: &str| {
@@ -140,19 +143,9 @@ fn window_model_trains_resumes_evaluates_and_generates() {
     // It learned: well under the uniform loss ln V.
     let model = out.join("model.safetensors");
     let (m, vocab) = recur::checkpoint::load_window(&model).unwrap();
-    let e = json(&ok(&[
-        "eval",
-        "--model",
-        s(&model),
-        "--data",
-        s(&data),
-        "--json",
-    ]));
-    let got = e["mean_cross_entropy"].as_f64().unwrap();
+    let (got, _) = eval_json(&model, &data);
     assert!(got < 0.6 * (vocab.len() as f64).ln(), "loss {got}");
-    let raw = std::fs::read_to_string(&data).unwrap();
-    let ids = vocab.encode(&tokenize(&raw, vocab.level), "tiny").unwrap();
-    let (want, _) = m.cross_entropy(&ids).unwrap();
+    let (want, _) = m.cross_entropy(&ids_of(&vocab, &data)).unwrap();
     assert!((got - want).abs() < 1e-9, "{got} vs {want}");
     let gen = |seed: &str| {
         ok(&[
