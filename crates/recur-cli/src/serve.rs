@@ -73,6 +73,7 @@ pub struct ServeArgs {
 }
 
 /// What a served model is.
+#[allow(clippy::large_enum_variant)] // one per served model, never moved
 enum Kind {
     Lm {
         model: AnyLm,

@@ -120,7 +120,12 @@ impl PhasedLstm {
     /// Registers the tensors in `scope` (all zero; see [`PhasedLstm::init`]).
     pub fn new<T: Float>(mut scope: Scope<'_, T>, config: PhasedConfig) -> Result<PhasedLstm> {
         let (i, h) = (config.input, config.hidden);
-        if i == 0 || h == 0 || !(config.r_on > 0.0 && config.r_on <= 1.0) || !(config.leak >= 0.0) {
+        if i == 0
+            || h == 0
+            || !(config.r_on > 0.0 && config.r_on <= 1.0)
+            || config.leak.is_nan()
+            || config.leak < 0.0
+        {
             return Err(Error::Config(format!(
                 "a phased LSTM needs I, H ≥ 1, r_on in (0, 1] and a leak ≥ 0 (got {i}, {h}, {}, {})",
                 config.r_on, config.leak
@@ -372,14 +377,14 @@ impl PhasedLstm {
         let db = &mut grads[self.bias.range()];
         for r in ws.d_gates.chunks_exact(g4) {
             for (d, &v) in db.iter_mut().zip(r) {
-                *d = *d + v;
+                *d += v;
             }
         }
         for j in 0..h {
             let a = self.log_period.offset + j;
-            grads[a] = grads[a] + T::from_f64(d_log_period[j]);
+            grads[a] += T::from_f64(d_log_period[j]);
             let a = self.shift.offset + j;
-            grads[a] = grads[a] + T::from_f64(d_shift[j]);
+            grads[a] += T::from_f64(d_shift[j]);
         }
         ws.dx.resize(rows * ni, T::ZERO);
         gemm_nn(rows, ni, g4, &ws.d_gates, g4, w_ih, &mut ws.dx, ni, false);

@@ -14,6 +14,9 @@ use crate::model::window::{WindowLm, WINDOW_FORMAT};
 use crate::sample::{generate_with, sample_loop, Decoding};
 
 /// A language model of any kind recur trains.
+// Loaded once per file and never moved in a loop: the variants' sizes do
+// not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum AnyLm {
     /// The recurrent language model.
     Rnn(LanguageModel),

@@ -133,7 +133,7 @@ impl Rnn {
         }
         let scale = T::from_f64(weight / count as f64);
         for x in &mut v {
-            *x = *x * scale;
+            *x *= scale;
         }
         // ∂Ω/∂W_hh[i][j] = Σ_r a_r[i] u_r[j]; ∂Ω/∂a = u · W_hhᵀ.
         gemm_tn(h, h, rows, &a, h, &v, &mut store.grads[w.clone()]);
