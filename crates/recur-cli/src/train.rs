@@ -777,7 +777,7 @@ fn start<M: TrainedLm>(a: &TrainArgs, budget: Option<Budget>) -> anyhow::Result<
     let lock = crate::runlock::claim(&a.out)?;
     let started = (|| -> anyhow::Result<_> {
         let data_path = a.data.first().map(PathBuf::as_path);
-        let (model, tok, source) = match &a.init_from {
+        let (mut model, tok, source) = match &a.init_from {
             Some(m) => {
                 let (mut model, vocab) = M::load(m)?;
                 if let Some(p) = a.dropout {
@@ -792,7 +792,6 @@ fn start<M: TrainedLm>(a: &TrainArgs, budget: Option<Budget>) -> anyhow::Result<
                 (model, tok, source)
             }
         };
-        let mut model = model;
         model.set_gradient_regulariser(a.gradient_regulariser.unwrap_or(0.0))?;
         let data = lm_data(tok, batch, seq_len, a.val_fraction, &source)?;
         cfg.total_steps = budget.total_steps(data.steps_per_epoch());

@@ -359,8 +359,17 @@ impl WindowLm<f32> {
         emit: &mut dyn FnMut(u32, f64) -> bool,
     ) -> Result<Vec<u32>> {
         let v = self.config.vocab_size;
+        let mut ws = WindowWs::new();
         sample_loop(v, prime, length, how, rng, emit, &mut |h, out| {
-            out.copy_from_slice(&self.next_logits(h)?);
+            // The prime runs once; after it, the workspace's history holds
+            // the window and each step feeds one token.
+            let fed = if h.len() == prime.len() {
+                prime
+            } else {
+                &h[h.len() - 1..]
+            };
+            self.forward(&mut ws, fed, fed.len(), 1)?;
+            out.copy_from_slice(&ws.logits[(fed.len() - 1) * v..]);
             Ok(())
         })
     }

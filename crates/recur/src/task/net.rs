@@ -152,19 +152,13 @@ impl Net {
                 rnn, ws, out, z, ..
             } => {
                 rnn.forward(store, ws, RnnInput::new(&bt.x, bt.steps, bt.batch), None)?;
-                let rows = bt.steps * bt.batch;
-                z.resize(rows * out.output(), 0.0);
-                out.forward(store, ws.output(), rows, z);
-                Ok(z)
+                Ok(readout_forward(out, store, ws.output(), z))
             }
             NetKind::Phased {
                 layer, ws, out, z, ..
             } => {
                 layer.forward(store, ws, &bt.x, &bt.times, bt.steps, bt.batch)?;
-                let rows = bt.steps * bt.batch;
-                z.resize(rows * out.output(), 0.0);
-                out.forward(store, ws.output(), rows, z);
-                Ok(z)
+                Ok(readout_forward(out, store, ws.output(), z))
             }
         }
     }
@@ -176,17 +170,13 @@ impl Net {
             NetKind::Layer {
                 rnn, ws, out, dy, ..
             } => {
-                let rows = dz.len() / out.output();
-                dy.resize(rows * out.input(), 0.0);
-                out.backward(store, ws.output(), dz, rows, Some(dy));
+                readout_backward(out, store, ws.output(), dz, dy);
                 rnn.backward(store, ws, dy, None, None)
             }
             NetKind::Phased {
                 layer, ws, out, dy, ..
             } => {
-                let rows = dz.len() / out.output();
-                dy.resize(rows * out.input(), 0.0);
-                out.backward(store, ws.output(), dz, rows, Some(dy));
+                readout_backward(out, store, ws.output(), dz, dy);
                 layer.backward(store, ws, dy)
             }
         }
@@ -210,6 +200,33 @@ impl Net {
             }
         }
     }
+}
+
+/// The per-step readout of a layer's outputs `y` `[T·B, H]`: logits `z`
+/// `[T·B, O]`.
+fn readout_forward<'z>(
+    out: &Linear,
+    store: &ParamStore<f32>,
+    y: &[f32],
+    z: &'z mut Vec<f32>,
+) -> &'z [f32] {
+    let rows = y.len() / out.input();
+    z.resize(rows * out.output(), 0.0);
+    out.forward(store, y, rows, z);
+    z
+}
+
+/// The readout's backward: its gradients into the store, dL/dy into `dy`.
+fn readout_backward(
+    out: &Linear,
+    store: &mut ParamStore<f32>,
+    y: &[f32],
+    dz: &[f32],
+    dy: &mut Vec<f32>,
+) {
+    let rows = dz.len() / out.output();
+    dy.resize(rows * out.input(), 0.0);
+    out.backward(store, y, dz, rows, Some(dy));
 }
 
 /// The readout as torch.nn.Linear: U(−1/√H, 1/√H).
