@@ -33,6 +33,10 @@ pub struct BenchArgs {
     /// Print one JSON object per config.
     #[arg(long)]
     json: bool,
+    /// Precision of inference and generation (training runs in f32), as the PyTorch
+    /// baseline's --precision: its int8 is quantize_dynamic, its bf16 autocast.
+    #[command(flatten)]
+    precision: crate::PrecisionArg,
 }
 
 /// (name, cell, vocab, embed, hidden, layers, batch, seq), as pytorch_baseline.py.
@@ -61,6 +65,7 @@ pub fn run_args(a: BenchArgs) -> anyhow::Result<()> {
         return run(cmd);
     }
     set_threads(a.threads);
+    let precision = a.precision.get()?;
     for name in &a.configs {
         if !CONFIGS.iter().any(|c| c.0 == name) {
             let names: Vec<&str> = CONFIGS.iter().map(|c| c.0).collect();
@@ -107,7 +112,9 @@ pub fn run_args(a: BenchArgs) -> anyhow::Result<()> {
             train_step();
         }
         let t_train = median((0..a.steps).map(|_| timed(&mut train_step)).collect());
-        let model = &trainer.model;
+        let mut packed = trainer.model.clone();
+        packed.set_precision(precision)?;
+        let model = &packed;
         let x = &trainer.data.0.inputs;
         let mut iws = LmWorkspace::new();
         let mut infer = || {
@@ -139,7 +146,7 @@ pub fn run_args(a: BenchArgs) -> anyhow::Result<()> {
         if a.json {
             let o = serde_json::json!({
                 "name": name, "cell": cell, "vocab": v, "embed": e, "hidden": h, "layers": l, "batch": b, "seq": t,
-                "threads": threads(), "train_tok_s": train_tok_s, "infer_tok_s": infer_tok_s, "gen_tok_s": gen_tok_s,
+                "threads": threads(), "precision": precision.name(), "train_tok_s": train_tok_s, "infer_tok_s": infer_tok_s, "gen_tok_s": gen_tok_s,
                 "train_gflops": train_gflops, "train_step_ms": t_train * 1e3,
             });
             println!("{o}");

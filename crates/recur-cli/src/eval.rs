@@ -25,17 +25,23 @@ pub struct EvalArgs {
     seq: crate::seq::SeqEvalArgs,
     #[command(flatten)]
     decode: crate::seq2seq::DecodeArgs,
+    #[command(flatten)]
+    precision: crate::PrecisionArg,
 }
 
 pub fn run(a: EvalArgs) -> CliResult {
+    let precision = a.precision.get()?;
     let format = recur::checkpoint::file_format(&a.model)?;
     if format == recur::model::seq::SEQ_FORMAT {
-        return crate::seq::eval(&a.model, &a.data, a.json, &a.seq);
+        return crate::seq::eval(&a.model, &a.data, a.json, &a.seq, precision);
     }
     if format == recur::model::seq2seq::SEQ2SEQ_FORMAT {
-        return crate::seq2seq::eval(&a.model, &a.data, a.json, &a.decode);
+        return crate::seq2seq::eval(&a.model, &a.data, a.json, &a.decode, precision);
     }
-    let (model, vocab) = AnyLm::load(&a.model)?;
+    let (mut model, vocab) = AnyLm::load(&a.model)?;
+    model
+        .set_precision(precision)
+        .map_err(|e| anyhow::anyhow!("--precision: {e}"))?;
     let text = read_text(&a.data)?;
     let ids = vocab.encode(&tokenize(&text, vocab.level), &a.data.display().to_string())?;
     if ids.len() < 2 {

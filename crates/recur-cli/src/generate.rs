@@ -47,9 +47,12 @@ pub struct GenerateArgs {
     /// A conditioned model: sequences to write, one per line.
     #[arg(long, default_value_t = 1)]
     count: usize,
+    #[command(flatten)]
+    precision: crate::PrecisionArg,
 }
 
 pub fn run(a: GenerateArgs) -> CliResult {
+    let precision = a.precision.get()?;
     if recur::checkpoint::file_format(&a.model)? == recur::model::seq2seq::SEQ2SEQ_FORMAT {
         use recur::model::seq2seq::Search;
         if a.prime.is_some() {
@@ -77,6 +80,7 @@ pub fn run(a: GenerateArgs) -> CliResult {
             a.length,
             search,
             nbest,
+            precision,
         );
     }
     if a.condition.is_some() {
@@ -85,7 +89,10 @@ pub fn run(a: GenerateArgs) -> CliResult {
             a.model.display()
         );
     }
-    let (model, vocab) = AnyLm::load(&a.model)?;
+    let (mut model, vocab) = AnyLm::load(&a.model)?;
+    model
+        .set_precision(precision)
+        .map_err(|e| anyhow::anyhow!("--precision: {e}"))?;
     let prime = match &a.prime {
         Some(p) if !p.is_empty() => vocab.encode(&tokenize(p, vocab.level), "--prime")?,
         _ => vec![default_start(&vocab)],

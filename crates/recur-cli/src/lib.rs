@@ -77,6 +77,39 @@ pub enum Command {
 /// Every failure reaches the user as one message (with its context) and exit code 2.
 pub type CliResult = anyhow::Result<()>;
 
+/// `--precision`, shared by the commands that run a trained model.
+#[derive(clap::Args, Clone, Debug)]
+pub struct PrecisionArg {
+    /// Number format of the weight products: f32 (exact), bf16, or int8 (a scale per output
+    /// channel, activations quantised per row). bf16 and int8 run faster where the CPU has
+    /// AVX512-BF16 / AVX512-VNNI and change results slightly (docs/performance.md).
+    #[arg(long, default_value = "f32", value_name = "f32|bf16|int8")]
+    pub precision: String,
+}
+
+impl PrecisionArg {
+    /// The precision asked for; where this CPU lacks its instruction, says
+    /// once on stderr that the portable path runs it.
+    pub fn get(&self) -> anyhow::Result<recur::quant::Precision> {
+        use recur::quant::{native, Precision};
+        let p = Precision::from_name(&self.precision).map_err(|_| {
+            anyhow::anyhow!(
+                "--precision: expected f32, bf16 or int8, got '{}'",
+                self.precision
+            )
+        })?;
+        if !native(p) {
+            let isa = if p == Precision::Bf16 {
+                "AVX512-BF16"
+            } else {
+                "AVX512-VNNI"
+            };
+            eprintln!("note: this CPU lacks {isa}; {p} products run on the portable path (same results, slower than f32)");
+        }
+        Ok(p)
+    }
+}
+
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> CliResult {
     match cli.command {

@@ -19,8 +19,11 @@ pub struct PredictArgs {
     out: Option<PathBuf>,
     #[command(flatten)]
     seq: crate::seq::SeqEvalArgs,
+    #[command(flatten)]
+    precision: crate::PrecisionArg,
 }
 
 pub fn run(a: PredictArgs) -> CliResult {
-    crate::seq::predict(&a.model, &a.data, a.out.as_deref(), &a.seq)
+    let precision = a.precision.get()?;
+    crate::seq::predict(&a.model, &a.data, a.out.as_deref(), &a.seq, precision)
 }

@@ -1,6 +1,7 @@
 //! `recur train --task classify|tag|regress`, K-fold cross-validation, and
 //! `eval` and `predict` for the sequence models.
 
+use recur::quant::Precision;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
@@ -836,8 +837,15 @@ fn check_features(model: &SeqModel<f32>, ex: &[SeqExample], source: &str) -> any
 }
 
 /// `recur eval` of a sequence model.
-pub fn eval(model_path: &Path, data: &Path, json: bool, opts: &SeqEvalArgs) -> CliResult {
+pub fn eval(
+    model_path: &Path,
+    data: &Path,
+    json: bool,
+    opts: &SeqEvalArgs,
+    precision: Precision,
+) -> CliResult {
     let mut model = load_seq(model_path)?;
+    model.set_precision(precision).context("--precision")?;
     let (rs, items) = model_items(&model, data, opts.holdout, true)?;
     let task = model.config().task;
     let (ex, pred) = run_model(&mut model, &items, true, &rs)?;
@@ -1023,8 +1031,10 @@ pub fn predict(
     data: &Path,
     out: Option<&Path>,
     opts: &SeqEvalArgs,
+    precision: Precision,
 ) -> CliResult {
     let mut model = load_seq(model_path)?;
+    model.set_precision(precision).context("--precision")?;
     let (rs, items) = model_items(&model, data, opts.holdout, false)?;
     let task = model.config().task;
     let (_, pred) = run_model(&mut model, &items, false, &rs)?;

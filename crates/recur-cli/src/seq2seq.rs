@@ -1,6 +1,7 @@
 //! Sequence to sequence: `recur train --task seq2seq`, `recur translate`,
 //! `recur eval` of an encoder–decoder, and `recur bleu`.
 
+use recur::quant::Precision;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
@@ -912,11 +913,15 @@ pub struct TranslateArgs {
     /// One JSON object per source: its n-best list with scores (and attention).
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    precision: crate::PrecisionArg,
 }
 
 /// `recur translate`.
 pub fn translate(a: TranslateArgs) -> CliResult {
-    let model = load_seq2seq(&a.model)?;
+    let precision = a.precision.get()?;
+    let mut model = load_seq2seq(&a.model)?;
+    model.set_precision(precision).context("--precision")?;
     let how = a.decode.decode()?;
     let (lines, name) = match &a.input {
         Some(p) => (
@@ -1001,8 +1006,15 @@ pub fn translate(a: TranslateArgs) -> CliResult {
 
 /// `recur eval` of an encoder–decoder on pairs: BLEU, chrF, exact match
 /// and the teacher-forced loss.
-pub fn eval(model_path: &Path, data: &Path, json: bool, decode: &DecodeArgs) -> CliResult {
+pub fn eval(
+    model_path: &Path,
+    data: &Path,
+    json: bool,
+    decode: &DecodeArgs,
+    precision: Precision,
+) -> CliResult {
     let mut model = load_seq2seq(model_path)?;
+    model.set_precision(precision).context("--precision")?;
     let how = decode.decode()?;
     let level = parse_level(&model.meta.level)?;
     let pairs = read_pairs(&[data.to_path_buf()])?;
@@ -1119,8 +1131,10 @@ pub fn generate(
     length: usize,
     search: Search,
     nbest: usize,
+    precision: Precision,
 ) -> CliResult {
-    let model = load_seq2seq(model_path)?;
+    let mut model = load_seq2seq(model_path)?;
+    model.set_precision(precision).context("--precision")?;
     let c = model.config();
     if !c.decoder_only {
         bail!(

@@ -36,6 +36,7 @@ use recur::model::ngram::NGRAM_FORMAT;
 use recur::model::seq::{SeqModel, SeqTask, SEQ_FORMAT};
 use recur::model::seq2seq::{Seq2Seq, SEQ2SEQ_FORMAT};
 use recur::model::window::WINDOW_FORMAT;
+use recur::quant::Precision;
 use recur::sample::{default_start, Decoding};
 
 use crate::seqdata::token_items;
@@ -70,6 +71,8 @@ pub struct ServeArgs {
     /// Threads for each request's products (1 lets requests run side by side).
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+    #[command(flatten)]
+    pub precision: crate::PrecisionArg,
 }
 
 /// What a served model is.
@@ -1057,7 +1060,7 @@ fn openapi_doc() -> Value {
 
 // -------------------------------------------------------------------- run
 
-fn load(spec: &str) -> anyhow::Result<Served> {
+fn load(spec: &str, precision: Precision) -> anyhow::Result<Served> {
     let (name, path) = match spec.split_once('=') {
         Some((n, p)) if !n.is_empty() => (n.to_string(), std::path::PathBuf::from(p)),
         _ => {
@@ -1080,17 +1083,20 @@ fn load(spec: &str) -> anyhow::Result<Served> {
     let format = file_format(&path).with_context(ctx)?;
     let (kind, params) = match format.as_str() {
         MODEL_FORMAT | WINDOW_FORMAT | NGRAM_FORMAT => {
-            let (model, vocab) = AnyLm::load(&path).with_context(ctx)?;
+            let (mut model, vocab) = AnyLm::load(&path).with_context(ctx)?;
+            model.set_precision(precision).with_context(ctx)?;
             let n = model.num_params();
             (Kind::Lm { model, vocab }, n)
         }
         SEQ_FORMAT => {
-            let m = load_seq(&path).with_context(ctx)?;
+            let mut m = load_seq(&path).with_context(ctx)?;
+            m.set_precision(precision).with_context(ctx)?;
             let n = m.num_params();
             (Kind::Seq(Mutex::new(m)), n)
         }
         SEQ2SEQ_FORMAT => {
-            let m = load_seq2seq(&path).with_context(ctx)?;
+            let mut m = load_seq2seq(&path).with_context(ctx)?;
+            m.set_precision(precision).with_context(ctx)?;
             let n = m.store.len();
             (Kind::Seq2Seq(Box::new(m)), n)
         }
@@ -1173,9 +1179,10 @@ pub fn run(a: ServeArgs) -> CliResult {
         bail!("--max-length and --max-body must be at least 1");
     }
     recur::gemm::set_threads(a.threads.max(1));
+    let precision = a.precision.get()?;
     let mut models = Vec::new();
     for spec in &a.models {
-        let m = load(spec)?;
+        let m = load(spec, precision)?;
         if models.iter().any(|o: &Served| o.name == m.name) {
             bail!(
                 "--model {spec}: a second model named '{}'; name them with NAME=PATH",

@@ -276,6 +276,109 @@ fn generate_in_every_mode_and_eval_text() {
     );
 }
 
+/// `--precision bf16|int8`: the model's products in reduced precision, the
+/// loss close to f32's and not equal to it; clear errors where it does
+/// not apply.
+#[test]
+fn reduced_precision_inference_in_eval_generate_and_bench() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = tiny_corpus(dir.path());
+    let out = dir.path().join("run");
+    ok_line(&format!("train --data {} --hidden 48 --embed 8 --layers 2 --batch 2 --seq-len 8 --steps 40 --val-fraction 0.1 --sample-length 0 --out {}", s(&data), s(&out)));
+    let model = out.join("model.safetensors");
+    let m = s(&model);
+    let ce = |p: &str| {
+        let j: serde_json::Value = serde_json::from_str(&ok(&[
+            "eval",
+            "--model",
+            m,
+            "--data",
+            s(&data),
+            "--json",
+            "--precision",
+            p,
+        ]))
+        .unwrap();
+        j["mean_cross_entropy"].as_f64().unwrap()
+    };
+    let exact = ce("f32");
+    for p in ["bf16", "int8"] {
+        let got = ce(p);
+        assert!(
+            got != exact,
+            "{p}: the same loss as f32, so nothing was converted"
+        );
+        assert!(
+            (got - exact).abs() < 0.01 * exact,
+            "{p}: {got} against f32's {exact}"
+        );
+    }
+    let g1 = ok(&[
+        "generate",
+        "--model",
+        m,
+        "--length",
+        "30",
+        "--precision",
+        "int8",
+        "--seed",
+        "2",
+    ]);
+    let g2 = ok(&[
+        "generate",
+        "--model",
+        m,
+        "--length",
+        "30",
+        "--precision",
+        "int8",
+        "--seed",
+        "2",
+    ]);
+    assert_eq!(g1, g2, "int8 generation repeats by seed");
+    assert!(g1.chars().count() >= 30, "{g1:?}");
+    let j: serde_json::Value = serde_json::from_str(&ok(&[
+        "bench",
+        "--config",
+        "char-lstm-128x2",
+        "--steps",
+        "1",
+        "--precision",
+        "bf16",
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(j["precision"], "bf16");
+    assert!(j["gen_tok_s"].as_f64().unwrap() > 0.0);
+    let e = fails(&[
+        "eval",
+        "--model",
+        m,
+        "--data",
+        s(&data),
+        "--precision",
+        "fp16",
+    ]);
+    assert!(
+        e.contains("--precision") && e.contains("f32, bf16 or int8"),
+        "{e}"
+    );
+    let ng = dir.path().join("ng");
+    ok_line(&format!(
+        "train --model ngram --order 3 --data {} --sample-length 0 --out {}",
+        s(&data),
+        s(&ng)
+    ));
+    let e = fails(&[
+        "generate",
+        "--model",
+        s(&ng.join("model.safetensors")),
+        "--precision",
+        "int8",
+    ]);
+    assert!(e.contains("--precision") && e.contains("n-gram"), "{e}");
+}
+
 #[test]
 fn word_level_training_uses_unk_for_rare_words() {
     let dir = tempfile::tempdir().unwrap();

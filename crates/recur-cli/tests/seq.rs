@@ -132,6 +132,28 @@ fn text_classifier_trains_evaluates_predicts_and_resumes() {
         "{tsv}"
     );
     assert!(rows[2].starts_with("neg\t"), "{tsv}");
+    // Reduced precision gives the same labels here, with probabilities
+    // that move only slightly.
+    for p in ["bf16", "int8"] {
+        let q = ok(&[
+            "predict",
+            "--model",
+            s(&model),
+            "--data",
+            s(&plain),
+            "--precision",
+            p,
+        ]);
+        for (a, b) in tsv.lines().zip(q.lines()).skip(1) {
+            let (fa, fb): (Vec<&str>, Vec<&str>) =
+                (a.split('\t').collect(), b.split('\t').collect());
+            assert_eq!((fa[0], fa[2]), (fb[0], fb[2]), "{p}");
+            let (pa, pb): (f64, f64) = (fa[1].parse().unwrap(), fb[1].parse().unwrap());
+            assert!((pa - pb).abs() < 0.02, "{p}: {pa} vs {pb}");
+        }
+        let e8 = eval_json(s(&model), s(&test), &["--precision", p]);
+        assert!(e8["accuracy"].as_f64().unwrap() >= 0.95, "{p}: {e8}");
+    }
     // Resume continues to a larger budget.
     let out = ok(&["train", "--resume", s(&run), "--epochs", "13"]);
     assert!(out.contains("done:"), "{out}");

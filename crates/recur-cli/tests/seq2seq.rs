@@ -105,6 +105,27 @@ fn an_encoder_decoder_trains_translates_evaluates_and_resumes() {
     ]));
     // Exact up to the rare letters, which are <unk> in and out.
     assert!(e["exact_match"].as_f64().unwrap() >= 0.85, "{e}");
+    // bf16 and int8 weights in the encoder, decoder and output layer.
+    for prec in ["bf16", "int8"] {
+        let q = json(&ok(&[
+            "eval",
+            "--model",
+            s(&model),
+            "--data",
+            s(&p("test.tsv")),
+            "--json",
+            "--precision",
+            prec,
+        ]));
+        let (a, b) = (
+            e["exact_match"].as_f64().unwrap(),
+            q["exact_match"].as_f64().unwrap(),
+        );
+        assert!(
+            (a - b).abs() <= 0.05,
+            "{prec}: exact match {b} against f32's {a}"
+        );
+    }
     assert!(
         e["bleu"].as_f64().is_some() && e["chrf"].as_f64().unwrap() > 80.0,
         "{e}"

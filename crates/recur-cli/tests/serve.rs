@@ -107,9 +107,14 @@ struct Server {
 
 impl Server {
     fn start(extra: &[&str]) -> Server {
+        Server::start_with(models(), extra)
+    }
+
+    /// A server of only `served`.
+    fn start_with(served: &[(String, PathBuf)], extra: &[&str]) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_recur"));
         cmd.arg("serve").args(["--addr", "127.0.0.1:0"]);
-        for (name, path) in models() {
+        for (name, path) in served {
             cmd.arg("--model").arg(format!("{name}={}", path.display()));
         }
         let mut child = cmd
@@ -653,6 +658,41 @@ fn serve_refuses_what_it_cannot_serve() {
     assert!(e.contains("a second model named"), "{e}");
     let e = common::fails(&["serve", "--model", s(lm), "--addr", "localhost"]);
     assert!(e.contains("--addr"), "{e}");
+    let (_, ng) = models().iter().find(|(n, _)| n == "ng").unwrap();
+    let e = common::fails(&["serve", "--model", s(ng), "--precision", "int8"]);
+    assert!(e.contains("n-gram") && e.contains("int8"), "{e}");
+}
+
+#[test]
+fn a_language_model_is_served_in_int8() {
+    let lm = &models()[..1];
+    let exact = Server::start_with(lm, &[]);
+    let int8 = Server::start_with(lm, &["--precision", "int8"]);
+    let score = |srv: &Server| {
+        let (c, sc) = srv.post(
+            "/v1/score",
+            &format!(
+                r#"{{"model": "{}", "text": "the cat sat on the mat"}}"#,
+                lm[0].0
+            ),
+        );
+        assert_eq!(c, 200, "{sc}");
+        sc["loss"].as_f64().unwrap()
+    };
+    let (a, b) = (score(&exact), score(&int8));
+    assert!(
+        a != b && (a - b).abs() < 0.02 * a,
+        "int8 loss {b} against f32's {a}"
+    );
+    let (c, g) = int8.post(
+        "/v1/generate",
+        &format!(
+            r#"{{"model": "{}", "prime": "the ", "length": 20, "seed": 3}}"#,
+            lm[0].0
+        ),
+    );
+    assert_eq!(c, 200, "{g}");
+    assert_eq!(g["tokens"].as_array().unwrap().len(), 20);
 }
 
 /// The playground in a real headless Chromium, driven over the DevTools

@@ -57,6 +57,11 @@ pub trait Float:
     fn max(self, other: Self) -> Self;
     /// Absolute value.
     fn abs(self) -> Self;
+    /// The slice as f32, when `Self` is f32: reduced-precision weights
+    /// (`quant`) multiply f32 activations only.
+    fn as_f32(s: &[Self]) -> Option<&[f32]>;
+    /// [`Float::as_f32`], mutable.
+    fn as_f32_mut(s: &mut [Self]) -> Option<&mut [f32]>;
 }
 
 impl Float for f32 {
@@ -90,6 +95,12 @@ impl Float for f32 {
     fn abs(self) -> f32 {
         f32::abs(self)
     }
+    fn as_f32(s: &[f32]) -> Option<&[f32]> {
+        Some(s)
+    }
+    fn as_f32_mut(s: &mut [f32]) -> Option<&mut [f32]> {
+        Some(s)
+    }
 }
 
 impl Float for f64 {
@@ -122,6 +133,12 @@ impl Float for f64 {
     #[inline(always)]
     fn abs(self) -> f64 {
         f64::abs(self)
+    }
+    fn as_f32(_: &[f64]) -> Option<&[f32]> {
+        None
+    }
+    fn as_f32_mut(_: &mut [f64]) -> Option<&mut [f32]> {
+        None
     }
 }
 

@@ -173,6 +173,7 @@ pub mod optim;
 pub mod params;
 pub mod plot;
 mod pool;
+pub mod quant;
 pub mod sample;
 pub mod task;
 pub mod train;

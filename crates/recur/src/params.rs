@@ -19,7 +19,9 @@
 
 use std::ops::Range;
 
+use crate::error::{Error, Result};
 use crate::float::Float;
+use crate::quant::{Packed, PackedRef, Precision};
 
 /// Where one named tensor lives in a [`ParamStore`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -84,6 +86,9 @@ pub struct ParamStore<T> {
     /// into it.
     pub grads: Vec<T>,
     info: Vec<ParamInfo>,
+    /// Weights converted for inference (`[out, in]` each, by offset, in
+    /// order); empty in f32. Copies of `params` at [`ParamStore::pack`].
+    packed: Vec<(usize, Packed)>,
 }
 
 impl<T: Float> ParamStore<T> {
@@ -93,7 +98,27 @@ impl<T: Float> ParamStore<T> {
             params: Vec::new(),
             grads: Vec::new(),
             info: Vec::new(),
+            packed: Vec::new(),
         }
+    }
+
+    /// The precision of the weight products: f32 unless [`ParamStore::pack`]
+    /// converted weights.
+    pub fn precision(&self) -> Precision {
+        self.packed
+            .first()
+            .map_or(Precision::F32, |(_, p)| p.precision())
+    }
+
+    /// The converted copy of `weight`, if it was packed.
+    pub(crate) fn packed(&self, weight: Param) -> Option<PackedRef<'_>> {
+        if self.packed.is_empty() {
+            return None;
+        }
+        self.packed
+            .binary_search_by_key(&weight.offset, |(o, _)| *o)
+            .ok()
+            .map(|i| self.packed[i].1.view())
     }
 
     /// The scope with no prefix: its tensors keep the names they are given.
@@ -168,6 +193,41 @@ impl<T: Float> ParamStore<T> {
 pub struct Scope<'a, T> {
     store: &'a mut ParamStore<T>,
     prefix: String,
+}
+
+impl ParamStore<f32> {
+    /// Converts `weights` (each a registered `[out, in]` matrix that
+    /// forward passes multiply activations by) to `precision` for
+    /// inference, once; f32 drops any conversion. The copies are of the
+    /// values now: training refuses a converted store, so they cannot go
+    /// stale under an optimiser.
+    pub fn pack(&mut self, precision: Precision, weights: &[Param]) -> Result<()> {
+        self.packed.clear();
+        if precision == Precision::F32 {
+            return Ok(());
+        }
+        for &w in weights {
+            let info = self
+                .info
+                .iter()
+                .find(|i| i.offset == w.offset && i.len() == w.len)
+                .ok_or_else(|| {
+                    Error::Config(format!("no tensor at offset {} to pack", w.offset))
+                })?;
+            let [rows, cols] = info.shape[..] else {
+                return Err(Error::Config(format!(
+                    "{}: only matrices are packed, not shape {:?}",
+                    info.name, info.shape
+                )));
+            };
+            self.packed.push((
+                w.offset,
+                Packed::new(precision, w.of(&self.params), rows, cols),
+            ));
+        }
+        self.packed.sort_by_key(|(o, _)| *o);
+        Ok(())
+    }
 }
 
 impl<T: Float> Scope<'_, T> {

@@ -12,13 +12,14 @@ use multiversion::multiversion;
 
 use super::{blocks, blocks_mut, CellParams, StepBackward, StepForward};
 use crate::float::Float;
-use crate::gemm::{gemm_nn, gemm_nt};
+use crate::gemm::gemm_nn;
+use crate::quant::weight_nt;
 
 /// Reset-after: the recurrent GEMM h_prev·W_hhᵀ (kept apart from the
 /// input side, as r multiplies its n block), then the kernel.
 pub(crate) fn forward<T: Float>(h: usize, p: &CellParams<T>, mut io: StepForward<T>) {
     let (bn, gh) = (io.h_prev.len() / h, 3 * h);
-    gemm_nt(bn, gh, h, io.h_prev, h, p.w_hh, io.hg, gh, false);
+    weight_nt(bn, gh, h, io.h_prev, h, p.w_hh, p.q_hh, io.hg, gh, false);
     gru_forward_step(h, p, &mut io);
 }
 
@@ -32,15 +33,16 @@ pub(crate) fn backward<T: Float>(h: usize, p: &CellParams<T>, mut io: StepBackwa
 /// Reset-before: GEMM (r, z) → kernel → GEMM (n on r ⊙ h) → kernel.
 pub(crate) fn forward_reset_before<T: Float>(h: usize, p: &CellParams<T>, mut io: StepForward<T>) {
     let (bn, gh) = (io.h_prev.len() / h, 3 * h);
-    gemm_nt(bn, 2 * h, h, io.h_prev, h, p.w_hh, io.hg, gh, false);
+    weight_nt(bn, 2 * h, h, io.h_prev, h, p.w_hh, p.q_hh, io.hg, gh, false);
     gru_rb_forward_gates(h, p, &mut io);
-    gemm_nt(
+    weight_nt(
         bn,
         h,
         h,
         io.extra,
         h,
         &p.w_hh[2 * h * h..],
+        p.q_hh.map(|q| q.skip_rows(2 * h)),
         &mut io.hg[2 * h..],
         gh,
         false,

@@ -5,12 +5,13 @@ use multiversion::multiversion;
 
 use super::{blocks, blocks_mut, CellParams, StepBackward, StepForward};
 use crate::float::Float;
-use crate::gemm::{gemm_nn, gemm_nt};
+use crate::gemm::gemm_nn;
+use crate::quant::weight_nt;
 
 /// The recurrent GEMM h_prev·W_hhᵀ into the gates, then the kernel.
 pub(crate) fn forward<T: Float>(h: usize, p: &CellParams<T>, mut io: StepForward<T>) {
     let (bn, gh) = (io.h_prev.len() / h, 4 * h);
-    gemm_nt(bn, gh, h, io.h_prev, h, p.w_hh, io.gates, gh, true);
+    weight_nt(bn, gh, h, io.h_prev, h, p.w_hh, p.q_hh, io.gates, gh, true);
     lstm_forward_step(h, p, &mut io);
 }
 

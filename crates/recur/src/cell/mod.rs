@@ -24,6 +24,7 @@ pub(crate) mod lstm;
 pub(crate) mod rnn;
 
 use crate::float::Float;
+use crate::quant::PackedRef;
 
 /// The tensors of one direction of one layer, as one step reads them.
 pub(crate) struct CellParams<'a, T> {
@@ -39,6 +40,10 @@ pub(crate) struct CellParams<'a, T> {
     pub w_skip: Option<&'a [T]>,
     /// `[H]` the leak rate of each unit (Elman only); `None` is α = 1.
     pub alpha: Option<&'a [T]>,
+    /// `w_ih` converted for inference (bf16, int8), when it is.
+    pub q_ih: Option<PackedRef<'a>>,
+    /// `w_hh` converted for inference, when it is.
+    pub q_hh: Option<PackedRef<'a>>,
 }
 
 /// What one forward step of B rows reads and writes.

@@ -9,12 +9,13 @@ use multiversion::multiversion;
 use super::{CellParams, StepBackward, StepForward};
 use crate::float::Float;
 use crate::gemm::{gemm_nn, gemm_nt};
+use crate::quant::weight_nt;
 
 /// The recurrent GEMMs (W_hh, then W_skip) into the gates, then the kernel.
 pub(crate) fn forward<T: Float>(relu: bool, h: usize, p: &CellParams<T>, mut io: StepForward<T>) {
     let bn = io.h_prev.len() / h;
     if !p.w_hh.is_empty() {
-        gemm_nt(bn, h, h, io.h_prev, h, p.w_hh, io.gates, h, true);
+        weight_nt(bn, h, h, io.h_prev, h, p.w_hh, p.q_hh, io.gates, h, true);
     }
     if let (Some(w), Some(hs)) = (p.w_skip, io.h_skip) {
         gemm_nt(bn, h, h, hs, h, w, io.gates, h, true);

@@ -1,8 +1,9 @@
 //! Fully connected layer with PyTorch's layout: weight `[out, in]`, bias `[out]`.
 
 use crate::float::Float;
-use crate::gemm::{gemm_nn, gemm_nt, gemm_tn};
+use crate::gemm::{gemm_nn, gemm_tn};
 use crate::params::{Param, ParamStore, Scope};
+use crate::quant::{weight_nt, PackedRef};
 
 /// A fully connected layer as a part of a model: `weight` `[out, in]` and
 /// `bias` `[out]` in the store. Applied to `[T·B, in]` it is a per-step
@@ -49,6 +50,7 @@ impl Linear {
         linear_forward(
             x,
             self.weight.of(p),
+            store.packed(self.weight),
             self.bias.of(p),
             n,
             self.input,
@@ -81,10 +83,13 @@ impl Linear {
     }
 }
 
-/// `y[N, out] = x[N, in] · Wᵀ + b`.
+/// `y[N, out] = x[N, in] · Wᵀ + b`, through W's converted copy `packed`
+/// when there is one (inference in bf16 or int8).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn linear_forward<T: Float>(
     x: &[T],
     w: &[T],
+    packed: Option<PackedRef<'_>>,
     b: &[T],
     n: usize,
     inp: usize,
@@ -94,7 +99,7 @@ pub(crate) fn linear_forward<T: Float>(
     for row in y[..n * out].chunks_exact_mut(out) {
         row.copy_from_slice(b);
     }
-    gemm_nt(n, out, inp, x, inp, w, y, out, true);
+    weight_nt(n, out, inp, x, inp, w, packed, y, out, true);
 }
 
 /// Adds dW `[out, in]` += dyᵀ·x and db += Σ dy; writes dx `[N, in]` = dy·W

@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::model::lm::{LanguageModel, LmWorkspace};
 use crate::model::ngram::{Ngram, NGRAM_FORMAT};
 use crate::model::window::{WindowLm, WINDOW_FORMAT};
+use crate::quant::Precision;
 use crate::sample::{generate_with, sample_loop, Decoding};
 
 /// A language model of any kind recur trains.
@@ -42,6 +43,22 @@ impl AnyLm {
                     "is a '{other}' file, not a language model ('{MODEL_FORMAT}', '{WINDOW_FORMAT}' or '{NGRAM_FORMAT}')"
                 ),
             }),
+        }
+    }
+
+    /// Runs inference with the weight products in `precision`
+    /// ([`LanguageModel::set_precision`]); n-gram models count and the
+    /// fixed-window model runs in f32 only.
+    pub fn set_precision(&mut self, precision: Precision) -> Result<()> {
+        match self {
+            AnyLm::Rnn(m) => m.set_precision(precision),
+            _ if precision == Precision::F32 => Ok(()),
+            AnyLm::Window(_) => Err(Error::Config(format!(
+                "{precision} inference is for the recurrent language models; the fixed-window model runs in f32"
+            ))),
+            AnyLm::Ngram(_) => Err(Error::Config(format!(
+                "{precision} inference is for the recurrent language models; an n-gram model has counts, not weights"
+            ))),
         }
     }
 

@@ -20,6 +20,7 @@ use crate::layer::linear::Linear;
 use crate::layer::loss::softmax_cross_entropy;
 use crate::layer::rnn::{Rnn, RnnConfig, RnnInput, RnnWorkspace};
 use crate::params::ParamStore;
+use crate::quant::Precision;
 use crate::train::{Evaluation, Metadata, Model};
 
 /// Sizes of a language model.
@@ -217,6 +218,22 @@ impl LanguageModel {
         Ok(())
     }
 
+    /// Runs inference with the weight products in `precision`: bf16 and
+    /// int8 convert the recurrent and decoder weights once, here (the
+    /// embedding is a lookup and stays f32); f32 goes back to the model's
+    /// own weights. Training needs f32.
+    pub fn set_precision(&mut self, precision: Precision) -> Result<()> {
+        let mut weights = self.rnn.product_weights();
+        weights.push(self.decoder.weight());
+        self.store.pack(precision, &weights)
+    }
+
+    /// The precision of the weight products (f32 unless
+    /// [`LanguageModel::set_precision`] changed it).
+    pub fn precision(&self) -> Precision {
+        self.store.precision()
+    }
+
     /// The configuration.
     pub fn config(&self) -> &LmConfig {
         &self.config
@@ -366,6 +383,7 @@ impl LanguageModel {
         rng: Option<&mut dyn RngCore>,
     ) -> Result<f64> {
         let (v, h) = (self.config.vocab_size, self.config.hidden);
+        crate::train::check_trainable(&self.store)?;
         self.check_targets(targets, t, b)?;
         self.forward(ws, inputs, t, b, rng)?;
         self.store.zero_grad();

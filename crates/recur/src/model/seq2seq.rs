@@ -46,6 +46,7 @@ use crate::layer::rnn::{Rnn, RnnConfig, RnnInput, RnnWorkspace};
 use crate::layer::softmax::log_softmax_row;
 use crate::model::seq::reborrow;
 use crate::params::ParamStore;
+use crate::quant::Precision;
 use crate::train::{Evaluation, Metadata, Model};
 
 /// The `format` metadata of a sequence-to-sequence model file.
@@ -569,6 +570,21 @@ pub struct Seq2Seq<T> {
     updates_f32: [f32; 2],
     train_ws: Box<Seq2SeqWs<T>>,
     eval_ws: Box<Seq2SeqWs<T>>,
+}
+
+impl Seq2Seq<f32> {
+    /// Runs inference with the weight products in `precision` (see
+    /// [`crate::model::lm::LanguageModel::set_precision`]): the encoder's
+    /// and decoder's stacks and the output layer; embeddings, the bridge
+    /// and attention stay f32. Training needs f32.
+    pub fn set_precision(&mut self, precision: Precision) -> Result<()> {
+        let mut weights = self.decoder.product_weights();
+        if let Some((_, encoder)) = &self.encoder {
+            weights.extend(encoder.product_weights());
+        }
+        weights.push(self.out.weight());
+        self.store.pack(precision, &weights)
+    }
 }
 
 impl<T: Float> Seq2Seq<T> {

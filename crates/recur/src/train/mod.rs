@@ -54,6 +54,7 @@ use crate::error::{Error, Result};
 use crate::optim::{clip_grad_norm, clip_grad_value, LrSchedule, Optimizer};
 use crate::params::ParamStore;
 use crate::plot::{line_plot, Series};
+use crate::quant::Precision;
 
 /// The `format` metadata of a training-state file.
 pub const STATE_FORMAT: &str = "recur-train-state";
@@ -328,10 +329,23 @@ pub struct Trainer<M: Model, D: Data<Batch = M::Batch>> {
     stop: Option<Arc<AtomicBool>>,
 }
 
+/// Refuses a store whose weights were converted for inference: an
+/// optimiser would update the f32 weights and leave the converted copies
+/// the forward pass reads behind.
+pub(crate) fn check_trainable(store: &ParamStore<f32>) -> Result<()> {
+    match store.precision() {
+        Precision::F32 => Ok(()),
+        p => Err(Error::Config(format!(
+            "training runs in f32: this model's weights were converted to {p} for inference"
+        ))),
+    }
+}
+
 impl<M: Model, D: Data<Batch = M::Batch>> Trainer<M, D> {
     /// Starts a run of `model` on `data`.
     pub fn new(model: M, data: D, config: TrainConfig) -> Result<Trainer<M, D>> {
         config.validate()?;
+        check_trainable(model.store())?;
         let opt = Optimizer::new(config.optim_config()?, &[model.store().len()])?;
         Ok(Trainer {
             schedule: config.schedule()?,

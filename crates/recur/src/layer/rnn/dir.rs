@@ -9,8 +9,9 @@
 
 use crate::cell::{self, CellKind, CellParams, StepBackward, StepForward, StepMask};
 use crate::float::Float;
-use crate::gemm::{gemm_nn, gemm_nt, gemm_tn};
-use crate::params::Param;
+use crate::gemm::{gemm_nn, gemm_tn};
+use crate::params::{Param, ParamStore};
+use crate::quant::weight_nt;
 
 use super::workspace::{state_row, DirWs};
 use super::{Leak, RnnConfig};
@@ -129,6 +130,22 @@ impl Slot {
             b_hh: self.b_hh.map_or(zeros, |b| b.of(p)),
             w_skip: self.w_skip.map(|w| w.of(p)),
             alpha: self.leaky.then_some(alpha),
+            q_ih: None,
+            q_hh: None,
+        }
+    }
+
+    /// [`Slot::params`] for a forward pass: with the converted copies of the
+    /// weights where `store` holds them (inference in bf16 or int8).
+    pub fn params_packed<'a, T: Float>(
+        &self,
+        store: &'a ParamStore<T>,
+        consts: &'a [T],
+    ) -> CellParams<'a, T> {
+        CellParams {
+            q_ih: store.packed(self.w_ih),
+            q_hh: self.w_hh.and_then(|w| store.packed(w)),
+            ..self.params(&store.params, consts)
         }
     }
 
@@ -269,13 +286,14 @@ pub(super) fn input_gemm<T: Float>(
     n: usize,
 ) {
     let (gh, rows) = (dm.gh(), n * dm.bn);
-    gemm_nt(
+    weight_nt(
         rows,
         gh,
         dm.inp,
         x,
         dm.inp,
         p.w_ih,
+        p.q_ih,
         &mut d.gates[t0 * dm.bn * gh..][..rows * gh],
         gh,
         false,

@@ -142,6 +142,16 @@ impl Rnn {
         self.at
     }
 
+    /// The weights forward passes multiply activations by, each `[G·H, in]`
+    /// (`weight_ih`, `weight_hh`): what [`ParamStore::pack`] converts for
+    /// inference in bf16 or int8.
+    pub fn product_weights(&self) -> Vec<Param> {
+        self.slots
+            .iter()
+            .flat_map(|s| std::iter::once(s.w_ih).chain(s.w_hh))
+            .collect()
+    }
+
     fn find(&self, name: &str) -> Option<std::ops::Range<usize>> {
         self.info.iter().find(|p| p.name == name).map(|p| p.range())
     }
@@ -321,12 +331,12 @@ impl Rnn {
                     c0.map(|s| &s[k * bh..][..bh]),
                 );
                 alphas[dir] = std::mem::take(&mut dw.consts);
-                let p = slot.params(params, &alphas[dir]);
+                let p = slot.params_packed(store, &alphas[dir]);
                 dir::input_gemm(dm, &p, input, dw, 0, tn);
             }
             let run = |dir: usize, dw: &mut DirWs<T>, y: &mut [T], off: usize, stride: usize| {
                 let dm = Dims::new(cfg, tn, bn, inp, dir == 1);
-                let p = self.slots[l * d + dir].params(params, &alphas[dir]);
+                let p = self.slots[l * d + dir].params_packed(store, &alphas[dir]);
                 for s in 0..tn {
                     dir::step(dm, &p, dw, s, lengths, y, off, stride);
                 }
@@ -587,7 +597,6 @@ impl Rnn {
         let n_x = bn * cfg.input;
         ws.x[t * n_x..][..n_x].copy_from_slice(x_t);
         let bh = bn * h;
-        let params = &store.params;
         for l in 0..cfg.layers {
             let inp = cfg.layer_input(l);
             let n_in = bn * inp;
@@ -614,7 +623,7 @@ impl Rnn {
             let dm = Dims::new(cfg, ws.capacity, bn, inp, false);
             let dw = &mut dirs[0];
             let alpha = std::mem::take(&mut dw.consts);
-            let p = self.slots[l].params(params, &alpha);
+            let p = self.slots[l].params_packed(store, &alpha);
             dir::input_gemm(dm, &p, input, dw, t, 1);
             dir::step(dm, &p, dw, t, None, y, 0, h);
             dw.consts = alpha;

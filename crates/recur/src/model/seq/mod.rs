@@ -46,6 +46,7 @@ use crate::layer::pool::{self, AttentionPool, AttentionWs};
 use crate::layer::rnn::{Rnn, RnnConfig, RnnInput, RnnWorkspace};
 use crate::metrics::Confusion;
 use crate::params::{Param, ParamStore};
+use crate::quant::Precision;
 use crate::train::{Evaluation, Metadata, Model};
 
 /// The `format` metadata of a sequence model file.
@@ -381,6 +382,18 @@ pub(crate) fn reborrow<'a>(r: &'a mut Option<&mut dyn RngCore>) -> Option<&'a mu
     match r {
         Some(r) => Some(&mut **r),
         None => None,
+    }
+}
+
+impl SeqModel<f32> {
+    /// Runs inference with the weight products in `precision` (see
+    /// [`crate::model::lm::LanguageModel::set_precision`]): the recurrent
+    /// stack and the head; embeddings, the character encoder and attention
+    /// pooling stay f32. Training needs f32.
+    pub fn set_precision(&mut self, precision: Precision) -> Result<()> {
+        let mut weights = self.rnn.product_weights();
+        weights.push(self.head.weight());
+        self.store.pack(precision, &weights)
     }
 }
 
