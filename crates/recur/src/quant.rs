@@ -125,9 +125,13 @@ fn has_vnni() -> bool {
     false
 }
 
-/// Inner dimensions are padded to this many elements: one 64-byte vector
-/// of int8, two of bf16. Padding is zero in the weight, so it adds nothing.
-const STEP: usize = 64;
+/// Output rows are packed in blocks of this many: one vector of f32 (or
+/// i32) results.
+const LANES: usize = 16;
+
+/// Inner dimensions are padded to a multiple of this: the k values one
+/// 32-bit lane takes in int8 (four codes; bf16 takes two).
+const PAD: usize = 4;
 
 /// Products with fewer multiply-adds than this run on the calling thread
 /// unless their weight is large.
@@ -140,20 +144,30 @@ const PAR_MIN_WORK: usize = 1 << 20;
 const PAR_MIN_BYTES: usize = 512 * 1024;
 
 /// A weight `[rows, cols]` (PyTorch's `[out, in]`) in a reduced precision.
+///
+/// The layout is the one `VPDPBUSD` and `VDPBF16PS` want with the
+/// activations broadcast: blocks of 16 output rows; within a block, for
+/// each group of G inputs (G = 4 int8 codes or 2 bf16 values, one 32-bit
+/// lane), the 16 rows' G values side by side. One 64-byte load then feeds
+/// 16 outputs, and the results land one output per lane, with no
+/// horizontal sums.
 #[derive(Clone, Debug)]
-pub struct Packed {
+pub(crate) struct Packed {
     rows: usize,
     cols: usize,
-    /// `cols` rounded up to [`STEP`]: the stride of a row.
+    /// `cols` rounded up to [`PAD`].
     kp: usize,
+    /// ⌈rows / 16⌉.
+    blocks: usize,
     data: Data,
 }
 
 #[derive(Clone, Debug)]
 enum Data {
-    /// `[rows, kp]` bf16 bit patterns.
+    /// `[blocks, kp / 2, 16, 2]` bf16 bit patterns.
     Bf16(Vec<u16>),
-    /// `[rows, kp]` w / scale, with `[rows]` scales and `[rows]` row sums.
+    /// `[blocks, kp / 4, 16, 4]` round(w / scale), with `[blocks·16]`
+    /// scales and row sums (zero past `rows`).
     Int8 {
         w: Vec<i8>,
         scale: Vec<f32>,
@@ -229,54 +243,63 @@ impl Packed {
             rows * cols,
             "Packed::new: weight is not [rows, cols]"
         );
-        let kp = cols.next_multiple_of(STEP).max(STEP);
-        let data = match precision {
+        let kp = cols.next_multiple_of(PAD).max(PAD);
+        let blocks = rows.div_ceil(LANES);
+        let mut p = Packed {
+            rows,
+            cols,
+            kp,
+            blocks,
+            data: Data::Bf16(Vec::new()),
+        };
+        let len = blocks * LANES * kp;
+        p.data = match precision {
             Precision::F32 => panic!("Packed::new: f32 weights are used as they are"),
             Precision::Bf16 => {
-                let mut out = vec![0u16; rows * kp];
-                for (o, r) in out.chunks_exact_mut(kp).zip(w.chunks_exact(cols.max(1))) {
-                    for (o, &x) in o.iter_mut().zip(r) {
-                        *o = to_bf16(x);
+                let mut out = vec![0u16; len];
+                for r in 0..rows {
+                    for k in 0..cols {
+                        out[p.at(r, k)] = to_bf16(w[r * cols + k]);
                     }
                 }
                 Data::Bf16(out)
             }
             Precision::Int8 => {
-                let mut q = vec![0i8; rows * kp];
-                let mut scale = vec![0.0f32; rows];
-                let mut sum = vec![0i32; rows];
-                for j in 0..rows {
-                    let r = &w[j * cols..][..cols];
-                    let max = r.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+                let mut q = vec![0i8; len];
+                let mut scale = vec![0.0f32; blocks * LANES];
+                let mut sum = vec![0i32; blocks * LANES];
+                for r in 0..rows {
+                    let row = &w[r * cols..][..cols];
+                    let max = row.iter().fold(0.0f32, |m, x| m.max(x.abs()));
                     if max > 0.0 && max.is_finite() {
-                        scale[j] = max / 127.0;
+                        scale[r] = max / 127.0;
                         let inv = 127.0 / max;
-                        for (o, &x) in q[j * kp..][..cols].iter_mut().zip(r) {
+                        for (k, &x) in row.iter().enumerate() {
                             let c = q8(x, inv);
-                            *o = c as i8;
-                            sum[j] += c;
+                            q[p.at_int8(r, k)] = c as i8;
+                            sum[r] += c;
                         }
                     }
                 }
                 Data::Int8 { w: q, scale, sum }
             }
         };
-        Packed {
-            rows,
-            cols,
-            kp,
-            data,
-        }
+        p
     }
 
-    /// Rows (outputs).
-    pub fn rows(&self) -> usize {
-        self.rows
+    /// Where weight (r, k) is stored, for group size `g`.
+    fn at_group(&self, r: usize, k: usize, g: usize) -> usize {
+        ((r / LANES * (self.kp / g) + k / g) * LANES + r % LANES) * g + k % g
     }
 
-    /// Columns (inputs).
-    pub fn cols(&self) -> usize {
-        self.cols
+    /// Where bf16 weight (r, k) is stored.
+    fn at(&self, r: usize, k: usize) -> usize {
+        self.at_group(r, k, 2)
+    }
+
+    /// Where int8 weight (r, k) is stored.
+    fn at_int8(&self, r: usize, k: usize) -> usize {
+        self.at_group(r, k, 4)
     }
 
     /// The precision it holds.
@@ -287,19 +310,11 @@ impl Packed {
         }
     }
 
-    /// Bytes per stored weight.
-    fn elem_bytes(&self) -> usize {
-        match self.data {
-            Data::Bf16(_) => 2,
-            Data::Int8 { .. } => 1,
-        }
-    }
-
     /// Bytes its weights take.
     pub fn bytes(&self) -> usize {
         match &self.data {
             Data::Bf16(w) => 2 * w.len(),
-            Data::Int8 { w, .. } => w.len() + 8 * self.rows,
+            Data::Int8 { w, .. } => w.len() + 8 * self.blocks * LANES,
         }
     }
 
@@ -311,23 +326,17 @@ impl Packed {
         }
     }
 
-    /// The weight as f32 again: what the products see (tests, error bounds).
-    pub fn dequantize(&self) -> Vec<f32> {
-        let (k, kp) = (self.cols, self.kp);
+    /// The weight as f32 again: what the products see.
+    #[cfg(test)]
+    fn dequantize(&self) -> Vec<f32> {
+        let k = self.cols;
         let mut out = vec![0.0f32; self.rows * k];
-        for j in 0..self.rows {
-            let o = &mut out[j * k..][..k];
-            match &self.data {
-                Data::Bf16(w) => {
-                    for (o, &b) in o.iter_mut().zip(&w[j * kp..]) {
-                        *o = from_bf16(b);
-                    }
-                }
-                Data::Int8 { w, scale, .. } => {
-                    for (o, &q) in o.iter_mut().zip(&w[j * kp..]) {
-                        *o = f32::from(q) * scale[j];
-                    }
-                }
+        for r in 0..self.rows {
+            for c in 0..k {
+                out[r * k + c] = match &self.data {
+                    Data::Bf16(w) => from_bf16(w[self.at(r, c)]),
+                    Data::Int8 { w, scale, .. } => f32::from(w[self.at_int8(r, c)]) * scale[r],
+                };
             }
         }
         out
@@ -337,7 +346,7 @@ impl Packed {
 /// A packed weight from row `row0` on: GRU's cells multiply by the last
 /// third of `weight_hh` alone.
 #[derive(Clone, Copy, Debug)]
-pub struct PackedRef<'a> {
+pub(crate) struct PackedRef<'a> {
     packed: &'a Packed,
     row0: usize,
 }
@@ -404,24 +413,32 @@ impl<'a> PackedRef<'a> {
                     Act::Int8(&bytes[..], &scales[..])
                 }
             };
-            let out = OutPtr(c.as_mut_ptr());
-            let row0 = self.row0;
-            // SAFETY: tasks write disjoint column blocks of the m×n block
-            // of `c` (asserted in bounds above).
-            let block = |lo: usize, hi: usize| unsafe {
-                kernel(p, row0, &act, m, lo, hi, out, ldc, accumulate)
+            let out = Out {
+                ptr: c.as_mut_ptr(),
+                ldc,
+                row0: self.row0,
+                accumulate,
+            };
+            let (lo, hi) = (self.row0, self.row0 + n);
+            let (b_lo, b_hi) = (lo / LANES, hi.div_ceil(LANES));
+            // SAFETY: `c` holds the m × n block (asserted above); tasks
+            // write the rows of disjoint blocks of 16 weight rows.
+            let blocks = |b0: usize, b1: usize| unsafe {
+                kernel(p, &act, m, lo.max(b0 * LANES), hi.min(b1 * LANES), out)
             };
             let threads = crate::gemm::threads();
-            let big = p.elem_bytes() * p.kp * n >= PAR_MIN_BYTES || m * n * k >= PAR_MIN_WORK;
-            if threads <= 1 || !big || n < 32 {
-                return block(0, n);
+            let bytes = p.bytes() / p.blocks * (b_hi - b_lo);
+            let big = bytes >= PAR_MIN_BYTES || m * n * k >= PAR_MIN_WORK;
+            if threads <= 1 || !big || b_hi - b_lo < 2 {
+                return blocks(b_lo, b_hi);
             }
-            let tasks = threads.min(n / 16);
-            let chunk = n.div_ceil(tasks).next_multiple_of(16);
+            let tasks = threads.min(b_hi - b_lo);
+            let chunk = (b_hi - b_lo).div_ceil(tasks);
             pool().run(tasks, &|t| {
-                let (lo, hi) = ((t * chunk).min(n), ((t + 1) * chunk).min(n));
-                if lo < hi {
-                    block(lo, hi);
+                let b0 = b_lo + t * chunk;
+                let b1 = b_hi.min(b0 + chunk);
+                if b0 < b1 {
+                    blocks(b0, b1);
                 }
             });
         });
@@ -473,68 +490,82 @@ thread_local! {
     static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
 }
 
+/// Where a product's results go: `c` with rows `ldc` apart, weight row r
+/// in column r − `row0`.
 #[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-unsafe impl Send for OutPtr {}
-unsafe impl Sync for OutPtr {}
-impl OutPtr {
-    fn at(self, offset: usize) -> *mut f32 {
-        self.0.wrapping_add(offset)
+struct Out {
+    ptr: *mut f32,
+    ldc: usize,
+    row0: usize,
+    accumulate: bool,
+}
+// SAFETY: tasks given the same `Out` write disjoint elements (kernel's
+// contract).
+unsafe impl Send for Out {}
+unsafe impl Sync for Out {}
+
+impl Out {
+    /// Writes (or adds) `v` at row i, weight row r.
+    ///
+    /// # Safety
+    /// (i, r − row0) is inside `c` and owned by this task.
+    unsafe fn put(self, i: usize, r: usize, v: f32) {
+        // SAFETY: the caller's contract.
+        let c = unsafe { &mut *self.ptr.add(i * self.ldc + r - self.row0) };
+        *c = if self.accumulate { *c + v } else { v };
     }
 }
 
-/// Output columns `lo..hi` of the product, for every row.
+/// Weight rows `lo..hi` of the product, for every activation row.
 ///
 /// # Safety
-/// `out` points at `c` holding `m` rows `ldc` apart of at least `hi`
-/// columns, and no other thread writes columns `lo..hi`.
-#[allow(clippy::too_many_arguments)]
-unsafe fn kernel(
-    p: &Packed,
-    row0: usize,
-    act: &Act<'_>,
-    m: usize,
-    lo: usize,
-    hi: usize,
-    out: OutPtr,
-    ldc: usize,
-    accumulate: bool,
-) {
+/// `out` holds `m` rows of columns `lo − row0 .. hi − row0`, which no other
+/// thread writes.
+unsafe fn kernel(p: &Packed, act: &Act<'_>, m: usize, lo: usize, hi: usize, out: Out) {
     let kp = p.kp;
-    let put = |i: usize, j: usize, v: f32| {
-        // SAFETY: in bounds and owned by this task (the caller's contract).
-        let c = unsafe { &mut *out.at(i * ldc + j) };
-        *c = if accumulate { *c + v } else { v };
-    };
     match (&p.data, act) {
         (Data::Bf16(w), Act::Bf16(x)) => {
-            let w = &w[row0 * kp..];
             #[cfg(target_arch = "x86_64")]
             if has_bf16() {
-                // SAFETY: the CPU has AVX512-BF16 (checked above).
-                return unsafe { x86::bf16_block(w, x, kp, m, lo, hi, &put) };
+                // SAFETY: the CPU has AVX512-BF16 (checked); the rest is
+                // this function's contract.
+                return unsafe { x86::bf16_block(w, x, kp, m, lo, hi, out) };
             }
             for i in 0..m {
                 let xr = &x[i * kp..][..kp];
-                for j in lo..hi {
-                    put(i, j, dot_bf16(&w[j * kp..][..kp], xr));
+                for r in lo..hi {
+                    let mut acc = 0.0f32;
+                    for g in 0..kp / 2 {
+                        let o = p.at(r, 2 * g);
+                        acc += from_bf16(w[o]) * from_bf16(xr[2 * g])
+                            + from_bf16(w[o + 1]) * from_bf16(xr[2 * g + 1]);
+                    }
+                    // SAFETY: this function's contract.
+                    unsafe { out.put(i, r, acc) };
                 }
             }
         }
         (Data::Int8 { w, scale, sum }, Act::Int8(x, xs)) => {
-            let (w, scale, sum) = (&w[row0 * kp..], &scale[row0..], &sum[row0..]);
-            let finish = |i: usize, j: usize, acc: i32| {
-                put(i, j, xs[i] * scale[j] * (acc - 128 * sum[j]) as f32);
-            };
             #[cfg(target_arch = "x86_64")]
             if has_vnni() {
-                // SAFETY: the CPU has AVX512-VNNI (checked above).
-                return unsafe { x86::int8_block(w, x, kp, m, lo, hi, &finish) };
+                let e = x86::Int8Epilogue { scale, sum, xs };
+                // SAFETY: the CPU has AVX512-VNNI (checked); the rest is
+                // this function's contract.
+                return unsafe { x86::int8_block(w, x, kp, m, lo, hi, &e, out) };
             }
             for i in 0..m {
                 let xr = &x[i * kp..][..kp];
-                for j in lo..hi {
-                    finish(i, j, dot_u8i8(xr, &w[j * kp..][..kp]));
+                for r in lo..hi {
+                    let mut acc = 0i32;
+                    for g in 0..kp / 4 {
+                        let o = p.at_int8(r, 4 * g);
+                        for q in 0..4 {
+                            acc += i32::from(xr[4 * g + q]) * i32::from(w[o + q]);
+                        }
+                    }
+                    let v = xs[i] * scale[r] * (acc - 128 * sum[r]) as f32;
+                    // SAFETY: this function's contract.
+                    unsafe { out.put(i, r, v) };
                 }
             }
         }
@@ -542,61 +573,43 @@ unsafe fn kernel(
     }
 }
 
-/// Σ w·x over bf16 pairs, in f32: the portable path.
-fn dot_bf16(w: &[u16], x: &[u16]) -> f32 {
-    // Sixteen lanes, as the vector path keeps them.
-    let mut acc = [0.0f32; 16];
-    for (wc, xc) in w.chunks_exact(32).zip(x.chunks_exact(32)) {
-        for l in 0..16 {
-            acc[l] += from_bf16(wc[2 * l]) * from_bf16(xc[2 * l])
-                + from_bf16(wc[2 * l + 1]) * from_bf16(xc[2 * l + 1]);
-        }
-    }
-    acc.iter().sum()
-}
-
-/// Σ u·w for u8 codes and i8 weights: the portable path (exact).
-fn dot_u8i8(x: &[u8], w: &[i8]) -> i32 {
-    x.iter()
-        .zip(w)
-        .map(|(&u, &v)| i32::from(u) * i32::from(v))
-        .sum()
-}
-
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    //! Register tiles of up to 4 activation rows × 4 weight rows: per step
-    //! of 64 bytes along k, 4 + 4 loads feed 16 multiply-adds, and the
-    //! weight rows are taken in chunks that stay in the L2 cache while
-    //! every row block passes over them.
+    //! Register tiles of up to 4 activation rows × 4 blocks of 16 weight
+    //! rows: per group of k, 4 broadcasts and 4 loads feed 16
+    //! multiply-adds into 16 accumulators, each lane one output. Blocks
+    //! are taken in chunks that stay in the L2 cache while every row tile
+    //! passes over them.
 
     use std::arch::x86_64::*;
 
-    /// Weight bytes per chunk of output columns (a quarter of Zen 4's L2).
+    use super::{Out, LANES};
+
+    /// Weight bytes per chunk of blocks (a quarter of Zen 4's L2).
     const CHUNK_BYTES: usize = 256 * 1024;
 
-    /// Runs `tile(mr, nr, i0, j0)` over the m × (lo..hi) output in tiles of
-    /// at most 4 × 4, chunk by chunk of columns.
+    /// Runs `tile(mr, nr, i0, b0)` over m rows × blocks b_lo..b_hi in tiles
+    /// of at most 4 rows × 4 blocks, chunk by chunk of blocks.
     #[inline(always)]
     fn tiles(
         m: usize,
-        lo: usize,
-        hi: usize,
-        row_bytes: usize,
+        b_lo: usize,
+        b_hi: usize,
+        block_bytes: usize,
         mut tile: impl FnMut(usize, usize, usize, usize),
     ) {
-        let chunk = (CHUNK_BYTES / row_bytes.max(1)).max(4) / 4 * 4;
-        let mut c0 = lo;
-        while c0 < hi {
-            let c1 = hi.min(c0 + chunk);
+        let chunk = (CHUNK_BYTES / block_bytes.max(1)).max(4) / 4 * 4;
+        let mut c0 = b_lo;
+        while c0 < b_hi {
+            let c1 = b_hi.min(c0 + chunk);
             let mut i0 = 0;
             while i0 < m {
                 let mr = (m - i0).min(4);
-                let mut j0 = c0;
-                while j0 < c1 {
-                    let nr = (c1 - j0).min(4);
-                    tile(mr, nr, i0, j0);
-                    j0 += nr;
+                let mut b0 = c0;
+                while b0 < c1 {
+                    let nr = (c1 - b0).min(4);
+                    tile(mr, nr, i0, b0);
+                    b0 += nr;
                 }
                 i0 += mr;
             }
@@ -604,7 +617,55 @@ mod x86 {
         }
     }
 
-    /// One bf16 tile of MR × NR outputs.
+    /// The lanes of the block starting at weight row r0 that fall in lo..hi.
+    #[inline(always)]
+    fn lanes(r0: usize, lo: usize, hi: usize) -> __mmask16 {
+        let start = lo.saturating_sub(r0).min(LANES);
+        let end = hi.saturating_sub(r0).min(LANES);
+        if end <= start {
+            0
+        } else {
+            (((1u32 << end) - 1) & !((1u32 << start) - 1)) as __mmask16
+        }
+    }
+
+    /// Writes (or adds) the lanes `mask` of `v` at row i, weight rows
+    /// r0..r0 + 16.
+    ///
+    /// # Safety
+    /// The masked lanes are inside `c` and owned by this task; the others
+    /// are not touched (masked stores do not fault).
+    #[target_feature(enable = "avx512f")]
+    unsafe fn store(out: Out, i: usize, r0: usize, v: __m512, mask: __mmask16) {
+        let p = out
+            .ptr
+            .wrapping_add(i * out.ldc + r0)
+            .wrapping_sub(out.row0);
+        // SAFETY: the caller's contract.
+        unsafe {
+            let v = if out.accumulate {
+                _mm512_add_ps(_mm512_maskz_loadu_ps(mask, p), v)
+            } else {
+                v
+            };
+            _mm512_mask_storeu_ps(p, mask, v);
+        }
+    }
+
+    /// The 32-bit lane of activation row i at group g (k = g·G), broadcast.
+    ///
+    /// # Safety
+    /// The 4 bytes at `x + at` are inside the activations.
+    #[inline(always)]
+    unsafe fn bcast(x: *const u8, at: usize) -> __m512i {
+        // SAFETY: the caller's contract.
+        _mm512_set1_epi32(unsafe { std::ptr::read_unaligned(x.add(at).cast::<i32>()) })
+    }
+
+    /// One bf16 tile: MR rows × NR blocks.
+    ///
+    /// # Safety
+    /// AVX512-F and AVX512-BF16; the tile is inside `w`, `x` and `out`.
     #[target_feature(enable = "avx512f,avx512bf16")]
     #[allow(clippy::too_many_arguments)]
     unsafe fn bf16_tile<const MR: usize, const NR: usize>(
@@ -612,39 +673,54 @@ mod x86 {
         x: &[u16],
         kp: usize,
         i0: usize,
-        j0: usize,
-        put: &impl Fn(usize, usize, f32),
+        b0: usize,
+        lo: usize,
+        hi: usize,
+        out: Out,
     ) {
-        let ld = |s: &[u16], at: usize| -> __m512bh {
-            debug_assert!(at + 32 <= s.len());
-            // SAFETY: at + 32 ≤ len (the caller's bounds).
-            unsafe { std::mem::transmute(_mm512_loadu_si512(s.as_ptr().add(at).cast())) }
-        };
+        let groups = kp / 2;
+        let (wp, xp) = (w.as_ptr(), x.as_ptr().cast::<u8>());
         let mut acc = [[_mm512_setzero_ps(); NR]; MR];
-        for k in (0..kp).step_by(32) {
-            let wv: [__m512bh; NR] = std::array::from_fn(|r| ld(w, (j0 + r) * kp + k));
+        for g in 0..groups {
+            // SAFETY (loads): inside the blocks and rows (the contract).
+            let wv: [__m512bh; NR] = std::array::from_fn(|r| unsafe {
+                std::mem::transmute(_mm512_loadu_si512(
+                    wp.add(((b0 + r) * groups + g) * 2 * LANES).cast(),
+                ))
+            });
             for (i, row) in acc.iter_mut().enumerate() {
-                let xv = ld(x, (i0 + i) * kp + k);
+                let xb: __m512bh =
+                    std::mem::transmute(unsafe { bcast(xp, ((i0 + i) * kp + 2 * g) * 2) });
                 for (a, &wr) in row.iter_mut().zip(&wv) {
-                    *a = _mm512_dpbf16_ps(*a, wr, xv);
+                    *a = _mm512_dpbf16_ps(*a, wr, xb);
                 }
             }
         }
         for (i, row) in acc.iter().enumerate() {
-            if let [a, b, c, d] = row[..] {
-                let sums: [f32; 4] = std::mem::transmute(hsum4_ps(a, b, c, d));
-                for (r, v) in sums.into_iter().enumerate() {
-                    put(i0 + i, j0 + r, v);
-                }
-            } else {
-                for (r, a) in row.iter().enumerate() {
-                    put(i0 + i, j0 + r, _mm512_reduce_add_ps(*a));
-                }
+            for (r, &v) in row.iter().enumerate() {
+                let r0 = (b0 + r) * LANES;
+                // SAFETY: lanes in lo..hi are this task's (the contract).
+                unsafe { store(out, i0 + i, r0, v, lanes(r0, lo, hi)) };
             }
         }
     }
 
-    /// One int8 tile of MR × NR outputs.
+    /// What turns an int8 tile's i32 sums into outputs.
+    pub(super) struct Int8Epilogue<'a> {
+        /// `[blocks·16]` weight scales.
+        pub scale: &'a [f32],
+        /// `[blocks·16]` weight row sums.
+        pub sum: &'a [i32],
+        /// `[m]` activation scales.
+        pub xs: &'a [f32],
+    }
+
+    /// One int8 tile: MR rows × NR blocks; output = s_x·s_w·(Σ u·w − 128·Σ w),
+    /// multiplied in the portable path's order so the results are equal.
+    ///
+    /// # Safety
+    /// AVX512-F, AVX512-BW and AVX512-VNNI; the tile is inside `w`, `x`, the
+    /// epilogue's slices and `out`.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     #[allow(clippy::too_many_arguments)]
     unsafe fn int8_tile<const MR: usize, const NR: usize>(
@@ -652,62 +728,44 @@ mod x86 {
         x: &[u8],
         kp: usize,
         i0: usize,
-        j0: usize,
-        finish: &impl Fn(usize, usize, i32),
+        b0: usize,
+        lo: usize,
+        hi: usize,
+        e: &Int8Epilogue<'_>,
+        out: Out,
     ) {
-        // SAFETY (both): at + 64 ≤ len (the caller's bounds).
-        let ldw = |at: usize| unsafe { _mm512_loadu_si512(w.as_ptr().add(at).cast()) };
-        let ldx = |at: usize| unsafe { _mm512_loadu_si512(x.as_ptr().add(at).cast()) };
+        let groups = kp / 4;
+        let (wp, xp) = (w.as_ptr(), x.as_ptr());
         let mut acc = [[_mm512_setzero_si512(); NR]; MR];
-        for k in (0..kp).step_by(64) {
-            let wv: [__m512i; NR] = std::array::from_fn(|r| ldw((j0 + r) * kp + k));
+        for g in 0..groups {
+            // SAFETY (loads): inside the blocks and rows (the contract).
+            let wv: [__m512i; NR] = std::array::from_fn(|r| unsafe {
+                _mm512_loadu_si512(wp.add(((b0 + r) * groups + g) * 4 * LANES).cast())
+            });
             for (i, row) in acc.iter_mut().enumerate() {
-                let xv = ldx((i0 + i) * kp + k);
+                let xb = unsafe { bcast(xp, (i0 + i) * kp + 4 * g) };
                 for (a, &wr) in row.iter_mut().zip(&wv) {
-                    *a = _mm512_dpbusd_epi32(*a, xv, wr);
+                    *a = _mm512_dpbusd_epi32(*a, xb, wr);
                 }
             }
         }
         for (i, row) in acc.iter().enumerate() {
-            if let [a, b, c, d] = row[..] {
-                let sums: [i32; 4] = std::mem::transmute(hsum4_epi32(a, b, c, d));
-                for (r, v) in sums.into_iter().enumerate() {
-                    finish(i0 + i, j0 + r, v);
-                }
-            } else {
-                for (r, a) in row.iter().enumerate() {
-                    finish(i0 + i, j0 + r, _mm512_reduce_add_epi32(*a));
-                }
+            let xs = _mm512_set1_ps(e.xs[i0 + i]);
+            for (r, &v) in row.iter().enumerate() {
+                let r0 = (b0 + r) * LANES;
+                // SAFETY: r0 + 16 ≤ blocks·16 (the contract).
+                let (s, z) = unsafe {
+                    (
+                        _mm512_loadu_ps(e.scale.as_ptr().add(r0)),
+                        _mm512_loadu_si512(e.sum.as_ptr().add(r0).cast()),
+                    )
+                };
+                let d = _mm512_cvtepi32_ps(_mm512_sub_epi32(v, _mm512_slli_epi32::<7>(z)));
+                let y = _mm512_mul_ps(_mm512_mul_ps(xs, s), d);
+                // SAFETY: lanes in lo..hi are this task's (the contract).
+                unsafe { store(out, i0 + i, r0, y, lanes(r0, lo, hi)) };
             }
         }
-    }
-
-    /// The sums of the sixteen lanes of a, b, c and d, as [Σa, Σb, Σc, Σd]:
-    /// one interleaved tree instead of four reductions (integer sums are
-    /// exact in any order).
-    #[target_feature(enable = "avx512f")]
-    fn hsum4_epi32(a: __m512i, b: __m512i, c: __m512i, d: __m512i) -> __m128i {
-        let ab = _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b));
-        let cd = _mm512_add_epi32(_mm512_unpacklo_epi32(c, d), _mm512_unpackhi_epi32(c, d));
-        let u = _mm512_add_epi32(_mm512_unpacklo_epi64(ab, cd), _mm512_unpackhi_epi64(ab, cd));
-        let s = _mm256_add_epi32(_mm512_castsi512_si256(u), _mm512_extracti64x4_epi64::<1>(u));
-        _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256::<1>(s))
-    }
-
-    /// [`hsum4_epi32`] for f32 lanes (a fixed order of additions, so
-    /// results repeat exactly).
-    #[target_feature(enable = "avx512f")]
-    fn hsum4_ps(a: __m512, b: __m512, c: __m512, d: __m512) -> __m128 {
-        let ab = _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b));
-        let cd = _mm512_add_ps(_mm512_unpacklo_ps(c, d), _mm512_unpackhi_ps(c, d));
-        let (abd, cdd) = (_mm512_castps_pd(ab), _mm512_castps_pd(cd));
-        let u = _mm512_add_ps(
-            _mm512_castpd_ps(_mm512_unpacklo_pd(abd, cdd)),
-            _mm512_castpd_ps(_mm512_unpackhi_pd(abd, cdd)),
-        );
-        let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(u)));
-        let s = _mm256_add_ps(_mm512_castps512_ps256(u), hi);
-        _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps::<1>(s))
     }
 
     /// [`super::quantize_row`] with AVX-512: the same codes (round to
@@ -806,12 +864,13 @@ mod x86 {
         };
     }
 
-    /// `put(i, j, Σ_k x[i,k]·w[j,k])` for every row i < m and column j in
-    /// lo..hi, with `VDPBF16PS`.
+    /// Weight rows lo..hi of the bf16 product for all m activation rows,
+    /// with `VDPBF16PS`.
     ///
     /// # Safety
-    /// The CPU has AVX512-F and AVX512-BF16.
+    /// AVX512-F and AVX512-BF16; `out` as in `super::kernel`.
     #[target_feature(enable = "avx512f,avx512bf16")]
+    #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn bf16_block(
         w: &[u16],
         x: &[u16],
@@ -819,21 +878,23 @@ mod x86 {
         m: usize,
         lo: usize,
         hi: usize,
-        put: &impl Fn(usize, usize, f32),
+        out: Out,
     ) {
-        assert!(w.len() >= hi * kp && x.len() >= m * kp && kp % 32 == 0);
-        tiles(m, lo, hi, 2 * kp, |mr, nr, i0, j0| {
+        let (b_lo, b_hi) = (lo / LANES, hi.div_ceil(LANES));
+        assert!(w.len() >= b_hi * LANES * kp && x.len() >= m * kp && kp % 4 == 0);
+        tiles(m, b_lo, b_hi, 2 * LANES * kp, |mr, nr, i0, b0| {
             // SAFETY: the tile is inside the bounds asserted above.
-            unsafe { dispatch!(bf16_tile, mr, nr, (w, x, kp, i0, j0, put)) }
+            unsafe { dispatch!(bf16_tile, mr, nr, (w, x, kp, i0, b0, lo, hi, out)) }
         });
     }
 
-    /// `finish(i, j, Σ_k x[i,k]·w[j,k])` (u8 × i8, exact in i32) for every
-    /// row i < m and column j in lo..hi, with `VPDPBUSD`.
+    /// Weight rows lo..hi of the int8 product for all m activation rows,
+    /// with `VPDPBUSD`.
     ///
     /// # Safety
-    /// The CPU has AVX512-F, AVX512-BW and AVX512-VNNI.
+    /// AVX512-F, AVX512-BW and AVX512-VNNI; `out` as in `super::kernel`.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn int8_block(
         w: &[i8],
         x: &[u8],
@@ -841,12 +902,15 @@ mod x86 {
         m: usize,
         lo: usize,
         hi: usize,
-        finish: &impl Fn(usize, usize, i32),
+        e: &Int8Epilogue<'_>,
+        out: Out,
     ) {
-        assert!(w.len() >= hi * kp && x.len() >= m * kp && kp % 64 == 0);
-        tiles(m, lo, hi, kp, |mr, nr, i0, j0| {
+        let (b_lo, b_hi) = (lo / LANES, hi.div_ceil(LANES));
+        assert!(w.len() >= b_hi * LANES * kp && x.len() >= m * kp && kp % 4 == 0);
+        assert!(e.scale.len() >= b_hi * LANES && e.sum.len() >= b_hi * LANES && e.xs.len() >= m);
+        tiles(m, b_lo, b_hi, LANES * kp, |mr, nr, i0, b0| {
             // SAFETY: the tile is inside the bounds asserted above.
-            unsafe { dispatch!(int8_tile, mr, nr, (w, x, kp, i0, j0, finish)) }
+            unsafe { dispatch!(int8_tile, mr, nr, (w, x, kp, i0, b0, lo, hi, e, out)) }
         });
     }
 }
@@ -887,6 +951,7 @@ mod tests {
     /// product of the f32 operands, for shapes with ragged edges.
     #[test]
     fn products_are_within_their_rounding_bounds() {
+        let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
         for (m, n, k) in [(1, 7, 5), (3, 37, 65), (5, 130, 200), (1, 1024, 512)] {
             let a = data(m * k, 1);
             let w = data(n * k, 2);
@@ -927,56 +992,37 @@ mod tests {
         }
     }
 
+    /// The thread count and the portable switch are process-wide.
+    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
     /// The vector kernels and the portable loops agree: exactly for int8,
     /// to f32 summation order for bf16; and splitting across threads
     /// changes nothing.
     #[test]
     fn vector_portable_and_threaded_paths_agree() {
-        let (m, n, k) = (3, 1536, 512);
-        let a = data(m * k, 3);
-        let w = data(n * k, 4);
-        for precision in [Precision::Bf16, Precision::Int8] {
-            let p = Packed::new(precision, &w, n, k);
-            let mut c = vec![0.0f32; m * n];
-            crate::gemm::set_threads(1);
-            p.view().product(m, n, k, &a, k, &mut c, n, false);
-            let mut c2 = vec![0.0f32; m * n];
-            crate::gemm::set_threads(0);
-            p.view().product(m, n, k, &a, k, &mut c2, n, false);
-            assert_eq!(c, c2, "{precision}: threads");
-            // The portable path, on the same codes.
-            let act_and_dot = |i: usize, j: usize| -> f32 {
-                let kp = p.kp;
-                match &p.data {
-                    Data::Bf16(wq) => {
-                        let mut x = vec![0u16; kp];
-                        for (o, &v) in x.iter_mut().zip(&a[i * k..][..k]) {
-                            *o = to_bf16(v);
-                        }
-                        dot_bf16(&wq[j * kp..][..kp], &x)
-                    }
-                    Data::Int8 { w: wq, scale, sum } => {
-                        let max = a[i * k..][..k].iter().fold(0.0f32, |x, v| x.max(v.abs()));
-                        let mut x = vec![128u8; kp];
-                        for (o, &v) in x.iter_mut().zip(&a[i * k..][..k]) {
-                            *o = (q8(v, 127.0 / max) + 128) as u8;
-                        }
-                        let acc = dot_u8i8(&x, &wq[j * kp..][..kp]);
-                        (max / 127.0) * scale[j] * (acc - 128 * sum[j]) as f32
-                    }
-                }
-            };
-            for i in 0..m {
-                for j in (0..n).step_by(7) {
-                    let want = act_and_dot(i, j);
-                    let got = c[i * n + j];
-                    if precision == Precision::Int8 {
-                        assert_eq!(got, want, "int8 [{i},{j}]");
-                    } else {
-                        assert!(
-                            (got - want).abs() <= 1e-5 * (1.0 + want.abs()),
-                            "bf16 [{i},{j}]: {got} vs {want}"
-                        );
+        let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+        for (m, n, k) in [(3, 1536, 512), (6, 100, 70), (1, 33, 5)] {
+            let a = data(m * k, 3);
+            let w = data(n * k, 4);
+            for precision in [Precision::Bf16, Precision::Int8] {
+                let p = Packed::new(precision, &w, n, k);
+                let run = |threads: usize, portable: bool| {
+                    crate::gemm::set_threads(threads);
+                    force_portable(portable);
+                    let mut c = vec![0.25f32; m * n];
+                    p.view().product(m, n, k, &a, k, &mut c, n, true);
+                    crate::gemm::set_threads(0);
+                    force_portable(false);
+                    c
+                };
+                let one = run(1, false);
+                assert_eq!(one, run(2, false), "{precision} {m}x{n}x{k}: threads");
+                let portable = run(1, true);
+                if precision == Precision::Int8 {
+                    assert_eq!(one, portable, "int8 {m}x{n}x{k}");
+                } else {
+                    for (x, y) in one.iter().zip(&portable) {
+                        assert!((x - y).abs() <= 1e-5 * (1.0 + y.abs()), "bf16: {x} vs {y}");
                     }
                 }
             }
@@ -984,19 +1030,56 @@ mod tests {
     }
 
     #[test]
-    fn skipped_rows_are_the_tail_of_the_weight() {
-        let (n, k) = (48, 70);
+    fn any_row_range_is_the_same_rows_of_the_whole_product() {
+        let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+        let (m, n, k) = (3, 50, 70);
         let w = data(n * k, 5);
-        let a = data(k, 6);
+        let a = data(m * k, 6);
+        for portable in [false, true] {
+            force_portable(portable);
+            for precision in [Precision::Bf16, Precision::Int8] {
+                let p = Packed::new(precision, &w, n, k);
+                let mut whole = vec![0.0f32; m * n];
+                p.view().product(m, n, k, &a, k, &mut whole, n, false);
+                // Ranges that start and end inside blocks of 16 rows.
+                for (skip, take) in [(20, 30), (20, 10), (0, 33), (17, 1), (48, 2)] {
+                    let mut part = vec![-1.0f32; m * take];
+                    p.view()
+                        .skip_rows(skip)
+                        .product(m, take, k, &a, k, &mut part, take, false);
+                    for i in 0..m {
+                        assert_eq!(
+                            &whole[i * n + skip..][..take],
+                            &part[i * take..][..take],
+                            "{precision} rows {skip}..{}",
+                            skip + take
+                        );
+                    }
+                }
+            }
+            force_portable(false);
+        }
+    }
+
+    /// Packing keeps every weight to its rounding: half a step of its
+    /// row's scale in int8, 2⁻⁸ relative in bf16.
+    #[test]
+    fn packed_weights_are_the_weights_rounded() {
+        let (n, k) = (37, 29);
+        let w = data(n * k, 7);
         for precision in [Precision::Bf16, Precision::Int8] {
-            let p = Packed::new(precision, &w, n, k);
-            let mut whole = vec![0.0f32; n];
-            p.view().product(1, n, k, &a, k, &mut whole, n, false);
-            let mut tail = vec![0.0f32; 16];
-            p.view()
-                .skip_rows(32)
-                .product(1, 16, k, &a, k, &mut tail, 16, false);
-            assert_eq!(&whole[32..], &tail[..]);
+            let d = Packed::new(precision, &w, n, k).dequantize();
+            for r in 0..n {
+                let row = &w[r * k..][..k];
+                let step = row.iter().fold(0.0f32, |m, x| m.max(x.abs())) / 127.0;
+                for (x, y) in row.iter().zip(&d[r * k..][..k]) {
+                    let bound = match precision {
+                        Precision::Int8 => 0.5 * step * (1.0 + 1e-6),
+                        _ => x.abs() / 256.0,
+                    };
+                    assert!((x - y).abs() <= bound, "{precision} row {r}: {x} → {y}");
+                }
+            }
         }
     }
 

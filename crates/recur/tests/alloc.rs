@@ -214,8 +214,45 @@ fn training_steps() {
     assert_eq!(n, 0, "a tagger's training step allocated");
 }
 
+/// Inference with bf16 and int8 weights: a batched forward pass and
+/// token-by-token steps (generation), threaded products included.
+fn reduced_precision_inference() {
+    use recur::model::lm::LmWorkspace;
+    use recur::quant::Precision;
+    for cell in [CellKind::Lstm, CellKind::GruResetBefore] {
+        for precision in [Precision::Bf16, Precision::Int8] {
+            let cfg = LmConfig {
+                cell,
+                vocab_size: 40,
+                embed: 32,
+                hidden: 256,
+                layers: 2,
+                dropout: 0.0,
+            };
+            let mut m = LanguageModel::new(cfg, 3).unwrap();
+            m.set_precision(precision).unwrap();
+            let ids: Vec<u32> = (0..20 * 8).map(|i| (i * 7 % 40) as u32).collect();
+            let mut ws = LmWorkspace::new();
+            let run = |ws: &mut LmWorkspace| {
+                m.forward(ws, &ids, 20, 8, None).unwrap();
+                ws.reset_state();
+                for &id in &ids[..20] {
+                    m.forward(ws, &[id], 1, 1, None).unwrap();
+                }
+                ws.reset_state();
+            };
+            run(&mut ws);
+            let before = ALLOCS.load(Ordering::SeqCst);
+            run(&mut ws);
+            let n = ALLOCS.load(Ordering::SeqCst) - before;
+            assert_eq!(n, 0, "{cell:?} {precision}: {n} allocations after warm-up");
+        }
+    }
+}
+
 #[test]
 fn nothing_allocates_after_warm_up() {
     layer_passes();
     training_steps();
+    reduced_precision_inference();
 }
