@@ -49,8 +49,9 @@ fi
 configs=$(./target/release/recur bench --help | grep -o 'char-[a-z0-9x-]*\|word-[a-z0-9x-]*' | sort -u)
 : > "$tmp/rows.jsonl"
 for c in $configs; do
-    python3 "$baseline" --threads "$threads" --only "$c" --json "$tmp/t32.json" "$@" > /dev/null
-    python3 "$baseline" --threads "$threads" --only "$c" --precision "$precision" --json "$tmp/tp.json" "$@" > /dev/null
+    # (PyTorch's deprecation warnings for quantize_dynamic go to /dev/null.)
+    python3 "$baseline" --threads "$threads" --only "$c" --json "$tmp/t32.json" "$@" > /dev/null 2>&1
+    python3 "$baseline" --threads "$threads" --only "$c" --precision "$precision" --json "$tmp/tp.json" "$@" > /dev/null 2>&1
     ./target/release/recur bench --threads "$threads" --config "$c" --json "$@" > "$tmp/r32.json"
     ./target/release/recur bench --threads "$threads" --config "$c" --precision "$precision" --json "$@" > "$tmp/rp.json"
     python3 - "$tmp" >> "$tmp/rows.jsonl" <<'PY'

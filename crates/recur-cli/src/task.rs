@@ -448,7 +448,7 @@ pub fn run_diagnose(a: DiagnoseArgs) -> CliResult {
     let mut flows: Vec<GradientFlow> = Vec::new();
     let (m, solved_at) = train(&mut run, false, &mut |net, s| {
         let s = s as usize;
-        if s == 1 || s % every == 0 {
+        if s == 1 || s.is_multiple_of(every) {
             let f = net.gradient_flow(s as u64)?;
             let line = serde_json::json!({
                 "step": f.step,

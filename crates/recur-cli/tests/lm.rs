@@ -716,7 +716,7 @@ fn an_interrupted_run_resumes_bit_for_bit() {
 /// A safetensors file with a header and data (padded as the format wants).
 fn raw_safetensors(path: &Path, header: serde_json::Value, data: &[u8]) {
     let mut h = header.to_string().into_bytes();
-    while h.len() % 8 != 0 {
+    while !h.len().is_multiple_of(8) {
         h.push(b' ');
     }
     let mut bytes = (h.len() as u64).to_le_bytes().to_vec();

@@ -135,7 +135,7 @@ const PAD: usize = 4;
 
 /// Products with fewer multiply-adds than this run on the calling thread
 /// unless their weight is large.
-const PAR_MIN_WORK: usize = 1 << 20;
+const PAR_MIN_WORK: usize = 4 << 20;
 
 /// Weights of at least this many bytes are split across threads however
 /// few the activation rows: below it, one core reads the weight from its
@@ -881,7 +881,7 @@ mod x86 {
         out: Out,
     ) {
         let (b_lo, b_hi) = (lo / LANES, hi.div_ceil(LANES));
-        assert!(w.len() >= b_hi * LANES * kp && x.len() >= m * kp && kp % 4 == 0);
+        assert!(w.len() >= b_hi * LANES * kp && x.len() >= m * kp && kp.is_multiple_of(4));
         tiles(m, b_lo, b_hi, 2 * LANES * kp, |mr, nr, i0, b0| {
             // SAFETY: the tile is inside the bounds asserted above.
             unsafe { dispatch!(bf16_tile, mr, nr, (w, x, kp, i0, b0, lo, hi, out)) }
@@ -906,7 +906,7 @@ mod x86 {
         out: Out,
     ) {
         let (b_lo, b_hi) = (lo / LANES, hi.div_ceil(LANES));
-        assert!(w.len() >= b_hi * LANES * kp && x.len() >= m * kp && kp % 4 == 0);
+        assert!(w.len() >= b_hi * LANES * kp && x.len() >= m * kp && kp.is_multiple_of(4));
         assert!(e.scale.len() >= b_hi * LANES && e.sum.len() >= b_hi * LANES && e.xs.len() >= m);
         tiles(m, b_lo, b_hi, LANES * kp, |mr, nr, i0, b0| {
             // SAFETY: the tile is inside the bounds asserted above.

@@ -5,6 +5,7 @@
 
 use rand::{Rng, RngCore};
 
+use crate::activation::exp_f32;
 use crate::data::{Level, Vocab, EOS};
 use crate::error::{Error, Result};
 use crate::layer::softmax::log_softmax_row;
@@ -75,12 +76,21 @@ pub fn default_start(vocab: &Vocab) -> u32 {
     vocab.get(t).unwrap_or(0)
 }
 
-/// Chooses the next token from one row of logits `[V]`; `scratch` holds `[V]` probabilities.
+/// What [`choose`] reuses from token to token.
+#[derive(Default)]
+pub(crate) struct Scratch {
+    /// `[V]` unnormalised probabilities.
+    weights: Vec<f32>,
+    /// `[V]` (probability, token), most likely first, for top-k and top-p.
+    ranked: Vec<(f64, u32)>,
+}
+
+/// Chooses the next token from one row of logits `[V]`.
 pub(crate) fn choose(
     logits: &[f32],
     how: Decoding,
     rng: &mut dyn RngCore,
-    scratch: &mut Vec<(f64, u32)>,
+    scratch: &mut Scratch,
 ) -> u32 {
     match how {
         Decoding::Greedy | Decoding::Beam { .. } => crate::float::argmax(logits) as u32,
@@ -89,47 +99,83 @@ pub(crate) fn choose(
             top_k,
             top_p,
         } => {
-            let max = logits
-                .iter()
-                .fold(f64::NEG_INFINITY, |m, &x| m.max(x as f64));
-            scratch.clear();
-            scratch.extend(
-                logits
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &x)| (((x as f64 - max) / temperature).exp(), i as u32)),
-            );
-            if top_k.is_some() || top_p.is_some() {
-                // Most likely first; ties by index so results are repeatable.
-                scratch.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-                if let Some(k) = top_k {
-                    scratch.truncate(k.min(scratch.len()));
+            // The weights in f32 with the vectorisable exp, into a buffer
+            // of their own: with a word vocabulary, libm's f64 exp over
+            // every logit cost more than the model's step. A logit of −∞
+            // is a token ruled out: weight 0, not exp's floor.
+            let max = logits.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+            let inv = (1.0 / temperature) as f32;
+            let w = &mut scratch.weights;
+            w.clear();
+            w.extend(logits.iter().map(|&x| {
+                let e = exp_f32((x - max) * inv);
+                if x == f32::NEG_INFINITY {
+                    0.0
+                } else {
+                    e
                 }
-                if let Some(p) = top_p {
-                    let total: f64 = scratch.iter().map(|x| x.0).sum();
-                    let mut acc = 0.0;
-                    let mut keep = scratch.len();
-                    for (i, x) in scratch.iter().enumerate() {
-                        acc += x.0 / total;
-                        if acc >= p {
-                            keep = i + 1;
-                            break;
-                        }
+            }));
+            let ranked = &mut scratch.ranked;
+            if top_k.is_none() && top_p.is_none() {
+                let total = sum_f32(w);
+                let mut r = rng.random::<f64>() * total;
+                for (i, &x) in w.iter().enumerate() {
+                    let x = f64::from(x);
+                    if r < x {
+                        return i as u32;
                     }
-                    scratch.truncate(keep);
+                    r -= x;
                 }
+                // Rounding left r past the last weight: the last token
+                // with any weight.
+                return w.iter().rposition(|&x| x > 0.0).unwrap_or(0) as u32;
             }
-            let total: f64 = scratch.iter().map(|x| x.0).sum();
+            ranked.clear();
+            ranked.extend(w.iter().enumerate().map(|(i, &x)| (f64::from(x), i as u32)));
+            // Most likely first; ties by index so results are repeatable.
+            ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+            if let Some(k) = top_k {
+                ranked.truncate(k.min(ranked.len()));
+            }
+            if let Some(p) = top_p {
+                let total: f64 = ranked.iter().map(|x| x.0).sum();
+                let mut acc = 0.0;
+                let mut keep = ranked.len();
+                for (i, x) in ranked.iter().enumerate() {
+                    acc += x.0 / total;
+                    if acc >= p {
+                        keep = i + 1;
+                        break;
+                    }
+                }
+                ranked.truncate(keep);
+            }
+            let total: f64 = ranked.iter().map(|x| x.0).sum();
             let mut r = rng.random::<f64>() * total;
-            for &(w, i) in scratch.iter() {
+            for &(w, i) in ranked.iter() {
                 if r < w {
                     return i;
                 }
                 r -= w;
             }
-            scratch.last().map_or(0, |x| x.1)
+            ranked.last().map_or(0, |x| x.1)
         }
     }
+}
+
+/// Σ x in f64, from sixteen f32 partial sums (so the loop is vector code).
+fn sum_f32(x: &[f32]) -> f64 {
+    let mut acc = [0.0f32; 16];
+    let mut chunks = x.chunks_exact(16);
+    for c in &mut chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a += v;
+        }
+    }
+    acc.iter()
+        .chain(chunks.remainder())
+        .map(|&a| f64::from(a))
+        .sum()
 }
 
 /// Generates `length` tokens after `prime` (which must be non-empty),
@@ -221,7 +267,7 @@ pub(crate) fn sample_loop(
     }
     let mut history = prime.to_vec();
     let mut logits = vec![0.0f32; v];
-    let mut scratch = Vec::with_capacity(v);
+    let mut scratch = Scratch::default();
     let mut out = Vec::with_capacity(length);
     for i in 0..length {
         next(&history, &mut logits)?;
@@ -237,11 +283,22 @@ pub(crate) fn sample_loop(
 
 /// softmax(logits)[token].
 fn probability(logits: &[f32], token: u32) -> f64 {
-    let max = logits
-        .iter()
-        .fold(f64::NEG_INFINITY, |m, &x| m.max(x as f64));
-    let z: f64 = logits.iter().map(|&x| (x as f64 - max).exp()).sum();
-    (logits[token as usize] as f64 - max).exp() / z
+    let max = logits.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+    // Sixteen partial sums, so the loop compiles to vector code.
+    let mut acc = [0.0f32; 16];
+    let mut chunks = logits.chunks_exact(16);
+    for c in &mut chunks {
+        for (a, &x) in acc.iter_mut().zip(c) {
+            *a += exp_f32(x - max);
+        }
+    }
+    let z = acc.iter().map(|&a| f64::from(a)).sum::<f64>()
+        + chunks
+            .remainder()
+            .iter()
+            .map(|&x| f64::from(exp_f32(x - max)))
+            .sum::<f64>();
+    f64::from(exp_f32(logits[token as usize] - max)) / z
 }
 
 /// Beam search: W hypotheses advance together as a batch of W rows.
@@ -330,7 +387,7 @@ mod tests {
     fn top_k_one_is_greedy_and_top_p_keeps_the_nucleus() {
         let logits = [0.1f32, 3.0, 2.9, -1.0];
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
-        let mut s = Vec::new();
+        let mut s = Scratch::default();
         for _ in 0..50 {
             let k1 = Decoding::Sample {
                 temperature: 1.0,
@@ -353,7 +410,7 @@ mod tests {
     fn low_temperature_concentrates() {
         let logits = [1.0f32, 1.2, 0.9];
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
-        let mut s = Vec::new();
+        let mut s = Scratch::default();
         let how = Decoding::Sample {
             temperature: 0.01,
             top_k: None,

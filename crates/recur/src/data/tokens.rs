@@ -501,7 +501,7 @@ mod tests {
         let mut i = 0u32;
         while text.len() < 3 * CHUNK + 777 {
             text.push_str(["héllo wörld", "  a\tb  ", "", "€uro ✓"][i as usize % 4]);
-            text.push_str(if i % 7 == 0 { "\r\n" } else { "\n" });
+            text.push_str(if i.is_multiple_of(7) { "\r\n" } else { "\n" });
             i += 1;
         }
         text.push_str("last line without newline");

@@ -1455,7 +1455,7 @@ impl<T: Float> Seq2Seq<T> {
             })
             .collect();
         let mut row32: Vec<f32> = Vec::with_capacity(v);
-        let mut scratch = Vec::new();
+        let mut scratch = crate::sample::Scratch::default();
         let mut cand: Vec<(f64, usize, u32)> = Vec::new();
         let (mut parent, mut next, mut next_scores, mut old) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());

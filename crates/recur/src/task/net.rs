@@ -361,7 +361,7 @@ impl Model for TaskNet {
         self.steps += 1;
         if loss.is_finite() {
             self.net.backward(&self.dz)?;
-            if self.record > 0 && (self.steps == 1 || self.steps % self.record == 0) {
+            if self.record > 0 && (self.steps == 1 || self.steps.is_multiple_of(self.record)) {
                 self.flow = Some(self.measure_flow()?);
             }
             if self.cfg.gradient_regulariser > 0.0 {

@@ -513,7 +513,7 @@ impl<M: Model, D: Data<Batch = M::Batch>> Trainer<M, D> {
             loss_sum += r.loss;
             loss_n += 1;
             obs.step(&self.model, &r, &self.progress)?;
-            if self.progress.step % eval_every == 0 || finished(&self.progress) {
+            if self.progress.step.is_multiple_of(eval_every) || finished(&self.progress) {
                 let tok_s = (self.progress.tokens_seen - window.0) as f64
                     / window.1.elapsed().as_secs_f64().max(1e-9);
                 let line = self.eval_and_save(
