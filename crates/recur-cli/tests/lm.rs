@@ -313,28 +313,20 @@ fn reduced_precision_inference_in_eval_generate_and_bench() {
             "{p}: {got} against f32's {exact}"
         );
     }
-    let g1 = ok(&[
-        "generate",
-        "--model",
-        m,
-        "--length",
-        "30",
-        "--precision",
-        "int8",
-        "--seed",
-        "2",
-    ]);
-    let g2 = ok(&[
-        "generate",
-        "--model",
-        m,
-        "--length",
-        "30",
-        "--precision",
-        "int8",
-        "--seed",
-        "2",
-    ]);
+    let gen = || {
+        ok(&[
+            "generate",
+            "--model",
+            m,
+            "--length",
+            "30",
+            "--precision",
+            "int8",
+            "--seed",
+            "2",
+        ])
+    };
+    let (g1, g2) = (gen(), gen());
     assert_eq!(g1, g2, "int8 generation repeats by seed");
     assert!(g1.chars().count() >= 30, "{g1:?}");
     let j: serde_json::Value = serde_json::from_str(&ok(&[

@@ -95,28 +95,18 @@ fn an_encoder_decoder_trains_translates_evaluates_and_resumes() {
         assert!(run.join(f).exists(), "{f} missing");
     }
     let model = run.join("model.safetensors");
-    let e = json(&ok(&[
-        "eval",
-        "--model",
-        s(&model),
-        "--data",
-        s(&p("test.tsv")),
-        "--json",
-    ]));
+    let test = p("test.tsv");
+    let eval = |extra: &[&str]| {
+        let mut args = vec!["eval", "--model", s(&model), "--data", s(&test), "--json"];
+        args.extend_from_slice(extra);
+        json(&ok(&args))
+    };
+    let e = eval(&[]);
     // Exact up to the rare letters, which are <unk> in and out.
     assert!(e["exact_match"].as_f64().unwrap() >= 0.85, "{e}");
     // bf16 and int8 weights in the encoder, decoder and output layer.
     for prec in ["bf16", "int8"] {
-        let q = json(&ok(&[
-            "eval",
-            "--model",
-            s(&model),
-            "--data",
-            s(&p("test.tsv")),
-            "--json",
-            "--precision",
-            prec,
-        ]));
+        let q = eval(&["--precision", prec]);
         let (a, b) = (
             e["exact_match"].as_f64().unwrap(),
             q["exact_match"].as_f64().unwrap(),

@@ -117,7 +117,7 @@ pub(crate) fn choose(
             }));
             let ranked = &mut scratch.ranked;
             if top_k.is_none() && top_p.is_none() {
-                let total = sum_f32(w);
+                let total = lane_sum(w, |x| x);
                 let mut r = rng.random::<f64>() * total;
                 for (i, &x) in w.iter().enumerate() {
                     let x = f64::from(x);
@@ -163,18 +163,20 @@ pub(crate) fn choose(
     }
 }
 
-/// Σ x in f64, from sixteen f32 partial sums (so the loop is vector code).
-fn sum_f32(x: &[f32]) -> f64 {
+/// Σ f(x) in f64, from sixteen f32 partial sums (so the loop is vector
+/// code).
+#[inline(always)]
+fn lane_sum(x: &[f32], f: impl Fn(f32) -> f32) -> f64 {
     let mut acc = [0.0f32; 16];
     let mut chunks = x.chunks_exact(16);
     for c in &mut chunks {
         for (a, &v) in acc.iter_mut().zip(c) {
-            *a += v;
+            *a += f(v);
         }
     }
     acc.iter()
-        .chain(chunks.remainder())
         .map(|&a| f64::from(a))
+        .chain(chunks.remainder().iter().map(|&v| f64::from(f(v))))
         .sum()
 }
 
@@ -284,21 +286,7 @@ pub(crate) fn sample_loop(
 /// softmax(logits)[token].
 fn probability(logits: &[f32], token: u32) -> f64 {
     let max = logits.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
-    // Sixteen partial sums, so the loop compiles to vector code.
-    let mut acc = [0.0f32; 16];
-    let mut chunks = logits.chunks_exact(16);
-    for c in &mut chunks {
-        for (a, &x) in acc.iter_mut().zip(c) {
-            *a += exp_f32(x - max);
-        }
-    }
-    let z = acc.iter().map(|&a| f64::from(a)).sum::<f64>()
-        + chunks
-            .remainder()
-            .iter()
-            .map(|&x| f64::from(exp_f32(x - max)))
-            .sum::<f64>();
-    f64::from(exp_f32(logits[token as usize] - max)) / z
+    f64::from(exp_f32(logits[token as usize] - max)) / lane_sum(logits, |x| exp_f32(x - max))
 }
 
 /// Beam search: W hypotheses advance together as a batch of W rows.
