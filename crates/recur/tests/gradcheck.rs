@@ -12,13 +12,7 @@ use recur::{CellKind, RnnConfig, RnnWorkspace};
 
 const EPS: f64 = 1e-5;
 const TOL: f64 = 1e-6;
-const CELLS: [CellKind; 5] = [
-    CellKind::RnnTanh,
-    CellKind::RnnRelu,
-    CellKind::Lstm,
-    CellKind::Gru,
-    CellKind::GruResetBefore,
-];
+const CELLS: [CellKind; 5] = CellKind::ALL;
 
 fn loss(p: &Problem, seed: Option<u64>) -> f64 {
     let mut layer = Layer::<f64>::new(p.cfg.clone());

@@ -219,17 +219,18 @@ impl CellKind {
         }
     }
 
+    /// Every cell kind.
+    pub const ALL: [CellKind; 5] = [
+        CellKind::RnnTanh,
+        CellKind::RnnRelu,
+        CellKind::Lstm,
+        CellKind::Gru,
+        CellKind::GruResetBefore,
+    ];
+
     /// Parses a name given by [`CellKind::name`].
     pub fn from_name(s: &str) -> Option<CellKind> {
-        [
-            CellKind::RnnTanh,
-            CellKind::RnnRelu,
-            CellKind::Lstm,
-            CellKind::Gru,
-            CellKind::GruResetBefore,
-        ]
-        .into_iter()
-        .find(|c| c.name() == s)
+        CellKind::ALL.into_iter().find(|c| c.name() == s)
     }
 }
 
