@@ -9,6 +9,7 @@ use recur::data::LmBatch;
 use recur::gemm::{gemm, set_threads, threads, Trans};
 use recur::model::lm::{LanguageModel, LmConfig, LmWorkspace};
 use recur::optim::OptimizerKind;
+use recur::quant::Precision;
 use recur::sample::{generate, Decoding};
 use recur::train::{Data, TrainConfig, Trainer};
 use recur::{CellKind, ParamStore, Rnn, RnnConfig, RnnInput, RnnWorkspace};
@@ -33,8 +34,8 @@ pub struct BenchArgs {
     /// Print one JSON object per config.
     #[arg(long)]
     json: bool,
-    /// Precision of inference and generation (training runs in f32), as the PyTorch
-    /// baseline's --precision: its int8 is quantize_dynamic, its bf16 autocast.
+    /// Precision of inference, generation and (bf16 only) training, as the PyTorch
+    /// baseline's --precision: its int8 is quantize_dynamic (training in f32), its bf16 autocast.
     #[command(flatten)]
     precision: crate::PrecisionArg,
 }
@@ -101,9 +102,13 @@ pub fn run_args(a: BenchArgs) -> anyhow::Result<()> {
             steps: t,
             batch: b,
         };
-        // The same update `recur train` makes: Adam, clip-norm 5.
+        // The same update `recur train` makes: Adam, clip-norm 5; bf16
+        // trains in bf16, int8 (inference only) in f32, as the baseline.
         let mut tc = TrainConfig::new(OptimizerKind::Adam, 2e-3);
         tc.clip_norm = 5.0;
+        if precision == Precision::Bf16 {
+            tc.precision = precision;
+        }
         let mut trainer = Trainer::new(model, OneBatch(batch), tc)?;
         let mut train_step = || {
             trainer.train_step().unwrap();

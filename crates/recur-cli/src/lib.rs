@@ -91,23 +91,25 @@ impl PrecisionArg {
     /// The precision asked for; where this CPU lacks its instruction, says
     /// once on stderr that the portable path runs it.
     pub fn get(&self) -> anyhow::Result<recur::quant::Precision> {
-        use recur::quant::{native, Precision};
-        let p = Precision::from_name(&self.precision).map_err(|_| {
-            anyhow::anyhow!(
-                "--precision: expected f32, bf16 or int8, got '{}'",
-                self.precision
-            )
-        })?;
-        if !native(p) {
-            let isa = if p == Precision::Bf16 {
-                "AVX512-BF16"
-            } else {
-                "AVX512-VNNI"
-            };
-            eprintln!("note: this CPU lacks {isa}; {p} products run on the portable path (same results, slower than f32)");
-        }
-        Ok(p)
+        parse_precision(&self.precision)
     }
+}
+
+/// The precision `--precision` names; where this CPU lacks its
+/// instruction, says once on stderr that the portable path runs it.
+pub fn parse_precision(name: &str) -> anyhow::Result<recur::quant::Precision> {
+    use recur::quant::{native, Precision};
+    let p = Precision::from_name(name)
+        .map_err(|_| anyhow::anyhow!("--precision: expected f32, bf16 or int8, got '{name}'"))?;
+    if !native(p) {
+        let isa = if p == Precision::Bf16 {
+            "AVX512-BF16"
+        } else {
+            "AVX512-VNNI"
+        };
+        eprintln!("note: this CPU lacks {isa}; {p} products run on the portable path (same results, slower than f32)");
+    }
+    Ok(p)
 }
 
 /// Runs a parsed command line.

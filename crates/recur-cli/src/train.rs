@@ -15,6 +15,7 @@ use recur::metrics::{bits_per_token, perplexity};
 use recur::model::lm::{LanguageModel, LmConfig};
 use recur::model::window::{WindowConfig, WindowLm, WINDOW_FORMAT};
 use recur::optim::OptimizerKind;
+use recur::quant::Precision;
 use recur::sample::{default_start, generate, Decoding};
 use recur::train::{
     Budget, Data, MetricsLine, Observer, OnDivergence, Progress, ScheduleKind, StepReport,
@@ -259,7 +260,7 @@ pub struct TrainArgs {
         "class_weights", "patience", "folds", "overwrite", "attention", "input_feeding",
         "reverse_source", "encoder_layers", "teacher_forcing", "label_smoothing", "vocab", "max_tokens",
         "condition", "condition_mode", "on_divergence", "char_embed", "char_hidden", "word_dropout", "noise", "patch", "pretrain",
-        "model", "order", "context", "gradient_regulariser",
+        "model", "order", "context", "gradient_regulariser", "precision",
     ])]
     pub resume: Option<PathBuf>,
     /// When a batch's loss or gradient diverges (not finite, or above 10× the loss of uniform
@@ -270,6 +271,11 @@ pub struct TrainArgs {
     /// Train into an --out folder that already holds a run, replacing it.
     #[arg(long)]
     pub overwrite: bool,
+    /// Number format of training's weight products: f32, or bf16 (products of bf16-rounded
+    /// operands added in f32; master weights, gradients and optimiser state stay f32). bf16 runs
+    /// faster where the CPU has AVX512-BF16 (docs/performance.md).
+    #[arg(long, default_value = "f32", value_name = "f32|bf16")]
+    pub precision: String,
     /// Start from the weights (and vocabulary) of this recur model.
     #[arg(long, value_name = "MODEL", conflicts_with_all = ["cell", "layers", "hidden", "embed"])]
     pub init_from: Option<PathBuf>,
@@ -858,6 +864,10 @@ pub fn train_config(a: &TrainArgs, lr: f32) -> anyhow::Result<TrainConfig> {
                 a.on_divergence
             )
         })?,
+        precision: match crate::parse_precision(&a.precision)? {
+            Precision::Int8 => bail!("--precision: training runs in f32 or bf16, not int8 (int8 is for generate, eval, predict, translate and serve)"),
+            p => p,
+        },
     })
 }
 
@@ -998,6 +1008,9 @@ fn train_ngram(a: &TrainArgs) -> CliResult {
     }
     if a.order == 0 {
         bail!("--order: expected an order of at least 1, got 0");
+    }
+    if a.precision != "f32" {
+        bail!("--precision: an n-gram model is counted, not trained: it has no weight products");
     }
     if a.gradient_regulariser.unwrap_or(0.0) != 0.0 {
         bail!("--gradient-regulariser: an n-gram model has no gradients");

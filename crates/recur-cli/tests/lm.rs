@@ -176,11 +176,45 @@ fn overfits_a_tiny_corpus() {
 
 #[test]
 fn resume_continues_bit_for_bit() {
+    resume_in("f32");
+}
+
+/// A bf16 run resumes in bf16 (the run's settings keep the precision),
+/// bit for bit; int8 and n-gram models cannot train in bf16.
+#[test]
+fn bf16_training_resumes_bit_for_bit() {
+    resume_in("bf16");
+    let dir = tempfile::tempdir().unwrap();
+    let data = tiny_corpus(dir.path());
+    let d = s(&data);
+    let e = fails_line(&format!(
+        "train --data {d} --precision int8 --batch 2 --seq-len 8 --steps 2 --out {}",
+        s(&dir.path().join("a"))
+    ));
+    assert!(
+        e.contains("--precision") && e.contains("f32 or bf16"),
+        "{e}"
+    );
+    let e = fails_line(&format!(
+        "train --model ngram --data {d} --precision bf16 --out {}",
+        s(&dir.path().join("b"))
+    ));
+    assert!(e.contains("--precision") && e.contains("n-gram"), "{e}");
+    let e = fails_line(&format!(
+        "train --model window --data {d} --precision bf16 --batch 2 --steps 2 --out {}",
+        s(&dir.path().join("c"))
+    ));
+    assert!(e.contains("f32 only"), "{e}");
+}
+
+fn resume_in(precision: &str) {
     let dir = tempfile::tempdir().unwrap();
     let data = tiny_corpus(dir.path());
     let common = |out: &Path, steps: &str| -> Vec<String> {
         [
             "train",
+            "--precision",
+            precision,
             "--data",
             s(&data),
             "--hidden",

@@ -132,12 +132,12 @@ pub fn gemm_tn<T: GemmScalar>(
 /// A raw output pointer that may cross to a worker; each worker writes a
 /// disjoint block.
 #[derive(Clone, Copy)]
-struct OutPtr<T>(*mut T);
+pub(crate) struct OutPtr<T>(pub(crate) *mut T);
 unsafe impl<T> Send for OutPtr<T> {}
 unsafe impl<T> Sync for OutPtr<T> {}
 impl<T> OutPtr<T> {
     /// A method, so closures capture the whole (Sync) wrapper.
-    fn at(self, offset: usize) -> *mut T {
+    pub(crate) fn at(self, offset: usize) -> *mut T {
         self.0.wrapping_add(offset)
     }
 }

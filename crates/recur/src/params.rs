@@ -91,6 +91,28 @@ pub struct ParamStore<T> {
     packed: Vec<(usize, Packed)>,
 }
 
+/// A store's parameters and the converted copies of its weights (see
+/// [`ParamStore::pack`]), borrowed apart from its gradients.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ParamsView<'a, T> {
+    /// Every parameter, flat `[P]`.
+    pub params: &'a [T],
+    packed: &'a [(usize, Packed)],
+}
+
+impl<'a, T> ParamsView<'a, T> {
+    /// The converted copy of `weight`, if it was packed.
+    pub fn packed(self, weight: Param) -> Option<PackedRef<'a>> {
+        if self.packed.is_empty() {
+            return None;
+        }
+        self.packed
+            .binary_search_by_key(&weight.offset, |(o, _)| *o)
+            .ok()
+            .map(|i| self.packed[i].1.view())
+    }
+}
+
 impl<T: Float> ParamStore<T> {
     /// An empty store.
     pub fn new() -> ParamStore<T> {
@@ -112,13 +134,45 @@ impl<T: Float> ParamStore<T> {
 
     /// The converted copy of `weight`, if it was packed.
     pub(crate) fn packed(&self, weight: Param) -> Option<PackedRef<'_>> {
-        if self.packed.is_empty() {
-            return None;
+        self.view().packed(weight)
+    }
+
+    /// The parameters and their converted copies, to read.
+    pub(crate) fn view(&self) -> ParamsView<'_, T> {
+        ParamsView {
+            params: &self.params,
+            packed: &self.packed,
         }
-        self.packed
-            .binary_search_by_key(&weight.offset, |(o, _)| *o)
-            .ok()
-            .map(|i| self.packed[i].1.view())
+    }
+
+    /// [`ParamStore::view`] and the gradients, to add into: for backward
+    /// passes.
+    pub(crate) fn view_and_grads(&mut self) -> (ParamsView<'_, T>, &mut [T]) {
+        (
+            ParamsView {
+                params: &self.params,
+                packed: &self.packed,
+            },
+            &mut self.grads,
+        )
+    }
+
+    /// Whether an optimiser may update the weights: they are f32, or
+    /// packed for training ([`ParamStore::pack_trainable`]), whose copies
+    /// [`ParamStore::repack`] refreshes.
+    pub fn trainable(&self) -> bool {
+        self.packed.iter().all(|(_, p)| p.has_transpose())
+    }
+
+    /// Converts the packed weights again from `params`: after each update
+    /// when training in bf16 (nothing when none are packed).
+    pub fn repack(&mut self) {
+        let params = &self.params;
+        for (offset, p) in &mut self.packed {
+            let len = p.len();
+            let w = T::as_f32(&params[*offset..][..len]).expect("only f32 weights are packed");
+            p.repack(w);
+        }
     }
 
     /// The scope with no prefix: its tensors keep the names they are given.
@@ -202,6 +256,44 @@ impl ParamStore<f32> {
     /// values now: training refuses a converted store, so they cannot go
     /// stale under an optimiser.
     pub fn pack(&mut self, precision: Precision, weights: &[Param]) -> Result<()> {
+        self.pack_with(
+            weights,
+            |w, rows, cols| Packed::new(precision, w, rows, cols),
+            precision,
+        )
+    }
+
+    /// Converts `weights` to bf16 for training: forward and backward
+    /// products read the copies (the weights and their transposes), the
+    /// optimiser updates the f32 weights, and [`ParamStore::repack`]
+    /// converts them again after every update.
+    pub fn pack_trainable(&mut self, weights: &[Param]) -> Result<()> {
+        self.pack_with(weights, Packed::trainable, Precision::Bf16)
+    }
+
+    /// Training's products in `precision`: f32 drops any conversion, bf16
+    /// packs `weights` for training ([`ParamStore::pack_trainable`]); int8
+    /// is an error (it is for inference).
+    pub fn set_training_precision(
+        &mut self,
+        precision: Precision,
+        weights: &[Param],
+    ) -> Result<()> {
+        match precision {
+            Precision::F32 => self.pack(precision, weights),
+            Precision::Bf16 => self.pack_trainable(weights),
+            Precision::Int8 => Err(Error::Config(
+                "training runs in f32 or bf16; int8 is for inference".into(),
+            )),
+        }
+    }
+
+    fn pack_with(
+        &mut self,
+        weights: &[Param],
+        pack: impl Fn(&[f32], usize, usize) -> Packed,
+        precision: Precision,
+    ) -> Result<()> {
         self.packed.clear();
         if precision == Precision::F32 {
             return Ok(());
@@ -220,10 +312,8 @@ impl ParamStore<f32> {
                     info.name, info.shape
                 )));
             };
-            self.packed.push((
-                w.offset,
-                Packed::new(precision, w.of(&self.params), rows, cols),
-            ));
+            self.packed
+                .push((w.offset, pack(w.of(&self.params), rows, cols)));
         }
         self.packed.sort_by_key(|(o, _)| *o);
         Ok(())

@@ -24,11 +24,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::gemm::gemm_nt;
+use crate::gemm::{gemm_nn, gemm_nt, gemm_tn, OutPtr};
 use crate::pool::pool;
 
 /// The number format of a model's weight products.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Precision {
     /// f32 weights and products: training's format, and the reference.
     #[default]
@@ -160,6 +161,9 @@ pub(crate) struct Packed {
     /// ⌈rows / 16⌉.
     blocks: usize,
     data: Data,
+    /// The weight transposed (`[cols, rows]`) in the same format, for the
+    /// backward products of training in bf16; `None` for inference.
+    t: Option<Box<Packed>>,
 }
 
 #[derive(Clone, Debug)]
@@ -235,6 +239,117 @@ fn bf16_row(x: &[f32], out: &mut [u16]) {
     }
 }
 
+/// Fills `out` `[blocks, groups, 16, 2]` with `w` `[rows, cols]` in bf16:
+/// block b, group g, lane l holds w[16b + l][2g], w[16b + l][2g + 1]
+/// (zeros past the edges). Blocks are split across threads.
+fn pack_bf16_rows(w: &[f32], rows: usize, cols: usize, groups: usize, out: &mut [u16]) {
+    let block = groups * 2 * LANES;
+    let blocks = out.len() / block;
+    let base = OutPtr(out.as_mut_ptr());
+    crate::pool::par_ranges(blocks, 8, &|range| {
+        for b in range {
+            // SAFETY: each task writes the blocks of its own range.
+            let blk = unsafe { std::slice::from_raw_parts_mut(base.at(b * block), block) };
+            for l in 0..LANES {
+                let r = b * LANES + l;
+                let row = if r < rows {
+                    &w[r * cols..][..cols]
+                } else {
+                    &[][..]
+                };
+                for g in 0..groups {
+                    let at = (g * LANES + l) * 2;
+                    let v = |k: usize| row.get(k).map_or(0, |&x| to_bf16(x));
+                    blk[at] = v(2 * g);
+                    blk[at + 1] = v(2 * g + 1);
+                }
+            }
+        }
+    });
+}
+
+/// Where [`interleave_pairs`] puts block b, group g.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Order {
+    /// `[blocks, groups, 16, 2]`: a packed weight.
+    BlockMajor,
+    /// `[blocks·4, groups, 4, 2]`: activations, each tile of 4 rows with
+    /// its pairs side by side, group after group.
+    TileMajor,
+}
+
+/// `src` `[k, n]` (rows `ld` apart) in bf16 pairs along k: lane l of block
+/// b, group g holds src[2g][16b + l], src[2g + 1][16b + l] (zeros past the
+/// edges), placed by `order`. Row pairs are split across threads.
+fn interleave_pairs(
+    src: &[f32],
+    ld: usize,
+    k: usize,
+    n: usize,
+    groups: usize,
+    out: &mut [u16],
+    order: Order,
+) {
+    let blocks = n.div_ceil(LANES);
+    assert!(out.len() >= blocks * groups * 2 * LANES && groups * 2 >= k);
+    assert!(k == 0 || src.len() >= (k - 1) * ld + n);
+    let base = OutPtr(out.as_mut_ptr());
+    let vector = has_bf16();
+    let portable = |r0: Option<&[f32]>, r1: Option<&[f32]>, dst: &mut [u16]| {
+        for l in 0..LANES {
+            let v = |r: Option<&[f32]>| r.and_then(|r| r.get(l)).map_or(0, |&x| to_bf16(x));
+            dst[2 * l] = v(r0);
+            dst[2 * l + 1] = v(r1);
+        }
+    };
+    // Row pair by row pair, so that reads are sequential; the writes of
+    // consecutive pairs fill the same lines, which stay in cache.
+    crate::pool::par_ranges(groups, 16, &|range| {
+        let mut pairs = [0u16; 2 * LANES];
+        for g in range {
+            for b in 0..blocks {
+                let c0 = b * LANES;
+                let width = (n - c0).min(LANES);
+                let dst = &mut pairs[..];
+                let row = |r: usize| (r < k).then(|| &src[r * ld + c0..][..width]);
+                let (r0, r1) = (row(2 * g), row(2 * g + 1));
+                #[cfg(target_arch = "x86_64")]
+                if vector {
+                    let mask = ((1u32 << width) - 1) as u16;
+                    let ptr = |r: Option<&[f32]>| r.map_or(std::ptr::null(), <[f32]>::as_ptr);
+                    match r0 {
+                        // SAFETY: the CPU has AVX512-BF16 (has_bf16); the
+                        // rows hold `width` values and `dst` 32.
+                        Some(_) => unsafe {
+                            x86::pairs16(ptr(r0), ptr(r1), mask, dst.as_mut_ptr())
+                        },
+                        None => dst.fill(0),
+                    }
+                } else {
+                    portable(r0, r1, dst);
+                }
+                #[cfg(not(target_arch = "x86_64"))]
+                {
+                    let _ = vector;
+                    portable(r0, r1, dst);
+                }
+                // SAFETY: each task writes the values of its own blocks.
+                let put = |at: usize, v: &[u16]| unsafe {
+                    std::ptr::copy_nonoverlapping(v.as_ptr(), base.at(at), v.len())
+                };
+                match order {
+                    Order::BlockMajor => put((b * groups + g) * 2 * LANES, &pairs),
+                    Order::TileMajor => {
+                        for (q, v) in pairs.chunks_exact(8).enumerate() {
+                            put(((4 * b + q) * groups + g) * 8, v);
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
+
 impl Packed {
     /// `w` `[rows, cols]` in `precision` (which must not be f32).
     pub fn new(precision: Precision, w: &[f32], rows: usize, cols: usize) -> Packed {
@@ -251,17 +366,14 @@ impl Packed {
             kp,
             blocks,
             data: Data::Bf16(Vec::new()),
+            t: None,
         };
         let len = blocks * LANES * kp;
         p.data = match precision {
             Precision::F32 => panic!("Packed::new: f32 weights are used as they are"),
             Precision::Bf16 => {
                 let mut out = vec![0u16; len];
-                for r in 0..rows {
-                    for k in 0..cols {
-                        out[p.at(r, k)] = to_bf16(w[r * cols + k]);
-                    }
-                }
+                pack_bf16_rows(w, rows, cols, kp / 2, &mut out);
                 Data::Bf16(out)
             }
             Precision::Int8 => {
@@ -287,12 +399,53 @@ impl Packed {
         p
     }
 
+    /// `w` `[rows, cols]` in bf16 for training: with its transpose, which
+    /// backward multiplies by; [`Packed::repack`] refreshes both after each
+    /// update of the f32 weights.
+    pub fn trainable(w: &[f32], rows: usize, cols: usize) -> Packed {
+        let mut p = Packed::new(Precision::Bf16, w, rows, cols);
+        let mut t = Packed {
+            rows: cols,
+            cols: rows,
+            kp: rows.next_multiple_of(PAD).max(PAD),
+            blocks: cols.div_ceil(LANES),
+            data: Data::Bf16(Vec::new()),
+            t: None,
+        };
+        t.data = Data::Bf16(vec![0u16; t.blocks * LANES * t.kp]);
+        p.t = Some(Box::new(t));
+        p.repack(w);
+        p
+    }
+
+    /// Converts `w` (the same shape) into this packing again, and into its
+    /// transpose when there is one; bf16 only.
+    pub fn repack(&mut self, w: &[f32]) {
+        let (rows, cols) = (self.rows, self.cols);
+        assert_eq!(
+            w.len(),
+            rows * cols,
+            "Packed::repack: weight is not [rows, cols]"
+        );
+        let Data::Bf16(out) = &mut self.data else {
+            panic!("Packed::repack: only bf16 weights are trained");
+        };
+        pack_bf16_rows(w, rows, cols, self.kp / 2, out);
+        if let Some(t) = &mut self.t {
+            let Data::Bf16(out) = &mut t.data else {
+                unreachable!("the transpose is bf16")
+            };
+            interleave_pairs(w, cols, rows, cols, t.kp / 2, out, Order::BlockMajor);
+        }
+    }
+
     /// Where weight (r, k) is stored, for group size `g`.
     fn at_group(&self, r: usize, k: usize, g: usize) -> usize {
         ((r / LANES * (self.kp / g) + k / g) * LANES + r % LANES) * g + k % g
     }
 
     /// Where bf16 weight (r, k) is stored.
+    #[cfg(test)]
     fn at(&self, r: usize, k: usize) -> usize {
         self.at_group(r, k, 2)
     }
@@ -300,6 +453,16 @@ impl Packed {
     /// Where int8 weight (r, k) is stored.
     fn at_int8(&self, r: usize, k: usize) -> usize {
         self.at_group(r, k, 4)
+    }
+
+    /// Whether it was packed for training, with its transpose.
+    pub fn has_transpose(&self) -> bool {
+        self.t.is_some()
+    }
+
+    /// The weight's element count (rows × cols).
+    pub fn len(&self) -> usize {
+        self.rows * self.cols
     }
 
     /// The precision it holds.
@@ -323,6 +486,8 @@ impl Packed {
         PackedRef {
             packed: self,
             row0: 0,
+            k0: 0,
+            k1: self.cols,
         }
     }
 
@@ -343,12 +508,15 @@ impl Packed {
     }
 }
 
-/// A packed weight from row `row0` on: GRU's cells multiply by the last
-/// third of `weight_hh` alone.
+/// A packed weight from row `row0` on, columns `k0..k1`: GRU's cells
+/// multiply by the last third of `weight_hh` alone, and by the first two
+/// thirds or the last of its transpose in backward.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct PackedRef<'a> {
     packed: &'a Packed,
     row0: usize,
+    k0: usize,
+    k1: usize,
 }
 
 impl<'a> PackedRef<'a> {
@@ -356,9 +524,29 @@ impl<'a> PackedRef<'a> {
     pub fn skip_rows(self, rows: usize) -> PackedRef<'a> {
         assert!(self.row0 + rows <= self.packed.rows);
         PackedRef {
-            packed: self.packed,
             row0: self.row0 + rows,
+            ..self
         }
+    }
+
+    /// Columns `k0..k1` of the whole weight; `k0` must be even (a bf16
+    /// pair never straddles the edge) and bf16's.
+    pub fn cols(self, k0: usize, k1: usize) -> PackedRef<'a> {
+        assert!(
+            k0.is_multiple_of(2) && k0 <= k1 && k1 <= self.packed.cols,
+            "packed columns {k0}..{k1}"
+        );
+        assert!(
+            matches!(self.packed.data, Data::Bf16(_)),
+            "only bf16 has column windows"
+        );
+        PackedRef { k0, k1, ..self }
+    }
+
+    /// The transposed weight (`[in, out]`), packed for training's backward
+    /// products, when it was ([`Packed::trainable`]).
+    pub fn t(self) -> Option<PackedRef<'a>> {
+        self.packed.t.as_deref().map(Packed::view)
     }
 
     /// `c[m, n] (+)= a[m, k] · W[row0..row0 + n, :k]ᵀ`, `a` with rows `lda`
@@ -376,7 +564,7 @@ impl<'a> PackedRef<'a> {
         accumulate: bool,
     ) {
         let p = self.packed;
-        assert_eq!(k, p.cols, "packed product: inner dimension");
+        assert_eq!(k, self.k1 - self.k0, "packed product: inner dimension");
         assert!(self.row0 + n <= p.rows, "packed product: rows");
         if m == 0 || n == 0 {
             return;
@@ -389,20 +577,33 @@ impl<'a> PackedRef<'a> {
                 bytes,
                 halves,
                 scales,
+                ..
             } = &mut *s;
             // Activations are converted once, before the split, so every
             // thread reads the same codes.
             let act = match &p.data {
-                Data::Bf16(_) => {
-                    halves.resize(m * p.kp, 0);
+                Data::Bf16(w) => {
+                    let ng = k.div_ceil(2);
+                    halves.resize(m * 2 * ng, 0);
                     for i in 0..m {
-                        let row = &mut halves[i * p.kp..][..p.kp];
+                        let row = &mut halves[i * 2 * ng..][..2 * ng];
                         bf16_row(&a[i * lda..][..k], &mut row[..k]);
                         row[k..].fill(0);
                     }
-                    Act::Bf16(&halves[..])
+                    Act::Bf16(Bf16Operands {
+                        w: w.as_ptr(),
+                        groups: p.kp / 2,
+                        wg0: self.k0 / 2,
+                        ng,
+                        x: halves.as_ptr(),
+                        tile: 8 * ng,
+                        row: 2 * ng,
+                        group: 2,
+                        kc: ng,
+                    })
                 }
                 Data::Int8 { .. } => {
+                    assert_eq!(k, p.cols, "int8 products take every column");
                     bytes.resize(m * p.kp, 0);
                     scales.resize(m, 0.0);
                     for i in 0..m {
@@ -420,29 +621,35 @@ impl<'a> PackedRef<'a> {
                 accumulate,
             };
             let (lo, hi) = (self.row0, self.row0 + n);
-            let (b_lo, b_hi) = (lo / LANES, hi.div_ceil(LANES));
+            let bytes = p.bytes() / p.blocks * (hi.div_ceil(LANES) - lo / LANES);
+            let big = bytes >= PAR_MIN_BYTES || m * n * k >= PAR_MIN_WORK;
             // SAFETY: `c` holds the m × n block (asserted above); tasks
             // write the rows of disjoint blocks of 16 weight rows.
-            let blocks = |b0: usize, b1: usize| unsafe {
-                kernel(p, &act, m, lo.max(b0 * LANES), hi.min(b1 * LANES), out)
-            };
-            let threads = crate::gemm::threads();
-            let bytes = p.bytes() / p.blocks * (b_hi - b_lo);
-            let big = bytes >= PAR_MIN_BYTES || m * n * k >= PAR_MIN_WORK;
-            if threads <= 1 || !big || b_hi - b_lo < 2 {
-                return blocks(b_lo, b_hi);
-            }
-            let tasks = threads.min(b_hi - b_lo);
-            let chunk = (b_hi - b_lo).div_ceil(tasks);
-            pool().run(tasks, &|t| {
-                let b0 = b_lo + t * chunk;
-                let b1 = b_hi.min(b0 + chunk);
-                if b0 < b1 {
-                    blocks(b0, b1);
-                }
+            over_blocks(lo, hi, big, &|lo, hi| unsafe {
+                kernel(p, &act, m, lo, hi, out)
             });
         });
     }
+}
+
+/// Runs `f(lo', hi')` over weight rows lo..hi: on this thread, or, when
+/// the product is `big`, split into runs of whole blocks of 16 rows, one
+/// per thread.
+fn over_blocks(lo: usize, hi: usize, big: bool, f: &(dyn Fn(usize, usize) + Sync)) {
+    let (b_lo, b_hi) = (lo / LANES, hi.div_ceil(LANES));
+    let threads = crate::gemm::threads();
+    if threads <= 1 || !big || b_hi - b_lo < 2 {
+        return f(lo, hi);
+    }
+    let tasks = threads.min(b_hi - b_lo);
+    let chunk = (b_hi - b_lo).div_ceil(tasks);
+    pool().run(tasks, &|t| {
+        let b0 = b_lo + t * chunk;
+        let b1 = b_hi.min(b0 + chunk);
+        if b0 < b1 {
+            f(lo.max(b0 * LANES), hi.min(b1 * LANES));
+        }
+    });
 }
 
 /// `c (+)= a · Wᵀ` (a `[m, k]`, W `[n, k]`): through `packed`, W's
@@ -469,10 +676,104 @@ pub(crate) fn weight_nt<T: Float>(
     gemm_nt(m, n, k, a, lda, w, c, ldc, accumulate)
 }
 
+/// Groups of k per pass of a weight gradient over its blocks: each thread
+/// then holds its blocks' share of the pass in L2 while the left operand
+/// (T·B × out, tens of MB) streams through once per pass.
+const TN_CHUNK: usize = 256;
+
+/// `c (+)= a · W` (a `[m, k]` with rows `lda` apart, W `[k, n]`
+/// contiguous, c with rows `ldc` apart): a gradient back through a weight.
+/// Through `packed_t`, W's transpose packed in bf16, when training runs in
+/// bf16, else through the f32 weight `w` itself.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+pub(crate) fn weight_nn<T: Float>(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[T],
+    lda: usize,
+    w: &[T],
+    packed_t: Option<PackedRef<'_>>,
+    c: &mut [T],
+    ldc: usize,
+    accumulate: bool,
+) {
+    if let (Some(q), Some(a)) = (packed_t, T::as_f32(a)) {
+        let c = T::as_f32_mut(c).expect("a and c are both f32");
+        return q.product(m, n, k, a, lda, c, ldc, accumulate);
+    }
+    gemm_nn(m, n, k, a, lda, w, c, ldc, accumulate)
+}
+
+/// `c += aᵀ · b` (a `[k, m]` with rows `lda` apart, b `[k, n]` and c
+/// `[m, n]` contiguous): a weight gradient summed over k rows. With `bf16`
+/// (training in bf16) both operands are rounded to bf16 and the products
+/// added in f32 by `VDPBF16PS`; else it is [`gemm_tn`].
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn grad_tn<T: Float>(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[T],
+    lda: usize,
+    b: &[T],
+    c: &mut [T],
+    bf16: bool,
+) {
+    let (Some(a), Some(b), true) = (T::as_f32(a), T::as_f32(b), bf16) else {
+        return gemm_tn(m, n, k, a, lda, b, c);
+    };
+    let c = T::as_f32_mut(c).expect("a and c are both f32");
+    if m == 0 || n == 0 || k == 0 {
+        return;
+    }
+    assert!(a.len() >= (k - 1) * lda + m && b.len() >= k * n && c.len() >= m * n);
+    let groups = k.div_ceil(2);
+    let (mb, nb) = (m.div_ceil(LANES), n.div_ceil(LANES));
+    SCRATCH.with(|s| {
+        let mut s = s.borrow_mut();
+        let Scratch { left, right, .. } = &mut *s;
+        // Every element is written below: grow, never refill.
+        let grow = |v: &mut Vec<u16>, n: usize| {
+            if v.len() < n {
+                v.resize(n, 0);
+            }
+        };
+        grow(left, groups * mb * 2 * LANES);
+        grow(right, groups * nb * 2 * LANES);
+        interleave_pairs(a, lda, k, m, groups, left, Order::TileMajor);
+        interleave_pairs(b, n, k, n, groups, right, Order::BlockMajor);
+        let o = Bf16Operands {
+            w: right.as_ptr(),
+            groups,
+            wg0: 0,
+            ng: groups,
+            x: left.as_ptr(),
+            tile: 8 * groups,
+            row: 2,
+            group: 8,
+            kc: TN_CHUNK,
+        };
+        let out = Out {
+            ptr: c.as_mut_ptr(),
+            ldc: n,
+            row0: 0,
+            accumulate: true,
+        };
+        let big = m * n * k >= PAR_MIN_WORK;
+        // SAFETY: `o` holds m rows of `groups` groups and n columns; tasks
+        // write disjoint blocks of 16 columns of `c` (m × n, asserted).
+        over_blocks(0, n, big, &|lo, hi| unsafe {
+            bf16_kernel(o, m, lo, hi, out)
+        });
+    });
+}
+
 /// Activations converted for one product.
 enum Act<'a> {
-    /// `[m, kp]` bf16 bits.
-    Bf16(&'a [u16]),
+    /// bf16 activations and the weight, addressed together.
+    Bf16(Bf16Operands),
     /// `[m, kp]` codes + 128, and `[m]` scales.
     Int8(&'a [u8], &'a [f32]),
 }
@@ -484,6 +785,10 @@ struct Scratch {
     bytes: Vec<u8>,
     halves: Vec<u16>,
     scales: Vec<f32>,
+    /// A weight gradient's left operand (pair-major) and right operand
+    /// (packed), kept apart from inference's buffers: they are large.
+    left: Vec<u16>,
+    right: Vec<u16>,
 }
 
 thread_local! {
@@ -516,6 +821,77 @@ impl Out {
     }
 }
 
+/// The operands of a bf16 product, as raw parts so that tasks can share
+/// them: the weight's blocks, and activations of which row i, group g
+/// (inputs 2g, 2g + 1 of the window) is at
+/// `x + (i / 4)·tile + (i % 4)·row + g·group` (register tiles are 4 rows,
+/// starting at multiples of 4):
+/// `row = 2·ng, tile = 4·row, group = 2` for activations converted row by
+/// row; `row = 2, group = 8, tile = 8·groups` for a weight gradient's
+/// left operand, converted tile by tile so that a tile's pairs are
+/// contiguous.
+#[derive(Clone, Copy)]
+pub(crate) struct Bf16Operands {
+    /// `[blocks, groups, 16, 2]` the packed weight.
+    w: *const u16,
+    /// Groups per block of the weight (its padded columns / 2).
+    groups: usize,
+    /// The window's first group in the weight.
+    wg0: usize,
+    /// Groups in the window: the product's inner dimension / 2, rounded up.
+    ng: usize,
+    x: *const u16,
+    tile: usize,
+    row: usize,
+    group: usize,
+    /// Groups per pass over the blocks (see `x86::bf16_block`).
+    kc: usize,
+}
+
+impl Bf16Operands {
+    /// Where activation row i, group g is (in u16s from `x`).
+    #[inline(always)]
+    fn x_at(&self, i: usize, g: usize) -> usize {
+        i / 4 * self.tile + i % 4 * self.row + g * self.group
+    }
+}
+// SAFETY: read-only views of buffers that outlive the product.
+unsafe impl Send for Bf16Operands {}
+unsafe impl Sync for Bf16Operands {}
+
+/// Weight rows `lo..hi` of a bf16 product, for rows 0..m of the
+/// activations.
+///
+/// # Safety
+/// As [`kernel`]; `o` addresses m rows of `o.ng` groups and the weight's
+/// blocks for those groups.
+unsafe fn bf16_kernel(o: Bf16Operands, m: usize, lo: usize, hi: usize, out: Out) {
+    #[cfg(target_arch = "x86_64")]
+    if has_bf16() {
+        // SAFETY: the CPU has AVX512-BF16 (checked); the rest is this
+        // function's contract.
+        return unsafe { x86::bf16_block(o, m, lo, hi, out) };
+    }
+    for i in 0..m {
+        for r in lo..hi {
+            let mut acc = 0.0f32;
+            for g in 0..o.ng {
+                // SAFETY: the contract.
+                let (w, x) = unsafe {
+                    let w =
+                        o.w.add(((r / LANES * o.groups + o.wg0 + g) * LANES + r % LANES) * 2);
+                    ([*w, *w.add(1)], o.x.add(o.x_at(i, g)))
+                };
+                // SAFETY: the contract.
+                let x = unsafe { [*x, *x.add(1)] };
+                acc += from_bf16(w[0]) * from_bf16(x[0]) + from_bf16(w[1]) * from_bf16(x[1]);
+            }
+            // SAFETY: this function's contract.
+            unsafe { out.put(i, r, acc) };
+        }
+    }
+}
+
 /// Weight rows `lo..hi` of the product, for every activation row.
 ///
 /// # Safety
@@ -524,26 +900,9 @@ impl Out {
 unsafe fn kernel(p: &Packed, act: &Act<'_>, m: usize, lo: usize, hi: usize, out: Out) {
     let kp = p.kp;
     match (&p.data, act) {
-        (Data::Bf16(w), Act::Bf16(x)) => {
-            #[cfg(target_arch = "x86_64")]
-            if has_bf16() {
-                // SAFETY: the CPU has AVX512-BF16 (checked); the rest is
-                // this function's contract.
-                return unsafe { x86::bf16_block(w, x, kp, m, lo, hi, out) };
-            }
-            for i in 0..m {
-                let xr = &x[i * kp..][..kp];
-                for r in lo..hi {
-                    let mut acc = 0.0f32;
-                    for g in 0..kp / 2 {
-                        let o = p.at(r, 2 * g);
-                        acc += from_bf16(w[o]) * from_bf16(xr[2 * g])
-                            + from_bf16(w[o + 1]) * from_bf16(xr[2 * g + 1]);
-                    }
-                    // SAFETY: this function's contract.
-                    unsafe { out.put(i, r, acc) };
-                }
-            }
+        (Data::Bf16(_), Act::Bf16(o)) => {
+            // SAFETY: this function's contract.
+            unsafe { bf16_kernel(*o, m, lo, hi, out) }
         }
         (Data::Int8 { w, scale, sum }, Act::Int8(x, xs)) => {
             #[cfg(target_arch = "x86_64")]
@@ -583,7 +942,7 @@ mod x86 {
 
     use std::arch::x86_64::*;
 
-    use super::{Out, LANES};
+    use super::{Bf16Operands, Out, LANES};
 
     /// Weight bytes per chunk of blocks (a quarter of Zen 4's L2).
     const CHUNK_BYTES: usize = 256 * 1024;
@@ -662,35 +1021,35 @@ mod x86 {
         _mm512_set1_epi32(unsafe { std::ptr::read_unaligned(x.add(at).cast::<i32>()) })
     }
 
-    /// One bf16 tile: MR rows × NR blocks.
+    /// One bf16 tile: MR rows × NR blocks, groups `g_lo..g_hi` of the
+    /// window (weight groups `o.wg0 + g`).
     ///
     /// # Safety
-    /// AVX512-F and AVX512-BF16; the tile is inside `w`, `x` and `out`.
+    /// AVX512-F and AVX512-BF16; the tile is inside `o` and `out`.
     #[target_feature(enable = "avx512f,avx512bf16")]
     #[allow(clippy::too_many_arguments)]
     unsafe fn bf16_tile<const MR: usize, const NR: usize>(
-        w: &[u16],
-        x: &[u16],
-        kp: usize,
+        o: Bf16Operands,
         i0: usize,
         b0: usize,
+        g_lo: usize,
+        g_hi: usize,
         lo: usize,
         hi: usize,
         out: Out,
     ) {
-        let groups = kp / 2;
-        let (wp, xp) = (w.as_ptr(), x.as_ptr().cast::<u8>());
+        let xp = o.x.cast::<u8>();
         let mut acc = [[_mm512_setzero_ps(); NR]; MR];
-        for g in 0..groups {
+        for g in g_lo..g_hi {
             // SAFETY (loads): inside the blocks and rows (the contract).
             let wv: [__m512bh; NR] = std::array::from_fn(|r| unsafe {
                 std::mem::transmute(_mm512_loadu_si512(
-                    wp.add(((b0 + r) * groups + g) * 2 * LANES).cast(),
+                    o.w.add(((b0 + r) * o.groups + o.wg0 + g) * 2 * LANES)
+                        .cast(),
                 ))
             });
             for (i, row) in acc.iter_mut().enumerate() {
-                let xb: __m512bh =
-                    std::mem::transmute(unsafe { bcast(xp, ((i0 + i) * kp + 2 * g) * 2) });
+                let xb: __m512bh = std::mem::transmute(unsafe { bcast(xp, o.x_at(i0 + i, g) * 2) });
                 for (a, &wr) in row.iter_mut().zip(&wv) {
                     *a = _mm512_dpbf16_ps(*a, wr, xb);
                 }
@@ -865,27 +1224,60 @@ mod x86 {
     }
 
     /// Weight rows lo..hi of the bf16 product for all m activation rows,
-    /// with `VDPBF16PS`.
+    /// with `VDPBF16PS`. Long inner dimensions (weight gradients sum over
+    /// every T·B row) go in passes of `o.kc` groups, each added into
+    /// `out`, so that a chunk of blocks stays in cache while the
+    /// activations stream.
     ///
     /// # Safety
-    /// AVX512-F and AVX512-BF16; `out` as in `super::kernel`.
+    /// AVX512-F and AVX512-BF16; `o` holds m rows of `o.groups` groups and
+    /// the weight's blocks; `out` as in `super::kernel`.
     #[target_feature(enable = "avx512f,avx512bf16")]
-    #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn bf16_block(
-        w: &[u16],
-        x: &[u16],
-        kp: usize,
-        m: usize,
-        lo: usize,
-        hi: usize,
-        out: Out,
-    ) {
+    pub(super) unsafe fn bf16_block(o: Bf16Operands, m: usize, lo: usize, hi: usize, out: Out) {
         let (b_lo, b_hi) = (lo / LANES, hi.div_ceil(LANES));
-        assert!(w.len() >= b_hi * LANES * kp && x.len() >= m * kp && kp.is_multiple_of(4));
-        tiles(m, b_lo, b_hi, 2 * LANES * kp, |mr, nr, i0, b0| {
-            // SAFETY: the tile is inside the bounds asserted above.
-            unsafe { dispatch!(bf16_tile, mr, nr, (w, x, kp, i0, b0, lo, hi, out)) }
-        });
+        let mut out = out;
+        let mut g0 = 0;
+        while g0 < o.ng {
+            let g1 = o.ng.min(g0 + o.kc);
+            tiles(m, b_lo, b_hi, 4 * LANES * (g1 - g0), |mr, nr, i0, b0| {
+                // SAFETY: the tile is inside `o` and `out` (the contract).
+                unsafe { dispatch!(bf16_tile, mr, nr, (o, i0, b0, g0, g1, lo, hi, out)) }
+            });
+            out.accumulate = true;
+            g0 = g1;
+        }
+    }
+
+    /// Sixteen bf16 pairs from rows `r0` and `r1` (`r1` may be null: zeros)
+    /// at columns c..c + 16, masked to `mask`: lane j holds (r0[c + j],
+    /// r1[c + j]), the pair one 32-bit lane of `VDPBF16PS` takes.
+    ///
+    /// # Safety
+    /// AVX512-F and AVX512-BF16; the masked lanes are inside both rows and
+    /// `out` holds 32 values.
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    pub(super) unsafe fn pairs16(r0: *const f32, r1: *const f32, mask: __mmask16, out: *mut u16) {
+        // SAFETY: the caller's contract (masked loads do not fault).
+        unsafe {
+            let a = _mm512_maskz_loadu_ps(mask, r0);
+            let b = if r1.is_null() {
+                _mm512_setzero_ps()
+            } else {
+                _mm512_maskz_loadu_ps(mask, r1)
+            };
+            let lo = _mm512_permutex2var_ps(
+                a,
+                _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23),
+                b,
+            );
+            let hi = _mm512_permutex2var_ps(
+                a,
+                _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31),
+                b,
+            );
+            let v: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(hi, lo));
+            _mm512_storeu_si512(out.cast(), v);
+        }
     }
 
     /// Weight rows lo..hi of the int8 product for all m activation rows,
@@ -1081,6 +1473,101 @@ mod tests {
                 }
             }
         }
+    }
+
+    fn round(v: &[f32]) -> Vec<f32> {
+        v.iter().map(|&x| from_bf16(to_bf16(x))).collect()
+    }
+
+    /// |got − want| within 1e-5 of the scale of the sum of |products|.
+    fn close(got: &[f32], want: &[f64], scale: f64, what: &str) {
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            assert!(
+                (f64::from(*g) - w).abs() <= 1e-5 * scale,
+                "{what}[{i}]: {g} vs {w}"
+            );
+        }
+    }
+
+    /// Training's products in bf16: a weight gradient c += aᵀ·b over long
+    /// ragged k, a gradient back through a weight (its transpose packed),
+    /// and column windows of that transpose, each equal to the exact
+    /// product of the bf16-rounded operands (up to f32 summation), on the
+    /// vector and portable paths and at 1 and 2 threads.
+    #[test]
+    fn training_products_are_the_rounded_operands_products() {
+        let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+        for (m, n, k, lda) in [
+            (3, 5, 7, 4),
+            (50, 72, 55, 61),
+            (72, 130, 2600, 80),
+            (2, 17, 1, 2),
+        ] {
+            let a = data(k * lda, 3);
+            let b = data(k * n, 4);
+            let c0 = data(m * n, 5);
+            let (ra, rb) = (round(&a), round(&b));
+            let mut want = vec![0.0f64; m * n];
+            for i in 0..m {
+                for j in 0..n {
+                    want[i * n + j] = f64::from(c0[i * n + j])
+                        + (0..k)
+                            .map(|p| f64::from(ra[p * lda + i]) * f64::from(rb[p * n + j]))
+                            .sum::<f64>();
+                }
+            }
+            let mut runs = Vec::new();
+            for (portable, threads) in [(false, 2), (false, 1), (true, 2)] {
+                force_portable(portable);
+                crate::gemm::set_threads(threads);
+                let mut c = c0.clone();
+                grad_tn(m, n, k, &a, lda, &b, &mut c, true);
+                close(&c, &want, k as f64 * 0.1, "grad_tn");
+                runs.push(c);
+            }
+            force_portable(false);
+            crate::gemm::set_threads(0);
+            assert_eq!(runs[0], runs[1], "1 and 2 threads");
+        }
+        // dx = dy · W through Wᵀ packed, whole and in column windows.
+        let (rows, cols, m) = (75, 38, 9);
+        let w = data(rows * cols, 6);
+        let p = Packed::trainable(&w, rows, cols);
+        let dy = data(m * rows, 7);
+        let (rw, rdy) = (round(&w), round(&dy));
+        for (k0, k1) in [(0, rows), (0, 50), (50, rows), (24, 26)] {
+            let kk = k1 - k0;
+            let mut c = vec![0.5f32; m * cols];
+            let q = p.view().t().unwrap().cols(k0, k1);
+            q.product(m, cols, kk, &dy[k0..], rows, &mut c, cols, true);
+            let want: Vec<f64> = (0..m * cols)
+                .map(|ij| {
+                    let (i, j) = (ij / cols, ij % cols);
+                    0.5 + (k0..k1)
+                        .map(|r| f64::from(rdy[i * rows + r]) * f64::from(rw[r * cols + j]))
+                        .sum::<f64>()
+                })
+                .collect();
+            close(&c, &want, kk as f64 * 0.1, "dy·W");
+        }
+    }
+
+    /// [`Packed::repack`] after an update is a fresh packing of the new
+    /// weights, transpose included.
+    #[test]
+    fn repacking_equals_packing_afresh() {
+        let (rows, cols) = (37, 21);
+        let mut p = Packed::trainable(&data(rows * cols, 1), rows, cols);
+        let w = data(rows * cols, 2);
+        p.repack(&w);
+        let q = Packed::trainable(&w, rows, cols);
+        let bits = |p: &Packed| match &p.data {
+            Data::Bf16(v) => v.clone(),
+            Data::Int8 { .. } => unreachable!(),
+        };
+        assert_eq!(bits(&p), bits(&q));
+        assert_eq!(bits(p.t.as_ref().unwrap()), bits(q.t.as_ref().unwrap()));
+        assert_eq!(p.dequantize(), round(&w));
     }
 
     #[test]

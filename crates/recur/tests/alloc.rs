@@ -143,7 +143,14 @@ fn training_steps() {
     let tokens = tokenize(&text, Level::Char);
     let vocab = Vocab::build(Level::Char, &tokens, 1).unwrap();
     let ids = vocab.encode(&tokens, "text").unwrap();
-    for cell in [CellKind::Lstm, CellKind::Gru, CellKind::RnnTanh] {
+    use recur::quant::Precision;
+    for (cell, precision) in [
+        (CellKind::Lstm, Precision::F32),
+        (CellKind::Gru, Precision::F32),
+        (CellKind::RnnTanh, Precision::F32),
+        (CellKind::Lstm, Precision::Bf16),
+        (CellKind::GruResetBefore, Precision::Bf16),
+    ] {
         let cfg = LmConfig {
             cell,
             vocab_size: vocab.len(),
@@ -158,13 +165,23 @@ fn training_steps() {
         let mut tc = TrainConfig::new(OptimizerKind::Adam, 1e-3);
         tc.clip_norm = 1.0;
         tc.clip_value = 0.5;
+        tc.precision = precision;
         let mut t = Trainer::new(model, data, tc).unwrap();
         // The first step sizes every buffer (the counter does count), then
         // warm up within the first epoch and cross into the next.
         assert!(steps(&mut t, 0, 1) > 0);
         let n = steps(&mut t, 1, spe + 2);
-        println!("{}: {n} allocations in {} steps", cell.name(), spe + 2);
-        assert_eq!(n, 0, "{}: a training step allocated", cell.name());
+        println!(
+            "{} {precision}: {n} allocations in {} steps",
+            cell.name(),
+            spe + 2
+        );
+        assert_eq!(
+            n,
+            0,
+            "{} {precision}: a training step allocated",
+            cell.name()
+        );
     }
     for cell in [TaskCell::Tanh, TaskCell::Jordan, TaskCell::Lstm] {
         let cfg = TaskConfig {

@@ -12,8 +12,7 @@ use multiversion::multiversion;
 
 use super::{blocks, blocks_mut, CellParams, StepBackward, StepForward};
 use crate::float::Float;
-use crate::gemm::gemm_nn;
-use crate::quant::weight_nt;
+use crate::quant::{weight_nn, weight_nt};
 
 /// Reset-after: the recurrent GEMM h_prev·W_hhᵀ (kept apart from the
 /// input side, as r multiplies its n block), then the kernel.
@@ -27,7 +26,18 @@ pub(crate) fn forward<T: Float>(h: usize, p: &CellParams<T>, mut io: StepForward
 pub(crate) fn backward<T: Float>(h: usize, p: &CellParams<T>, mut io: StepBackward<T>) {
     let (bn, gh) = (io.h_prev.len() / h, 3 * h);
     gru_backward_step(h, &mut io);
-    gemm_nn(bn, h, gh, io.d_hgates, gh, p.w_hh, io.dh_prev, h, true);
+    weight_nn(
+        bn,
+        h,
+        gh,
+        io.d_hgates,
+        gh,
+        p.w_hh,
+        p.qt_hh(),
+        io.dh_prev,
+        h,
+        true,
+    );
 }
 
 /// Reset-before: GEMM (r, z) → kernel → GEMM (n on r ⊙ h) → kernel.
@@ -58,19 +68,32 @@ pub(crate) fn backward_reset_before<T: Float>(
 ) {
     let (bn, gh) = (io.h_prev.len() / h, 3 * h);
     gru_rb_backward_out(h, &mut io);
-    gemm_nn(
+    weight_nn(
         bn,
         h,
         h,
         &io.d_gates[2 * h..],
         gh,
         &p.w_hh[2 * h * h..],
+        p.qt_hh().map(|t| t.cols(2 * h, gh)),
         io.d_rh,
         h,
         false,
     );
     gru_rb_backward_gates(h, &mut io);
-    gemm_nn(bn, h, 2 * h, io.d_gates, gh, p.w_hh, io.dh_prev, h, true);
+    let qt = p.qt_hh().map(|t| t.cols(0, 2 * h));
+    weight_nn(
+        bn,
+        h,
+        2 * h,
+        io.d_gates,
+        gh,
+        p.w_hh,
+        qt,
+        io.dh_prev,
+        h,
+        true,
+    );
 }
 
 /// Reset-after forward step for B rows (fields of [`StepForward`]).

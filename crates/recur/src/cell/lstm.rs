@@ -5,8 +5,7 @@ use multiversion::multiversion;
 
 use super::{blocks, blocks_mut, CellParams, StepBackward, StepForward};
 use crate::float::Float;
-use crate::gemm::gemm_nn;
-use crate::quant::weight_nt;
+use crate::quant::{weight_nn, weight_nt};
 
 /// The recurrent GEMM h_prev·W_hhᵀ into the gates, then the kernel.
 pub(crate) fn forward<T: Float>(h: usize, p: &CellParams<T>, mut io: StepForward<T>) {
@@ -19,7 +18,18 @@ pub(crate) fn forward<T: Float>(h: usize, p: &CellParams<T>, mut io: StepForward
 pub(crate) fn backward<T: Float>(h: usize, p: &CellParams<T>, mut io: StepBackward<T>) {
     let (bn, gh) = (io.h_prev.len() / h, 4 * h);
     lstm_backward_step(h, &mut io);
-    gemm_nn(bn, h, gh, io.d_gates, gh, p.w_hh, io.dh_prev, h, true);
+    weight_nn(
+        bn,
+        h,
+        gh,
+        io.d_gates,
+        gh,
+        p.w_hh,
+        p.qt_hh(),
+        io.dh_prev,
+        h,
+        true,
+    );
 }
 
 /// Forward step for B rows; names are fields of [`StepForward`] and

@@ -46,6 +46,19 @@ pub(crate) struct CellParams<'a, T> {
     pub q_hh: Option<PackedRef<'a>>,
 }
 
+impl<'a, T> CellParams<'a, T> {
+    /// `w_hh`'s transpose in bf16, when training runs in bf16: what
+    /// backward multiplies the gate gradients by.
+    pub fn qt_hh(&self) -> Option<PackedRef<'a>> {
+        self.q_hh.and_then(PackedRef::t)
+    }
+
+    /// `w_ih`'s transpose in bf16, when training runs in bf16.
+    pub fn qt_ih(&self) -> Option<PackedRef<'a>> {
+        self.q_ih.and_then(PackedRef::t)
+    }
+}
+
 /// What one forward step of B rows reads and writes.
 pub(crate) struct StepForward<'a, T> {
     /// `[B, H]` the state before the step.

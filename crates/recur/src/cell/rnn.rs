@@ -9,7 +9,7 @@ use multiversion::multiversion;
 use super::{CellParams, StepBackward, StepForward};
 use crate::float::Float;
 use crate::gemm::{gemm_nn, gemm_nt};
-use crate::quant::weight_nt;
+use crate::quant::{weight_nn, weight_nt};
 
 /// The recurrent GEMMs (W_hh, then W_skip) into the gates, then the kernel.
 pub(crate) fn forward<T: Float>(relu: bool, h: usize, p: &CellParams<T>, mut io: StepForward<T>) {
@@ -28,7 +28,18 @@ pub(crate) fn backward<T: Float>(relu: bool, h: usize, p: &CellParams<T>, mut io
     let bn = io.h_prev.len() / h;
     rnn_backward_step(relu, h, p, &mut io);
     if !p.w_hh.is_empty() {
-        gemm_nn(bn, h, h, io.d_gates, h, p.w_hh, io.dh_prev, h, true);
+        weight_nn(
+            bn,
+            h,
+            h,
+            io.d_gates,
+            h,
+            p.w_hh,
+            p.qt_hh(),
+            io.dh_prev,
+            h,
+            true,
+        );
     }
     if let (Some(w), Some(ds)) = (p.w_skip, io.dh_skip) {
         gemm_nn(bn, h, h, io.d_gates, h, w, ds, h, true);

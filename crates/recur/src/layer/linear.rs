@@ -1,9 +1,8 @@
 //! Fully connected layer with PyTorch's layout: weight `[out, in]`, bias `[out]`.
 
 use crate::float::Float;
-use crate::gemm::{gemm_nn, gemm_tn};
 use crate::params::{Param, ParamStore, Scope};
-use crate::quant::{weight_nt, PackedRef};
+use crate::quant::{grad_tn, weight_nn, weight_nt, PackedRef};
 
 /// A fully connected layer as a part of a model: `weight` `[out, in]` and
 /// `bias` `[out]` in the store. Applied to `[T·B, in]` it is a per-step
@@ -67,11 +66,12 @@ impl Linear {
         n: usize,
         dx: Option<&mut [T]>,
     ) {
-        let (p, g) = (&store.params, &mut store.grads);
+        let (view, g) = store.view_and_grads();
         let (lo, hi) = g.split_at_mut(self.bias.offset);
         linear_backward(
             x,
-            self.weight.of(p),
+            self.weight.of(view.params),
+            view.packed(self.weight),
             dy,
             n,
             self.input,
@@ -103,11 +103,12 @@ pub(crate) fn linear_forward<T: Float>(
 }
 
 /// Adds dW `[out, in]` += dyᵀ·x and db += Σ dy; writes dx `[N, in]` = dy·W
-/// when `dx` is given.
+/// when `dx` is given. In bf16 when `packed` is W packed for training.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn linear_backward<T: Float>(
     x: &[T],
     w: &[T],
+    packed: Option<PackedRef<'_>>,
     dy: &[T],
     n: usize,
     inp: usize,
@@ -116,13 +117,14 @@ pub(crate) fn linear_backward<T: Float>(
     db: &mut [T],
     dx: Option<&mut [T]>,
 ) {
-    gemm_tn(out, inp, n, dy, out, x, dw);
+    grad_tn(out, inp, n, dy, out, x, dw, packed.is_some());
     for row in dy[..n * out].chunks_exact(out) {
         for (a, g) in db.iter_mut().zip(row) {
             *a += *g;
         }
     }
     if let Some(dx) = dx {
-        gemm_nn(n, inp, out, dy, out, w, dx, inp, false);
+        let qt = packed.and_then(PackedRef::t);
+        weight_nn(n, inp, out, dy, out, w, qt, dx, inp, false);
     }
 }

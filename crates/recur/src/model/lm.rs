@@ -19,7 +19,7 @@ use crate::layer::embedding::Embedding;
 use crate::layer::linear::Linear;
 use crate::layer::loss::softmax_cross_entropy;
 use crate::layer::rnn::{Rnn, RnnConfig, RnnInput, RnnWorkspace};
-use crate::params::ParamStore;
+use crate::params::{Param, ParamStore};
 use crate::quant::Precision;
 use crate::train::{Evaluation, Metadata, Model};
 
@@ -223,9 +223,15 @@ impl LanguageModel {
     /// embedding is a lookup and stays f32); f32 goes back to the model's
     /// own weights. Training needs f32.
     pub fn set_precision(&mut self, precision: Precision) -> Result<()> {
+        let weights = self.product_weights();
+        self.store.pack(precision, &weights)
+    }
+
+    /// The weights products multiply by: the stack's and the decoder's.
+    fn product_weights(&self) -> Vec<Param> {
         let mut weights = self.rnn.product_weights();
         weights.push(self.decoder.weight());
-        self.store.pack(precision, &weights)
+        weights
     }
 
     /// The precision of the weight products (f32 unless
@@ -531,6 +537,11 @@ impl LanguageModel {
 
 impl Model for LanguageModel {
     type Batch = LmBatch;
+
+    fn set_training_precision(&mut self, precision: Precision) -> Result<()> {
+        let weights = self.product_weights();
+        self.store.set_training_precision(precision, &weights)
+    }
 
     fn store(&self) -> &ParamStore<f32> {
         &self.store

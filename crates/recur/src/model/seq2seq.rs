@@ -45,7 +45,7 @@ use crate::layer::loss::softmax_cross_entropy_smoothed;
 use crate::layer::rnn::{Rnn, RnnConfig, RnnInput, RnnWorkspace};
 use crate::layer::softmax::log_softmax_row;
 use crate::model::seq::reborrow;
-use crate::params::ParamStore;
+use crate::params::{Param, ParamStore};
 use crate::quant::Precision;
 use crate::train::{Evaluation, Metadata, Model};
 
@@ -578,12 +578,18 @@ impl Seq2Seq<f32> {
     /// and decoder's stacks and the output layer; embeddings, the bridge
     /// and attention stay f32. Training needs f32.
     pub fn set_precision(&mut self, precision: Precision) -> Result<()> {
+        let weights = self.product_weights();
+        self.store.pack(precision, &weights)
+    }
+
+    /// The weights products multiply by: both stacks' and the output's.
+    fn product_weights(&self) -> Vec<Param> {
         let mut weights = self.decoder.product_weights();
         if let Some((_, encoder)) = &self.encoder {
             weights.extend(encoder.product_weights());
         }
         weights.push(self.out.weight());
-        self.store.pack(precision, &weights)
+        weights
     }
 }
 
@@ -1802,6 +1808,11 @@ fn scatter_bridge<T: Float>(c: &Seq2SeqConfig, d_input: &[T], d_states: &mut [T]
 }
 
 impl Model for Seq2Seq<f32> {
+    fn set_training_precision(&mut self, precision: Precision) -> Result<()> {
+        let weights = self.product_weights();
+        self.store.set_training_precision(precision, &weights)
+    }
+
     type Batch = PairBatch;
 
     fn store(&self) -> &ParamStore<f32> {

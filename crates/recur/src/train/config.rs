@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::quant::Precision;
+
 use crate::error::{Error, Result};
 use crate::optim::{LrSchedule, OptimConfig, OptimizerKind};
 
@@ -93,6 +95,10 @@ pub struct TrainConfig {
     /// What to do with a batch whose loss or gradient diverges.
     #[serde(default)]
     pub on_divergence: OnDivergence,
+    /// The weight products' format: f32, or bf16 (products in bf16, f32
+    /// master weights, gradients and optimiser state).
+    #[serde(default)]
+    pub precision: Precision,
 }
 
 impl TrainConfig {
@@ -112,6 +118,7 @@ impl TrainConfig {
             total_steps: None,
             patience: 0,
             on_divergence: OnDivergence::Stop,
+            precision: Precision::F32,
             clip_norm: 0.0,
             clip_value: 0.0,
             seed: 1,

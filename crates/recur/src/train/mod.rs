@@ -112,6 +112,18 @@ pub trait Model {
     /// the carried state here).
     fn start_epoch(&mut self) {}
 
+    /// Runs training's weight products in `precision` (the run's
+    /// [`TrainConfig::precision`]); models without a bf16 path train in
+    /// f32 only.
+    fn set_training_precision(&mut self, precision: Precision) -> Result<()> {
+        match precision {
+            Precision::F32 => Ok(()),
+            p => Err(Error::Config(format!(
+                "this model trains in f32 only, not {p} (bf16 training is for the recurrent language, sequence and sequence-to-sequence models)"
+            ))),
+        }
+    }
+
     /// State carried from one training batch into the next, by name, saved
     /// with the training state so that a resumed run continues it.
     fn carried_state(&self) -> Vec<(&'static str, &[f32])> {
@@ -331,20 +343,23 @@ pub struct Trainer<M: Model, D: Data<Batch = M::Batch>> {
 
 /// Refuses a store whose weights were converted for inference: an
 /// optimiser would update the f32 weights and leave the converted copies
-/// the forward pass reads behind.
+/// the forward pass reads behind. (Copies packed for training are
+/// converted again after every update.)
 pub(crate) fn check_trainable(store: &ParamStore<f32>) -> Result<()> {
-    match store.precision() {
-        Precision::F32 => Ok(()),
-        p => Err(Error::Config(format!(
-            "training runs in f32: this model's weights were converted to {p} for inference"
-        ))),
+    if store.trainable() {
+        return Ok(());
     }
+    Err(Error::Config(format!(
+        "this model's weights were converted to {} for inference; training needs f32 weights (or bf16 packed for training)",
+        store.precision()
+    )))
 }
 
 impl<M: Model, D: Data<Batch = M::Batch>> Trainer<M, D> {
     /// Starts a run of `model` on `data`.
-    pub fn new(model: M, data: D, config: TrainConfig) -> Result<Trainer<M, D>> {
+    pub fn new(mut model: M, data: D, config: TrainConfig) -> Result<Trainer<M, D>> {
         config.validate()?;
+        model.set_training_precision(config.precision)?;
         check_trainable(model.store())?;
         let opt = Optimizer::new(config.optim_config()?, &[model.store().len()])?;
         Ok(Trainer {
@@ -406,6 +421,7 @@ impl<M: Model, D: Data<Batch = M::Batch>> Trainer<M, D> {
             .lr(c.lr, self.progress.step, self.progress.epoch)
             * self.progress.lr_scale;
         self.opt.step(&mut [&mut store.params], &[&store.grads], lr);
+        store.repack();
         self.progress.skips_in_a_row = 0;
         self.advance();
         Ok(StepReport {

@@ -9,9 +9,9 @@
 
 use crate::cell::{self, CellKind, CellParams, StepBackward, StepForward, StepMask};
 use crate::float::Float;
-use crate::gemm::{gemm_nn, gemm_tn};
-use crate::params::{Param, ParamStore};
-use crate::quant::weight_nt;
+use crate::gemm::gemm_tn;
+use crate::params::{Param, ParamsView};
+use crate::quant::{grad_tn, weight_nn, weight_nt};
 
 use super::workspace::{state_row, DirWs};
 use super::{Leak, RnnConfig};
@@ -135,17 +135,17 @@ impl Slot {
         }
     }
 
-    /// [`Slot::params`] for a forward pass: with the converted copies of the
-    /// weights where `store` holds them (inference in bf16 or int8).
+    /// [`Slot::params`] with the converted copies of the weights where
+    /// `store` holds them (inference in bf16 or int8, training in bf16).
     pub fn params_packed<'a, T: Float>(
         &self,
-        store: &'a ParamStore<T>,
+        store: ParamsView<'a, T>,
         consts: &'a [T],
     ) -> CellParams<'a, T> {
         CellParams {
             q_ih: store.packed(self.w_ih),
             q_hh: self.w_hh.and_then(|w| store.packed(w)),
-            ..self.params(&store.params, consts)
+            ..self.params(store.params, consts)
         }
     }
 
@@ -503,13 +503,14 @@ pub(super) fn input_grad<T: Float>(
     accumulate: bool,
 ) {
     let (gh, rows) = (dm.gh(), n * dm.bn);
-    gemm_nn(
+    weight_nn(
         rows,
         dm.inp,
         gh,
         &d.d_gates[t0 * dm.bn * gh..][..rows * gh],
         gh,
         p.w_ih,
+        p.qt_ih(),
         dx,
         dm.inp,
         accumulate,
@@ -518,7 +519,8 @@ pub(super) fn input_grad<T: Float>(
 
 /// After the last backward step: dL/d(initial state) into `dh0`, `dc0`
 /// `[B, H]`, and the weight gradients of the T = `dm.tn` steps as large
-/// GEMMs over all T·B rows (`x` `[T·B, in]` the layer's input).
+/// GEMMs over all T·B rows (`x` `[T·B, in]` the layer's input), in bf16
+/// when training runs in bf16.
 pub(super) fn finish_backward<T: Float>(
     dm: Dims,
     d: &DirWs<T>,
@@ -526,6 +528,7 @@ pub(super) fn finish_backward<T: Float>(
     x: &[T],
     dh0: &mut [T],
     dc0: &mut [T],
+    bf16: bool,
 ) {
     let Dims {
         cell,
@@ -554,13 +557,14 @@ pub(super) fn finish_backward<T: Float>(
         dgx
     };
     let h_prevs = &d.hs[dm.prev_states_offset()..][..rows * h];
-    gemm_tn(gh, inp, rows, dgx, gh, &x[..rows * inp], g.w_ih);
+    grad_tn(gh, inp, rows, dgx, gh, &x[..rows * inp], g.w_ih, bf16);
     if cell == CellKind::GruResetBefore {
-        gemm_tn(2 * h, h, rows, dgh, gh, h_prevs, g.w_hh);
+        grad_tn(2 * h, h, rows, dgh, gh, h_prevs, g.w_hh, bf16);
         let rh = &d.extra[..rows * h];
-        gemm_tn(h, h, rows, &dgh[2 * h..], gh, rh, &mut g.w_hh[2 * h * h..]);
+        let g_n = &mut g.w_hh[2 * h * h..];
+        grad_tn(h, h, rows, &dgh[2 * h..], gh, rh, g_n, bf16);
     } else if !g.w_hh.is_empty() {
-        gemm_tn(gh, h, rows, dgh, gh, h_prevs, g.w_hh);
+        grad_tn(gh, h, rows, dgh, gh, h_prevs, g.w_hh, bf16);
     }
     if dm.skip > 0 {
         skip_weight_grad(dm, d, g.w_skip);

@@ -331,12 +331,12 @@ impl Rnn {
                     c0.map(|s| &s[k * bh..][..bh]),
                 );
                 alphas[dir] = std::mem::take(&mut dw.consts);
-                let p = slot.params_packed(store, &alphas[dir]);
+                let p = slot.params_packed(store.view(), &alphas[dir]);
                 dir::input_gemm(dm, &p, input, dw, 0, tn);
             }
             let run = |dir: usize, dw: &mut DirWs<T>, y: &mut [T], off: usize, stride: usize| {
                 let dm = Dims::new(cfg, tn, bn, inp, dir == 1);
-                let p = self.slots[l * d + dir].params_packed(store, &alphas[dir]);
+                let p = self.slots[l * d + dir].params_packed(store.view(), &alphas[dir]);
                 for s in 0..tn {
                     dir::step(dm, &p, dw, s, lengths, y, off, stride);
                 }
@@ -418,7 +418,7 @@ impl Rnn {
             dropped,
             ..
         } = ws;
-        let (params, grads) = (&store.params, &mut store.grads);
+        let (view, grads) = store.view_and_grads();
         for l in (0..cfg.layers).rev() {
             let inp = cfg.layer_input(l);
             let (below, rest) = layers.split_at_mut(l);
@@ -448,7 +448,7 @@ impl Rnn {
             }
             let run = |dir: usize, dw: &mut DirWs<T>| {
                 let dm = Dims::new(cfg, tn, bn, inp, dir == 1);
-                let p = self.slots[l * d + dir].params(params, &alphas[dir]);
+                let p = self.slots[l * d + dir].params_packed(view, &alphas[dir]);
                 for s in (0..tn).rev() {
                     let dy_t = &dy_l[dm.time(s) * bn * d * h + dir * h..];
                     dir::step_backward(dm, &p, dw, s, lengths, dy_t, d * h);
@@ -467,7 +467,7 @@ impl Rnn {
                 let dm = Dims::new(cfg, tn, bn, inp, dir == 1);
                 let k = l * d + dir;
                 let slot = &self.slots[k];
-                let p = slot.params(params, &alphas[dir]);
+                let p = slot.params_packed(view, &alphas[dir]);
                 let dc0_k: &mut [T] = if cfg.cell.has_cell_state() {
                     &mut dc0[k * bh..][..bh]
                 } else {
@@ -480,6 +480,7 @@ impl Rnn {
                     input,
                     &mut dh0[k * bh..][..bh],
                     dc0_k,
+                    p.q_ih.is_some(),
                 );
                 dir::input_grad(dm, &p, dw, 0, tn, d_input, dir > 0);
                 dw.consts = std::mem::take(&mut alphas[dir]);
@@ -623,7 +624,7 @@ impl Rnn {
             let dm = Dims::new(cfg, ws.capacity, bn, inp, false);
             let dw = &mut dirs[0];
             let alpha = std::mem::take(&mut dw.consts);
-            let p = self.slots[l].params_packed(store, &alpha);
+            let p = self.slots[l].params_packed(store.view(), &alpha);
             dir::input_gemm(dm, &p, input, dw, t, 1);
             dir::step(dm, &p, dw, t, None, y, 0, h);
             dw.consts = alpha;
@@ -674,7 +675,7 @@ impl Rnn {
             capacity,
             ..
         } = ws;
-        let params = &store.params;
+        let view = store.view();
         for l in (0..cfg.layers).rev() {
             let inp = cfg.layer_input(l);
             let n_in = bn * inp;
@@ -695,7 +696,7 @@ impl Rnn {
             }
             let dm = Dims::new(cfg, *capacity, bn, inp, false);
             let alpha = std::mem::take(&mut dw.consts);
-            let p = self.slots[l].params(params, &alpha);
+            let p = self.slots[l].params_packed(view, &alpha);
             let dy_l: &[T] = if l + 1 == cfg.layers {
                 dy_t
             } else {
@@ -744,7 +745,7 @@ impl Rnn {
             dropped,
             ..
         } = ws;
-        let grads = &mut store.grads;
+        let (view, grads) = store.view_and_grads();
         for l in 0..cfg.layers {
             let inp = cfg.layer_input(l);
             let (below, rest) = layers.split_at_mut(l);
@@ -766,6 +767,7 @@ impl Rnn {
                 input,
                 &mut dh0[l * bh..][..bh],
                 dc0_l,
+                view.packed(self.slots[l].w_ih).is_some(),
             );
         }
         ws.finished = true;

@@ -391,9 +391,15 @@ impl SeqModel<f32> {
     /// stack and the head; embeddings, the character encoder and attention
     /// pooling stay f32. Training needs f32.
     pub fn set_precision(&mut self, precision: Precision) -> Result<()> {
+        let weights = self.product_weights();
+        self.store.pack(precision, &weights)
+    }
+
+    /// The weights products multiply by: the stack's and the head's.
+    fn product_weights(&self) -> Vec<Param> {
         let mut weights = self.rnn.product_weights();
         weights.push(self.head.weight());
-        self.store.pack(precision, &weights)
+        weights
     }
 }
 
@@ -1069,6 +1075,11 @@ pub fn argmax<T: Float>(row: &[T]) -> usize {
 }
 
 impl Model for SeqModel<f32> {
+    fn set_training_precision(&mut self, precision: Precision) -> Result<()> {
+        let weights = self.product_weights();
+        self.store.set_training_precision(precision, &weights)
+    }
+
     type Batch = SeqBatch;
 
     fn store(&self) -> &ParamStore<f32> {
