@@ -7,7 +7,8 @@
 # With --precision bf16 or int8, inference and generation run in that
 # precision on both sides (PyTorch: autocast, or quantize_dynamic) and are
 # compared with PyTorch f32 and with PyTorch in the same precision, all in
-# one run; training stays f32 on both sides and is left out.
+# one run. With bf16 training does too (PyTorch: autocast); int8 training
+# stays f32 on both sides and is left out.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 threads=${1:-2}
@@ -66,12 +67,13 @@ python3 - "$tmp/rows.jsonl" "$precision" <<'PY'
 import json, sys
 p = sys.argv[2]
 rows = [json.loads(l) for l in open(sys.argv[1])]
+kinds = (["train_tok_s"] if p == "bf16" else []) + ["infer_tok_s", "gen_tok_s"]
 print(f"recur {p} against PyTorch f32 and PyTorch {p}, tokens/s (recur f32 for reference)")
-print(f"{'config':18} | {'infer: recur ' + p:>13} {'f32':>9} {'torch f32':>10} {'torch ' + p:>10} {'÷f32':>6} {'÷' + p:>6} | "
-      f"{'gen: recur ' + p:>12} {'f32':>8} {'torch f32':>9} {'torch ' + p:>10} {'÷f32':>6} {'÷' + p:>6}")
+print(f"{'config':18} | " + " | ".join(
+    f"{k.split('_')[0] + ': recur ' + p:>13} {'f32':>9} {'torch f32':>10} {'torch ' + p:>10} {'÷f32':>6} {'÷' + p:>6}" for k in kinds))
 for r in rows:
     cells = []
-    for k in ("infer_tok_s", "gen_tok_s"):
+    for k in kinds:
         a, b, c, e = r["rp"][k], r["r32"][k], r["t32"][k], r["tp"][k]
         cells.append(f"{a:13.0f} {b:9.0f} {c:10.0f} {e:10.0f} {a / c:5.2f}x {a / e:5.2f}x")
     print(f"{r['name']:18} | " + " | ".join(cells))

@@ -584,11 +584,25 @@ impl<'a> PackedRef<'a> {
             let act = match &p.data {
                 Data::Bf16(w) => {
                     let ng = k.div_ceil(2);
-                    halves.resize(m * 2 * ng, 0);
-                    for i in 0..m {
-                        let row = &mut halves[i * 2 * ng..][..2 * ng];
-                        bf16_row(&a[i * lda..][..k], &mut row[..k]);
-                        row[k..].fill(0);
+                    // Every element is written below: grow, never refill.
+                    grow(halves, m * 2 * ng);
+                    let base = OutPtr(halves.as_mut_ptr());
+                    let convert = |rows: std::ops::Range<usize>| {
+                        for i in rows {
+                            // SAFETY: each task converts its own rows.
+                            let row = unsafe {
+                                std::slice::from_raw_parts_mut(base.at(i * 2 * ng), 2 * ng)
+                            };
+                            bf16_row(&a[i * lda..][..k], &mut row[..k]);
+                            row[k..].fill(0);
+                        }
+                    };
+                    // Training's products over all T·B rows convert
+                    // megabytes: both threads share that.
+                    if m * k >= 1 << 20 {
+                        crate::pool::par_ranges(m, 64, &convert);
+                    } else {
+                        convert(0..m);
                     }
                     Act::Bf16(Bf16Operands {
                         w: w.as_ptr(),
@@ -734,12 +748,6 @@ pub(crate) fn grad_tn<T: Float>(
     SCRATCH.with(|s| {
         let mut s = s.borrow_mut();
         let Scratch { left, right, .. } = &mut *s;
-        // Every element is written below: grow, never refill.
-        let grow = |v: &mut Vec<u16>, n: usize| {
-            if v.len() < n {
-                v.resize(n, 0);
-            }
-        };
         grow(left, groups * mb * 2 * LANES);
         grow(right, groups * nb * 2 * LANES);
         interleave_pairs(a, lda, k, m, groups, left, Order::TileMajor);
@@ -768,6 +776,15 @@ pub(crate) fn grad_tn<T: Float>(
             bf16_kernel(o, m, lo, hi, out)
         });
     });
+}
+
+/// Makes `v` at least `n` long, keeping what it holds: for buffers whose
+/// every element the caller writes (refilling tens of MB per product would
+/// cost more than converting them).
+fn grow(v: &mut Vec<u16>, n: usize) {
+    if v.len() < n {
+        v.resize(n, 0);
+    }
 }
 
 /// Activations converted for one product.
