@@ -154,6 +154,38 @@ fn text_classifier_trains_evaluates_predicts_and_resumes() {
         let e8 = eval_json(s(&model), s(&test), &["--precision", p]);
         assert!(e8["accuracy"].as_f64().unwrap() >= 0.95, "{p}: {e8}");
     }
+    // Trained in bf16, the classifier learns the task as well.
+    let run16 = dir.path().join("run16");
+    ok(&[
+        "train",
+        "--task",
+        "classify",
+        "--data",
+        s(&train),
+        "--out",
+        s(&run16),
+        "--epochs",
+        "12",
+        "--hidden",
+        "16",
+        "--embed",
+        "16",
+        "--dropout",
+        "0",
+        "--lr",
+        "0.01",
+        "--patience",
+        "0",
+        "--pretrain",
+        "1",
+        "--precision",
+        "bf16",
+    ]);
+    let e16 = eval_json(s(&run16.join("model.safetensors")), s(&test), &[]);
+    assert!(
+        e16["accuracy"].as_f64().unwrap() >= 0.95,
+        "bf16-trained: {e16}"
+    );
     // Resume continues to a larger budget.
     let out = ok(&["train", "--resume", s(&run), "--epochs", "13"]);
     assert!(out.contains("done:"), "{out}");

@@ -674,59 +674,53 @@ fn over_blocks(lo: usize, hi: usize, big: bool, f: &(dyn Fn(usize, usize) + Sync
     });
 }
 
-/// `c (+)= a · Wᵀ` (a `[m, k]`, W `[n, k]`): through `packed`, W's
-/// converted copy, when there is one (inference in bf16 or int8), else
-/// through the f32 weight `w` itself.
-#[allow(clippy::too_many_arguments)]
-#[inline]
-pub(crate) fn weight_nt<T: Float>(
-    m: usize,
-    n: usize,
-    k: usize,
-    a: &[T],
-    lda: usize,
-    w: &[T],
-    packed: Option<PackedRef<'_>>,
-    c: &mut [T],
-    ldc: usize,
-    accumulate: bool,
-) {
-    if let (Some(q), Some(a)) = (packed, T::as_f32(a)) {
-        let c = T::as_f32_mut(c).expect("a and c are both f32");
-        return q.product(m, n, k, a, lda, c, ldc, accumulate);
-    }
-    gemm_nt(m, n, k, a, lda, w, c, ldc, accumulate)
+/// A product of activations with a weight, through the weight's packed
+/// copy when there is one (and the operands are f32), else through the
+/// f32 weight `w` itself by `$f32`: the same ten arguments either way.
+macro_rules! packed_product {
+    ($(#[$doc:meta])* $name:ident, $f32:ident) => {
+        $(#[$doc])*
+        #[allow(clippy::too_many_arguments)]
+        #[inline]
+        pub(crate) fn $name<T: Float>(
+            m: usize,
+            n: usize,
+            k: usize,
+            a: &[T],
+            lda: usize,
+            w: &[T],
+            packed: Option<PackedRef<'_>>,
+            c: &mut [T],
+            ldc: usize,
+            accumulate: bool,
+        ) {
+            if let (Some(q), Some(a)) = (packed, T::as_f32(a)) {
+                let c = T::as_f32_mut(c).expect("a and c are both f32");
+                return q.product(m, n, k, a, lda, c, ldc, accumulate);
+            }
+            $f32(m, n, k, a, lda, w, c, ldc, accumulate)
+        }
+    };
 }
+
+packed_product!(
+    /// `c (+)= a · Wᵀ` (a `[m, k]`, W `[n, k]`): through `packed`, W's
+    /// converted copy, when there is one (bf16 or int8).
+    weight_nt, gemm_nt
+);
+
+packed_product!(
+    /// `c (+)= a · W` (a `[m, k]` with rows `lda` apart, W `[k, n]`
+    /// contiguous, c with rows `ldc` apart): a gradient back through a
+    /// weight, through `packed`, W's transpose in bf16, when training runs
+    /// in bf16.
+    weight_nn, gemm_nn
+);
 
 /// Groups of k per pass of a weight gradient over its blocks: each thread
 /// then holds its blocks' share of the pass in L2 while the left operand
 /// (T·B × out, tens of MB) streams through once per pass.
 const TN_CHUNK: usize = 256;
-
-/// `c (+)= a · W` (a `[m, k]` with rows `lda` apart, W `[k, n]`
-/// contiguous, c with rows `ldc` apart): a gradient back through a weight.
-/// Through `packed_t`, W's transpose packed in bf16, when training runs in
-/// bf16, else through the f32 weight `w` itself.
-#[allow(clippy::too_many_arguments)]
-#[inline]
-pub(crate) fn weight_nn<T: Float>(
-    m: usize,
-    n: usize,
-    k: usize,
-    a: &[T],
-    lda: usize,
-    w: &[T],
-    packed_t: Option<PackedRef<'_>>,
-    c: &mut [T],
-    ldc: usize,
-    accumulate: bool,
-) {
-    if let (Some(q), Some(a)) = (packed_t, T::as_f32(a)) {
-        let c = T::as_f32_mut(c).expect("a and c are both f32");
-        return q.product(m, n, k, a, lda, c, ldc, accumulate);
-    }
-    gemm_nn(m, n, k, a, lda, w, c, ldc, accumulate)
-}
 
 /// `c += aᵀ · b` (a `[k, m]` with rows `lda` apart, b `[k, n]` and c
 /// `[m, n]` contiguous): a weight gradient summed over k rows. With `bf16`

@@ -221,7 +221,8 @@ impl LanguageModel {
     /// Runs inference with the weight products in `precision`: bf16 and
     /// int8 convert the recurrent and decoder weights once, here (the
     /// embedding is a lookup and stays f32); f32 goes back to the model's
-    /// own weights. Training needs f32.
+    /// own weights. Training converts with [`Model::set_training_precision`]
+    /// instead (the run's `TrainConfig::precision`).
     pub fn set_precision(&mut self, precision: Precision) -> Result<()> {
         let weights = self.product_weights();
         self.store.pack(precision, &weights)

@@ -576,7 +576,7 @@ impl Seq2Seq<f32> {
     /// Runs inference with the weight products in `precision` (see
     /// [`crate::model::lm::LanguageModel::set_precision`]): the encoder's
     /// and decoder's stacks and the output layer; embeddings, the bridge
-    /// and attention stay f32. Training needs f32.
+    /// and attention stay f32. Training in bf16 is the run's `TrainConfig::precision`.
     pub fn set_precision(&mut self, precision: Precision) -> Result<()> {
         let weights = self.product_weights();
         self.store.pack(precision, &weights)

@@ -389,7 +389,7 @@ impl SeqModel<f32> {
     /// Runs inference with the weight products in `precision` (see
     /// [`crate::model::lm::LanguageModel::set_precision`]): the recurrent
     /// stack and the head; embeddings, the character encoder and attention
-    /// pooling stay f32. Training needs f32.
+    /// pooling stay f32. Training in bf16 is the run's `TrainConfig::precision`.
     pub fn set_precision(&mut self, precision: Precision) -> Result<()> {
         let weights = self.product_weights();
         self.store.pack(precision, &weights)
