@@ -717,10 +717,11 @@ packed_product!(
     weight_nn, gemm_nn
 );
 
-/// Groups of k per pass of a weight gradient over its blocks: each thread
-/// then holds its blocks' share of the pass in L2 while the left operand
-/// (T·B × out, tens of MB) streams through once per pass.
-const TN_CHUNK: usize = 256;
+/// Groups of k (pairs of T·B rows) per pass of a weight gradient over its
+/// blocks. Each pass reads and writes the whole gradient, so passes are
+/// long: 256 took 43 ms for 2048 × 512 × 6400, 1,024 40, 2,048 38, one
+/// pass 38.
+const TN_CHUNK: usize = 2048;
 
 /// `c += aᵀ · b` (a `[k, m]` with rows `lda` apart, b `[k, n]` and c
 /// `[m, n]` contiguous): a weight gradient summed over k rows. With `bf16`
