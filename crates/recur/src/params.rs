@@ -158,15 +158,15 @@ impl<T: Float> ParamStore<T> {
     }
 
     /// Whether an optimiser may update the weights: they are f32, or
-    /// packed for training ([`ParamStore::pack_trainable`]), whose copies
-    /// [`ParamStore::repack`] refreshes.
-    pub fn trainable(&self) -> bool {
+    /// packed for training ([`ParamStore::set_training_precision`]), whose
+    /// copies [`ParamStore::repack`] refreshes.
+    pub(crate) fn trainable(&self) -> bool {
         self.packed.iter().all(|(_, p)| p.has_transpose())
     }
 
     /// Converts the packed weights again from `params`: after each update
     /// when training in bf16 (nothing when none are packed).
-    pub fn repack(&mut self) {
+    pub(crate) fn repack(&mut self) {
         let params = &self.params;
         for (offset, p) in &mut self.packed {
             let len = p.len();
@@ -263,25 +263,19 @@ impl ParamStore<f32> {
         )
     }
 
-    /// Converts `weights` to bf16 for training: forward and backward
-    /// products read the copies (the weights and their transposes), the
-    /// optimiser updates the f32 weights, and [`ParamStore::repack`]
-    /// converts them again after every update.
-    pub fn pack_trainable(&mut self, weights: &[Param]) -> Result<()> {
-        self.pack_with(weights, Packed::trainable, Precision::Bf16)
-    }
-
-    /// Training's products in `precision`: f32 drops any conversion, bf16
-    /// packs `weights` for training ([`ParamStore::pack_trainable`]); int8
-    /// is an error (it is for inference).
-    pub fn set_training_precision(
+    /// Training's products in `precision`: f32 drops any conversion; bf16
+    /// converts `weights` for training: forward and backward products read
+    /// the copies (the weights and their transposes), the optimiser
+    /// updates the f32 weights, and [`ParamStore::repack`] converts them
+    /// again after every update; int8 is an error (it is for inference).
+    pub(crate) fn set_training_precision(
         &mut self,
         precision: Precision,
         weights: &[Param],
     ) -> Result<()> {
         match precision {
             Precision::F32 => self.pack(precision, weights),
-            Precision::Bf16 => self.pack_trainable(weights),
+            Precision::Bf16 => self.pack_with(weights, Packed::trainable, precision),
             Precision::Int8 => Err(Error::Config(
                 "training runs in f32 or bf16; int8 is for inference".into(),
             )),
