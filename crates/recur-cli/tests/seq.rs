@@ -76,29 +76,35 @@ fn text_classifier_trains_evaluates_predicts_and_resumes() {
     );
     std::fs::write(&train, sentiment_lines(400, 1)).unwrap();
     std::fs::write(&test, sentiment_lines(100, 2)).unwrap();
-    let out = ok(&[
-        "train",
-        "--task",
-        "classify",
-        "--data",
-        s(&train),
-        "--out",
-        s(&run),
-        "--epochs",
-        "12",
-        "--hidden",
-        "16",
-        "--embed",
-        "16",
-        "--dropout",
-        "0",
-        "--lr",
-        "0.01",
-        "--patience",
-        "0",
-        "--pretrain",
-        "1",
-    ]);
+    // The run, and the same run in bf16 below.
+    let train_args = |out: &Path, extra: &[&str]| -> String {
+        let mut args = vec![
+            "train",
+            "--task",
+            "classify",
+            "--data",
+            s(&train),
+            "--out",
+            s(out),
+            "--epochs",
+            "12",
+            "--hidden",
+            "16",
+            "--embed",
+            "16",
+            "--dropout",
+            "0",
+            "--lr",
+            "0.01",
+            "--patience",
+            "0",
+            "--pretrain",
+            "1",
+        ];
+        args.extend_from_slice(extra);
+        ok(&args)
+    };
+    let out = train_args(&run, &[]);
     assert!(out.contains("training a classify of 2 classes"), "{out}");
     for f in [
         "model.safetensors",
@@ -156,31 +162,7 @@ fn text_classifier_trains_evaluates_predicts_and_resumes() {
     }
     // Trained in bf16, the classifier learns the task as well.
     let run16 = dir.path().join("run16");
-    ok(&[
-        "train",
-        "--task",
-        "classify",
-        "--data",
-        s(&train),
-        "--out",
-        s(&run16),
-        "--epochs",
-        "12",
-        "--hidden",
-        "16",
-        "--embed",
-        "16",
-        "--dropout",
-        "0",
-        "--lr",
-        "0.01",
-        "--patience",
-        "0",
-        "--pretrain",
-        "1",
-        "--precision",
-        "bf16",
-    ]);
+    train_args(&run16, &["--precision", "bf16"]);
     let e16 = eval_json(s(&run16.join("model.safetensors")), s(&test), &[]);
     assert!(
         e16["accuracy"].as_f64().unwrap() >= 0.95,
