@@ -408,17 +408,17 @@ impl Packed {
     /// update of the f32 weights.
     pub fn trainable(w: &[f32], rows: usize, cols: usize) -> Packed {
         let mut p = Packed::new(Precision::Bf16, w, rows, cols);
-        let mut t = Packed {
+        let mut t = Box::new(Packed {
             rows: cols,
             cols: rows,
             kp: rows.next_multiple_of(PAD).max(PAD),
             blocks: cols.div_ceil(LANES),
             data: Data::Bf16(Vec::new()),
             t: None,
-        };
+        });
         t.data = Data::Bf16(vec![0u16; t.blocks * LANES * t.kp]);
-        p.t = Some(Box::new(t));
-        p.repack(w);
+        t.pack_transpose_of(w);
+        p.t = Some(t);
         p
     }
 
@@ -436,11 +436,18 @@ impl Packed {
         };
         pack_bf16_rows(w, rows, cols, self.kp / 2, out);
         if let Some(t) = &mut self.t {
-            let Data::Bf16(out) = &mut t.data else {
-                unreachable!("the transpose is bf16")
-            };
-            interleave_pairs(w, cols, rows, cols, t.kp / 2, out, Order::BlockMajor);
+            t.pack_transpose_of(w);
         }
+    }
+
+    /// Fills this bf16 packing (`[cols, rows]` of `w`) with `w`
+    /// `[rows, cols]` transposed.
+    fn pack_transpose_of(&mut self, w: &[f32]) {
+        let (k, n) = (self.cols, self.rows);
+        let Data::Bf16(out) = &mut self.data else {
+            unreachable!("the transpose is bf16")
+        };
+        interleave_pairs(w, n, k, n, self.kp / 2, out, Order::BlockMajor);
     }
 
     /// Where weight (r, k) is stored, for group size `g`.
@@ -805,7 +812,7 @@ struct Scratch {
     bytes: Vec<u8>,
     halves: Vec<u16>,
     scales: Vec<f32>,
-    /// A weight gradient's left operand (pair-major) and right operand
+    /// A weight gradient's left operand (tile by tile) and right operand
     /// (packed), kept apart from inference's buffers: they are large.
     left: Vec<u16>,
     right: Vec<u16>,
@@ -851,7 +858,7 @@ impl Out {
 /// left operand, converted tile by tile so that a tile's pairs are
 /// contiguous.
 #[derive(Clone, Copy)]
-pub(crate) struct Bf16Operands {
+struct Bf16Operands {
     /// `[blocks, groups, 16, 2]` the packed weight.
     w: *const u16,
     /// Groups per block of the weight (its padded columns / 2).

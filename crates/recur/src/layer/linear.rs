@@ -117,14 +117,14 @@ pub(crate) fn linear_backward<T: Float>(
     db: &mut [T],
     dx: Option<&mut [T]>,
 ) {
-    grad_tn(out, inp, n, dy, out, x, dw, packed.is_some());
+    let qt = packed.and_then(PackedRef::t);
+    grad_tn(out, inp, n, dy, out, x, dw, qt.is_some());
     for row in dy[..n * out].chunks_exact(out) {
         for (a, g) in db.iter_mut().zip(row) {
             *a += *g;
         }
     }
     if let Some(dx) = dx {
-        let qt = packed.and_then(PackedRef::t);
         weight_nn(n, inp, out, dy, out, w, qt, dx, inp, false);
     }
 }

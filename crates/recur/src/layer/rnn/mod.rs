@@ -480,7 +480,7 @@ impl Rnn {
                     input,
                     &mut dh0[k * bh..][..bh],
                     dc0_k,
-                    p.q_ih.is_some(),
+                    p.qt_ih().is_some(),
                 );
                 dir::input_grad(dm, &p, dw, 0, tn, d_input, dir > 0);
                 dw.consts = std::mem::take(&mut alphas[dir]);
@@ -767,7 +767,9 @@ impl Rnn {
                 input,
                 &mut dh0[l * bh..][..bh],
                 dc0_l,
-                view.packed(self.slots[l].w_ih).is_some(),
+                view.packed(self.slots[l].w_ih)
+                    .and_then(crate::quant::PackedRef::t)
+                    .is_some(),
             );
         }
         ws.finished = true;
