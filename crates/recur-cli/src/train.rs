@@ -488,8 +488,8 @@ pub fn run(a: TrainArgs) -> CliResult {
     match a.model.as_str() {
         "ngram" => return train_ngram(&a),
         "window" => {
-            if a.cell.is_some() || a.layers.is_some() || a.dropout.is_some() {
-                bail!("--cell, --layers and --dropout are for --model rnn; the fixed-window model has --context, --embed and --hidden");
+            if a.cell.is_some() || a.layers.is_some() {
+                bail!("--cell and --layers are for --model rnn; the fixed-window model has --context, --embed, --hidden and --dropout");
             }
             return run_lm::<WindowLm<f32>>(a, explicit_budget);
         }
@@ -595,21 +595,23 @@ impl TrainedLm for WindowLm<f32> {
             context: a.context,
             embed: a.embed.unwrap_or(64),
             hidden: a.hidden.unwrap_or(if demo { 256 } else { 512 }),
+            dropout: a.dropout.unwrap_or(0.0),
         };
-        WindowLm::new(cfg, a.seed).context("--context, --embed, --hidden")
+        WindowLm::new(cfg, a.seed).context("--context, --embed, --hidden, --dropout")
     }
     fn describe(&self) -> String {
         let c = self.config();
         format!(
-            "a fixed-window model (K = {} tokens, {} embed, {} hidden, {} parameters)",
+            "a fixed-window model (K = {} tokens, {} embed, {} hidden, dropout {}, {} parameters)",
             c.context,
             c.embed,
             c.hidden,
+            c.dropout,
             self.store.len()
         )
     }
-    fn set_dropout(&mut self, _: f64) -> anyhow::Result<()> {
-        bail!("--dropout: the fixed-window model has no dropout")
+    fn set_dropout(&mut self, p: f64) -> anyhow::Result<()> {
+        WindowLm::set_dropout(self, p).context("--dropout")
     }
     fn set_gradient_regulariser(&mut self, weight: f64) -> anyhow::Result<()> {
         if weight != 0.0 {

@@ -171,6 +171,10 @@ fn baseline_options_are_checked_before_anything_is_written() {
         ("--model tree", "unknown model 'tree'"),
         ("--model ngram --order 0", "--order"),
         ("--model window --context 0 --steps 1", "K"),
+        (
+            "--model window --dropout 1 --steps 1",
+            "dropout must be in [0, 1)",
+        ),
         ("--model window --gradient-regulariser 1", "no recurrence"),
         ("--model ngram --gradient-regulariser 1", "no gradients"),
         ("--gradient-regulariser 1", "--layers 1"),

@@ -28,7 +28,8 @@ fn compare_trains_every_model_and_writes_table_chart_and_json() {
     ] {
         assert!(table.contains(m), "{m} missing:\n{table}");
     }
-    let json = ok_line(&(args + " --json"));
+    // The JSON run also takes the window model's dropout and bf16 products.
+    let json = ok_line(&(args + " --json --window-dropout 0.3 --precision bf16"));
     let rows: Vec<serde_json::Value> = json
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -57,6 +58,13 @@ fn compare_trains_every_model_and_writes_table_chart_and_json() {
         .contains("LSTM"));
     let e = fails_line(&format!("compare --data {} --orders 0", s(&data)));
     assert!(e.contains("--orders"), "{e}");
-    let e = fails_line(&format!("compare --data {} --level byte", s(&data)));
-    assert!(e.contains("--level"), "{e}");
+    for (bad, says) in [
+        ("--level byte", "--level"),
+        ("--window-dropout 1", "--window-dropout"),
+        ("--precision int8", "not int8"),
+        ("--precision f16", "--precision"),
+    ] {
+        let e = fails_line(&format!("compare --data {} {bad}", s(&data)));
+        assert!(e.contains(says), "{bad}: {e}");
+    }
 }

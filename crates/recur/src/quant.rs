@@ -247,25 +247,33 @@ fn bf16_row(x: &[f32], out: &mut [u16]) {
 /// block b, group g, lane l holds w[16b + l][2g], w[16b + l][2g + 1]
 /// (zeros past the edges). Blocks are split across threads.
 fn pack_bf16_rows(w: &[f32], rows: usize, cols: usize, groups: usize, out: &mut [u16]) {
+    // Groups per pass: the block's 16 rows of 2·CHUNK values are converted
+    // (vectorised) into a tile on the stack, then laid out pair by pair.
+    const CHUNK: usize = 64;
     let block = groups * 2 * LANES;
     let blocks = out.len() / block;
     let base = OutPtr(out.as_mut_ptr());
     crate::pool::par_ranges(blocks, 8, &|range| {
+        let mut tile = [[0u16; 2 * CHUNK]; LANES];
         for b in range {
             // SAFETY: each task writes the blocks of its own range.
             let blk = unsafe { std::slice::from_raw_parts_mut(base.at(b * block), block) };
-            for l in 0..LANES {
-                let r = b * LANES + l;
-                let row = if r < rows {
-                    &w[r * cols..][..cols]
-                } else {
-                    &[][..]
-                };
-                for g in 0..groups {
-                    let at = (g * LANES + l) * 2;
-                    let v = |k: usize| row.get(k).map_or(0, |&x| to_bf16(x));
-                    blk[at] = v(2 * g);
-                    blk[at + 1] = v(2 * g + 1);
+            for g0 in (0..groups).step_by(CHUNK) {
+                let gn = CHUNK.min(groups - g0);
+                let (c0, c1) = (2 * g0, (2 * (g0 + gn)).min(cols));
+                for (l, t) in tile.iter_mut().enumerate() {
+                    let (r, t) = (b * LANES + l, &mut t[..2 * gn]);
+                    let have = if r < rows && c0 < c1 { c1 - c0 } else { 0 };
+                    if have > 0 {
+                        bf16_row(&w[r * cols + c0..r * cols + c1], &mut t[..have]);
+                    }
+                    t[have..].fill(0);
+                }
+                for g in 0..gn {
+                    let dst = &mut blk[(g0 + g) * 2 * LANES..][..2 * LANES];
+                    for (d, t) in dst.chunks_exact_mut(2).zip(&tile) {
+                        d.copy_from_slice(&t[2 * g..2 * g + 2]);
+                    }
                 }
             }
         }

@@ -2,7 +2,8 @@
 //! once the workspace has been sized (the time loop, the kernels and the
 //! GEMMs), and in a whole training step (batch, forward, loss, backward,
 //! clipping, optimiser) of the language model with dropout across an epoch
-//! boundary and of task nets. (One test in its own binary, so nothing else
+//! boundary (with the gradient-decay regulariser too), of the fixed-window
+//! model and of task nets. (One test in its own binary, so nothing else
 //! allocates meanwhile.)
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -13,6 +14,7 @@ use recur::data::seq::SeqData;
 use recur::data::{tokenize, Level, LmData, Vocab};
 use recur::model::lm::{LanguageModel, LmConfig};
 use recur::model::seq::{CharConfig, SeqConfig, SeqInput, SeqMeta, SeqModel, SeqTask};
+use recur::model::window::{WindowConfig, WindowLm};
 use recur::optim::OptimizerKind;
 use recur::task::{TaskCell, TaskConfig, TaskData, TaskKind, TaskNet};
 use recur::train::{Data, Model, TrainConfig, Trainer};
@@ -183,6 +185,44 @@ fn training_steps() {
             cell.name()
         );
     }
+    // The gradient-decay regulariser's second pass (a one-layer Elman
+    // model), and the fixed-window model through its table with dropout.
+    let data = || LmData::new(&ids, vocab.clone(), 8, 20, 0.0, "text").unwrap();
+    let spe = data().steps_per_epoch().unwrap();
+    let adam = || TrainConfig::new(OptimizerKind::Adam, 1e-3);
+    let mut elman = LanguageModel::new(
+        LmConfig {
+            cell: CellKind::RnnTanh,
+            vocab_size: vocab.len(),
+            embed: 16,
+            hidden: 64,
+            layers: 1,
+            dropout: 0.2,
+        },
+        1,
+    )
+    .unwrap();
+    elman.set_gradient_regulariser(1.0).unwrap();
+    let mut t = Trainer::new(elman, data(), adam()).unwrap();
+    let n = steps(&mut t, 2, spe + 2);
+    assert_eq!(
+        n, 0,
+        "the regularised Elman model's training step allocated"
+    );
+    let window = WindowLm::<f32>::new(
+        WindowConfig {
+            vocab_size: vocab.len(),
+            context: 8,
+            embed: 8,
+            hidden: 32,
+            dropout: 0.2,
+        },
+        1,
+    )
+    .unwrap();
+    let mut t = Trainer::new(window, data(), adam()).unwrap();
+    let n = steps(&mut t, 2, spe + 2);
+    assert_eq!(n, 0, "the fixed-window model's training step allocated");
     for cell in [TaskCell::Tanh, TaskCell::Jordan, TaskCell::Lstm] {
         let cfg = TaskConfig {
             batch: 8,

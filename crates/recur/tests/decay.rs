@@ -59,7 +59,7 @@ impl Case {
         let omega = self
             .layer
             .rnn
-            .decay_penalty(&mut store, &ws, g0, ALPHA, &mut d_h)
+            .decay_penalty(&mut store, &mut ws, g0, ALPHA, &mut d_h)
             .unwrap();
         e + ALPHA * omega
     }
@@ -76,7 +76,9 @@ impl Case {
         rnn.backward(store, &mut ws, &dy, None, None).unwrap();
         let g0 = ws.state_grads(0, 0).to_vec();
         let mut d_h = vec![0.0; T * B * H];
-        let omega = rnn.decay_penalty(store, &ws, &g0, ALPHA, &mut d_h).unwrap();
+        let omega = rnn
+            .decay_penalty(store, &mut ws, &g0, ALPHA, &mut d_h)
+            .unwrap();
         rnn.backward(store, &mut ws, &d_h, None, None).unwrap();
         (store.grads.clone(), g0, omega)
     }
@@ -135,7 +137,7 @@ fn decay_penalty_value_matches_its_definition() {
     want /= (T * B) as f64;
     let mut d_h = vec![0.0; T * B * H];
     let got = rnn
-        .decay_penalty(&mut store.clone(), &ws, &g, 1.0, &mut d_h)
+        .decay_penalty(&mut store.clone(), &mut ws, &g, 1.0, &mut d_h)
         .unwrap();
     assert!((got - want).abs() < 1e-12, "{got} vs {want}");
 }
@@ -160,7 +162,7 @@ fn decay_penalty_refuses_other_layers() {
             .rnn
             .decay_penalty(
                 &mut layer.store.clone(),
-                &ws,
+                &mut ws,
                 &vec![1.0; T * B * H],
                 1.0,
                 &mut d_h,

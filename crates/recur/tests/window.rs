@@ -16,6 +16,7 @@ fn cfg() -> WindowConfig {
         context: 3,
         embed: 4,
         hidden: 5,
+        dropout: 0.0,
     }
 }
 
@@ -50,6 +51,108 @@ fn gradients_match_finite_differences_across_carried_windows() {
     // gradient is zero, and every other parameter is checked.
     let worst = check_gradients("window", &mut m, |m| &mut m.store, &grads, |m| loss(m, &b));
     assert!(worst < 1e-6);
+}
+
+/// Two batches `[T = 4, B = 5]`: N = 20 ≥ 2·(V + 1), so the hidden layer
+/// goes through the table of embeddings times weights.
+fn table_batches(rng: &mut Lcg) -> [(Vec<u32>, Vec<u32>); 2] {
+    let mut ids = || (0..20).map(|_| rng.below(7) as u32).collect::<Vec<u32>>();
+    [(ids(), ids()), (ids(), ids())]
+}
+
+#[test]
+fn gradients_match_finite_differences_through_the_table_with_dropout() {
+    use rand::SeedableRng;
+    let mut rng = Lcg(12);
+    let b = table_batches(&mut rng);
+    let cfg = WindowConfig {
+        dropout: 0.4,
+        ..cfg()
+    };
+    // The same masks at every evaluation: each pass draws from a fresh
+    // generator with one seed.
+    let pass = |m: &mut WindowLm<f64>, grad: bool| {
+        let mut ws = WindowWs::new();
+        let mut draw = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+        m.forward_with(&mut ws, &b[0].0, 4, 5, Some(&mut draw))
+            .unwrap();
+        m.forward_with(&mut ws, &b[1].0, 4, 5, Some(&mut draw))
+            .unwrap();
+        m.loss_backward(&mut ws, &b[1].1, 4, 5, grad).unwrap()
+    };
+    let mut m = WindowLm::<f64>::new(cfg.clone(), 3).unwrap();
+    let with = pass(&mut m, true);
+    let grads = m.store.grads.clone();
+    let mut plain = WindowLm::<f64>::zeros(cfg).unwrap();
+    plain.store.params.copy_from_slice(&m.store.params);
+    plain.set_dropout(0.0).unwrap();
+    assert_ne!(with, pass(&mut plain, false), "dropout changes the loss");
+    let worst = check_gradients(
+        "window table dropout",
+        &mut m,
+        |m| &mut m.store,
+        &grads,
+        |m| {
+            let mut m2 = WindowLm::<f64>::zeros(m.config().clone()).unwrap();
+            m2.store.params.copy_from_slice(&m.store.params);
+            pass(&mut m2, false)
+        },
+    );
+    assert!(worst < 1e-6);
+    assert!(m.set_dropout(1.0).is_err());
+}
+
+#[test]
+fn the_table_gives_the_product_s_logits_and_gradients() {
+    let mut rng = Lcg(13);
+    let b = table_batches(&mut rng);
+    let m = WindowLm::<f64>::new(cfg(), 4).unwrap();
+    // Whole batches (N = 20) go through the table; one row at a time
+    // (N = 1), through the product.
+    let (mut whole, mut rows) = (WindowWs::new(), WindowWs::new());
+    m.forward(&mut whole, &b[0].0, 4, 5).unwrap();
+    let mut logits = vec![0.0; 20 * 7];
+    for r in 0..5 {
+        for s in 0..4 {
+            let i = s * 5 + r;
+            m.forward(&mut rows, &b[0].0[i..=i], 1, 1).unwrap();
+            logits[i * 7..(i + 1) * 7].copy_from_slice(rows.logits());
+        }
+        rows.reset();
+    }
+    for (x, y) in whole.logits().iter().zip(&logits) {
+        assert!((x - y).abs() < 1e-12, "{x} {y}");
+    }
+    // The gradients of one batch both ways: as [T = 4, B = 5] (N = 20,
+    // the table), and as four steps [T = 1, B = 5] (N = 5, the product)
+    // with the windows carried, whose mean losses average to the batch's.
+    let mut m2 = WindowLm::<f64>::zeros(cfg()).unwrap();
+    m2.store.params.copy_from_slice(&m.store.params);
+    let mut ws = WindowWs::new();
+    m2.forward(&mut ws, &b[0].0, 4, 5).unwrap();
+    let whole_loss = m2.loss_backward(&mut ws, &b[0].1, 4, 5, true).unwrap();
+    let table = m2.store.grads.clone();
+    let (mut ws, mut product, mut loss) = (WindowWs::new(), vec![0.0; table.len()], 0.0);
+    for s in 0..4 {
+        let step = s * 5..(s + 1) * 5;
+        m2.forward(&mut ws, &b[0].0[step.clone()], 1, 5).unwrap();
+        loss += m2
+            .loss_backward(&mut ws, &b[0].1[step], 1, 5, true)
+            .unwrap()
+            / 4.0;
+        product
+            .iter_mut()
+            .zip(&m2.store.grads)
+            .for_each(|(p, g)| *p += g / 4.0);
+    }
+    assert!((whole_loss - loss).abs() < 1e-12);
+    for (i, (x, y)) in table.iter().zip(&product).enumerate() {
+        assert!(
+            (x - y).abs() < 1e-12,
+            "gradient {i}: table {x}, product {y}"
+        );
+    }
+    assert!(table.iter().any(|&g| g != 0.0));
 }
 
 #[test]
@@ -88,6 +191,7 @@ fn trains_on_a_stream_to_below_the_unigram_loss() {
             context: 4,
             embed: 8,
             hidden: 32,
+            dropout: 0.0,
         },
         1,
     )

@@ -411,8 +411,13 @@ impl LanguageModel {
             // second pass through the stack and the embedding.
             ws.g.clear();
             ws.g.extend_from_slice(ws.rnn.state_grads(0, 0));
-            self.rnn
-                .decay_penalty(&mut self.store, &ws.rnn, &ws.g, self.decay, &mut ws.d_out)?;
+            self.rnn.decay_penalty(
+                &mut self.store,
+                &mut ws.rnn,
+                &ws.g,
+                self.decay,
+                &mut ws.d_out,
+            )?;
             self.rnn
                 .backward(&mut self.store, &mut ws.rnn, &ws.d_out, None, None)?;
             self.encoder_backward(ws);

@@ -1,6 +1,7 @@
 //! The fixed-window neural language model of Bengio et al. 2003 (the
 //! time-delay nets of the lectures): the embeddings of the last K tokens,
-//! concatenated, a tanh hidden layer and a softmax over the vocabulary.
+//! concatenated, a tanh hidden layer and a softmax over the vocabulary,
+//! with dropout on the hidden layer in training.
 //! It shares weights across positions but sees exactly K tokens back: the
 //! baseline recurrent models are measured against.
 //!
@@ -15,11 +16,14 @@ use serde::{Deserialize, Serialize};
 use crate::data::LmBatch;
 use crate::error::{Error, Result};
 use crate::float::Float;
+use crate::gemm::{gemm, OutPtr, Trans};
 use crate::init::{fill_uniform, init_linears};
+use crate::layer::dropout::{dropout_backward, dropout_forward};
 use crate::layer::embedding::Embedding;
 use crate::layer::linear::Linear;
 use crate::layer::loss::softmax_cross_entropy;
 use crate::params::ParamStore;
+use crate::pool::par_ranges;
 use crate::sample::{sample_loop, Decoding};
 use crate::train::{Evaluation, Metadata, Model};
 
@@ -37,6 +41,10 @@ pub struct WindowConfig {
     pub embed: usize,
     /// H.
     pub hidden: usize,
+    /// Dropout probability on the hidden layer, in training only (files
+    /// without it have none).
+    #[serde(default)]
+    pub dropout: f64,
 }
 
 impl WindowConfig {
@@ -57,6 +65,12 @@ impl WindowConfig {
                 self.vocab_size, self.context, self.embed, self.hidden
             )));
         }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(Error::Config(format!(
+                "dropout must be in [0, 1), got {}",
+                self.dropout
+            )));
+        }
         if self.param_count().is_none() || self.vocab_size >= u32::MAX as usize {
             return Err(Error::Config("the fixed-window model is too large".into()));
         }
@@ -69,18 +83,29 @@ impl WindowConfig {
 pub struct WindowWs<T> {
     /// `[N, K]` the window of each row.
     ids: Vec<u32>,
-    /// `[N, K·E]` concatenated embeddings.
+    /// `[N, K·E]` concatenated embeddings (the product path only).
     x: Vec<T>,
+    /// `[K, V + 1, H]` each position's slice of the hidden weight applied
+    /// to every embedding (the table path), then its gradient.
+    table: Vec<T>,
     /// `[N, H]` tanh activations.
     a: Vec<T>,
+    /// `[N, H]` tanh activations after dropout (training with dropout only).
+    a_drop: Vec<T>,
+    /// `[N, H]` dropout mask (0 or 1/(1 − p)).
+    mask: Vec<T>,
+    /// Whether the last forward applied dropout.
+    dropped: bool,
     /// `[N, V]` logits, then dL/dlogits.
     logits: Vec<T>,
     /// `[N, H]` dL/da, then dL/dz.
     da: Vec<T>,
-    /// `[N, K·E]` dL/dx.
+    /// `[N, K·E]` dL/dx (the product path only).
     dx: Vec<T>,
     /// `[K − 1, B]` each row's last tokens, carried across batches (empty: padding).
     history: Vec<u32>,
+    /// `[K − 1, B]` the next batch's history while it is filled.
+    next_history: Vec<u32>,
 }
 
 impl<T> WindowWs<T> {
@@ -89,11 +114,16 @@ impl<T> WindowWs<T> {
         WindowWs {
             ids: Vec::new(),
             x: Vec::new(),
+            table: Vec::new(),
             a: Vec::new(),
+            a_drop: Vec::new(),
+            mask: Vec::new(),
+            dropped: false,
             logits: Vec::new(),
             da: Vec::new(),
             dx: Vec::new(),
             history: Vec::new(),
+            next_history: Vec::new(),
         }
     }
     /// Forgets the carried tokens (start of an epoch or a stream).
@@ -165,6 +195,17 @@ impl<T: Float> WindowLm<T> {
         &self.config
     }
 
+    /// Sets the dropout probability of training.
+    pub fn set_dropout(&mut self, p: f64) -> Result<()> {
+        let cfg = WindowConfig {
+            dropout: p,
+            ..self.config.clone()
+        };
+        cfg.check()?;
+        self.config = cfg;
+        Ok(())
+    }
+
     /// Fills the windows `[N, K]` of inputs `[T, B]` from the workspace's
     /// history, and leaves the last K − 1 tokens of each row there.
     fn windows(&self, ws: &mut WindowWs<T>, inputs: &[u32], t: usize, b: usize) {
@@ -190,28 +231,163 @@ impl<T: Float> WindowLm<T> {
             }
         }
         // The new history: positions t − (k − 1) .. t − 1.
-        let old = std::mem::take(&mut ws.history);
-        ws.history.resize(hist * b, pad);
+        ws.next_history.clear();
+        ws.next_history.resize(hist * b, pad);
         for i in 0..hist {
             let p = t as isize - hist as isize + i as isize;
             for r in 0..b {
-                ws.history[i * b + r] = if p >= 0 {
+                ws.next_history[i * b + r] = if p >= 0 {
                     inputs[p as usize * b + r]
                 } else {
-                    old[(hist as isize + p) as usize * b + r]
+                    ws.history[(hist as isize + p) as usize * b + r]
                 };
             }
+        }
+        std::mem::swap(&mut ws.history, &mut ws.next_history);
+    }
+
+    /// (V, K, E, H).
+    fn dims(&self) -> (usize, usize, usize, usize) {
+        let c = &self.config;
+        (c.vocab_size, c.context, c.embed, c.hidden)
+    }
+
+    /// Whether a pass of `n` rows goes through the table: its K·(V + 1)
+    /// rows cost a fraction (V + 1)/N of the product over the N windows'
+    /// K·E inputs, so from N ≥ 2·(V + 1) on (character vocabularies) it is
+    /// the cheaper way to the same sums.
+    fn uses_table(&self, n: usize) -> bool {
+        n >= 2 * (self.config.vocab_size + 1)
+    }
+
+    /// `a[N, H] = b + Σ_j P_j[ids[·, j]]` with `P_j = embedding · W_jᵀ`
+    /// `[V + 1, H]`, W_j the `[H, E]` columns of position j in the hidden
+    /// weight: the hidden layer's pre-activations as sums of table rows.
+    fn hidden_from_table(&self, ws: &mut WindowWs<T>, n: usize) {
+        let (v, k, e, h) = self.dims();
+        let v1 = v + 1;
+        let p = &self.store.params;
+        let (emb, w, bias) = (
+            self.embedding.weight().of(p),
+            self.hidden.weight().of(p),
+            self.hidden.bias().of(p),
+        );
+        ws.table.resize(k * v1 * h, T::ZERO);
+        for (j, tj) in ws.table.chunks_exact_mut(v1 * h).enumerate() {
+            gemm(
+                v1,
+                h,
+                e,
+                emb,
+                e,
+                Trans::N,
+                &w[j * e..],
+                k * e,
+                Trans::T,
+                tj,
+                h,
+                false,
+            );
+        }
+        let (table, ids, out) = (&ws.table, &ws.ids, OutPtr(ws.a.as_mut_ptr()));
+        par_ranges(n, 64, &|rows| {
+            // SAFETY: `a` holds N·H values and the row ranges are disjoint.
+            let a =
+                unsafe { std::slice::from_raw_parts_mut(out.at(rows.start * h), rows.len() * h) };
+            for (r, ar) in rows.zip(a.chunks_exact_mut(h)) {
+                ar.copy_from_slice(bias);
+                for (j, &id) in ids[r * k..(r + 1) * k].iter().enumerate() {
+                    let row = &table[(j * v1 + id as usize) * h..][..h];
+                    ar.iter_mut().zip(row).for_each(|(x, &y)| *x += y);
+                }
+            }
+        });
+    }
+
+    /// [`WindowLm::hidden_from_table`] reversed, from dL/dz in `ws.da`:
+    /// dP_j[v] = Σ over the rows whose position j holds v of dz, then
+    /// dW_j += dP_jᵀ · embedding, d embedding += dP_j · W_j and db = Σ dz.
+    fn table_backward(&mut self, ws: &mut WindowWs<T>, n: usize) {
+        let (v, k, e, h) = self.dims();
+        let v1 = v + 1;
+        ws.table.clear();
+        ws.table.resize(k * v1 * h, T::ZERO);
+        // Columns split across threads: each sums its own, in row order.
+        let (dz, ids, d_table) = (&ws.da, &ws.ids, OutPtr(ws.table.as_mut_ptr()));
+        par_ranges(h, 64, &|cols| {
+            for r in 0..n {
+                let dzr = &dz[r * h..][cols.clone()];
+                for (j, &id) in ids[r * k..(r + 1) * k].iter().enumerate() {
+                    let at = (j * v1 + id as usize) * h + cols.start;
+                    // SAFETY: the table holds K·(V + 1)·H values and the
+                    // column ranges are disjoint.
+                    let d = unsafe { std::slice::from_raw_parts_mut(d_table.at(at), cols.len()) };
+                    d.iter_mut().zip(dzr).for_each(|(x, &y)| *x += y);
+                }
+            }
+        });
+        let (view, g) = self.store.view_and_grads();
+        let p = view.params;
+        let (emb, w) = (self.embedding.weight().of(p), self.hidden.weight().of(p));
+        // The store holds the embedding, then the hidden weight and bias.
+        let (wp, bp) = (self.hidden.weight(), self.hidden.bias());
+        let (g_emb, g_hidden) = g.split_at_mut(wp.offset);
+        let d_emb = self.embedding.weight().of_mut(g_emb);
+        let (dw, rest) = g_hidden.split_at_mut(wp.len);
+        let db = &mut rest[bp.offset - wp.offset - wp.len..][..bp.len];
+        for (j, dtj) in ws.table.chunks_exact(v1 * h).enumerate() {
+            gemm(
+                h,
+                e,
+                v1,
+                dtj,
+                h,
+                Trans::T,
+                emb,
+                e,
+                Trans::N,
+                &mut dw[j * e..],
+                k * e,
+                true,
+            );
+        }
+        for row in dz.chunks_exact(h) {
+            db.iter_mut().zip(row).for_each(|(a, &g)| *a += g);
+        }
+        for (j, dtj) in ws.table.chunks_exact(v1 * h).enumerate() {
+            gemm(
+                v1,
+                e,
+                h,
+                dtj,
+                h,
+                Trans::N,
+                &w[j * e..],
+                k * e,
+                Trans::N,
+                d_emb,
+                e,
+                true,
+            );
         }
     }
 
     /// Logits `[T·B, V]` for inputs `[T, B]`, carrying the history in `ws`.
     pub fn forward(&self, ws: &mut WindowWs<T>, inputs: &[u32], t: usize, b: usize) -> Result<()> {
-        let WindowConfig {
-            vocab_size: v,
-            context: k,
-            embed: e,
-            hidden: h,
-        } = self.config;
+        self.forward_with(ws, inputs, t, b, None)
+    }
+
+    /// [`WindowLm::forward`] for training: `rng` drives dropout; `None`
+    /// turns it off.
+    pub fn forward_with(
+        &self,
+        ws: &mut WindowWs<T>,
+        inputs: &[u32],
+        t: usize,
+        b: usize,
+        rng: Option<&mut dyn RngCore>,
+    ) -> Result<()> {
+        let ((v, k, e, h), p) = (self.dims(), self.config.dropout);
         let n = t * b;
         if inputs.len() != n {
             return Err(Error::Shape {
@@ -230,13 +406,26 @@ impl<T: Float> WindowLm<T> {
             });
         }
         self.windows(ws, inputs, t, b);
-        ws.x.resize(n * k * e, T::ZERO);
-        self.embedding.forward(&self.store, &ws.ids, &mut ws.x);
         ws.a.resize(n * h, T::ZERO);
-        self.hidden.forward(&self.store, &ws.x, n, &mut ws.a);
+        if self.uses_table(n) {
+            self.hidden_from_table(ws, n);
+        } else {
+            ws.x.resize(n * k * e, T::ZERO);
+            self.embedding.forward(&self.store, &ws.ids, &mut ws.x);
+            self.hidden.forward(&self.store, &ws.x, n, &mut ws.a);
+        }
         ws.a.iter_mut().for_each(|z| *z = z.tanh());
+        let rng = rng.filter(|_| p > 0.0);
+        ws.dropped = rng.is_some();
+        if let Some(rng) = rng {
+            ws.a_drop.clear();
+            ws.a_drop.extend_from_slice(&ws.a);
+            ws.mask.resize(n * h, T::ZERO);
+            dropout_forward(&mut ws.a_drop, &mut ws.mask, p, rng);
+        }
+        let a = if ws.dropped { &ws.a_drop } else { &ws.a };
         ws.logits.resize(n * v, T::ZERO);
-        self.out.forward(&self.store, &ws.a, n, &mut ws.logits);
+        self.out.forward(&self.store, a, n, &mut ws.logits);
         Ok(())
     }
 
@@ -251,12 +440,7 @@ impl<T: Float> WindowLm<T> {
         b: usize,
         grad: bool,
     ) -> Result<f64> {
-        let WindowConfig {
-            vocab_size: v,
-            context: k,
-            embed: e,
-            hidden: h,
-        } = self.config;
+        let (v, k, e, h) = self.dims();
         let n = t * b;
         if targets.len() != n || targets.iter().any(|&x| x as usize >= v) {
             return Err(Error::Input {
@@ -270,15 +454,23 @@ impl<T: Float> WindowLm<T> {
         if grad {
             self.store.zero_grad();
             ws.da.resize(n * h, T::ZERO);
+            let a = if ws.dropped { &ws.a_drop } else { &ws.a };
             self.out
-                .backward(&mut self.store, &ws.a, &ws.logits, n, Some(&mut ws.da));
-            for (d, &a) in ws.da.iter_mut().zip(&ws.a) {
-                *d = *d * (T::ONE - a * a);
+                .backward(&mut self.store, a, &ws.logits, n, Some(&mut ws.da));
+            if ws.dropped {
+                dropout_backward(&mut ws.da, &ws.mask);
             }
-            ws.dx.resize(n * k * e, T::ZERO);
-            self.hidden
-                .backward(&mut self.store, &ws.x, &ws.da, n, Some(&mut ws.dx));
-            self.embedding.backward(&mut self.store, &ws.ids, &ws.dx);
+            for (d, &a) in ws.da.iter_mut().zip(&ws.a) {
+                *d *= T::ONE - a * a;
+            }
+            if self.uses_table(n) {
+                self.table_backward(ws, n);
+            } else {
+                ws.dx.resize(n * k * e, T::ZERO);
+                self.hidden
+                    .backward(&mut self.store, &ws.x, &ws.da, n, Some(&mut ws.dx));
+                self.embedding.backward(&mut self.store, &ws.ids, &ws.dx);
+            }
         }
         Ok(loss)
     }
@@ -386,10 +578,10 @@ impl Model for WindowLm<f32> {
         &mut self.store
     }
 
-    fn forward_backward(&mut self, b: &LmBatch, _: &mut dyn RngCore) -> Result<f64> {
+    fn forward_backward(&mut self, b: &LmBatch, rng: &mut dyn RngCore) -> Result<f64> {
         let mut ws = std::mem::take(&mut self.train_ws);
         let r = self
-            .forward(&mut ws, &b.inputs, b.steps, b.batch)
+            .forward_with(&mut ws, &b.inputs, b.steps, b.batch, Some(rng))
             .and_then(|_| self.loss_backward(&mut ws, &b.targets, b.steps, b.batch, true));
         self.carried.clear();
         self.carried.extend(ws.history.iter().map(|&x| x as f32));

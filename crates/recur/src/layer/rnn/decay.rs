@@ -40,7 +40,7 @@ impl Rnn {
     pub fn decay_penalty<T: Float>(
         &self,
         store: &mut ParamStore<T>,
-        ws: &RnnWorkspace<T>,
+        ws: &mut RnnWorkspace<T>,
         g: &[T],
         weight: f64,
         d_h: &mut [T],
@@ -77,32 +77,21 @@ impl Rnn {
         let hs = &ws.layers[0].dirs[0].hs[bn * h..][..rows * h];
         let w = self.find("weight_hh_l0").expect("an Elman layer with W_hh");
 
-        // `[T·B, H]` a = g ⊙ f′(h), then v = a · W_hh.
-        let a: Vec<T> = g
-            .iter()
-            .zip(hs)
-            .map(|(&gi, &hi)| {
-                if tanh {
-                    gi * (T::ONE - hi * hi)
-                } else if hi > T::ZERO {
-                    gi
-                } else {
-                    T::ZERO
-                }
-            })
-            .collect();
-        let mut v = vec![T::ZERO; rows * h];
-        gemm_nn(
-            rows,
-            h,
-            h,
-            &a,
-            h,
-            &store.params[w.clone()],
-            &mut v,
-            h,
-            false,
-        );
+        // `[T·B, H]` a = g ⊙ f′(h), then v = a · W_hh, in the workspace's
+        // scratch (it only grows).
+        ws.decay.resize(ws.decay.len().max(2 * rows * h), T::ZERO);
+        let (a, v) = ws.decay.split_at_mut(rows * h);
+        let v = &mut v[..rows * h];
+        for ((ai, &gi), &hi) in a.iter_mut().zip(g).zip(hs) {
+            *ai = if tanh {
+                gi * (T::ONE - hi * hi)
+            } else if hi > T::ZERO {
+                gi
+            } else {
+                T::ZERO
+            };
+        }
+        gemm_nn(rows, h, h, a, h, &store.params[w.clone()], v, h, false);
 
         // Per row: Ω_r = (‖v‖/‖g‖ − 1)², and v becomes u = ∂Ω_r/∂v
         // (before the mean's and the weight's factor).
@@ -132,13 +121,13 @@ impl Rnn {
             return Ok(0.0);
         }
         let scale = T::from_f64(weight / count as f64);
-        for x in &mut v {
+        for x in v.iter_mut() {
             *x *= scale;
         }
-        // ∂Ω/∂W_hh[i][j] = Σ_r a_r[i] u_r[j]; ∂Ω/∂a = u · W_hhᵀ.
-        gemm_tn(h, h, rows, &a, h, &v, &mut store.grads[w.clone()]);
-        let mut d_a = a;
-        gemm_nt(rows, h, h, &v, h, &store.params[w], &mut d_a, h, false);
+        // ∂Ω/∂W_hh[i][j] = Σ_r a_r[i] u_r[j]; ∂Ω/∂a = u · W_hhᵀ (into a's place).
+        gemm_tn(h, h, rows, a, h, v, &mut store.grads[w.clone()]);
+        let d_a = a;
+        gemm_nt(rows, h, h, v, h, &store.params[w], d_a, h, false);
         if tanh {
             // a = g ⊙ (1 − h²): ∂a/∂h = −2 g ⊙ h. Relu's f′ is flat.
             for ((o, (&da, &gi)), &hi) in d_h.iter_mut().zip(d_a.iter().zip(g)).zip(hs) {

@@ -785,14 +785,6 @@ fn draw_dropout<T: Float>(
     v: &[T],
     rng: &mut dyn RngCore,
 ) {
-    let keep = 1.0 - p;
-    let scale = T::from_f64(1.0 / keep);
-    for ((m, xd), v) in mask.iter_mut().zip(x_drop.iter_mut()).zip(v) {
-        *m = if rng.random::<f64>() < keep {
-            scale
-        } else {
-            T::ZERO
-        };
-        *xd = *v * *m;
-    }
+    x_drop.copy_from_slice(v);
+    crate::layer::dropout::dropout_forward(x_drop, mask, p, rng);
 }

@@ -147,6 +147,9 @@ pub struct RnnWorkspace<T> {
     pub(super) dc0: Vec<T>,
     /// Whether backward keeps dL/dh_t of every step (see `state_grads`).
     pub(super) record: bool,
+    /// `[2, T·B, H]` the gradient-decay regulariser's a = g ⊙ f′(h) and
+    /// v = a · W_hh (see `layer::rnn::decay`).
+    pub(super) decay: Vec<T>,
 }
 
 impl<T> RnnWorkspace<T> {
