@@ -223,7 +223,12 @@ fn training_steps() {
     let mut t = Trainer::new(window, data(), adam()).unwrap();
     let n = steps(&mut t, 2, spe + 2);
     assert_eq!(n, 0, "the fixed-window model's training step allocated");
-    for cell in [TaskCell::Tanh, TaskCell::Jordan, TaskCell::Lstm] {
+    for cell in [
+        TaskCell::Tanh,
+        TaskCell::Jordan,
+        TaskCell::Lstm,
+        TaskCell::Phased,
+    ] {
         let cfg = TaskConfig {
             batch: 8,
             test_size: 8,

@@ -1,7 +1,8 @@
 //! The same numbers at 1 and 2 threads: every product's output element is
 //! one whole dot product whoever computes it, the two directions of a
 //! bidirectional layer compute the same steps on one core each as on two,
-//! and the optimiser's update is elementwise. (One test in its own binary:
+//! the pointwise kernels compute each row alike whichever half of the rows
+//! a thread takes, and the optimiser's update is elementwise. (One test in its own binary:
 //! the thread count is process-wide.)
 
 use rand::SeedableRng;
@@ -13,11 +14,12 @@ use recur::model::seq::{CharConfig, SeqConfig, SeqInput, SeqMeta, SeqModel, SeqT
 use recur::optim::OptimizerKind;
 use recur::train::{TrainConfig, Trainer};
 
-fn train(threads: usize) -> Vec<f32> {
+fn train(threads: usize, cell: recur::CellKind) -> Vec<f32> {
     recur::gemm::set_threads(threads);
     let mut rng = ChaCha8Rng::seed_from_u64(9);
     let (ex, table) = common::tagged_examples(&mut rng, 96, 2..30, 300, 5, 9, 40);
-    // Wide enough that the products split across threads.
+    // Wide enough that the products, and the pointwise kernels (B·H ≥
+    // 4,096), split across threads.
     let mut c = SeqConfig::new(
         SeqTask::Tag,
         SeqInput::Tokens {
@@ -26,6 +28,7 @@ fn train(threads: usize) -> Vec<f32> {
         },
         5,
     );
+    c.cell = cell;
     c.hidden = 256;
     c.layers = 2;
     c.bidirectional = true;
@@ -50,11 +53,20 @@ fn train(threads: usize) -> Vec<f32> {
 
 #[test]
 fn one_and_two_threads_give_the_same_numbers() {
-    let (one, two) = (train(1), train(2));
-    let differ = one
-        .iter()
-        .zip(&two)
-        .filter(|(a, b)| a.to_bits() != b.to_bits())
-        .count();
-    assert_eq!(differ, 0, "{differ} of {} parameters differ", one.len());
+    use recur::CellKind;
+    for cell in [CellKind::Lstm, CellKind::Gru, CellKind::RnnTanh] {
+        let (one, two) = (train(1, cell), train(2, cell));
+        let differ = one
+            .iter()
+            .zip(&two)
+            .filter(|(a, b)| a.to_bits() != b.to_bits())
+            .count();
+        assert_eq!(
+            differ,
+            0,
+            "{}: {differ} of {} parameters differ",
+            cell.name(),
+            one.len()
+        );
+    }
 }

@@ -16,16 +16,16 @@ use crate::quant::{weight_nn, weight_nt};
 
 /// Reset-after: the recurrent GEMM h_prev·W_hhᵀ (kept apart from the
 /// input side, as r multiplies its n block), then the kernel.
-pub(crate) fn forward<T: Float>(h: usize, p: &CellParams<T>, mut io: StepForward<T>) {
+pub(crate) fn forward<T: Float>(h: usize, p: &CellParams<T>, io: StepForward<T>) {
     let (bn, gh) = (io.h_prev.len() / h, 3 * h);
     weight_nt(bn, gh, h, io.h_prev, h, p.w_hh, p.q_hh, io.hg, gh, false);
-    gru_forward_step(h, p, &mut io);
+    io.run_rows(h, 3, &|io| gru_forward_step(h, p, io));
 }
 
 /// Reset-after: the kernel, then dL/dh_prev += d_hgates·W_hh.
 pub(crate) fn backward<T: Float>(h: usize, p: &CellParams<T>, mut io: StepBackward<T>) {
     let (bn, gh) = (io.h_prev.len() / h, 3 * h);
-    gru_backward_step(h, &mut io);
+    io.run_rows(h, 3, &|io| gru_backward_step(h, io));
     weight_nn(
         bn,
         h,

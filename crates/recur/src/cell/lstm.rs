@@ -8,16 +8,16 @@ use crate::float::Float;
 use crate::quant::{weight_nn, weight_nt};
 
 /// The recurrent GEMM h_prev·W_hhᵀ into the gates, then the kernel.
-pub(crate) fn forward<T: Float>(h: usize, p: &CellParams<T>, mut io: StepForward<T>) {
+pub(crate) fn forward<T: Float>(h: usize, p: &CellParams<T>, io: StepForward<T>) {
     let (bn, gh) = (io.h_prev.len() / h, 4 * h);
     weight_nt(bn, gh, h, io.h_prev, h, p.w_hh, p.q_hh, io.gates, gh, true);
-    lstm_forward_step(h, p, &mut io);
+    io.run_rows(h, 4, &|io| lstm_forward_step(h, p, io));
 }
 
 /// The kernel, then dL/dh_prev += d_gates·W_hh.
 pub(crate) fn backward<T: Float>(h: usize, p: &CellParams<T>, mut io: StepBackward<T>) {
     let (bn, gh) = (io.h_prev.len() / h, 4 * h);
-    lstm_backward_step(h, &mut io);
+    io.run_rows(h, 4, &|io| lstm_backward_step(h, io));
     weight_nn(
         bn,
         h,

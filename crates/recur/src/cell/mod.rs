@@ -120,6 +120,203 @@ pub(crate) struct StepBackward<'a, T> {
     pub mask: StepMask<'a>,
 }
 
+/// Splits `s` at `at`, or wholly into the first part when shorter (an
+/// unused buffer).
+fn split_ref<T>(s: &[T], at: usize) -> (&[T], &[T]) {
+    s.split_at(at.min(s.len()))
+}
+
+/// [`split_ref`] for a buffer written.
+fn split_mut<T>(s: &mut [T], at: usize) -> (&mut [T], &mut [T]) {
+    let at = at.min(s.len());
+    s.split_at_mut(at)
+}
+
+/// Rows of one step from which its pointwise kernel runs on two threads,
+/// half the rows each: below, the meeting costs more than it saves.
+const PAR_MIN_POINTWISE: usize = 4096;
+
+impl<'a, T: Float> StepForward<'a, T> {
+    /// Rows 0..m and m.. of the step, for a cell of `g` gate blocks.
+    fn split_rows(self, m: usize, h: usize, g: usize) -> (StepForward<'a, T>, StepForward<'a, T>) {
+        let (hp0, hp1) = split_ref(self.h_prev, m * h);
+        let (hs0, hs1) = match self.h_skip {
+            Some(s) => {
+                let (a, b) = split_ref(s, m * h);
+                (Some(a), Some(b))
+            }
+            None => (None, None),
+        };
+        let (hn0, hn1) = split_mut(self.h_new, m * h);
+        let (cp0, cp1) = split_ref(self.c_prev, m * h);
+        let (cn0, cn1) = split_mut(self.c_new, m * h);
+        let (g0, g1) = split_mut(self.gates, m * g * h);
+        let (e0, e1) = split_mut(self.extra, m * h);
+        let (hg0, hg1) = split_mut(self.hg, m * g * h);
+        let (y0, y1) = split_mut(self.y, m * self.y_stride);
+        let (l0, l1) = match self.mask.lengths {
+            Some(l) => (Some(&l[..m]), Some(&l[m..])),
+            None => (None, None),
+        };
+        let part =
+            |h_prev, h_skip, h_new, c_prev, c_new, gates, extra, hg, y, lengths| StepForward {
+                h_prev,
+                h_skip,
+                h_new,
+                c_prev,
+                c_new,
+                gates,
+                extra,
+                hg,
+                y,
+                y_stride: self.y_stride,
+                mask: StepMask {
+                    lengths,
+                    t: self.mask.t,
+                },
+            };
+        (
+            part(hp0, hs0, hn0, cp0, cn0, g0, e0, hg0, y0, l0),
+            part(hp1, hs1, hn1, cp1, cn1, g1, e1, hg1, y1, l1),
+        )
+    }
+
+    /// Runs `kernel` on the step's rows: on two threads, half the rows
+    /// each, when the step is large enough (a cell of `g` gate blocks).
+    pub(crate) fn run_rows(
+        mut self,
+        h: usize,
+        g: usize,
+        kernel: &(dyn Fn(&mut StepForward<'a, T>) + Sync),
+    ) {
+        let bn = self.h_prev.len() / h.max(1);
+        if bn < 2 || bn * h < PAR_MIN_POINTWISE || crate::gemm::threads() < 2 {
+            return kernel(&mut self);
+        }
+        let (a, b) = self.split_rows(bn / 2, h, g);
+        let parts = [std::sync::Mutex::new(a), std::sync::Mutex::new(b)];
+        crate::pool::pool().run(2, &|i| {
+            kernel(&mut parts[i].lock().unwrap_or_else(|e| e.into_inner()));
+        });
+    }
+}
+
+impl<'a, T: Float> StepBackward<'a, T> {
+    /// Rows 0..m and m.. of the step, for a cell of `g` gate blocks (not
+    /// with a learned leak, whose gradient sums over the rows).
+    fn split_rows(
+        self,
+        m: usize,
+        h: usize,
+        g: usize,
+    ) -> (StepBackward<'a, T>, StepBackward<'a, T>) {
+        let (ga0, ga1) = split_ref(self.gates, m * g * h);
+        let (e0, e1) = split_ref(self.extra, m * h);
+        let (hp0, hp1) = split_ref(self.h_prev, m * h);
+        let (cp0, cp1) = split_ref(self.c_prev, m * h);
+        let (dh0, dh1) = split_ref(self.dh, m * h);
+        let (dy0, dy1) = split_ref(self.dy, m * self.dy_stride);
+        let (dc0, dc1) = split_mut(self.dc, m * h);
+        let (dg0, dg1) = split_mut(self.d_gates, m * g * h);
+        let (dhg0, dhg1) = split_mut(self.d_hgates, m * g * h);
+        let (dr0, dr1) = split_mut(self.d_rh, m * h);
+        let (dp0, dp1) = split_mut(self.dh_prev, m * h);
+        let (ds0, ds1) = match self.dh_skip {
+            Some(s) => {
+                let (a, b) = split_mut(s, m * h);
+                (Some(a), Some(b))
+            }
+            None => (None, None),
+        };
+        let (l0, l1) = match self.mask.lengths {
+            Some(l) => (Some(&l[..m]), Some(&l[m..])),
+            None => (None, None),
+        };
+        let (dy_stride, t) = (self.dy_stride, self.mask.t);
+        let part = |gates,
+                    extra,
+                    h_prev,
+                    c_prev,
+                    dh,
+                    dy,
+                    dc,
+                    d_gates,
+                    d_hgates,
+                    d_rh,
+                    dh_prev,
+                    dh_skip,
+                    lengths| StepBackward {
+            gates,
+            extra,
+            h_prev,
+            c_prev,
+            dh,
+            dy,
+            dy_stride,
+            dc,
+            d_gates,
+            d_hgates,
+            d_rh,
+            dh_prev,
+            dh_skip,
+            d_logit: None,
+            mask: StepMask { lengths, t },
+        };
+        (
+            part(
+                ga0, e0, hp0, cp0, dh0, dy0, dc0, dg0, dhg0, dr0, dp0, ds0, l0,
+            ),
+            part(
+                ga1, e1, hp1, cp1, dh1, dy1, dc1, dg1, dhg1, dr1, dp1, ds1, l1,
+            ),
+        )
+    }
+
+    /// Runs `kernel` on the step's rows: on two threads, half the rows
+    /// each, when the step is large enough and no gradient sums over the
+    /// rows (a cell of `g` gate blocks).
+    pub(crate) fn run_rows(
+        &mut self,
+        h: usize,
+        g: usize,
+        kernel: &(dyn Fn(&mut StepBackward<'_, T>) + Sync),
+    ) {
+        let bn = self.h_prev.len() / h.max(1);
+        if bn < 2
+            || bn * h < PAR_MIN_POINTWISE
+            || crate::gemm::threads() < 2
+            || self.d_logit.is_some()
+        {
+            return kernel(self);
+        }
+        let whole = StepBackward {
+            gates: self.gates,
+            extra: self.extra,
+            h_prev: self.h_prev,
+            c_prev: self.c_prev,
+            dh: self.dh,
+            dy: self.dy,
+            dy_stride: self.dy_stride,
+            dc: &mut *self.dc,
+            d_gates: &mut *self.d_gates,
+            d_hgates: &mut *self.d_hgates,
+            d_rh: &mut *self.d_rh,
+            dh_prev: &mut *self.dh_prev,
+            dh_skip: self.dh_skip.as_deref_mut(),
+            d_logit: None,
+            mask: StepMask {
+                lengths: self.mask.lengths,
+                t: self.mask.t,
+            },
+        };
+        let (a, b) = whole.split_rows(bn / 2, h, g);
+        let parts = [std::sync::Mutex::new(a), std::sync::Mutex::new(b)];
+        crate::pool::pool().run(2, &|i| {
+            kernel(&mut parts[i].lock().unwrap_or_else(|e| e.into_inner()));
+        });
+    }
+}
+
 impl<T: Float> StepForward<'_, T> {
     /// When row b's sequence has ended: carries its states unchanged,
     /// zeroes its output, and says so.

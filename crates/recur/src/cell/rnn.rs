@@ -12,7 +12,7 @@ use crate::gemm::{gemm_nn, gemm_nt};
 use crate::quant::{weight_nn, weight_nt};
 
 /// The recurrent GEMMs (W_hh, then W_skip) into the gates, then the kernel.
-pub(crate) fn forward<T: Float>(relu: bool, h: usize, p: &CellParams<T>, mut io: StepForward<T>) {
+pub(crate) fn forward<T: Float>(relu: bool, h: usize, p: &CellParams<T>, io: StepForward<T>) {
     let bn = io.h_prev.len() / h;
     if !p.w_hh.is_empty() {
         weight_nt(bn, h, h, io.h_prev, h, p.w_hh, p.q_hh, io.gates, h, true);
@@ -20,13 +20,13 @@ pub(crate) fn forward<T: Float>(relu: bool, h: usize, p: &CellParams<T>, mut io:
     if let (Some(w), Some(hs)) = (p.w_skip, io.h_skip) {
         gemm_nt(bn, h, h, hs, h, w, io.gates, h, true);
     }
-    rnn_forward_step(relu, h, p, &mut io);
+    io.run_rows(h, 1, &|io| rnn_forward_step(relu, h, p, io));
 }
 
 /// The kernel, then dL/dh_prev += d_pre·W_hh and dL/dh_skip += d_pre·W_skip.
 pub(crate) fn backward<T: Float>(relu: bool, h: usize, p: &CellParams<T>, mut io: StepBackward<T>) {
     let bn = io.h_prev.len() / h;
-    rnn_backward_step(relu, h, p, &mut io);
+    io.run_rows(h, 1, &|io| rnn_backward_step(relu, h, p, io));
     if !p.w_hh.is_empty() {
         weight_nn(
             bn,

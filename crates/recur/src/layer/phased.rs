@@ -20,6 +20,9 @@
 //! in reverse and ends with the weight gradients as large GEMMs.
 
 use crate::error::{check_len, Error, Result};
+use multiversion::multiversion;
+
+use crate::cell::{blocks, blocks_mut};
 use crate::float::Float;
 use crate::gemm::{gemm_nn, gemm_nt, gemm_tn};
 use crate::params::{Param, ParamStore, Scope};
@@ -66,6 +69,15 @@ pub struct PhasedWs<T> {
     c_tilde: Vec<T>,
     /// `[T, B, H]` the time gate k.
     k: Vec<T>,
+    /// `[T, B, H]` dk/dφ.
+    dk_dphi: Vec<T>,
+    /// `[T, B, H]` φ + n, so that ∂φ/∂log τ = −(φ + n).
+    phase_n: Vec<T>,
+    /// `[T, B, H]` dL/dφ (backward), reduced into the periods' and shifts'
+    /// gradients after the time loop.
+    d_phi: Vec<T>,
+    /// `[H]` the periods τ = exp(log τ).
+    periods: Vec<f64>,
     /// `[T+1, B, H]` h, slot t the state before step t.
     hs: Vec<T>,
     /// `[T+1, B, H]` c, as `hs`.
@@ -99,7 +111,36 @@ impl<T: Float> PhasedWs<T> {
     }
 }
 
+/// The time gate of one row at time stamp `stamp` for every unit: k,
+/// dk/dφ and φ + n (each `[H]`), with `gate` = (r_on, α).
+#[allow(clippy::too_many_arguments)]
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx512dq+avx2+fma", "x86_64+avx2+fma"))]
+fn time_gate_row<T: Float>(
+    stamp: f64,
+    shift: &[T],
+    periods: &[f64],
+    (r_on, leak): (f64, f64),
+    k: &mut [T],
+    dk_dphi: &mut [T],
+    phase_n: &mut [T],
+) {
+    for ((((kv, dv), pv), &s), &period) in k
+        .iter_mut()
+        .zip(dk_dphi.iter_mut())
+        .zip(phase_n.iter_mut())
+        .zip(shift)
+        .zip(periods)
+    {
+        let (phi, n) = phase(stamp, s.to_f64(), period);
+        let (g, dg) = gate(phi, r_on, leak);
+        *kv = T::from_f64(g);
+        *dv = T::from_f64(dg);
+        *pv = T::from_f64(phi + n);
+    }
+}
+
 /// The time gate at phase `phi`, and dk/dφ.
+#[inline(always)]
 fn gate(phi: f64, r_on: f64, leak: f64) -> (f64, f64) {
     if phi < 0.5 * r_on {
         (2.0 * phi / r_on, 2.0 / r_on)
@@ -111,9 +152,169 @@ fn gate(phi: f64, r_on: f64, leak: f64) -> (f64, f64) {
 }
 
 /// φ = ((t − s) mod τ)/τ in [0, 1), and n = ⌊(t − s)/τ⌋.
+#[inline(always)]
 fn phase(t: f64, shift: f64, period: f64) -> (f64, f64) {
     let n = ((t - shift) / period).floor();
     (((t - shift) - n * period) / period, n)
+}
+
+/// One forward step's pointwise work for B rows: the gates activated in
+/// place (`gates` `[B, 4H]`, i, f, g, o, pre-activations without bias in),
+/// c̃ = f·c + i·g, tanh c̃, and the states moved as far as the time gate
+/// `k` `[B, H]` opens: c' = k·c̃ + (1 − k)·c, h' = k·o·tanh c̃ + (1 − k)·h.
+#[allow(clippy::too_many_arguments)]
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx512dq+avx2+fma", "x86_64+avx2+fma"))]
+fn forward_step<T: Float>(
+    h: usize,
+    bias: &[T],
+    gates: &mut [T],
+    h_prev: &[T],
+    c_prev: &[T],
+    k: &[T],
+    c_tilde: &mut [T],
+    tanh_c: &mut [T],
+    c_new: &mut [T],
+    h_new: &mut [T],
+) {
+    let [bi, bf, bg, bo] = blocks::<T, 4>(bias, h);
+    for (b, row) in gates.chunks_exact_mut(4 * h).enumerate() {
+        let [gi, gf, gg, go] = blocks_mut::<T, 4>(row, h);
+        // Simple passes vectorise, as in the LSTM's kernel.
+        for (g, &v) in gi.iter_mut().zip(bi) {
+            *g = (*g + v).sigmoid();
+        }
+        for (g, &v) in gf.iter_mut().zip(bf) {
+            *g = (*g + v).sigmoid();
+        }
+        for (g, &v) in gg.iter_mut().zip(bg) {
+            *g = (*g + v).tanh();
+        }
+        for (g, &v) in go.iter_mut().zip(bo) {
+            *g = (*g + v).sigmoid();
+        }
+        let r = b * h..(b + 1) * h;
+        let (cp, hp, kr) = (&c_prev[r.clone()], &h_prev[r.clone()], &k[r.clone()]);
+        let ct = &mut c_tilde[r.clone()];
+        for (c, ((&p, &i), (&f, &g))) in ct
+            .iter_mut()
+            .zip(cp.iter().zip(gi.iter()).zip(gf.iter().zip(gg.iter())))
+        {
+            *c = f * p + i * g;
+        }
+        let th = &mut tanh_c[r.clone()];
+        for (t, &c) in th.iter_mut().zip(ct.iter()) {
+            *t = c.tanh();
+        }
+        for ((cn, hn), (((&kk, &c), &p), ((&t, &o), &q))) in
+            c_new[r.clone()].iter_mut().zip(h_new[r].iter_mut()).zip(
+                kr.iter()
+                    .zip(ct.iter())
+                    .zip(cp.iter())
+                    .zip(th.iter().zip(go.iter()).zip(hp.iter())),
+            )
+        {
+            *cn = kk * c + (T::ONE - kk) * p;
+            *hn = kk * (o * t) + (T::ONE - kk) * q;
+        }
+    }
+}
+
+/// What one backward step reads of the forward pass, each `[B, H]`.
+struct StepSaved<'a, T> {
+    h_prev: &'a [T],
+    c_prev: &'a [T],
+    c_tilde: &'a [T],
+    tanh_c: &'a [T],
+    k: &'a [T],
+    dk_dphi: &'a [T],
+}
+
+/// One backward step's pointwise work for B rows, [`forward_step`]
+/// reversed: from dL/dh' (`dh`, plus `dy`) and dL/dc' (`dc`) to dL/d(gate
+/// pre-activations) `d_gates` `[B, 4H]` and dL/dφ `d_phi` `[B, H]`; `dh`
+/// and `dc` become the parts of dL/dh and dL/dc that bypass W_hh.
+#[allow(clippy::too_many_arguments)]
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx512dq+avx2+fma", "x86_64+avx2+fma"))]
+fn backward_step<T: Float>(
+    h: usize,
+    gates: &[T],
+    saved: StepSaved<'_, T>,
+    dy: &[T],
+    dh: &mut [T],
+    dc: &mut [T],
+    d_gates: &mut [T],
+    d_phi: &mut [T],
+) {
+    for (b, (row, drow)) in gates
+        .chunks_exact(4 * h)
+        .zip(d_gates.chunks_exact_mut(4 * h))
+        .enumerate()
+    {
+        let [i, f, g, o] = blocks::<T, 4>(row, h);
+        let [di, df, dg, d_o] = blocks_mut::<T, 4>(drow, h);
+        let r = b * h..(b + 1) * h;
+        let (hp, cp) = (&saved.h_prev[r.clone()], &saved.c_prev[r.clone()]);
+        let (ct, th) = (&saved.c_tilde[r.clone()], &saved.tanh_c[r.clone()]);
+        let (k, kd) = (&saved.k[r.clone()], &saved.dk_dphi[r.clone()]);
+        // h = k h̃ + (1 − k) h_prev, c = k c̃ + (1 − k) c_prev. First dL/dφ,
+        // and dL/dh̃ into do's place.
+        for ((dp, dho), (((&dhv, &dyv), &dcv), ((&kk, &kdv), (((&ov, &tv), &hv), (&cv, &pv))))) in
+            d_phi[r.clone()].iter_mut().zip(d_o.iter_mut()).zip(
+                dh[r.clone()]
+                    .iter()
+                    .zip(&dy[r.clone()])
+                    .zip(&dc[r.clone()])
+                    .zip(
+                        k.iter().zip(kd.iter()).zip(
+                            o.iter()
+                                .zip(th.iter())
+                                .zip(hp.iter())
+                                .zip(ct.iter().zip(cp.iter())),
+                        ),
+                    ),
+            )
+        {
+            let dht = dhv + dyv;
+            let dk = dht * (ov * tv - hv) + dcv * (cv - pv);
+            *dp = dk * kdv;
+            *dho = kk * dht;
+        }
+        // dL/dc̃ into di's place, and what flows back to step t − 1.
+        for ((dci, (dhr, dcr)), ((&kk, &dyv), ((&dht, &ov), (&tv, &fv)))) in di
+            .iter_mut()
+            .zip(dh[r.clone()].iter_mut().zip(dc[r.clone()].iter_mut()))
+            .zip(
+                k.iter()
+                    .zip(&dy[r.clone()])
+                    .zip(d_o.iter().zip(o.iter()).zip(th.iter().zip(f.iter()))),
+            )
+        {
+            let dct = kk * *dcr + dht * ov * (T::ONE - tv * tv);
+            *dci = dct;
+            *dcr = (T::ONE - kk) * *dcr + dct * fv;
+            *dhr = (T::ONE - kk) * (*dhr + dyv);
+        }
+        // The gates.
+        for ((((dfv, dgv), dov), dci), ((((&iv, &fv), &gv), &ov), (&pv, &tv))) in df
+            .iter_mut()
+            .zip(dg.iter_mut())
+            .zip(d_o.iter_mut())
+            .zip(di.iter_mut())
+            .zip(
+                i.iter()
+                    .zip(f.iter())
+                    .zip(g.iter())
+                    .zip(o.iter())
+                    .zip(cp.iter().zip(th.iter())),
+            )
+        {
+            let (dct, dht) = (*dci, *dov);
+            *dci = dct * gv * iv * (T::ONE - iv);
+            *dfv = dct * pv * fv * (T::ONE - fv);
+            *dgv = dct * iv * (T::ONE - gv * gv);
+            *dov = dht * tv * ov * (T::ONE - ov);
+        }
+    }
 }
 
 impl PhasedLstm {
@@ -234,13 +435,24 @@ impl PhasedLstm {
         ws.hs.resize((tn + 1) * bh, T::ZERO);
         ws.cs.clear();
         ws.cs.resize((tn + 1) * bh, T::ZERO);
-        // The time gate depends only on the stamps: all of it up front.
-        let periods: Vec<f64> = log_period.iter().map(|v| v.to_f64().exp()).collect();
+        ws.dk_dphi.resize(tn * bh, T::ZERO);
+        ws.phase_n.resize(tn * bh, T::ZERO);
+        // The time gate depends only on the stamps: all of it up front, with
+        // what backward needs of it.
+        ws.periods.clear();
+        ws.periods
+            .extend(log_period.iter().map(|v| v.to_f64().exp()));
         for (r, &stamp) in times.iter().enumerate() {
-            for j in 0..h {
-                let (phi, _) = phase(stamp.to_f64(), shift[j].to_f64(), periods[j]);
-                ws.k[r * h + j] = T::from_f64(gate(phi, r_on, leak).0);
-            }
+            let row = r * h..(r + 1) * h;
+            time_gate_row(
+                stamp.to_f64(),
+                shift,
+                &ws.periods,
+                (r_on, leak),
+                &mut ws.k[row.clone()],
+                &mut ws.dk_dphi[row.clone()],
+                &mut ws.phase_n[row],
+            );
         }
         // One input GEMM over every row.
         gemm_nt(tn * bn, g4, ni, x, ni, w_ih, &mut ws.gates, g4, false);
@@ -250,29 +462,19 @@ impl PhasedLstm {
             let gates = &mut ws.gates[t * bn * g4..][..bn * g4];
             gemm_nt(bn, g4, h, h_prev, h, w_hh, gates, g4, true);
             let (c_before, c_after) = ws.cs.split_at_mut((t + 1) * bh);
-            let c_prev = &c_before[t * bh..];
-            for b in 0..bn {
-                let row = &mut gates[b * g4..][..g4];
-                for j in 0..h {
-                    let i = (row[j] + bias[j]).sigmoid();
-                    let f = (row[h + j] + bias[h + j]).sigmoid();
-                    let g = (row[2 * h + j] + bias[2 * h + j]).tanh();
-                    let o = (row[3 * h + j] + bias[3 * h + j]).sigmoid();
-                    row[j] = i;
-                    row[h + j] = f;
-                    row[2 * h + j] = g;
-                    row[3 * h + j] = o;
-                    let s = b * h + j;
-                    let ct = f * c_prev[s] + i * g;
-                    let th = ct.tanh();
-                    let at = t * bh + s;
-                    let k = ws.k[at];
-                    ws.c_tilde[at] = ct;
-                    ws.tanh_c[at] = th;
-                    c_after[s] = k * ct + (T::ONE - k) * c_prev[s];
-                    h_after[s] = k * (o * th) + (T::ONE - k) * h_prev[s];
-                }
-            }
+            let step = t * bh..(t + 1) * bh;
+            forward_step(
+                h,
+                bias,
+                gates,
+                h_prev,
+                &c_before[t * bh..],
+                &ws.k[step.clone()],
+                &mut ws.c_tilde[step.clone()],
+                &mut ws.tanh_c[step],
+                &mut c_after[..bh],
+                &mut h_after[..bh],
+            );
         }
         Ok(())
     }
@@ -289,8 +491,7 @@ impl PhasedLstm {
         let PhasedConfig {
             input: ni,
             hidden: h,
-            r_on,
-            leak,
+            ..
         } = self.config;
         let (tn, bn) = (ws.steps, ws.batch);
         check_len(
@@ -307,52 +508,50 @@ impl PhasedLstm {
         let (g4, bh) = (4 * h, bn * h);
         let ParamStore { params, grads, .. } = store;
         let (w_ih, w_hh) = (self.weight_ih.of(params), self.weight_hh.of(params));
-        let (log_period, shift) = (self.log_period.of(params), self.shift.of(params));
         ws.d_gates.resize(tn * bn * g4, T::ZERO);
+        ws.d_phi.resize(tn * bh, T::ZERO);
         ws.dh.clear();
         ws.dh.resize(bh, T::ZERO);
         ws.dc.clear();
         ws.dc.resize(bh, T::ZERO);
-        let mut d_log_period = vec![0.0f64; h];
-        let mut d_shift = vec![0.0f64; h];
-        let periods: Vec<f64> = log_period.iter().map(|v| v.to_f64().exp()).collect();
         for t in (0..tn).rev() {
-            let h_prev = &ws.hs[t * bh..][..bh];
-            let c_prev = &ws.cs[t * bh..][..bh];
-            let gates = &ws.gates[t * bn * g4..][..bn * g4];
-            let d_gates = &mut ws.d_gates[t * bn * g4..][..bn * g4];
-            for b in 0..bn {
-                let row = &gates[b * g4..][..g4];
-                let drow = &mut d_gates[b * g4..][..g4];
-                let stamp = ws.times[t * bn + b].to_f64();
-                for j in 0..h {
-                    let s = b * h + j;
-                    let at = t * bh + s;
-                    let (i, f, g, o) = (row[j], row[h + j], row[2 * h + j], row[3 * h + j]);
-                    let (ct, th, k) = (ws.c_tilde[at], ws.tanh_c[at], ws.k[at]);
-                    let dh = ws.dh[s] + dy[at];
-                    let dc = ws.dc[s];
-                    // h = k h̃ + (1 − k) h_prev, c = k c̃ + (1 − k) c_prev.
-                    let dk = dh * (o * th - h_prev[s]) + dc * (ct - c_prev[s]);
-                    let dht = k * dh;
-                    let dct = k * dc + dht * o * (T::ONE - th * th);
-                    // The time gate's parameters, through φ.
-                    let period = periods[j];
-                    let (phi, n) = phase(stamp, shift[j].to_f64(), period);
-                    let dphi = dk.to_f64() * gate(phi, r_on, leak).1;
-                    // φ = (t − s)/τ − n: ∂φ/∂log τ = −(φ + n), ∂φ/∂s = −1/τ.
-                    d_log_period[j] -= dphi * (phi + n);
-                    d_shift[j] -= dphi / period;
-                    drow[j] = dct * g * i * (T::ONE - i);
-                    drow[h + j] = dct * c_prev[s] * f * (T::ONE - f);
-                    drow[2 * h + j] = dct * i * (T::ONE - g * g);
-                    drow[3 * h + j] = dht * th * o * (T::ONE - o);
-                    ws.dc[s] = (T::ONE - k) * dc + dct * f;
-                    ws.dh[s] = (T::ONE - k) * dh;
-                }
-            }
+            let step = t * bh..(t + 1) * bh;
+            backward_step(
+                h,
+                &ws.gates[t * bn * g4..][..bn * g4],
+                StepSaved {
+                    h_prev: &ws.hs[t * bh..][..bh],
+                    c_prev: &ws.cs[t * bh..][..bh],
+                    c_tilde: &ws.c_tilde[step.clone()],
+                    tanh_c: &ws.tanh_c[step.clone()],
+                    k: &ws.k[step.clone()],
+                    dk_dphi: &ws.dk_dphi[step.clone()],
+                },
+                &dy[step.clone()],
+                &mut ws.dh,
+                &mut ws.dc,
+                &mut ws.d_gates[t * bn * g4..][..bn * g4],
+                &mut ws.d_phi[step],
+            );
             // dL/dh_prev through W_hh.
+            let d_gates = &ws.d_gates[t * bn * g4..][..bn * g4];
             gemm_nn(bn, h, g4, d_gates, g4, w_hh, &mut ws.dh, h, true);
+        }
+        // The time gate's parameters through φ = (t − s)/τ − n:
+        // ∂φ/∂log τ = −(φ + n), ∂φ/∂s = −1/τ, summed over every row.
+        for (j, &period) in ws.periods.iter().enumerate() {
+            let (mut d_log_period, mut d_shift) = (0.0f64, 0.0f64);
+            for (dphi, pn) in ws.d_phi[j..]
+                .iter()
+                .step_by(h)
+                .zip(ws.phase_n[j..].iter().step_by(h))
+            {
+                let dphi = dphi.to_f64();
+                d_log_period -= dphi * pn.to_f64();
+                d_shift -= dphi / period;
+            }
+            grads[self.log_period.offset + j] += T::from_f64(d_log_period);
+            grads[self.shift.offset + j] += T::from_f64(d_shift);
         }
         // The weight gradients as large GEMMs over every row.
         let rows = tn * bn;
@@ -379,12 +578,6 @@ impl PhasedLstm {
             for (d, &v) in db.iter_mut().zip(r) {
                 *d += v;
             }
-        }
-        for j in 0..h {
-            let a = self.log_period.offset + j;
-            grads[a] += T::from_f64(d_log_period[j]);
-            let a = self.shift.offset + j;
-            grads[a] += T::from_f64(d_shift[j]);
         }
         ws.dx.resize(rows * ni, T::ZERO);
         gemm_nn(rows, ni, g4, &ws.d_gates, g4, w_ih, &mut ws.dx, ni, false);
