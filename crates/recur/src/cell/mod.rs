@@ -136,17 +136,24 @@ fn split_mut<T>(s: &mut [T], at: usize) -> (&mut [T], &mut [T]) {
 /// half the rows each: below, the meeting costs more than it saves.
 const PAR_MIN_POINTWISE: usize = 4096;
 
+/// Whether a step of `bn` rows of `h` units runs its kernel on two threads.
+fn splits(bn: usize, h: usize) -> bool {
+    bn >= 2 && bn * h >= PAR_MIN_POINTWISE && crate::gemm::threads() >= 2
+}
+
+/// Runs `kernel` on the two halves of a step, one per thread.
+fn run_halves<P: Send>(a: P, b: P, kernel: &(dyn Fn(&mut P) + Sync)) {
+    let parts = [std::sync::Mutex::new(a), std::sync::Mutex::new(b)];
+    crate::pool::pool().run(2, &|i| {
+        kernel(&mut parts[i].lock().unwrap_or_else(|e| e.into_inner()));
+    });
+}
+
 impl<'a, T: Float> StepForward<'a, T> {
     /// Rows 0..m and m.. of the step, for a cell of `g` gate blocks.
     fn split_rows(self, m: usize, h: usize, g: usize) -> (StepForward<'a, T>, StepForward<'a, T>) {
         let (hp0, hp1) = split_ref(self.h_prev, m * h);
-        let (hs0, hs1) = match self.h_skip {
-            Some(s) => {
-                let (a, b) = split_ref(s, m * h);
-                (Some(a), Some(b))
-            }
-            None => (None, None),
-        };
+        let (hs0, hs1) = self.h_skip.map(|s| split_ref(s, m * h)).unzip();
         let (hn0, hn1) = split_mut(self.h_new, m * h);
         let (cp0, cp1) = split_ref(self.c_prev, m * h);
         let (cn0, cn1) = split_mut(self.c_new, m * h);
@@ -154,27 +161,20 @@ impl<'a, T: Float> StepForward<'a, T> {
         let (e0, e1) = split_mut(self.extra, m * h);
         let (hg0, hg1) = split_mut(self.hg, m * g * h);
         let (y0, y1) = split_mut(self.y, m * self.y_stride);
-        let (l0, l1) = match self.mask.lengths {
-            Some(l) => (Some(&l[..m]), Some(&l[m..])),
-            None => (None, None),
+        let (l0, l1) = self.mask.split(m);
+        let part = |h_prev, h_skip, h_new, c_prev, c_new, gates, extra, hg, y, mask| StepForward {
+            h_prev,
+            h_skip,
+            h_new,
+            c_prev,
+            c_new,
+            gates,
+            extra,
+            hg,
+            y,
+            y_stride: self.y_stride,
+            mask,
         };
-        let part =
-            |h_prev, h_skip, h_new, c_prev, c_new, gates, extra, hg, y, lengths| StepForward {
-                h_prev,
-                h_skip,
-                h_new,
-                c_prev,
-                c_new,
-                gates,
-                extra,
-                hg,
-                y,
-                y_stride: self.y_stride,
-                mask: StepMask {
-                    lengths,
-                    t: self.mask.t,
-                },
-            };
         (
             part(hp0, hs0, hn0, cp0, cn0, g0, e0, hg0, y0, l0),
             part(hp1, hs1, hn1, cp1, cn1, g1, e1, hg1, y1, l1),
@@ -190,14 +190,11 @@ impl<'a, T: Float> StepForward<'a, T> {
         kernel: &(dyn Fn(&mut StepForward<'a, T>) + Sync),
     ) {
         let bn = self.h_prev.len() / h.max(1);
-        if bn < 2 || bn * h < PAR_MIN_POINTWISE || crate::gemm::threads() < 2 {
+        if !splits(bn, h) {
             return kernel(&mut self);
         }
         let (a, b) = self.split_rows(bn / 2, h, g);
-        let parts = [std::sync::Mutex::new(a), std::sync::Mutex::new(b)];
-        crate::pool::pool().run(2, &|i| {
-            kernel(&mut parts[i].lock().unwrap_or_else(|e| e.into_inner()));
-        });
+        run_halves(a, b, kernel);
     }
 }
 
@@ -221,18 +218,9 @@ impl<'a, T: Float> StepBackward<'a, T> {
         let (dhg0, dhg1) = split_mut(self.d_hgates, m * g * h);
         let (dr0, dr1) = split_mut(self.d_rh, m * h);
         let (dp0, dp1) = split_mut(self.dh_prev, m * h);
-        let (ds0, ds1) = match self.dh_skip {
-            Some(s) => {
-                let (a, b) = split_mut(s, m * h);
-                (Some(a), Some(b))
-            }
-            None => (None, None),
-        };
-        let (l0, l1) = match self.mask.lengths {
-            Some(l) => (Some(&l[..m]), Some(&l[m..])),
-            None => (None, None),
-        };
-        let (dy_stride, t) = (self.dy_stride, self.mask.t);
+        let (ds0, ds1) = self.dh_skip.map(|s| split_mut(s, m * h)).unzip();
+        let (l0, l1) = self.mask.split(m);
+        let dy_stride = self.dy_stride;
         let part = |gates,
                     extra,
                     h_prev,
@@ -245,7 +233,7 @@ impl<'a, T: Float> StepBackward<'a, T> {
                     d_rh,
                     dh_prev,
                     dh_skip,
-                    lengths| StepBackward {
+                    mask| StepBackward {
             gates,
             extra,
             h_prev,
@@ -260,7 +248,7 @@ impl<'a, T: Float> StepBackward<'a, T> {
             dh_prev,
             dh_skip,
             d_logit: None,
-            mask: StepMask { lengths, t },
+            mask,
         };
         (
             part(
@@ -304,16 +292,10 @@ impl<'a, T: Float> StepBackward<'a, T> {
             dh_prev: &mut *self.dh_prev,
             dh_skip: self.dh_skip.as_deref_mut(),
             d_logit: None,
-            mask: StepMask {
-                lengths: self.mask.lengths,
-                t: self.mask.t,
-            },
+            mask: self.mask,
         };
         let (a, b) = whole.split_rows(bn / 2, h, g);
-        let parts = [std::sync::Mutex::new(a), std::sync::Mutex::new(b)];
-        crate::pool::pool().run(2, &|i| {
-            kernel(&mut parts[i].lock().unwrap_or_else(|e| e.into_inner()));
-        });
+        run_halves(a, b, kernel);
     }
 }
 
@@ -456,7 +438,14 @@ pub(crate) struct StepMask<'a> {
     pub t: usize,
 }
 
-impl StepMask<'_> {
+impl<'a> StepMask<'a> {
+    /// The masks of rows 0..m and m.. of the step.
+    fn split(self, m: usize) -> (StepMask<'a>, StepMask<'a>) {
+        let (l0, l1) = self.lengths.map(|l| l.split_at(m)).unzip();
+        let t = self.t;
+        (StepMask { lengths: l0, t }, StepMask { lengths: l1, t })
+    }
+
     /// Whether row `b` takes part in this step.
     #[inline(always)]
     pub(crate) fn active(&self, b: usize) -> bool {
