@@ -66,6 +66,21 @@ fn json(out: &str) -> serde_json::Value {
     serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
 }
 
+/// The small classifier the tests train: 12 epochs, 16 hidden and embed,
+/// no dropout, learning rate 0.01.
+const SMALL_CLASSIFIER: &[&str] = &[
+    "--epochs",
+    "12",
+    "--hidden",
+    "16",
+    "--embed",
+    "16",
+    "--dropout",
+    "0",
+    "--lr",
+    "0.01",
+];
+
 #[test]
 fn text_classifier_trains_evaluates_predicts_and_resumes() {
     let dir = tempfile::tempdir().unwrap();
@@ -78,30 +93,21 @@ fn text_classifier_trains_evaluates_predicts_and_resumes() {
     std::fs::write(&test, sentiment_lines(100, 2)).unwrap();
     // The run, and the same run in bf16 below.
     let train_args = |out: &Path, extra: &[&str]| -> String {
-        let mut args = vec![
-            "train",
-            "--task",
-            "classify",
-            "--data",
-            s(&train),
-            "--out",
-            s(out),
-            "--epochs",
-            "12",
-            "--hidden",
-            "16",
-            "--embed",
-            "16",
-            "--dropout",
-            "0",
-            "--lr",
-            "0.01",
-            "--patience",
-            "0",
-            "--pretrain",
-            "1",
-        ];
-        args.extend_from_slice(extra);
+        let args = [
+            &[
+                "train",
+                "--task",
+                "classify",
+                "--data",
+                s(&train),
+                "--out",
+                s(out),
+            ],
+            SMALL_CLASSIFIER,
+            &["--patience", "0", "--pretrain", "1"],
+            extra,
+        ]
+        .concat();
         ok(&args)
     };
     let out = train_args(&run, &[]);
@@ -211,29 +217,23 @@ fn class_files_in_windows_1252_and_cross_validation() {
     );
     assert!(!run.exists(), "a failed run leaves nothing behind");
     let out = ok(&[
-        "train",
-        "--task",
-        "classify",
-        "--data",
-        s(&data),
-        "--encoding",
-        "windows-1252",
-        "--out",
-        s(&run),
-        "--folds",
-        "3",
-        "--json",
-        "--epochs",
-        "12",
-        "--hidden",
-        "16",
-        "--embed",
-        "16",
-        "--dropout",
-        "0",
-        "--lr",
-        "0.01",
-    ]);
+        &[
+            "train",
+            "--task",
+            "classify",
+            "--data",
+            s(&data),
+            "--encoding",
+            "windows-1252",
+            "--out",
+            s(&run),
+            "--folds",
+            "3",
+            "--json",
+        ],
+        SMALL_CLASSIFIER,
+    ]
+    .concat());
     let j = json(&out);
     let folds = j["fold_accuracies"].as_array().unwrap();
     assert_eq!(folds.len(), 3, "{j}");

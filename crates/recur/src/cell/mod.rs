@@ -199,14 +199,14 @@ impl<'a, T: Float> StepForward<'a, T> {
 }
 
 impl<'a, T: Float> StepBackward<'a, T> {
-    /// Rows 0..m and m.. of the step, for a cell of `g` gate blocks (not
-    /// with a learned leak, whose gradient sums over the rows).
+    /// Rows 0..m and m.. of the step, borrowed, for a cell of `g` gate
+    /// blocks (not with a learned leak, whose gradient sums over the rows).
     fn split_rows(
-        self,
+        &mut self,
         m: usize,
         h: usize,
         g: usize,
-    ) -> (StepBackward<'a, T>, StepBackward<'a, T>) {
+    ) -> (StepBackward<'_, T>, StepBackward<'_, T>) {
         let (ga0, ga1) = split_ref(self.gates, m * g * h);
         let (e0, e1) = split_ref(self.extra, m * h);
         let (hp0, hp1) = split_ref(self.h_prev, m * h);
@@ -218,7 +218,11 @@ impl<'a, T: Float> StepBackward<'a, T> {
         let (dhg0, dhg1) = split_mut(self.d_hgates, m * g * h);
         let (dr0, dr1) = split_mut(self.d_rh, m * h);
         let (dp0, dp1) = split_mut(self.dh_prev, m * h);
-        let (ds0, ds1) = self.dh_skip.map(|s| split_mut(s, m * h)).unzip();
+        let (ds0, ds1) = self
+            .dh_skip
+            .as_deref_mut()
+            .map(|s| split_mut(s, m * h))
+            .unzip();
         let (l0, l1) = self.mask.split(m);
         let dy_stride = self.dy_stride;
         let part = |gates,
@@ -270,31 +274,10 @@ impl<'a, T: Float> StepBackward<'a, T> {
         kernel: &(dyn Fn(&mut StepBackward<'_, T>) + Sync),
     ) {
         let bn = self.h_prev.len() / h.max(1);
-        if bn < 2
-            || bn * h < PAR_MIN_POINTWISE
-            || crate::gemm::threads() < 2
-            || self.d_logit.is_some()
-        {
+        if !splits(bn, h) || self.d_logit.is_some() {
             return kernel(self);
         }
-        let whole = StepBackward {
-            gates: self.gates,
-            extra: self.extra,
-            h_prev: self.h_prev,
-            c_prev: self.c_prev,
-            dh: self.dh,
-            dy: self.dy,
-            dy_stride: self.dy_stride,
-            dc: &mut *self.dc,
-            d_gates: &mut *self.d_gates,
-            d_hgates: &mut *self.d_hgates,
-            d_rh: &mut *self.d_rh,
-            dh_prev: &mut *self.dh_prev,
-            dh_skip: self.dh_skip.as_deref_mut(),
-            d_logit: None,
-            mask: self.mask,
-        };
-        let (a, b) = whole.split_rows(bn / 2, h, g);
+        let (a, b) = self.split_rows(bn / 2, h, g);
         run_halves(a, b, kernel);
     }
 }

@@ -119,11 +119,7 @@ pub(crate) fn linear_backward<T: Float>(
 ) {
     let qt = packed.and_then(PackedRef::t);
     grad_tn(out, inp, n, dy, out, x, dw, qt.is_some());
-    for row in dy[..n * out].chunks_exact(out) {
-        for (a, g) in db.iter_mut().zip(row) {
-            *a += *g;
-        }
-    }
+    super::add_column_sums(db, &dy[..n * out], out);
     if let Some(dx) = dx {
         weight_nn(n, inp, out, dy, out, w, qt, dx, inp, false);
     }

@@ -574,11 +574,7 @@ impl PhasedLstm {
             &mut grads[self.weight_hh.range()],
         );
         let db = &mut grads[self.bias.range()];
-        for r in ws.d_gates.chunks_exact(g4) {
-            for (d, &v) in db.iter_mut().zip(r) {
-                *d += v;
-            }
-        }
+        super::add_column_sums(db, &ws.d_gates, g4);
         ws.dx.resize(rows * ni, T::ZERO);
         gemm_nn(rows, ni, g4, &ws.d_gates, g4, w_ih, &mut ws.dx, ni, false);
         Ok(())

@@ -18,6 +18,7 @@ use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::gemm::{gemm, OutPtr, Trans};
 use crate::init::{fill_uniform, init_linears};
+use crate::layer::add_column_sums;
 use crate::layer::dropout::{dropout_backward, dropout_forward};
 use crate::layer::embedding::Embedding;
 use crate::layer::linear::Linear;
@@ -351,9 +352,7 @@ impl<T: Float> WindowLm<T> {
                 true,
             );
         }
-        for row in dz.chunks_exact(h) {
-            db.iter_mut().zip(row).for_each(|(a, &g)| *a += g);
-        }
+        add_column_sums(db, dz, h);
         for (j, dtj) in ws.table.chunks_exact(v1 * h).enumerate() {
             gemm(
                 v1,

@@ -15,6 +15,7 @@ use crate::quant::{grad_tn, weight_nn, weight_nt};
 
 use super::workspace::{state_row, DirWs};
 use super::{Leak, RnnConfig};
+use crate::layer::add_column_sums;
 
 /// Shapes shared by the per-direction passes.
 #[derive(Clone, Copy)]
@@ -226,15 +227,6 @@ fn read_write<T, const N: usize>(
         }
     });
     (reads, out)
-}
-
-/// Adds the column sums of `m` `[rows, n]` into `acc` `[n]`.
-fn add_column_sums<T: Float>(acc: &mut [T], m: &[T], n: usize) {
-    for row in m.chunks_exact(n) {
-        for (a, v) in acc.iter_mut().zip(row) {
-            *a += *v;
-        }
-    }
 }
 
 /// Writes the state before the first step (zeros when not given) and the
