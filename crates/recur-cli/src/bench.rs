@@ -143,7 +143,16 @@ pub fn run_args(a: BenchArgs) -> anyhow::Result<()> {
         gen();
         let t_gen = median((0..3).map(|_| timed(&mut gen)).collect());
         // A training token costs about 6 FLOPs per recurrent and output weight.
+        // The first layer's input weight multiplies the V embedding rows
+        // once, not every token's, when T·B ≥ 2·V (`RnnInput::lookup`):
+        // counted as the products actually run.
+        let w_ih0 = model.rnn().config().cell.gates() * h * e;
         let weights = model.rnn().block().len + v * h;
+        let weights = if t * b >= 2 * v {
+            weights - w_ih0 + w_ih0 * v / (t * b)
+        } else {
+            weights
+        };
         let tokens = (t * b) as f64;
         let train_gflops = 6.0 * weights as f64 * tokens / t_train / 1e9;
         let (train_tok_s, infer_tok_s, gen_tok_s) =

@@ -78,24 +78,27 @@ fn reduced_precision_logits_are_close_to_f32_and_not_equal() {
 }
 
 /// Generation runs the model one token at a time; the whole sequence at
-/// once must give the same logits in every precision.
+/// once must give the same logits in every precision, also when the whole
+/// sequence (T·B ≥ 2·V) multiplies the embedding table by the first
+/// layer's input weight instead of each row.
 #[test]
 fn one_step_at_a_time_matches_the_whole_sequence() {
     let _turn = GLOBAL.lock().unwrap_or_else(|e| e.into_inner());
-    let t = 6;
-    let x = ids(t, 2);
-    for cell in [CellKind::Lstm, CellKind::GruResetBefore] {
-        for p in [Precision::Bf16, Precision::Int8] {
-            let mut m = model(cell);
-            m.set_precision(p).unwrap();
-            let whole = logits(&m, &x, t, 1);
-            let mut ws = LmWorkspace::new();
-            let mut steps = Vec::new();
-            for &id in &x {
-                m.forward(&mut ws, &[id], 1, 1, None).unwrap();
-                steps.extend_from_slice(ws.logits());
+    for (t, b) in [(6, 1), (60, 2)] {
+        let x = ids(t * b, 2);
+        for cell in [CellKind::Lstm, CellKind::GruResetBefore] {
+            for p in [Precision::Bf16, Precision::Int8] {
+                let mut m = model(cell);
+                m.set_precision(p).unwrap();
+                let whole = logits(&m, &x, t, b);
+                let mut ws = LmWorkspace::new();
+                let mut steps = Vec::new();
+                for row in x.chunks_exact(b) {
+                    m.forward(&mut ws, row, 1, b, None).unwrap();
+                    steps.extend_from_slice(ws.logits());
+                }
+                assert_eq!(steps, whole, "{cell:?} {p} T={t} B={b}");
             }
-            assert_eq!(steps, whole, "{cell:?} {p}");
         }
     }
 }

@@ -14,6 +14,7 @@ use crate::cell::CellKind;
 use crate::checkpoint::MODEL_FORMAT;
 use crate::data::LmBatch;
 use crate::error::{check_len, Error, Result};
+use crate::float::add_into;
 use crate::layer::dropout::{dropout_backward, dropout_forward};
 use crate::layer::embedding::Embedding;
 use crate::layer::linear::Linear;
@@ -294,11 +295,17 @@ impl LanguageModel {
         let n = t * b;
         ws.ids.clear();
         ws.ids.extend_from_slice(ids);
-        ws.emb.resize(n * e, 0.0);
-        self.encoder.forward(&self.store, ids, &mut ws.emb);
         let p = self.config.dropout;
         ws.dropped = rng.is_some() && p > 0.0;
-        if ws.dropped {
+        if ws.state_batch != b {
+            ws.reset_state();
+        }
+        // Without dropout on the embeddings the stack looks their rows up
+        // itself (and multiplies them by its input weight once); dropout
+        // makes every row different, so those are built here.
+        let mut input = if ws.dropped {
+            ws.emb.resize(n * e, 0.0);
+            self.encoder.forward(&self.store, ids, &mut ws.emb);
             ws.emb_mask.resize(n * e, 0.0);
             dropout_forward(
                 &mut ws.emb,
@@ -306,11 +313,12 @@ impl LanguageModel {
                 p,
                 reborrow(&mut rng).unwrap(),
             );
-        }
-        if ws.state_batch != b {
-            ws.reset_state();
-        }
-        let mut input = RnnInput::new(&ws.emb[..], t, b);
+            RnnInput::new(&ws.emb[..], t, b)
+        } else {
+            let table = self.encoder.weight().of(&self.store.params);
+            RnnInput::lookup(table, ids, t, b)
+        };
+
         if !ws.state_h.is_empty() {
             input = input.h0(&ws.state_h);
         }
@@ -425,18 +433,19 @@ impl LanguageModel {
         Ok(loss)
     }
 
-    /// Adds the embedding's gradient from the stack's dL/dx (through the
-    /// embedding dropout's mask).
+    /// Adds the embedding's gradient: the stack's dL/d(table) after a
+    /// lookup pass, else its dL/dx through the embedding dropout's mask.
     fn encoder_backward(&mut self, ws: &mut LmWorkspace) {
-        let dx = ws.rnn.dx();
         if ws.dropped {
             // d_emb = dx ⊙ mask, reusing the embedding buffer.
+            let dx = ws.rnn.dx();
             for ((d, &g), &m) in ws.emb.iter_mut().zip(dx).zip(&ws.emb_mask) {
                 *d = g * m;
             }
             self.encoder.backward(&mut self.store, &ws.ids, &ws.emb);
         } else {
-            self.encoder.backward(&mut self.store, &ws.ids, dx);
+            let d = self.encoder.weight().of_mut(&mut self.store.grads);
+            add_into(d, ws.rnn.d_table());
         }
     }
 }

@@ -16,15 +16,14 @@ use serde::{Deserialize, Serialize};
 use crate::data::LmBatch;
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::gemm::{gemm, OutPtr, Trans};
+use crate::gemm::{gemm, Trans};
 use crate::init::{fill_uniform, init_linears};
 use crate::layer::add_column_sums;
 use crate::layer::dropout::{dropout_backward, dropout_forward};
-use crate::layer::embedding::Embedding;
+use crate::layer::embedding::{gather_rows, scatter_rows, Embedding};
 use crate::layer::linear::Linear;
 use crate::layer::loss::softmax_cross_entropy;
 use crate::params::ParamStore;
-use crate::pool::par_ranges;
 use crate::sample::{sample_loop, Decoding};
 use crate::train::{Evaluation, Metadata, Model};
 
@@ -290,19 +289,7 @@ impl<T: Float> WindowLm<T> {
                 false,
             );
         }
-        let (table, ids, out) = (&ws.table, &ws.ids, OutPtr(ws.a.as_mut_ptr()));
-        par_ranges(n, 64, &|rows| {
-            // SAFETY: `a` holds N·H values and the row ranges are disjoint.
-            let a =
-                unsafe { std::slice::from_raw_parts_mut(out.at(rows.start * h), rows.len() * h) };
-            for (r, ar) in rows.zip(a.chunks_exact_mut(h)) {
-                ar.copy_from_slice(bias);
-                for (j, &id) in ids[r * k..(r + 1) * k].iter().enumerate() {
-                    let row = &table[(j * v1 + id as usize) * h..][..h];
-                    ar.iter_mut().zip(row).for_each(|(x, &y)| *x += y);
-                }
-            }
-        });
+        gather_rows(&ws.table, v1, h, &ws.ids[..n * k], k, Some(bias), &mut ws.a);
     }
 
     /// [`WindowLm::hidden_from_table`] reversed, from dL/dz in `ws.da`:
@@ -313,20 +300,7 @@ impl<T: Float> WindowLm<T> {
         let v1 = v + 1;
         ws.table.clear();
         ws.table.resize(k * v1 * h, T::ZERO);
-        // Columns split across threads: each sums its own, in row order.
-        let (dz, ids, d_table) = (&ws.da, &ws.ids, OutPtr(ws.table.as_mut_ptr()));
-        par_ranges(h, 64, &|cols| {
-            for r in 0..n {
-                let dzr = &dz[r * h..][cols.clone()];
-                for (j, &id) in ids[r * k..(r + 1) * k].iter().enumerate() {
-                    let at = (j * v1 + id as usize) * h + cols.start;
-                    // SAFETY: the table holds K·(V + 1)·H values and the
-                    // column ranges are disjoint.
-                    let d = unsafe { std::slice::from_raw_parts_mut(d_table.at(at), cols.len()) };
-                    d.iter_mut().zip(dzr).for_each(|(x, &y)| *x += y);
-                }
-            }
-        });
+        scatter_rows(&ws.da, h, &ws.ids[..n * k], k, v1, &mut ws.table);
         let (view, g) = self.store.view_and_grads();
         let p = view.params;
         let (emb, w) = (self.embedding.weight().of(p), self.hidden.weight().of(p));
@@ -352,7 +326,7 @@ impl<T: Float> WindowLm<T> {
                 true,
             );
         }
-        add_column_sums(db, dz, h);
+        add_column_sums(db, &ws.da[..n * h], h);
         for (j, dtj) in ws.table.chunks_exact(v1 * h).enumerate() {
             gemm(
                 v1,

@@ -16,6 +16,7 @@ use crate::quant::{grad_tn, weight_nn, weight_nt};
 use super::workspace::{state_row, DirWs};
 use super::{Leak, RnnConfig};
 use crate::layer::add_column_sums;
+use crate::layer::embedding::{gather_rows, scatter_rows};
 
 /// Shapes shared by the per-direction passes.
 #[derive(Clone, Copy)]
@@ -292,6 +293,75 @@ pub(super) fn input_gemm<T: Float>(
     );
 }
 
+/// [`input_gemm`] of all T steps for a lookup pass: the input at row n is
+/// row `ids[n]` of `rows` `[V, in]`, so the V rows go through W_ih once
+/// (`d.table` `[V, G·H]`) and each of the T·B rows takes its product:
+/// the same sums at V/(T·B) of the cost.
+pub(super) fn input_table<T: Float>(
+    dm: Dims,
+    p: &CellParams<T>,
+    rows: &[T],
+    ids: &[u32],
+    d: &mut DirWs<T>,
+) {
+    let (gh, v) = (dm.gh(), rows.len() / dm.inp);
+    d.table.resize(v * gh, T::ZERO);
+    weight_nt(
+        v,
+        gh,
+        dm.inp,
+        rows,
+        dm.inp,
+        p.w_ih,
+        p.q_ih,
+        &mut d.table,
+        gh,
+        false,
+    );
+    gather_rows(
+        &d.table,
+        v,
+        gh,
+        ids,
+        1,
+        None,
+        &mut d.gates[..ids.len() * gh],
+    );
+}
+
+/// [`input_table`] reversed: dP[v] = the sum of d_gates over the rows
+/// whose id is v (`d.table`), then dW_ih += dPᵀ · rows and dL/d`rows`
+/// (+)= dP · W_ih, each a product over V rows instead of T·B.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn table_backward<T: Float>(
+    dm: Dims,
+    p: &CellParams<T>,
+    d: &mut DirWs<T>,
+    rows: &[T],
+    ids: &[u32],
+    g_w_ih: &mut [T],
+    d_rows: &mut [T],
+    accumulate: bool,
+    bf16: bool,
+) {
+    let (gh, v) = (dm.gh(), rows.len() / dm.inp);
+    d.table.fill(T::ZERO);
+    scatter_rows(&d.d_gates, gh, ids, 1, v, &mut d.table);
+    grad_tn(gh, dm.inp, v, &d.table, gh, rows, g_w_ih, bf16);
+    weight_nn(
+        v,
+        dm.inp,
+        gh,
+        &d.table,
+        gh,
+        p.w_ih,
+        p.qt_ih(),
+        d_rows,
+        dm.inp,
+        accumulate,
+    );
+}
+
 /// Processing step s forward: the cell's recurrent GEMM(s) and kernel.
 /// `y` `[T, B, D·H]` gets the new state at column `y_off`.
 #[allow(clippy::too_many_arguments)]
@@ -511,13 +581,14 @@ pub(super) fn input_grad<T: Float>(
 
 /// After the last backward step: dL/d(initial state) into `dh0`, `dc0`
 /// `[B, H]`, and the weight gradients of the T = `dm.tn` steps as large
-/// GEMMs over all T·B rows (`x` `[T·B, in]` the layer's input), in bf16
-/// when training runs in bf16.
+/// GEMMs over all T·B rows (`x` `[T·B, in]` the layer's input; `None`
+/// when [`table_backward`] gives W_ih's), in bf16 when training runs in
+/// bf16.
 pub(super) fn finish_backward<T: Float>(
     dm: Dims,
     d: &DirWs<T>,
     g: SlotGrads<T>,
-    x: &[T],
+    x: Option<&[T]>,
     dh0: &mut [T],
     dc0: &mut [T],
     bf16: bool,
@@ -549,7 +620,9 @@ pub(super) fn finish_backward<T: Float>(
         dgx
     };
     let h_prevs = &d.hs[dm.prev_states_offset()..][..rows * h];
-    grad_tn(gh, inp, rows, dgx, gh, &x[..rows * inp], g.w_ih, bf16);
+    if let Some(x) = x {
+        grad_tn(gh, inp, rows, dgx, gh, &x[..rows * inp], g.w_ih, bf16);
+    }
     if cell == CellKind::GruResetBefore {
         grad_tn(2 * h, h, rows, dgh, gh, h_prevs, g.w_hh, bf16);
         let rh = &d.extra[..rows * h];

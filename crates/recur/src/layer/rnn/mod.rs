@@ -41,6 +41,7 @@ pub use workspace::{RnnInput, RnnWorkspace};
 
 use crate::error::{check_len, Error, Result};
 use crate::float::{add_into, Float};
+use crate::layer::embedding::{gather_rows, scatter_rows};
 use crate::params::{Param, ParamInfo, ParamStore, Scope};
 use dir::{Dims, Slot};
 use workspace::{DirWs, LayerWs};
@@ -251,6 +252,7 @@ impl Rnn {
             h0,
             c0,
             lengths,
+            ids,
         } = input;
         let (h, d) = (cfg.hidden, cfg.directions());
         if tn == 0 || bn == 0 {
@@ -258,12 +260,16 @@ impl Rnn {
                 "steps T and batch B must be at least 1 (got T = {tn}, B = {bn})"
             )));
         }
-        check_len(
-            "x",
-            || format!("[T={tn}, B={bn}, I={}]", cfg.input),
-            tn * bn * cfg.input,
-            x.len(),
-        )?;
+        if let Some(ids) = ids {
+            check_lookup(x, ids, tn, bn, cfg.input)?;
+        } else {
+            check_len(
+                "x",
+                || format!("[T={tn}, B={bn}, I={}]", cfg.input),
+                tn * bn * cfg.input,
+                x.len(),
+            )?;
+        }
         self.check_states(["h0", "c0"], bn, h0, c0)?;
         if let Some(l) = lengths {
             check_len("lengths", || format!("[B={bn}]"), bn, l.len())?;
@@ -280,7 +286,23 @@ impl Rnn {
         ws.steps = tn;
         ws.stepwise = false;
         ws.config = Some(cfg.clone());
-        ws.x.copy_from_slice(x);
+        ws.ids.clear();
+        ws.table.clear();
+        ws.through_table = false;
+        match ids {
+            Some(ids) => {
+                let v = x.len() / cfg.input;
+                ws.ids.extend_from_slice(ids);
+                ws.vocab = v;
+                ws.through_table = tn * bn >= 2 * v;
+                if ws.through_table {
+                    ws.table.extend_from_slice(x);
+                } else {
+                    gather_rows(x, v, cfg.input, ids, 1, None, &mut ws.x);
+                }
+            }
+            None => ws.x.copy_from_slice(x),
+        }
         ws.ragged = lengths.is_some_and(|l| l.iter().any(|&n| n != tn));
         ws.lengths.clear();
         ws.lengths.extend_from_slice(lengths.unwrap_or(&[]));
@@ -332,7 +354,11 @@ impl Rnn {
                 );
                 alphas[dir] = std::mem::take(&mut dw.consts);
                 let p = slot.params_packed(store.view(), &alphas[dir]);
-                dir::input_gemm(dm, &p, input, dw, 0, tn);
+                if l == 0 && ws.through_table {
+                    dir::input_table(dm, &p, &ws.table, &ws.ids, dw);
+                } else {
+                    dir::input_gemm(dm, &p, input, dw, 0, tn);
+                }
             }
             let run = |dir: usize, dw: &mut DirWs<T>, y: &mut [T], off: usize, stride: usize| {
                 let dm = Dims::new(cfg, tn, bn, inp, dir == 1);
@@ -411,13 +437,20 @@ impl Rnn {
         };
         let RnnWorkspace {
             x,
+            ids,
+            table,
+            vocab,
+            through_table,
             layers,
             dx,
+            d_table,
             dh0,
             dc0,
             dropped,
             ..
         } = ws;
+        let through_table = *through_table;
+        d_table.resize(*vocab * cfg.input, T::ZERO);
         let (view, grads) = store.view_and_grads();
         for l in (0..cfg.layers).rev() {
             let inp = cfg.layer_input(l);
@@ -473,17 +506,31 @@ impl Rnn {
                 } else {
                     &mut []
                 };
+                let bf16 = p.qt_ih().is_some();
+                let table_side = l == 0 && through_table;
                 dir::finish_backward(
                     dm,
                     dw,
                     slot.grads(grads),
-                    input,
+                    (!table_side).then_some(input),
                     &mut dh0[k * bh..][..bh],
                     dc0_k,
-                    p.qt_ih().is_some(),
+                    bf16,
                 );
-                dir::input_grad(dm, &p, dw, 0, tn, d_input, dir > 0);
+                if table_side {
+                    let g_w_ih = slot.grads(grads).w_ih;
+                    dir::table_backward(dm, &p, dw, table, ids, g_w_ih, d_table, dir > 0, bf16);
+                } else {
+                    dir::input_grad(dm, &p, dw, 0, tn, d_input, dir > 0);
+                }
                 dw.consts = std::mem::take(&mut alphas[dir]);
+            }
+            if l == 0 && !ids.is_empty() && !through_table {
+                // A lookup pass's rows were copied in: their gradients go
+                // back to the table's rows.
+                d_table.fill(T::ZERO);
+                let inp = cfg.input;
+                scatter_rows(&d_input[..tn * bn * inp], inp, ids, 1, *vocab, d_table);
             }
             if l > 0 && cfg.residual {
                 add_into(d_input, dy_l);
@@ -496,6 +543,30 @@ impl Rnn {
         }
         Ok(())
     }
+}
+
+/// Checks a lookup pass's table `[V, I]` and ids `[T, B]` (each below V).
+fn check_lookup<T>(table: &[T], ids: &[u32], tn: usize, bn: usize, inp: usize) -> Result<()> {
+    if table.is_empty() || !table.len().is_multiple_of(inp) {
+        let v = table.len().div_ceil(inp).max(1);
+        return Err(Error::Shape {
+            name: "table",
+            shape: format!("[V, I={inp}] with V ≥ 1"),
+            expected: v * inp,
+            got: table.len(),
+        });
+    }
+    check_len("ids", || format!("[T={tn}, B={bn}]"), tn * bn, ids.len())?;
+    let v = table.len() / inp;
+    if let Some((k, &bad)) = ids.iter().enumerate().find(|(_, &i)| i as usize >= v) {
+        return Err(Error::Input {
+            path: "token ids".into(),
+            line: None,
+            field: Some(format!("ids[{k}]")),
+            message: format!("id {bad} is outside the table's {v} rows"),
+        });
+    }
+    Ok(())
 }
 
 /// Step by step.
@@ -533,6 +604,8 @@ impl Rnn {
         ws.ragged = false;
         ws.dropped = false;
         ws.lengths.clear();
+        ws.ids.clear();
+        ws.through_table = false;
         let bh = batch * cfg.hidden;
         for (l, lw) in ws.layers.iter_mut().enumerate() {
             let dm = Dims::new(cfg, max_steps, batch, cfg.layer_input(l), false);
@@ -764,7 +837,7 @@ impl Rnn {
                 dm,
                 &rest[0].dirs[0],
                 self.slots[l].grads(grads),
-                input,
+                Some(input),
                 &mut dh0[l * bh..][..bh],
                 dc0_l,
                 view.packed(self.slots[l].w_ih)

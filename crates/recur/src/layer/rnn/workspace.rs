@@ -21,6 +21,10 @@ pub struct RnnInput<'a, T> {
     pub c0: Option<&'a [T]>,
     /// `[B]` sequence lengths, each in 1..=T; all T when `None`.
     pub lengths: Option<&'a [usize]>,
+    /// `[T, B]` token ids, when `x` is a table `[V, I]` of which row
+    /// `ids[t·B + b]` is the input at step t of row b (see
+    /// [`RnnInput::lookup`]).
+    pub ids: Option<&'a [u32]>,
 }
 
 impl<'a, T> RnnInput<'a, T> {
@@ -33,6 +37,18 @@ impl<'a, T> RnnInput<'a, T> {
             h0: None,
             c0: None,
             lengths: None,
+            ids: None,
+        }
+    }
+    /// A batch whose input at step t of row b is row `ids[t·B + b]` of
+    /// `table` `[V, I]` (an embedding's rows). The layer then multiplies
+    /// the V rows by its input weight once, instead of T·B copies of them,
+    /// when T·B ≥ 2·V, and hands back dL/d`table` ([`RnnWorkspace::d_table`])
+    /// instead of dL/dx.
+    pub fn lookup(table: &'a [T], ids: &'a [u32], steps: usize, batch: usize) -> RnnInput<'a, T> {
+        RnnInput {
+            ids: Some(ids),
+            ..RnnInput::new(table, steps, batch)
         }
     }
     /// Sets the initial hidden state `[L·D, B, H]`.
@@ -67,6 +83,9 @@ pub(super) struct DirWs<T> {
     pub extra: Vec<T>,
     /// `[B, G·H]` h_prev · W_hhᵀ for the GRU step.
     pub hg: Vec<T>,
+    /// `[V, G·H]` a lookup pass's table rows times W_ih (layer 0), then in
+    /// backward dL/d(those products).
+    pub table: Vec<T>,
     /// The pass's constants: `[H]` the leak rate of each unit (leaky Elman
     /// cells), then `[H]` zeros in place of an absent `bias_hh`.
     pub consts: Vec<T>,
@@ -132,8 +151,18 @@ pub struct RnnWorkspace<T> {
     pub(super) finished: bool,
     /// `[B]`
     pub(super) lengths: Vec<usize>,
-    /// `[T, B, I]` copy of the input.
+    /// `[T, B, I]` copy of the input (a lookup pass: its rows, when it
+    /// does not go through the table).
     pub(super) x: Vec<T>,
+    /// `[T, B]` a lookup pass's ids; empty otherwise.
+    pub(super) ids: Vec<u32>,
+    /// V: the rows of a lookup pass's table.
+    pub(super) vocab: usize,
+    /// `[V, I]` a copy of a lookup pass's table, when it goes through the
+    /// table's product.
+    pub(super) table: Vec<T>,
+    /// Whether layer 0's input side went through the table's product.
+    pub(super) through_table: bool,
     pub(super) layers: Vec<LayerWs<T>>,
     /// `[L·D, B, H]`
     pub(super) h_n: Vec<T>,
@@ -141,6 +170,8 @@ pub struct RnnWorkspace<T> {
     pub(super) c_n: Vec<T>,
     /// `[T, B, I]`
     pub(super) dx: Vec<T>,
+    /// `[V, I]` dL/d(table) of a lookup pass.
+    pub(super) d_table: Vec<T>,
     /// `[L·D, B, H]`
     pub(super) dh0: Vec<T>,
     /// `[L·D, B, H]`
@@ -200,11 +231,27 @@ impl<T: Float> RnnWorkspace<T> {
     pub fn c_n(&self) -> &[T] {
         &self.c_n
     }
-    /// `[T, B, I]` dL/dx after [`super::Rnn::backward`].
+    /// `[T, B, I]` dL/dx after [`super::Rnn::backward`] (empty after a
+    /// lookup pass: see [`RnnWorkspace::d_table`]).
     pub fn dx(&self) -> &[T] {
+        if self.is_lookup() {
+            return &[];
+        }
         self.dx
             .get(..self.steps * self.batch * self.input_width())
             .unwrap_or(&[])
+    }
+    /// `[V, I]` dL/d(table) after [`super::Rnn::backward`] of a pass given
+    /// by [`RnnInput::lookup`] (empty otherwise).
+    pub fn d_table(&self) -> &[T] {
+        if self.is_lookup() {
+            &self.d_table
+        } else {
+            &[]
+        }
+    }
+    fn is_lookup(&self) -> bool {
+        !self.ids.is_empty()
     }
     /// `[B, I]` dL/dx_t after [`super::Rnn::step_backward`] for step `t`.
     pub fn step_dx(&self, t: usize) -> &[T] {
