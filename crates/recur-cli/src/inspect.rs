@@ -225,7 +225,7 @@ pub fn inspect(a: InspectArgs) -> CliResult {
             let ind: Vec<f64> = tokens
                 .iter()
                 .map(|t| {
-                    let v = f64::from(inside[pos..pos + t.len()].iter().any(|&b| b == 1));
+                    let v = f64::from(inside[pos..pos + t.len()].contains(&1));
                     pos += t.len();
                     v
                 })

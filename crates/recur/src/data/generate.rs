@@ -54,21 +54,6 @@ pub fn mackey_glass(
     Ok(out)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mackey_glass_stays_in_its_range() {
-        let x = mackey_glass(2000, 17.0, 0.1, 10, 0).unwrap();
-        assert_eq!(x.len(), 2000);
-        let (lo, hi) = x
-            .iter()
-            .fold((f64::MAX, f64::MIN), |(l, h), &v| (l.min(v), h.max(v)));
-        assert!(lo > 0.2 && hi < 1.5 && hi - lo > 0.5, "{lo}..{hi}");
-    }
-}
-
 /// Keras's addition problem (`addition_rnn.py`): `"a+b"` → `"a+b"'s sum`
 /// for numbers of 1 to `digits` digits, each question once. Returns
 /// `train` + `test` distinct pairs from one seeded draw, so the test
@@ -112,4 +97,19 @@ pub fn addition_pairs(
     }
     let test_pairs = all.split_off(train);
     Ok((all, test_pairs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mackey_glass_stays_in_its_range() {
+        let x = mackey_glass(2000, 17.0, 0.1, 10, 0).unwrap();
+        assert_eq!(x.len(), 2000);
+        let (lo, hi) = x
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(l, h), &v| (l.min(v), h.max(v)));
+        assert!(lo > 0.2 && hi < 1.5 && hi - lo > 0.5, "{lo}..{hi}");
+    }
 }
