@@ -160,7 +160,7 @@ fn bad_ids_and_tables_are_errors() {
     match run(&table, &[0, 1, 4, 2], &mut ws) {
         Err(Error::Input { field, message, .. }) => {
             assert_eq!(field.as_deref(), Some("ids[2]"));
-            assert!(message.contains("4 rows"), "{message}");
+            assert!(message.contains("vocabulary of 4"), "{message}");
         }
         other => panic!("an id past the table: {other:?}"),
     }

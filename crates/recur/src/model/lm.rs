@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::cell::CellKind;
 use crate::checkpoint::MODEL_FORMAT;
 use crate::data::LmBatch;
-use crate::error::{check_len, Error, Result};
+use crate::error::{check_ids, check_len, Error, Result};
 use crate::float::add_into;
 use crate::layer::dropout::{dropout_backward, dropout_forward};
 use crate::layer::embedding::Embedding;
@@ -284,14 +284,7 @@ impl LanguageModel {
             self.config.layers,
         );
         check_len("ids", || format!("[T={t}, B={b}]"), t * b, ids.len())?;
-        if let Some((k, &bad)) = ids.iter().enumerate().find(|(_, &i)| i as usize >= v) {
-            return Err(Error::Input {
-                path: "token ids".into(),
-                line: None,
-                field: Some(format!("ids[{k}]")),
-                message: format!("token id {bad} is outside the vocabulary of {v}"),
-            });
-        }
+        check_ids("token ids", "ids", ids, v)?;
         let n = t * b;
         ws.ids.clear();
         ws.ids.extend_from_slice(ids);
@@ -354,15 +347,7 @@ impl LanguageModel {
             t * b,
             targets.len(),
         )?;
-        match targets.iter().enumerate().find(|(_, &i)| i as usize >= v) {
-            Some((k, bad)) => Err(Error::Input {
-                path: "targets".into(),
-                line: None,
-                field: Some(format!("targets[{k}]")),
-                message: format!("target id {bad} is outside the vocabulary of {v}"),
-            }),
-            None => Ok(()),
-        }
+        check_ids("targets", "targets", targets, v)
     }
 
     /// Mean cross-entropy of predicting `targets` `[T, B]` from `inputs`,

@@ -48,7 +48,7 @@
 use rand::{Rng, RngCore};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::{check_ids, Error, Result};
 
 /// Sizes of an n-gram model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -160,19 +160,6 @@ fn discounts_from(n: [u64; 4]) -> [f64; 3] {
     }
 }
 
-/// Checks that every id is below V, naming the first that is not.
-fn check_ids(ids: &[u32], v: usize, what: &str) -> Result<()> {
-    match ids.iter().position(|&i| i as usize >= v) {
-        Some(k) => Err(Error::Input {
-            path: what.to_string(),
-            line: None,
-            field: Some(format!("ids[{k}]")),
-            message: format!("token id {} is outside the vocabulary of {v}", ids[k]),
-        }),
-        None => Ok(()),
-    }
-}
-
 fn check_config(config: &NgramConfig) -> Result<()> {
     if config.order == 0 {
         return Err(Error::Config(
@@ -253,7 +240,7 @@ impl Ngram {
     /// (min(i, N − 1) tokens before it), with no padding symbols.
     pub fn fit(config: NgramConfig, ids: &[u32]) -> Result<Ngram> {
         check_config(&config)?;
-        check_ids(ids, config.vocab_size, "training token ids")?;
+        check_ids("training token ids", "ids", ids, config.vocab_size)?;
         if ids.is_empty() {
             return Err(Error::input(
                 "training token ids",
@@ -645,7 +632,7 @@ impl Ngram {
     /// before it (at most N − 1), as recur's neural language model is
     /// evaluated; token 0 has no history and is not predicted.
     pub fn cross_entropy(&self, ids: &[u32]) -> Result<(f64, usize)> {
-        check_ids(ids, self.config.vocab_size, "token ids")?;
+        check_ids("token ids", "ids", ids, self.config.vocab_size)?;
         if ids.len() < 2 {
             return Err(Error::input(
                 "token ids",

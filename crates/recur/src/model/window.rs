@@ -14,7 +14,7 @@ use rand::{RngCore, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use crate::data::LmBatch;
-use crate::error::{Error, Result};
+use crate::error::{check_ids, Error, Result};
 use crate::float::Float;
 use crate::gemm::{gemm, Trans};
 use crate::init::{fill_uniform, init_linears};
@@ -370,14 +370,7 @@ impl<T: Float> WindowLm<T> {
                 got: inputs.len(),
             });
         }
-        if let Some((i, &bad)) = inputs.iter().enumerate().find(|(_, &x)| x as usize >= v) {
-            return Err(Error::Input {
-                path: "token ids".into(),
-                line: None,
-                field: Some(format!("inputs[{i}]")),
-                message: format!("id {bad} is outside the vocabulary of {v}"),
-            });
-        }
+        check_ids("token ids", "inputs", inputs, v)?;
         self.windows(ws, inputs, t, b);
         ws.a.resize(n * h, T::ZERO);
         if self.uses_table(n) {

@@ -39,7 +39,7 @@ use rand_chacha::ChaCha8Rng;
 pub use config::{Leak, RnnConfig};
 pub use workspace::{RnnInput, RnnWorkspace};
 
-use crate::error::{check_len, Error, Result};
+use crate::error::{check_ids, check_len, Error, Result};
 use crate::float::{add_into, Float};
 use crate::layer::embedding::{gather_rows, scatter_rows};
 use crate::params::{Param, ParamInfo, ParamStore, Scope};
@@ -557,16 +557,7 @@ fn check_lookup<T>(table: &[T], ids: &[u32], tn: usize, bn: usize, inp: usize) -
         });
     }
     check_len("ids", || format!("[T={tn}, B={bn}]"), tn * bn, ids.len())?;
-    let v = table.len() / inp;
-    if let Some((k, &bad)) = ids.iter().enumerate().find(|(_, &i)| i as usize >= v) {
-        return Err(Error::Input {
-            path: "token ids".into(),
-            line: None,
-            field: Some(format!("ids[{k}]")),
-            message: format!("id {bad} is outside the table's {v} rows"),
-        });
-    }
-    Ok(())
+    check_ids("token ids", "ids", ids, table.len() / inp)
 }
 
 /// Step by step.
