@@ -54,7 +54,12 @@ fn train(threads: usize, cell: recur::CellKind) -> Vec<f32> {
 #[test]
 fn one_and_two_threads_give_the_same_numbers() {
     use recur::CellKind;
-    for cell in [CellKind::Lstm, CellKind::Gru, CellKind::RnnTanh] {
+    for cell in [
+        CellKind::Lstm,
+        CellKind::Gru,
+        CellKind::GruResetBefore,
+        CellKind::RnnTanh,
+    ] {
         let (one, two) = (train(1, cell), train(2, cell));
         let differ = one
             .iter()
@@ -69,4 +74,35 @@ fn one_and_two_threads_give_the_same_numbers() {
             one.len()
         );
     }
+    // A language model whose batches (T·B ≥ 2·V) take the first layer's
+    // input through the embedding table's product and scatter its
+    // gradient back, and whose kernels split (B·H ≥ 4,096).
+    let lm = |threads: usize| {
+        use recur::model::lm::{LanguageModel, LmConfig, LmWorkspace};
+        recur::gemm::set_threads(threads);
+        let cfg = LmConfig {
+            cell: CellKind::Lstm,
+            vocab_size: 50,
+            embed: 32,
+            hidden: 128,
+            layers: 2,
+            dropout: 0.0,
+        };
+        let mut m = LanguageModel::new(cfg, 4).unwrap();
+        let mut ws = LmWorkspace::new();
+        let (t, b) = (20usize, 32usize);
+        let x: Vec<u32> = (0..(t * b) as u32).map(|i| (i * 7 + i / 13) % 50).collect();
+        let y: Vec<u32> = x.iter().map(|&i| (i * 3 + 1) % 50).collect();
+        m.forward_backward_with(&mut ws, &x, &y, t, b, None)
+            .unwrap();
+        m.store.grads.clone()
+    };
+    let (one, two) = (lm(1), lm(2));
+    recur::gemm::set_threads(0);
+    assert!(
+        one.iter()
+            .zip(&two)
+            .all(|(a, b)| a.to_bits() == b.to_bits()),
+        "language model: gradients differ between 1 and 2 threads"
+    );
 }

@@ -16,7 +16,7 @@ use crate::quant::{weight_nn, weight_nt};
 
 /// Reset-after: the recurrent GEMM h_prev·W_hhᵀ (kept apart from the
 /// input side, as r multiplies its n block), then the kernel.
-pub(crate) fn forward<T: Float>(h: usize, p: &CellParams<T>, io: StepForward<T>) {
+pub(crate) fn forward<T: Float>(h: usize, p: &CellParams<T>, mut io: StepForward<T>) {
     let (bn, gh) = (io.h_prev.len() / h, 3 * h);
     weight_nt(bn, gh, h, io.h_prev, h, p.w_hh, p.q_hh, io.hg, gh, false);
     io.run_rows(h, 3, &|io| gru_forward_step(h, p, io));
@@ -44,7 +44,7 @@ pub(crate) fn backward<T: Float>(h: usize, p: &CellParams<T>, mut io: StepBackwa
 pub(crate) fn forward_reset_before<T: Float>(h: usize, p: &CellParams<T>, mut io: StepForward<T>) {
     let (bn, gh) = (io.h_prev.len() / h, 3 * h);
     weight_nt(bn, 2 * h, h, io.h_prev, h, p.w_hh, p.q_hh, io.hg, gh, false);
-    gru_rb_forward_gates(h, p, &mut io);
+    io.run_rows(h, 3, &|io| gru_rb_forward_gates(h, p, io));
     weight_nt(
         bn,
         h,
@@ -57,7 +57,7 @@ pub(crate) fn forward_reset_before<T: Float>(h: usize, p: &CellParams<T>, mut io
         gh,
         false,
     );
-    gru_rb_forward_out(h, p, &mut io);
+    io.run_rows(h, 3, &|io| gru_rb_forward_out(h, p, io));
 }
 
 /// Reset-before: backward mirrors forward.
@@ -67,7 +67,7 @@ pub(crate) fn backward_reset_before<T: Float>(
     mut io: StepBackward<T>,
 ) {
     let (bn, gh) = (io.h_prev.len() / h, 3 * h);
-    gru_rb_backward_out(h, &mut io);
+    io.run_rows(h, 3, &|io| gru_rb_backward_out(h, io));
     weight_nn(
         bn,
         h,
@@ -80,7 +80,7 @@ pub(crate) fn backward_reset_before<T: Float>(
         h,
         false,
     );
-    gru_rb_backward_gates(h, &mut io);
+    io.run_rows(h, 3, &|io| gru_rb_backward_gates(h, io));
     let qt = p.qt_hh().map(|t| t.cols(0, 2 * h));
     weight_nn(
         bn,

@@ -8,7 +8,7 @@ use crate::float::Float;
 use crate::quant::{weight_nn, weight_nt};
 
 /// The recurrent GEMM h_prev·W_hhᵀ into the gates, then the kernel.
-pub(crate) fn forward<T: Float>(h: usize, p: &CellParams<T>, io: StepForward<T>) {
+pub(crate) fn forward<T: Float>(h: usize, p: &CellParams<T>, mut io: StepForward<T>) {
     let (bn, gh) = (io.h_prev.len() / h, 4 * h);
     weight_nt(bn, gh, h, io.h_prev, h, p.w_hh, p.q_hh, io.gates, gh, true);
     io.run_rows(h, 4, &|io| lstm_forward_step(h, p, io));

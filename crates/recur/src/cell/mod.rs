@@ -150,8 +150,14 @@ fn run_halves<P: Send>(a: P, b: P, kernel: &(dyn Fn(&mut P) + Sync)) {
 }
 
 impl<'a, T: Float> StepForward<'a, T> {
-    /// Rows 0..m and m.. of the step, for a cell of `g` gate blocks.
-    fn split_rows(self, m: usize, h: usize, g: usize) -> (StepForward<'a, T>, StepForward<'a, T>) {
+    /// Rows 0..m and m.. of the step, borrowed, for a cell of `g` gate
+    /// blocks.
+    fn split_rows(
+        &mut self,
+        m: usize,
+        h: usize,
+        g: usize,
+    ) -> (StepForward<'_, T>, StepForward<'_, T>) {
         let (hp0, hp1) = split_ref(self.h_prev, m * h);
         let (hs0, hs1) = self.h_skip.map(|s| split_ref(s, m * h)).unzip();
         let (hn0, hn1) = split_mut(self.h_new, m * h);
@@ -162,6 +168,7 @@ impl<'a, T: Float> StepForward<'a, T> {
         let (hg0, hg1) = split_mut(self.hg, m * g * h);
         let (y0, y1) = split_mut(self.y, m * self.y_stride);
         let (l0, l1) = self.mask.split(m);
+        let y_stride = self.y_stride;
         let part = |h_prev, h_skip, h_new, c_prev, c_new, gates, extra, hg, y, mask| StepForward {
             h_prev,
             h_skip,
@@ -172,7 +179,7 @@ impl<'a, T: Float> StepForward<'a, T> {
             extra,
             hg,
             y,
-            y_stride: self.y_stride,
+            y_stride,
             mask,
         };
         (
@@ -184,14 +191,14 @@ impl<'a, T: Float> StepForward<'a, T> {
     /// Runs `kernel` on the step's rows: on two threads, half the rows
     /// each, when the step is large enough (a cell of `g` gate blocks).
     pub(crate) fn run_rows(
-        mut self,
+        &mut self,
         h: usize,
         g: usize,
-        kernel: &(dyn Fn(&mut StepForward<'a, T>) + Sync),
+        kernel: &(dyn Fn(&mut StepForward<'_, T>) + Sync),
     ) {
         let bn = self.h_prev.len() / h.max(1);
         if !splits(bn, h) {
-            return kernel(&mut self);
+            return kernel(self);
         }
         let (a, b) = self.split_rows(bn / 2, h, g);
         run_halves(a, b, kernel);

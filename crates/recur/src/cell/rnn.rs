@@ -12,7 +12,7 @@ use crate::gemm::{gemm_nn, gemm_nt};
 use crate::quant::{weight_nn, weight_nt};
 
 /// The recurrent GEMMs (W_hh, then W_skip) into the gates, then the kernel.
-pub(crate) fn forward<T: Float>(relu: bool, h: usize, p: &CellParams<T>, io: StepForward<T>) {
+pub(crate) fn forward<T: Float>(relu: bool, h: usize, p: &CellParams<T>, mut io: StepForward<T>) {
     let bn = io.h_prev.len() / h;
     if !p.w_hh.is_empty() {
         weight_nt(bn, h, h, io.h_prev, h, p.w_hh, p.q_hh, io.gates, h, true);
