@@ -74,7 +74,8 @@ pub struct LmWorkspace {
     /// `[T, B, E]`
     emb_mask: Vec<f32>,
     rnn: RnnWorkspace<f32>,
-    /// `[T, B, H]` stack output after dropout.
+    /// `[T, B, H]` stack output after dropout (empty without dropout:
+    /// the decoder then reads the stack's output in place).
     out: Vec<f32>,
     /// `[T, B, H]`
     out_mask: Vec<f32>,
@@ -326,15 +327,19 @@ impl LanguageModel {
         ws.state_c.extend_from_slice(ws.rnn.c_n());
         ws.state_batch = b;
         debug_assert_eq!(ws.state_h.len(), l * b * h);
-        ws.out.clear();
-        ws.out.extend_from_slice(ws.rnn.output());
         if ws.dropped {
+            ws.out.clear();
+            ws.out.extend_from_slice(ws.rnn.output());
             ws.out_mask.resize(n * h, 0.0);
             dropout_forward(&mut ws.out, &mut ws.out_mask, p, rng.unwrap());
         }
         ws.logits.resize(n * v, 0.0);
-        self.decoder
-            .forward(&self.store, &ws.out, n, &mut ws.logits);
+        self.decoder.forward(
+            &self.store,
+            decoder_input(ws.dropped, &ws.out, &ws.rnn),
+            n,
+            &mut ws.logits,
+        );
         Ok(())
     }
 
@@ -390,8 +395,13 @@ impl LanguageModel {
         let n = t * b;
         let loss = softmax_cross_entropy(&mut ws.logits, targets, v, true);
         ws.d_out.resize(n * h, 0.0);
-        self.decoder
-            .backward(&mut self.store, &ws.out, &ws.logits, n, Some(&mut ws.d_out));
+        self.decoder.backward(
+            &mut self.store,
+            decoder_input(ws.dropped, &ws.out, &ws.rnn),
+            &ws.logits,
+            n,
+            Some(&mut ws.d_out),
+        );
         if ws.dropped {
             dropout_backward(&mut ws.d_out, &ws.out_mask);
         }
@@ -432,6 +442,16 @@ impl LanguageModel {
             let d = self.encoder.weight().of_mut(&mut self.store.grads);
             add_into(d, ws.rnn.d_table());
         }
+    }
+}
+
+/// `[T·B, H]` what the decoder reads: the stack's output `rnn`, or `out`
+/// after dropout when the last forward `dropped`.
+fn decoder_input<'a>(dropped: bool, out: &'a [f32], rnn: &'a RnnWorkspace<f32>) -> &'a [f32] {
+    if dropped {
+        out
+    } else {
+        rnn.output()
     }
 }
 
