@@ -122,14 +122,15 @@ fn diverged_why(loss: f64, grad_norm: f32, bound: f64) -> String {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Checks that every id is below V, naming the first that is not as
-/// `field[k]` of `path`: "token id 7 is outside the vocabulary of 5".
-pub(crate) fn check_ids(path: &str, field: &str, ids: &[u32], v: usize) -> Result<()> {
+/// `field[k]` of `path`: "`kind` id 7 is outside the vocabulary of 5"
+/// (`kind` "token" or "target").
+pub(crate) fn check_ids(path: &str, field: &str, kind: &str, ids: &[u32], v: usize) -> Result<()> {
     match ids.iter().position(|&i| i as usize >= v) {
         Some(k) => Err(Error::Input {
             path: path.to_string(),
             line: None,
             field: Some(format!("{field}[{k}]")),
-            message: format!("token id {} is outside the vocabulary of {v}", ids[k]),
+            message: format!("{kind} id {} is outside the vocabulary of {v}", ids[k]),
         }),
         None => Ok(()),
     }

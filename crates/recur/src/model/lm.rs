@@ -285,7 +285,7 @@ impl LanguageModel {
             self.config.layers,
         );
         check_len("ids", || format!("[T={t}, B={b}]"), t * b, ids.len())?;
-        check_ids("token ids", "ids", ids, v)?;
+        check_ids("token ids", "ids", "token", ids, v)?;
         let n = t * b;
         ws.ids.clear();
         ws.ids.extend_from_slice(ids);
@@ -352,7 +352,7 @@ impl LanguageModel {
             t * b,
             targets.len(),
         )?;
-        check_ids("targets", "targets", targets, v)
+        check_ids("targets", "targets", "target", targets, v)
     }
 
     /// Mean cross-entropy of predicting `targets` `[T, B]` from `inputs`,

@@ -240,7 +240,7 @@ impl Ngram {
     /// (min(i, N − 1) tokens before it), with no padding symbols.
     pub fn fit(config: NgramConfig, ids: &[u32]) -> Result<Ngram> {
         check_config(&config)?;
-        check_ids("training token ids", "ids", ids, config.vocab_size)?;
+        check_ids("training token ids", "ids", "token", ids, config.vocab_size)?;
         if ids.is_empty() {
             return Err(Error::input(
                 "training token ids",
@@ -632,7 +632,7 @@ impl Ngram {
     /// before it (at most N − 1), as recur's neural language model is
     /// evaluated; token 0 has no history and is not predicted.
     pub fn cross_entropy(&self, ids: &[u32]) -> Result<(f64, usize)> {
-        check_ids("token ids", "ids", ids, self.config.vocab_size)?;
+        check_ids("token ids", "ids", "token", ids, self.config.vocab_size)?;
         if ids.len() < 2 {
             return Err(Error::input(
                 "token ids",

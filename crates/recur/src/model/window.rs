@@ -370,7 +370,7 @@ impl<T: Float> WindowLm<T> {
                 got: inputs.len(),
             });
         }
-        check_ids("token ids", "inputs", inputs, v)?;
+        check_ids("token ids", "inputs", "token", inputs, v)?;
         self.windows(ws, inputs, t, b);
         ws.a.resize(n * h, T::ZERO);
         if self.uses_table(n) {

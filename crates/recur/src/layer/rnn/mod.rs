@@ -557,7 +557,7 @@ fn check_lookup<T>(table: &[T], ids: &[u32], tn: usize, bn: usize, inp: usize) -
         });
     }
     check_len("ids", || format!("[T={tn}, B={bn}]"), tn * bn, ids.len())?;
-    check_ids("token ids", "ids", ids, table.len() / inp)
+    check_ids("token ids", "ids", "token", ids, table.len() / inp)
 }
 
 /// Step by step.
