@@ -288,6 +288,7 @@ impl Rnn {
         ws.config = Some(cfg.clone());
         ws.ids.clear();
         ws.table.clear();
+        ws.vocab = 0;
         ws.through_table = false;
         match ids {
             Some(ids) => {
@@ -596,6 +597,7 @@ impl Rnn {
         ws.dropped = false;
         ws.lengths.clear();
         ws.ids.clear();
+        ws.vocab = 0;
         ws.through_table = false;
         let bh = batch * cfg.hidden;
         for (l, lw) in ws.layers.iter_mut().enumerate() {
