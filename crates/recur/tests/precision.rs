@@ -103,20 +103,72 @@ fn one_step_at_a_time_matches_the_whole_sequence() {
     }
 }
 
+/// At B·H ≥ 4,096 two threads run each layer's steps on half the rows
+/// each (B = 64 here); below, they share each step's product.
 #[test]
 fn results_do_not_depend_on_the_thread_count() {
     let _turn = GLOBAL.lock().unwrap_or_else(|e| e.into_inner());
-    let (t, b) = (20, 8);
-    let x = ids(t * b, 3);
-    for p in [Precision::Bf16, Precision::Int8] {
-        let mut m = model(CellKind::Lstm);
-        m.set_precision(p).unwrap();
-        recur::gemm::set_threads(1);
-        let one = logits(&m, &x, t, b);
-        recur::gemm::set_threads(2);
-        let two = logits(&m, &x, t, b);
-        recur::gemm::set_threads(0);
-        assert_eq!(one, two, "{p}");
+    for (t, b) in [(20, 8), (10, 64)] {
+        let x = ids(t * b, 3);
+        for cell in CELLS {
+            for p in [Precision::Bf16, Precision::Int8] {
+                let mut m = model(cell);
+                m.set_precision(p).unwrap();
+                recur::gemm::set_threads(1);
+                let one = logits(&m, &x, t, b);
+                recur::gemm::set_threads(2);
+                let two = logits(&m, &x, t, b);
+                recur::gemm::set_threads(0);
+                assert_eq!(one, two, "{cell:?} {p} T={t} B={b}");
+            }
+        }
+    }
+}
+
+/// The rows split of packed layers with ragged rows (sorted longest first,
+/// and not), a skip connection and a leak: the same numbers at 1 and 2
+/// threads.
+#[test]
+fn ragged_rows_split_like_one_thread() {
+    use recur::{Leak, ParamStore, Rnn, RnnConfig, RnnInput, RnnWorkspace};
+    let _turn = GLOBAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (t, b, inp, h) = (7, 64, 24, 72);
+    let x: Vec<f32> = (0..t * b * inp)
+        .map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0)
+        .collect();
+    let sorted: Vec<usize> = (0..b).map(|r| t - r * t / b).collect();
+    let unsorted: Vec<usize> = (0..b).map(|r| 1 + (r * 5) % t).collect();
+    let configs = CELLS
+        .map(|cell| (cell.name(), RnnConfig::new(cell, inp, h).layers(2)))
+        .into_iter()
+        .chain([
+            (
+                "rnn-tanh, skip",
+                RnnConfig::new(CellKind::RnnTanh, inp, h).skip(2),
+            ),
+            (
+                "rnn-tanh, leaky",
+                RnnConfig::new(CellKind::RnnTanh, inp, h).leak(Leak::Fixed(0.5)),
+            ),
+        ]);
+    for (what, cfg) in configs {
+        let mut store = ParamStore::<f32>::new();
+        let rnn = Rnn::new(store.root(), cfg).unwrap();
+        rnn.init_uniform(&mut store, 5);
+        store.pack(Precision::Bf16, &rnn.product_weights()).unwrap();
+        for lengths in [None, Some(&sorted[..]), Some(&unsorted[..])] {
+            let run = |threads: usize| {
+                recur::gemm::set_threads(threads);
+                let mut ws = RnnWorkspace::new();
+                let mut input = RnnInput::new(&x, t, b);
+                input.lengths = lengths;
+                rnn.forward(&store, &mut ws, input, None).unwrap();
+                (ws.output().to_vec(), ws.h_n().to_vec())
+            };
+            let (one, two) = (run(1), run(2));
+            recur::gemm::set_threads(0);
+            assert!(one == two, "{what} ragged={}", lengths.is_some());
+        }
     }
 }
 

@@ -198,38 +198,6 @@ fn head<T>(s: &mut [T], n: usize) -> &mut [T] {
     &mut s[..k]
 }
 
-/// Slot `a` of `buf` read-only and slot `b` mutable, each `n` long (a ≠ b).
-fn slot_pair<T>(buf: &mut [T], a: usize, b: usize, n: usize) -> (&[T], &mut [T]) {
-    if a < b {
-        let (lo, hi) = buf.split_at_mut(b * n);
-        (&lo[a * n..][..n], &mut hi[..n])
-    } else {
-        let (lo, hi) = buf.split_at_mut(a * n);
-        (&hi[..n], &mut lo[b * n..][..n])
-    }
-}
-
-/// Slot `w` of `buf` mutable and slots `r` read-only (none equal to `w`).
-fn read_write<T, const N: usize>(
-    buf: &mut [T],
-    r: [usize; N],
-    w: usize,
-    n: usize,
-) -> ([&[T]; N], &mut [T]) {
-    let (lo, hi) = buf.split_at_mut(w * n);
-    let (out, hi) = hi.split_at_mut(n);
-    let (lo, hi) = (&*lo, &*hi);
-    let reads = r.map(|k| {
-        debug_assert_ne!(k, w);
-        if k < w {
-            &lo[k * n..][..n]
-        } else {
-            &hi[(k - w - 1) * n..][..n]
-        }
-    });
-    (reads, out)
-}
-
 /// Writes the state before the first step (zeros when not given) and the
 /// pass's constants: the leak rates, and zeros for an absent `bias_hh`.
 pub(super) fn start<T: Float>(
@@ -375,48 +343,153 @@ pub(super) fn step<T: Float>(
     y_off: usize,
     y_stride: usize,
 ) {
-    let (gh, bh, bn) = (dm.gh(), dm.bh(), dm.bn);
+    let v = DirRows::new(d, y);
+    // SAFETY: every row, on this thread, while `d` and `y` are borrowed.
+    unsafe { step_rows(dm, p, v, s, lengths, y_off, y_stride, 0..dm.bn) }
+}
+
+/// Whether a one-direction layer of `bn` rows of `h` units runs its
+/// forward steps on two threads, half the rows each (see [`step_rows`]):
+/// with `packed` (bf16 or int8) recurrent weights, whose kernel gives
+/// each row the same sums at any row count. (faer's f32 products of half
+/// the rows ran 1–8% slower than the whole product split by columns.)
+pub(super) fn rows_split(bn: usize, h: usize, packed: bool) -> bool {
+    packed && bn >= 8 && bn * h >= 4096 && crate::gemm::threads() >= 2
+}
+
+/// A direction's forward buffers as raw parts, so that threads can run
+/// disjoint ranges of rows through the same steps: each row's recurrence
+/// reads only its own rows (see [`step_rows`]).
+#[derive(Clone, Copy)]
+pub(super) struct DirRows<T> {
+    hs: Raw<T>,
+    cs: Raw<T>,
+    extra: Raw<T>,
+    gates: Raw<T>,
+    hg: Raw<T>,
+    y: Raw<T>,
+}
+
+/// A buffer's pointer and length.
+#[derive(Clone, Copy)]
+struct Raw<T>(*mut T, usize);
+
+// SAFETY: tasks given the same `DirRows` touch disjoint rows (step_rows'
+// contract).
+unsafe impl<T: Send> Send for DirRows<T> {}
+unsafe impl<T: Send> Sync for DirRows<T> {}
+
+impl<T> Raw<T> {
+    fn of(v: &mut [T]) -> Raw<T> {
+        Raw(v.as_mut_ptr(), v.len())
+    }
+    /// `n` elements from `at`, or nothing from an unused (empty) buffer.
+    ///
+    /// # Safety
+    /// No other live reference overlaps them.
+    unsafe fn at<'a>(self, at: usize, n: usize) -> &'a mut [T] {
+        if self.1 == 0 {
+            return &mut [];
+        }
+        assert!(at + n <= self.1, "row window outside its buffer");
+        // SAFETY: in bounds (asserted); the caller's contract.
+        unsafe { std::slice::from_raw_parts_mut(self.0.add(at), n) }
+    }
+    /// [`Raw::at`], read-only.
+    ///
+    /// # Safety
+    /// No live mutable reference overlaps them.
+    unsafe fn read<'a>(self, at: usize, n: usize) -> &'a [T] {
+        if self.1 == 0 {
+            return &[];
+        }
+        assert!(at + n <= self.1, "row window outside its buffer");
+        // SAFETY: in bounds (asserted); the caller's contract.
+        unsafe { std::slice::from_raw_parts(self.0.add(at), n) }
+    }
+}
+
+impl<T> DirRows<T> {
+    pub(super) fn new(d: &mut DirWs<T>, y: &mut [T]) -> DirRows<T> {
+        DirRows {
+            hs: Raw::of(&mut d.hs),
+            cs: Raw::of(&mut d.cs),
+            extra: Raw::of(&mut d.extra),
+            gates: Raw::of(&mut d.gates),
+            hg: Raw::of(&mut d.hg),
+            y: Raw::of(y),
+        }
+    }
+}
+
+/// [`step`] for rows `rows` of the batch.
+///
+/// # Safety
+/// `v` comes from buffers that outlive the call and that nothing else
+/// reads or writes meanwhile except other calls for disjoint row ranges
+/// of this layer's direction.
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn step_rows<T: Float>(
+    dm: Dims,
+    p: &CellParams<T>,
+    v: DirRows<T>,
+    s: usize,
+    lengths: Option<&[usize]>,
+    y_off: usize,
+    y_stride: usize,
+    rows: std::ops::Range<usize>,
+) {
+    let (gh, bh, bn, h) = (dm.gh(), dm.bh(), dm.bn, dm.h);
+    let (b0, w) = (rows.start, rows.len());
     let t = dm.time(s);
     let (before, after) = dm.slots(t);
     let skip = dm.skip > 0;
     let sk = if skip { dm.skip_slot(s) } else { before };
-    let ([h_prev, h_skip], h_new) = read_write(&mut d.hs, [before, sk], after, bh);
-    let (c_prev, c_new): (&[T], &mut [T]) = if dm.cell.has_cell_state() {
-        slot_pair(&mut d.cs, before, after, bh)
-    } else {
-        (&[], &mut [])
+    debug_assert!(before != after && sk != after);
+    // SAFETY (all views): these rows of this step's slots, which only this
+    // call touches (the contract); the slots read differ from the one
+    // written (`Dims::slots`, `skip_slot`).
+    let (h_prev, h_skip, h_new, c_prev, c_new, extra, gates, hg, y) = unsafe {
+        let row = |slot: usize| slot * bh + b0 * h;
+        (
+            v.hs.read(row(before), w * h),
+            v.hs.read(row(sk), w * h),
+            v.hs.at(row(after), w * h),
+            v.cs.read(row(before), w * h),
+            v.cs.at(row(after), w * h),
+            v.extra.at(row(t), w * h),
+            v.gates.at((t * bn + b0) * gh, w * gh),
+            v.hg.at(b0 * gh, w * gh),
+            v.y.at((t * bn + b0) * y_stride + y_off, (w - 1) * y_stride + h),
+        )
     };
-    let extra: &mut [T] = if d.extra.is_empty() {
-        &mut []
-    } else {
-        &mut d.extra[t * bh..][..bh]
-    };
+    let lengths = lengths.map(|l| &l[rows.clone()]);
     // Rows sorted longest first (as a packed batch is): the step runs on
     // the rows still inside their sequences, and the others carry.
     if let Some(m) = dm.active_rows(lengths, t) {
-        let (mh, mg) = (m * dm.h, m * gh);
+        let (mh, mg) = (m * h, m * gh);
         let io = StepForward {
             h_prev: &h_prev[..mh],
             h_skip: skip.then(|| &h_skip[..mh]),
             h_new: &mut h_new[..mh],
             c_prev: &c_prev[..mh.min(c_prev.len())],
             c_new: head(c_new, mh),
-            gates: &mut d.gates[t * bn * gh..][..mg],
+            gates: &mut gates[..mg],
             extra: head(extra, mh),
-            hg: head(&mut d.hg, mg),
-            y: &mut y[t * bn * y_stride + y_off..],
+            hg: head(hg, mg),
+            y: &mut y[..],
             y_stride,
             mask: StepMask { lengths: None, t },
         };
         if m > 0 {
-            cell::forward_step(dm.cell, dm.h, p, io);
+            cell::forward_step(dm.cell, h, p, io);
         }
         h_new[mh..].copy_from_slice(&h_prev[mh..]);
         if !c_prev.is_empty() {
             c_new[mh..].copy_from_slice(&c_prev[mh..]);
         }
-        for b in m..bn {
-            y[(t * bn + b) * y_stride + y_off..][..dm.h].fill(T::ZERO);
+        for b in m..w {
+            y[b * y_stride..][..h].fill(T::ZERO);
         }
         return;
     }
@@ -426,14 +499,14 @@ pub(super) fn step<T: Float>(
         h_new,
         c_prev,
         c_new,
-        gates: &mut d.gates[t * bn * gh..][..bn * gh],
+        gates,
         extra,
-        hg: &mut d.hg,
-        y: &mut y[t * bn * y_stride + y_off..],
+        hg,
+        y,
         y_stride,
         mask: StepMask { lengths, t },
     };
-    cell::forward_step(dm.cell, dm.h, p, io);
+    cell::forward_step(dm.cell, h, p, io);
 }
 
 /// Sets dL/d(final state) (zeros when not given) before the first

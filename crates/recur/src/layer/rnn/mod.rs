@@ -368,7 +368,25 @@ impl Rnn {
                     dir::step(dm, &p, dw, s, lengths, y, off, stride);
                 }
             };
+            let p0 = self.slots[l * d].params_packed(store.view(), &alphas[0]);
             match &mut dirs[..] {
+                [fwd] if dir::rows_split(bn, h, p0.q_hh.is_some()) => {
+                    // Each row's recurrence is its own: both threads run
+                    // every step, each on half the rows, and meet once
+                    // for the layer instead of at every step.
+                    let dm = Dims::new(cfg, tn, bn, inp, false);
+                    let p = &p0;
+                    let v = dir::DirRows::new(fwd, y);
+                    let half = bn / 2;
+                    crate::pool::pool().run(2, &|i| {
+                        let rows = if i == 0 { 0..half } else { half..bn };
+                        for s in 0..tn {
+                            // SAFETY: the tasks take disjoint rows, and
+                            // `fwd` and `y` stay borrowed until both end.
+                            unsafe { dir::step_rows(dm, p, v, s, lengths, 0, h, rows.clone()) };
+                        }
+                    });
+                }
                 [fwd] => run(0, fwd, y, 0, h),
                 [fwd, bwd] if crate::gemm::threads() > 1 => {
                     y_rev.resize(tn * bn * h, T::ZERO);
