@@ -318,6 +318,29 @@ fn bf16_training_gradients_are_close_to_f32() {
     }
 }
 
+/// bf16 training's gradients at 1 and 2 threads, where two threads split
+/// each layer's rows (B·H ≥ 4,096) or each step: the same numbers.
+#[test]
+fn bf16_training_does_not_depend_on_the_thread_count() {
+    let _turn = GLOBAL.lock().unwrap_or_else(|e| e.into_inner());
+    for (t, b) in [(6, 64), (6, 8)] {
+        let x = batch(t, b, 4);
+        for cell in CELLS {
+            let run = |threads: usize| {
+                recur::gemm::set_threads(threads);
+                let mut m = model(cell);
+                m.set_training_precision(Precision::Bf16).unwrap();
+                m.forward_backward_with(&mut LmWorkspace::new(), &x.inputs, &x.targets, t, b, None)
+                    .unwrap();
+                m.store().grads.clone()
+            };
+            let (one, two) = (run(1), run(2));
+            recur::gemm::set_threads(0);
+            assert!(one == two, "{cell:?} T={t} B={b}");
+        }
+    }
+}
+
 /// A bf16 run stays within 1% of the f32 run's loss at the same step; its
 /// packed copies follow every update (its logits equal those of its f32
 /// weights converted afresh); and 1 and 2 threads give the same numbers.
