@@ -506,7 +506,46 @@ impl Rnn {
                     dir::step_backward(dm, &p, dw, s, lengths, dy_t, d * h);
                 }
             };
+            let p0 = self.slots[l * d].params_packed(view, &alphas[0]);
+            let dm0 = Dims::new(cfg, tn, bn, inp, false);
             match &mut dirs[..] {
+                [fwd]
+                    if dir::rows_split_backward(dm0, p0.q_hh.is_some())
+                        && fwd.d_logit.is_empty() =>
+                {
+                    // As forward: half the rows on each thread for the
+                    // whole sequence; each flips between the two dL/dh
+                    // buffers by the parity of the steps it has taken.
+                    let dm = dm0;
+                    let p = &p0;
+                    let v = dir::DirRowsBack::new(fwd);
+                    let half = bn / 2;
+                    crate::pool::pool().run(2, &|i| {
+                        let rows = if i == 0 { 0..half } else { half..bn };
+                        for (k, s) in (0..tn).rev().enumerate() {
+                            let dy_t = &dy_l[dm.time(s) * bn * h..];
+                            // SAFETY: the tasks take disjoint rows, and
+                            // `fwd` stays borrowed until both end.
+                            unsafe {
+                                dir::step_backward_rows(
+                                    dm,
+                                    p,
+                                    v,
+                                    s,
+                                    k % 2,
+                                    lengths,
+                                    dy_t,
+                                    h,
+                                    rows.clone(),
+                                )
+                            };
+                        }
+                    });
+                    // Where the one-thread loop's swaps would have left it.
+                    if tn % 2 == 1 {
+                        std::mem::swap(&mut fwd.dh, &mut fwd.dh_next);
+                    }
+                }
                 [fwd, bwd] if crate::gemm::threads() > 1 => {
                     crate::pool::join(|| run(0, fwd), || run(1, bwd))
                 }
