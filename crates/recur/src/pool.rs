@@ -190,6 +190,13 @@ pub(crate) fn par_ranges(len: usize, min: usize, f: &(dyn Fn(std::ops::Range<usi
     });
 }
 
+/// Runs `f` on rows 0..n/2 here and n/2..n on a worker, at once: the two
+/// halves of a batch whose rows are independent.
+pub(crate) fn row_halves(n: usize, f: &(dyn Fn(std::ops::Range<usize>) + Sync)) {
+    let half = n / 2;
+    pool().run(2, &|i| f(if i == 0 { 0..half } else { half..n }));
+}
+
 /// Runs `a` and `b` at once, `b` on a worker (both here when the pool has
 /// no worker or is busy): the two directions of a bidirectional layer.
 pub(crate) fn join<A: FnOnce() + Send, B: FnOnce() + Send>(a: A, b: B) {

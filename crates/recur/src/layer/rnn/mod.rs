@@ -377,9 +377,7 @@ impl Rnn {
                     let dm = Dims::new(cfg, tn, bn, inp, false);
                     let p = &p0;
                     let v = dir::DirRows::new(fwd, y);
-                    let half = bn / 2;
-                    crate::pool::pool().run(2, &|i| {
-                        let rows = if i == 0 { 0..half } else { half..bn };
+                    crate::pool::row_halves(bn, &|rows| {
                         for s in 0..tn {
                             // SAFETY: the tasks take disjoint rows, and
                             // `fwd` and `y` stay borrowed until both end.
@@ -519,9 +517,7 @@ impl Rnn {
                     let dm = dm0;
                     let p = &p0;
                     let v = dir::DirRowsBack::new(fwd);
-                    let half = bn / 2;
-                    crate::pool::pool().run(2, &|i| {
-                        let rows = if i == 0 { 0..half } else { half..bn };
+                    crate::pool::row_halves(bn, &|rows| {
                         for (k, s) in (0..tn).rev().enumerate() {
                             let dy_t = &dy_l[dm.time(s) * bn * h..];
                             // SAFETY: the tasks take disjoint rows, and
