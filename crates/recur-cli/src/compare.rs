@@ -16,7 +16,7 @@ use recur::model::window::{WindowConfig, WindowLm};
 use recur::optim::OptimizerKind;
 use recur::plot::bar_plot;
 use recur::quant::Precision;
-use recur::train::{Budget, Data, Model, Quiet, TrainConfig, Trainer};
+use recur::train::{Budget, Data, Model, Quiet, ScheduleKind, TrainConfig, Trainer};
 use recur::CellKind;
 
 use crate::CliResult;
@@ -28,38 +28,50 @@ pub struct CompareArgs {
     #[arg(long)]
     pub data: PathBuf,
     /// Minutes for the whole comparison. The n-grams take seconds; of what they leave, the
-    /// fixed-window model gets 15%, the Elman RNN 25%, the GRU 20% and the LSTM 40%.
+    /// fixed-window model gets 15%, the Elman RNN 25%, the GRU 20% and the LSTM 40%. A neural
+    /// model stops after 3 evaluations without improvement and leaves its time to the next.
     #[arg(long, default_value_t = 15.0)]
     pub time: f64,
-    /// char or word.
+    /// char or word (whitespace-separated, <eos> per line).
     #[arg(long, default_value = "char")]
     pub level: String,
+    /// Word level: words seen fewer times become <unk>, for every model [default: 3 at word level].
+    #[arg(long)]
+    pub min_count: Option<usize>,
     /// The n-gram orders; the best on the held-out part is marked.
     #[arg(long, value_delimiter = ',', default_value = "2,3,4,5,6,7,8")]
     pub orders: Vec<usize>,
-    /// Tokens the fixed-window model sees.
-    #[arg(long, default_value_t = 16)]
-    pub context: usize,
+    /// Tokens the fixed-window model sees [default: 16 characters, 3 words].
+    #[arg(long)]
+    pub context: Option<usize>,
     /// Hidden units of the neural models.
     #[arg(long, default_value_t = 512)]
     pub hidden: usize,
-    /// Embedding width of the neural models.
-    #[arg(long, default_value_t = 64)]
-    pub embed: usize,
-    /// Dropout of the fixed-window model's hidden layer.
-    #[arg(long, default_value_t = 0.2)]
-    pub window_dropout: f64,
-    /// Products of the recurrent nets' training: f32, or bf16 (with f32
-    /// master weights; fast where the CPU has AVX512-BF16). The window
-    /// model stays f32.
+    /// Embedding width of the neural models [default: 64 for characters, 128 for words].
+    #[arg(long)]
+    pub embed: Option<usize>,
+    /// Dropout of the recurrent nets (embeddings and output) [default: 0 for characters, 0.5 for words].
+    #[arg(long)]
+    pub dropout: Option<f64>,
+    /// Dropout of the fixed-window model's hidden layer [default: 0.2 for characters, 0.5 for words].
+    #[arg(long)]
+    pub window_dropout: Option<f64>,
+    /// Dropout of the fixed-window model's embeddings [default: 0 for characters, 0.2 for words].
+    #[arg(long)]
+    pub window_embed_dropout: Option<f64>,
+    /// Products of the neural models' training: f32, or bf16 (with f32
+    /// master weights; fast where the CPU has AVX512-BF16).
     #[arg(long, default_value = "f32")]
     pub precision: String,
-    /// Batch B of the neural models.
-    #[arg(long, default_value_t = 64)]
-    pub batch: usize,
-    /// Steps T of truncated BPTT (and of the window model's batches).
-    #[arg(long, default_value_t = 100)]
-    pub seq_len: usize,
+    /// Adam's learning rate for the neural models [default: 0.002 for characters, 0.001 for words].
+    #[arg(long)]
+    pub lr: Option<f32>,
+    /// Batch B of the neural models [default: 64 for characters, 32 for words].
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Steps T of truncated BPTT (and of the window model's batches) [default: 100 for characters, 35 for words].
+    #[arg(long)]
+    pub seq_len: Option<usize>,
     /// Held-out fraction.
     #[arg(long, default_value_t = 0.05)]
     pub val_fraction: f64,
@@ -83,17 +95,77 @@ struct Row {
     seconds: f64,
 }
 
-/// Trains `model` on `data` for `minutes` with Adam (lr 2e-3, clip 5) and
-/// its products in `precision`, and gives its best held-out loss.
+/// The settings that depend on the level, with the user's choices in.
+struct Settings {
+    min_count: usize,
+    context: usize,
+    embed: usize,
+    dropout: f64,
+    window_dropout: f64,
+    window_embed_dropout: f64,
+    batch: usize,
+    seq_len: usize,
+    lr: f32,
+}
+
+impl Settings {
+    /// Characters: no vocabulary to thin, a window of 16, light dropout.
+    /// Words: the rare words as <unk> (a vocabulary of 7,034 on
+    /// tinyshakespeare), a window of 3 (the n-grams gain nothing past
+    /// trigrams there), and the dropout small word corpora need.
+    fn new(a: &CompareArgs, level: Level) -> anyhow::Result<Settings> {
+        let word = level == Level::Word;
+        let pick = |given: Option<f64>, char: f64, w: f64| given.unwrap_or(if word { w } else { char });
+        let s = Settings {
+            min_count: a.min_count.unwrap_or(if word { 3 } else { 1 }),
+            context: a.context.unwrap_or(if word { 3 } else { 16 }),
+            embed: a.embed.unwrap_or(if word { 128 } else { 64 }),
+            dropout: pick(a.dropout, 0.0, 0.5),
+            window_dropout: pick(a.window_dropout, 0.2, 0.5),
+            window_embed_dropout: pick(a.window_embed_dropout, 0.0, 0.2),
+            batch: a.batch.unwrap_or(if word { 32 } else { 64 }),
+            seq_len: a.seq_len.unwrap_or(if word { 35 } else { 100 }),
+            lr: a.lr.unwrap_or(if word { 1e-3 } else { 2e-3 }),
+        };
+        if !(s.lr.is_finite() && s.lr > 0.0) {
+            bail!("--lr: expected a learning rate > 0, got {}", s.lr);
+        }
+        for (flag, p) in [
+            ("--dropout", s.dropout),
+            ("--window-dropout", s.window_dropout),
+            ("--window-embed-dropout", s.window_embed_dropout),
+        ] {
+            if !(0.0..1.0).contains(&p) {
+                bail!("{flag}: expected a probability in [0, 1), got {p}");
+            }
+        }
+        if level == Level::Char && a.min_count.is_some_and(|m| m > 1) {
+            bail!("--min-count is for --level word: every character is kept");
+        }
+        Ok(s)
+    }
+}
+
+/// Evaluations without a better held-out loss after which a neural model
+/// stops, leaving the rest of its time to the models after it.
+const PATIENCE: u32 = 3;
+
+/// Trains `model` on `data` for at most `minutes` with Adam at `lr` (clip
+/// 5, the rate halved after every evaluation that does not improve on the
+/// best, stopping after [`PATIENCE`] such) and its products in
+/// `precision`, and gives its best held-out loss.
 fn neural<M: Model<Batch = recur::data::LmBatch>>(
     model: M,
     data: LmData,
     minutes: f64,
+    lr: f32,
     seed: u64,
     precision: Precision,
 ) -> anyhow::Result<(f64, usize)> {
     let params = model.store().len();
-    let mut cfg = TrainConfig::new(OptimizerKind::Adam, 2e-3);
+    let mut cfg = TrainConfig::new(OptimizerKind::Adam, lr);
+    cfg.schedule = ScheduleKind::Plateau;
+    cfg.patience = PATIENCE;
     cfg.clip_norm = 5.0;
     cfg.seed = seed;
     cfg.precision = precision;
@@ -117,22 +189,17 @@ pub fn compare(a: CompareArgs) -> CliResult {
     if a.orders.is_empty() || a.orders.contains(&0) {
         bail!("--orders: expected orders of at least 1, such as 2,3,5");
     }
-    if !(0.0..1.0).contains(&a.window_dropout) {
-        bail!(
-            "--window-dropout: expected a probability in [0, 1), got {}",
-            a.window_dropout
-        );
-    }
     let precision = match crate::parse_precision(&a.precision)? {
         Precision::Int8 => bail!("--precision: training runs in f32 or bf16, not int8"),
         p => p,
     };
     let level = Level::from_name(&a.level)
         .with_context(|| format!("--level: expected char or word, got '{}'", a.level))?;
+    let set = Settings::new(&a, level)?;
     let text = read_text(&a.data)?;
     let source = a.data.display().to_string();
     let tokens = tokenize(&text, level);
-    let vocab = Vocab::build(level, &tokens, 1)?;
+    let vocab = Vocab::build(level, &tokens, set.min_count)?;
     let ids = vocab.encode(&tokens, &source)?;
     let (train, val) = split_train_val(&ids, a.val_fraction);
     if val.len() < 2 {
@@ -169,17 +236,21 @@ pub fn compare(a: CompareArgs) -> CliResult {
         .min_by(|&i, &j| rows[i].val_loss.total_cmp(&rows[j].val_loss))
         .expect("at least one order");
     rows[best].best = true;
-    // Of the time left: window, Elman, GRU, LSTM. The window model
-    // overfits within its share (even with dropout); the LSTM, the one
-    // closest to the n-grams, gains most from more.
-    let left = (a.time - started.elapsed().as_secs_f64() / 60.0).max(0.05);
-    let share = [0.15, 0.25, 0.20, 0.40].map(|f| f * left);
+    // Of the time left: window, Elman, GRU, LSTM, in these proportions.
+    // The window model overfits soonest; the LSTM, the one closest to the
+    // n-grams on characters, gains most from more. A model that stops
+    // early leaves its time to those after it.
+    let weights = [0.15, 0.25, 0.20, 0.40];
+    let share = |i: usize| {
+        let left = (a.time - started.elapsed().as_secs_f64() / 60.0).max(0.05);
+        left * weights[i] / weights[i..].iter().sum::<f64>()
+    };
     let data = || {
         LmData::new(
             &ids,
             vocab.clone(),
-            a.batch,
-            a.seq_len,
+            set.batch,
+            set.seq_len,
             a.val_fraction,
             &source,
         )
@@ -188,40 +259,41 @@ pub fn compare(a: CompareArgs) -> CliResult {
     let window = WindowLm::<f32>::new(
         WindowConfig {
             vocab_size: v,
-            context: a.context,
-            embed: a.embed,
+            context: set.context,
+            embed: set.embed,
             hidden: a.hidden,
-            dropout: a.window_dropout,
+            dropout: set.window_dropout,
+            embed_dropout: set.window_embed_dropout,
         },
         a.seed,
     )
-    .context("--context, --embed, --hidden, --window-dropout")?;
-    let (loss, params) = neural(window, data()?, share[0], a.seed, Precision::F32)?;
+    .context("--context, --embed, --hidden")?;
+    let (loss, params) = neural(window, data()?, share(0), set.lr, a.seed, precision)?;
     rows.push(Row {
-        model: format!("fixed window (K = {})", a.context),
+        model: format!("fixed window (K = {})", set.context),
         best: false,
         val_loss: loss,
         params,
         seconds: t0.elapsed().as_secs_f64(),
     });
-    for (name, cell, minutes) in [
-        ("Elman RNN (tanh)", CellKind::RnnTanh, share[1]),
-        ("GRU", CellKind::Gru, share[2]),
-        ("LSTM", CellKind::Lstm, share[3]),
+    for (i, name, cell) in [
+        (1, "Elman RNN (tanh)", CellKind::RnnTanh),
+        (2, "GRU", CellKind::Gru),
+        (3, "LSTM", CellKind::Lstm),
     ] {
         let t0 = Instant::now();
         let m = LanguageModel::new(
             LmConfig {
                 cell,
                 vocab_size: v,
-                embed: a.embed,
+                embed: set.embed,
                 hidden: a.hidden,
                 layers: 1,
-                dropout: 0.0,
+                dropout: set.dropout,
             },
             a.seed,
         )?;
-        let (loss, params) = neural(m, data()?, minutes, a.seed, precision)?;
+        let (loss, params) = neural(m, data()?, share(i), set.lr, a.seed, precision)?;
         rows.push(Row {
             model: name.into(),
             best: false,

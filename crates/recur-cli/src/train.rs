@@ -166,6 +166,9 @@ pub struct TrainArgs {
     /// --model window: the tokens K the model sees.
     #[arg(long, default_value_t = 8)]
     pub context: usize,
+    /// --model window: dropout on the concatenated embeddings (--dropout is the hidden layer's) [default: 0].
+    #[arg(long)]
+    pub embed_dropout: Option<f64>,
     /// Cell: lstm, gru, gru-reset-before, rnn-tanh, rnn-relu [default: lstm].
     #[arg(long)]
     pub cell: Option<String>,
@@ -206,16 +209,16 @@ pub struct TrainArgs {
     /// Weight decay (decoupled for adamw).
     #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     pub weight_decay: f32,
-    /// Learning-rate schedule: constant, step (Zaremba: ×--lr-decay each epoch from --decay-start) or cosine.
+    /// Learning-rate schedule: constant, step (Zaremba: ×--lr-decay each epoch from --decay-start), cosine, or plateau (×--lr-decay after each evaluation that does not improve the validation loss, down to --min-lr).
     #[arg(long, default_value = "constant")]
     pub schedule: String,
-    /// Step schedule: factor per epoch.
+    /// Step schedule: factor per epoch; plateau: factor per evaluation without improvement.
     #[arg(long, default_value_t = 0.5)]
     pub lr_decay: f32,
     /// Step schedule: first decayed epoch (0-based).
     #[arg(long, default_value_t = 4)]
     pub decay_start: usize,
-    /// Cosine schedule: final learning rate.
+    /// Cosine schedule: final learning rate; plateau: the lowest.
     #[arg(long, default_value_t = 0.0)]
     pub min_lr: f32,
     /// Clip the global gradient norm (0: off).
@@ -260,7 +263,7 @@ pub struct TrainArgs {
         "class_weights", "patience", "folds", "overwrite", "attention", "input_feeding",
         "reverse_source", "encoder_layers", "teacher_forcing", "label_smoothing", "vocab", "max_tokens",
         "condition", "condition_mode", "on_divergence", "char_embed", "char_hidden", "word_dropout", "noise", "patch", "pretrain",
-        "model", "order", "context", "gradient_regulariser", "precision",
+        "model", "order", "context", "embed_dropout", "gradient_regulariser", "precision",
     ])]
     pub resume: Option<PathBuf>,
     /// When a batch's loss or gradient diverges (not finite, or above 10× the loss of uniform
@@ -506,6 +509,9 @@ pub fn run(a: TrainArgs) -> CliResult {
         }
         other => bail!("--model: unknown model '{other}': expected rnn, window or ngram"),
     }
+    if a.embed_dropout.is_some() {
+        bail!("--embed-dropout is for --model window; the recurrent model's --dropout covers its embeddings");
+    }
     match &a.resume {
         Some(dir)
             if recur::checkpoint::file_format(&dir.join("last.safetensors"))
@@ -596,22 +602,25 @@ impl TrainedLm for WindowLm<f32> {
             embed: a.embed.unwrap_or(64),
             hidden: a.hidden.unwrap_or(if demo { 256 } else { 512 }),
             dropout: a.dropout.unwrap_or(0.0),
+            embed_dropout: a.embed_dropout.unwrap_or(0.0),
         };
-        WindowLm::new(cfg, a.seed).context("--context, --embed, --hidden, --dropout")
+        WindowLm::new(cfg, a.seed).context("--context, --embed, --hidden, --dropout, --embed-dropout")
     }
     fn describe(&self) -> String {
         let c = self.config();
         format!(
-            "a fixed-window model (K = {} tokens, {} embed, {} hidden, dropout {}, {} parameters)",
+            "a fixed-window model (K = {} tokens, {} embed, {} hidden, dropout {} on the hidden layer and {} on the embeddings, {} parameters)",
             c.context,
             c.embed,
             c.hidden,
             c.dropout,
+            c.embed_dropout,
             self.store.len()
         )
     }
     fn set_dropout(&mut self, p: f64) -> anyhow::Result<()> {
-        WindowLm::set_dropout(self, p).context("--dropout")
+        let e = self.config().embed_dropout;
+        WindowLm::set_dropout(self, p, e).context("--dropout")
     }
     fn set_gradient_regulariser(&mut self, weight: f64) -> anyhow::Result<()> {
         if weight != 0.0 {
@@ -842,7 +851,7 @@ pub fn train_config(a: &TrainArgs, lr: f32) -> anyhow::Result<TrainConfig> {
     })?;
     let schedule = ScheduleKind::from_name(&a.schedule).with_context(|| {
         format!(
-            "--schedule: unknown schedule '{}': expected constant, step or cosine",
+            "--schedule: unknown schedule '{}': expected constant, step, cosine or plateau",
             a.schedule
         )
     })?;

@@ -216,6 +216,7 @@ fn training_steps() {
             embed: 8,
             hidden: 32,
             dropout: 0.2,
+            embed_dropout: 0.1,
         },
         1,
     )

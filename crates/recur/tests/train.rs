@@ -223,3 +223,48 @@ fn a_loss_far_above_uniform_stops_or_is_skipped() {
     assert!(p.skips_in_a_row < recur::train::MAX_SKIPS, "{p:?}");
     assert!(p.step > p.skipped, "it went on learning: {p:?}");
 }
+
+/// The plateau schedule: × lr_decay after every evaluation that does not
+/// improve the best validation loss, never below min_lr; its factor is
+/// saved with the run, and a resumed run goes on at the cut rate.
+#[test]
+fn the_plateau_schedule_cuts_the_rate_after_each_evaluation_without_improvement() {
+    let mut c = TrainConfig::new(OptimizerKind::Adam, 0.05);
+    c.schedule = ScheduleKind::Plateau;
+    c.lr_decay = 0.5;
+    c.min_lr = 0.01;
+    c.clip_norm = 1.0;
+    let (m, d) = lm_parts();
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = Trainer::new(m, d, c.clone()).unwrap();
+    // A rate this high on a paragraph overfits within a few evaluations.
+    t.run(Budget::Steps(30), 1, Some(dir.path()), &mut Quiet)
+        .unwrap();
+    let (mut best, mut scale, mut misses) = (f64::INFINITY, 1.0f32, 0);
+    for line in t.history() {
+        // The rate logged is the one this evaluation's step used.
+        assert_eq!(line.lr, (0.05 * scale).max(0.01), "at step {}", line.step);
+        let v = line.val_loss.unwrap();
+        if v < best {
+            best = v;
+        } else {
+            scale *= 0.5;
+            misses += 1;
+        }
+    }
+    assert!(misses >= 3, "{misses} evaluations without improvement");
+    assert_eq!(t.progress().plateau_scale, scale);
+    assert_eq!(t.train_step().unwrap().lr, 0.01, "the floor");
+    let (m, d) = lm_parts();
+    let mut r = Trainer::resume(dir.path(), m, d, None).unwrap();
+    assert_eq!(r.progress().plateau_scale, scale);
+    assert_eq!(r.train_step().unwrap().lr, 0.01);
+    // Other schedules leave the factor alone; a factor above 1 is refused.
+    let (m, d) = lm_parts();
+    let mut constant = Trainer::new(m, d, TrainConfig::new(OptimizerKind::Adam, 0.05)).unwrap();
+    constant.run(Budget::Steps(10), 1, None, &mut Quiet).unwrap();
+    assert_eq!(constant.progress().plateau_scale, 1.0);
+    c.lr_decay = 1.5;
+    let (m, d) = lm_parts();
+    assert!(Trainer::new(m, d, c).is_err());
+}

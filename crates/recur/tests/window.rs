@@ -17,6 +17,7 @@ fn cfg() -> WindowConfig {
         embed: 4,
         hidden: 5,
         dropout: 0.0,
+        embed_dropout: 0.0,
     }
 }
 
@@ -85,7 +86,7 @@ fn gradients_match_finite_differences_through_the_table_with_dropout() {
     let grads = m.store.grads.clone();
     let mut plain = WindowLm::<f64>::zeros(cfg).unwrap();
     plain.store.params.copy_from_slice(&m.store.params);
-    plain.set_dropout(0.0).unwrap();
+    plain.set_dropout(0.0, 0.0).unwrap();
     assert_ne!(with, pass(&mut plain, false), "dropout changes the loss");
     let worst = check_gradients(
         "window table dropout",
@@ -99,7 +100,67 @@ fn gradients_match_finite_differences_through_the_table_with_dropout() {
         },
     );
     assert!(worst < 1e-6);
-    assert!(m.set_dropout(1.0).is_err());
+    assert!(m.set_dropout(1.0, 0.0).is_err());
+    assert!(m.set_dropout(0.0, 1.0).is_err());
+}
+
+/// Embedding dropout, with the hidden layer's: a batch of N = 20 rows
+/// would go through the table, but dropped embeddings make every window
+/// its own, so it takes the product; the gradients still match finite
+/// differences, and without the dropouts the two paths agree again.
+#[test]
+fn gradients_match_finite_differences_with_embedding_dropout() {
+    use rand::SeedableRng;
+    let mut rng = Lcg(14);
+    let b = table_batches(&mut rng);
+    let cfg = WindowConfig {
+        dropout: 0.3,
+        embed_dropout: 0.4,
+        ..cfg()
+    };
+    let pass = |m: &mut WindowLm<f64>, grad: bool| {
+        let mut ws = WindowWs::new();
+        let mut draw = rand_chacha::ChaCha8Rng::seed_from_u64(10);
+        m.forward_with(&mut ws, &b[0].0, 4, 5, Some(&mut draw))
+            .unwrap();
+        m.forward_with(&mut ws, &b[1].0, 4, 5, Some(&mut draw))
+            .unwrap();
+        m.loss_backward(&mut ws, &b[1].1, 4, 5, grad).unwrap()
+    };
+    let mut m = WindowLm::<f64>::new(cfg.clone(), 6).unwrap();
+    let with = pass(&mut m, true);
+    let grads = m.store.grads.clone();
+    let mut hidden_only = WindowLm::<f64>::zeros(cfg.clone()).unwrap();
+    hidden_only.store.params.copy_from_slice(&m.store.params);
+    hidden_only.set_dropout(0.3, 0.0).unwrap();
+    assert_ne!(with, pass(&mut hidden_only, false), "embedding dropout changes the loss");
+    let worst = check_gradients(
+        "window embedding dropout",
+        &mut m,
+        |m| &mut m.store,
+        &grads,
+        |m| {
+            let mut m2 = WindowLm::<f64>::zeros(m.config().clone()).unwrap();
+            m2.store.params.copy_from_slice(&m.store.params);
+            pass(&mut m2, false)
+        },
+    );
+    assert!(worst < 1e-6, "{worst}");
+    // The embeddings are among the parameters checked.
+    let emb = (cfg.vocab_size + 1) * cfg.embed;
+    assert!(grads[..emb].iter().any(|&g| g != 0.0));
+    // Inference ignores both dropouts.
+    let mut plain = WindowLm::<f64>::zeros(WindowConfig {
+        dropout: 0.0,
+        embed_dropout: 0.0,
+        ..cfg
+    })
+    .unwrap();
+    plain.store.params.copy_from_slice(&m.store.params);
+    let (mut x, mut y) = (WindowWs::new(), WindowWs::new());
+    m.forward(&mut x, &b[0].0, 4, 5).unwrap();
+    plain.forward(&mut y, &b[0].0, 4, 5).unwrap();
+    assert_eq!(x.logits(), y.logits());
 }
 
 #[test]
@@ -192,6 +253,7 @@ fn trains_on_a_stream_to_below_the_unigram_loss() {
             embed: 8,
             hidden: 32,
             dropout: 0.0,
+            embed_dropout: 0.0,
         },
         1,
     )
@@ -202,4 +264,47 @@ fn trains_on_a_stream_to_below_the_unigram_loss() {
     let after = t.evaluate().unwrap().unwrap().loss;
     assert!(after < 0.5 * before, "{before} -> {after}");
     assert_eq!(t.model.metadata()[0].1, "recur-window-lm");
+}
+
+/// bf16 training: the hidden and output products read bf16 copies of the
+/// weights, converted again after every update. On the product path (a
+/// word-sized vocabulary) it follows the f32 run closely.
+#[test]
+fn trains_in_bf16_like_f32() {
+    use recur::quant::Precision;
+    let text = "the cat sat on the mat and the dog sat on the log\n".repeat(40);
+    let tokens = recur::data::tokenize(&text, Level::Word);
+    let vocab = Vocab::build(Level::Word, &tokens, 1).unwrap();
+    let ids = vocab.encode(&tokens, "text").unwrap();
+    let run = |precision: Precision| {
+        let data = LmData::new(&ids, vocab.clone(), 8, 16, 0.1, "text").unwrap();
+        let model = WindowLm::<f32>::new(
+            WindowConfig {
+                vocab_size: vocab.len(),
+                context: 3,
+                embed: 16,
+                hidden: 64,
+                dropout: 0.1,
+                embed_dropout: 0.1,
+            },
+            1,
+        )
+        .unwrap();
+        let mut c = TrainConfig::new(OptimizerKind::Adam, 1e-2);
+        c.precision = precision;
+        let mut t = Trainer::new(model, data, c).unwrap();
+        let before = t.evaluate().unwrap().unwrap().loss;
+        t.run(Budget::Steps(60), 0, None, &mut Quiet).unwrap();
+        let after = t.evaluate().unwrap().unwrap().loss;
+        (before, after, t.model.store.params.clone())
+    };
+    let (before, f32_after, f32_weights) = run(Precision::F32);
+    let (_, bf16_after, bf16_weights) = run(Precision::Bf16);
+    assert!(f32_after < 0.5 * before, "{before} -> {f32_after}");
+    assert!(
+        (bf16_after - f32_after).abs() < 0.05 * f32_after,
+        "bf16 {bf16_after}, f32 {f32_after}"
+    );
+    // The products did run in bf16.
+    assert_ne!(f32_weights, bf16_weights);
 }

@@ -24,6 +24,7 @@ use crate::layer::embedding::{gather_rows, scatter_rows, Embedding};
 use crate::layer::linear::Linear;
 use crate::layer::loss::softmax_cross_entropy;
 use crate::params::ParamStore;
+use crate::quant::Precision;
 use crate::sample::{sample_loop, Decoding};
 use crate::train::{Evaluation, Metadata, Model};
 
@@ -45,6 +46,10 @@ pub struct WindowConfig {
     /// without it have none).
     #[serde(default)]
     pub dropout: f64,
+    /// Dropout probability on the concatenated embeddings, in training
+    /// only (files without it have none).
+    #[serde(default)]
+    pub embed_dropout: f64,
 }
 
 impl WindowConfig {
@@ -65,11 +70,10 @@ impl WindowConfig {
                 self.vocab_size, self.context, self.embed, self.hidden
             )));
         }
-        if !(0.0..1.0).contains(&self.dropout) {
-            return Err(Error::Config(format!(
-                "dropout must be in [0, 1), got {}",
-                self.dropout
-            )));
+        for (what, p) in [("dropout", self.dropout), ("embedding dropout", self.embed_dropout)] {
+            if !(0.0..1.0).contains(&p) {
+                return Err(Error::Config(format!("{what} must be in [0, 1), got {p}")));
+            }
         }
         if self.param_count().is_none() || self.vocab_size >= u32::MAX as usize {
             return Err(Error::Config("the fixed-window model is too large".into()));
@@ -83,8 +87,13 @@ impl WindowConfig {
 pub struct WindowWs<T> {
     /// `[N, K]` the window of each row.
     ids: Vec<u32>,
-    /// `[N, K·E]` concatenated embeddings (the product path only).
+    /// `[N, K·E]` concatenated embeddings (the product path only), after
+    /// embedding dropout when it ran.
     x: Vec<T>,
+    /// `[N, K·E]` embedding dropout mask (0 or 1/(1 − p)).
+    x_mask: Vec<T>,
+    /// Whether the last forward applied embedding dropout.
+    x_dropped: bool,
     /// `[K, V + 1, H]` each position's slice of the hidden weight applied
     /// to every embedding (the table path), then its gradient.
     table: Vec<T>,
@@ -114,6 +123,8 @@ impl<T> WindowWs<T> {
         WindowWs {
             ids: Vec::new(),
             x: Vec::new(),
+            x_mask: Vec::new(),
+            x_dropped: false,
             table: Vec::new(),
             a: Vec::new(),
             a_drop: Vec::new(),
@@ -195,10 +206,12 @@ impl<T: Float> WindowLm<T> {
         &self.config
     }
 
-    /// Sets the dropout probability of training.
-    pub fn set_dropout(&mut self, p: f64) -> Result<()> {
+    /// Sets the dropout probabilities of training: on the hidden layer and
+    /// on the embeddings.
+    pub fn set_dropout(&mut self, p: f64, embed: f64) -> Result<()> {
         let cfg = WindowConfig {
             dropout: p,
+            embed_dropout: embed,
             ..self.config.clone()
         };
         cfg.check()?;
@@ -358,9 +371,10 @@ impl<T: Float> WindowLm<T> {
         inputs: &[u32],
         t: usize,
         b: usize,
-        rng: Option<&mut dyn RngCore>,
+        mut rng: Option<&mut dyn RngCore>,
     ) -> Result<()> {
         let ((v, k, e, h), p) = (self.dims(), self.config.dropout);
+        let pe = self.config.embed_dropout;
         let n = t * b;
         if inputs.len() != n {
             return Err(Error::Shape {
@@ -373,11 +387,18 @@ impl<T: Float> WindowLm<T> {
         check_ids("token ids", "inputs", "token", inputs, v)?;
         self.windows(ws, inputs, t, b);
         ws.a.resize(n * h, T::ZERO);
-        if self.uses_table(n) {
+        // Embedding dropout makes every window's input its own, so no
+        // table can hold the products.
+        ws.x_dropped = rng.is_some() && pe > 0.0;
+        if self.uses_table(n) && !ws.x_dropped {
             self.hidden_from_table(ws, n);
         } else {
             ws.x.resize(n * k * e, T::ZERO);
             self.embedding.forward(&self.store, &ws.ids, &mut ws.x);
+            if let Some(rng) = rng.as_deref_mut().filter(|_| ws.x_dropped) {
+                ws.x_mask.resize(n * k * e, T::ZERO);
+                dropout_forward(&mut ws.x, &mut ws.x_mask, pe, rng);
+            }
             self.hidden.forward(&self.store, &ws.x, n, &mut ws.a);
         }
         ws.a.iter_mut().for_each(|z| *z = z.tanh());
@@ -429,12 +450,15 @@ impl<T: Float> WindowLm<T> {
             for (d, &a) in ws.da.iter_mut().zip(&ws.a) {
                 *d *= T::ONE - a * a;
             }
-            if self.uses_table(n) {
+            if self.uses_table(n) && !ws.x_dropped {
                 self.table_backward(ws, n);
             } else {
                 ws.dx.resize(n * k * e, T::ZERO);
                 self.hidden
                     .backward(&mut self.store, &ws.x, &ws.da, n, Some(&mut ws.dx));
+                if ws.x_dropped {
+                    dropout_backward(&mut ws.dx, &ws.x_mask);
+                }
                 self.embedding.backward(&mut self.store, &ws.ids, &ws.dx);
             }
         }
@@ -535,6 +559,14 @@ impl WindowLm<f32> {
 
 impl Model for WindowLm<f32> {
     type Batch = LmBatch;
+
+    /// bf16 converts the hidden and output weights for their products; a
+    /// pass through the table (character vocabularies) forms the table
+    /// from the f32 weights, a product over only K·(V + 1) rows.
+    fn set_training_precision(&mut self, precision: Precision) -> Result<()> {
+        let weights = [self.hidden.weight(), self.out.weight()];
+        self.store.set_training_precision(precision, &weights)
+    }
 
     fn store(&self) -> &ParamStore<f32> {
         &self.store

@@ -30,6 +30,16 @@ pub enum LrSchedule {
         /// The rate at and after `total_steps`.
         min_lr: f32,
     },
+    /// The base rate, × `decay` after every evaluation that does not
+    /// improve the best validation score, never below `min_lr`. The factor
+    /// so far lives in the run's progress (it depends on the evaluations),
+    /// and [`LrSchedule::lr`] gives the base rate.
+    Plateau {
+        /// Factor per evaluation without improvement.
+        decay: f32,
+        /// The lowest rate.
+        min_lr: f32,
+    },
 }
 
 impl LrSchedule {
@@ -37,7 +47,7 @@ impl LrSchedule {
     /// which falls in epoch `epoch` (0-based), given the base rate `base_lr`.
     pub fn lr(&self, base_lr: f32, step: u64, epoch: usize) -> f32 {
         match *self {
-            LrSchedule::Constant => base_lr,
+            LrSchedule::Constant | LrSchedule::Plateau { .. } => base_lr,
             LrSchedule::Step { decay, start_epoch } => {
                 let k = (epoch + 1).saturating_sub(start_epoch);
                 if k == 0 {

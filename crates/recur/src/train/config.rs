@@ -17,16 +17,21 @@ pub enum ScheduleKind {
     Step,
     /// Cosine annealing to `min_lr` over the run.
     Cosine,
+    /// × `lr_decay` after every evaluation that does not improve the best
+    /// validation score, down to `min_lr` (PyTorch's `ReduceLROnPlateau`
+    /// with patience 0; Mikolov's RNNLM halves its rate so).
+    Plateau,
 }
 
 impl ScheduleKind {
     /// Every kind, by its name.
-    pub const ALL: [(&'static str, ScheduleKind); 3] = [
+    pub const ALL: [(&'static str, ScheduleKind); 4] = [
         ("constant", ScheduleKind::Constant),
         ("step", ScheduleKind::Step),
         ("cosine", ScheduleKind::Cosine),
+        ("plateau", ScheduleKind::Plateau),
     ];
-    /// The kind called `s`: constant, step or cosine.
+    /// The kind called `s`: constant, step, cosine or plateau.
     pub fn from_name(s: &str) -> Option<ScheduleKind> {
         ScheduleKind::ALL
             .iter()
@@ -74,11 +79,13 @@ pub struct TrainConfig {
     pub weight_decay: f32,
     /// The learning-rate schedule.
     pub schedule: ScheduleKind,
-    /// Step schedule: factor applied after each epoch from `decay_start` on.
+    /// Step schedule: factor applied after each epoch from `decay_start` on;
+    /// plateau schedule: factor applied after each evaluation without
+    /// improvement.
     pub lr_decay: f32,
     /// Step schedule: first epoch (0-based) with a decayed rate.
     pub decay_start: usize,
-    /// Cosine schedule: the final rate.
+    /// Cosine schedule: the final rate; plateau schedule: the lowest.
     pub min_lr: f32,
     /// Cosine schedule: steps over which the rate falls (the run's length).
     pub total_steps: Option<u64>,
@@ -134,20 +141,17 @@ impl TrainConfig {
     }
 
     pub(crate) fn schedule(&self) -> Result<LrSchedule> {
+        self.check_decay()?;
         match self.schedule {
             ScheduleKind::Constant => Ok(LrSchedule::Constant),
-            ScheduleKind::Step => {
-                if !(self.lr_decay.is_finite() && self.lr_decay > 0.0) {
-                    return Err(Error::Config(format!(
-                        "lr decay must be a number > 0, got {}",
-                        self.lr_decay
-                    )));
-                }
-                Ok(LrSchedule::Step {
-                    decay: self.lr_decay,
-                    start_epoch: self.decay_start,
-                })
-            }
+            ScheduleKind::Step => Ok(LrSchedule::Step {
+                decay: self.lr_decay,
+                start_epoch: self.decay_start,
+            }),
+            ScheduleKind::Plateau => Ok(LrSchedule::Plateau {
+                decay: self.lr_decay,
+                min_lr: self.min_lr,
+            }),
             ScheduleKind::Cosine => match self.total_steps {
                 Some(total_steps) => Ok(LrSchedule::Cosine {
                     total_steps,
@@ -164,14 +168,7 @@ impl TrainConfig {
     /// only be known once the data is), naming the first that is out of
     /// range.
     pub fn check(&self) -> Result<()> {
-        if self.schedule == ScheduleKind::Step
-            && !(self.lr_decay.is_finite() && self.lr_decay > 0.0)
-        {
-            return Err(Error::Config(format!(
-                "lr decay must be a number > 0, got {}",
-                self.lr_decay
-            )));
-        }
+        self.check_decay()?;
         for (name, v) in [
             ("clip norm", self.clip_norm),
             ("clip value", self.clip_value),
@@ -184,6 +181,27 @@ impl TrainConfig {
         }
         self.optim_config()?;
         Ok(())
+    }
+
+    /// The step and plateau schedules' factor: > 0 (and, for the plateau,
+    /// at most 1), and the plateau's floor not negative.
+    fn check_decay(&self) -> Result<()> {
+        let d = self.lr_decay;
+        match self.schedule {
+            ScheduleKind::Step if !(d.is_finite() && d > 0.0) => Err(Error::Config(format!(
+                "lr decay must be a number > 0, got {d}"
+            ))),
+            ScheduleKind::Plateau if !(d > 0.0 && d <= 1.0) => Err(Error::Config(format!(
+                "the plateau schedule's lr decay must be in (0, 1], got {d}"
+            ))),
+            ScheduleKind::Plateau if !(self.min_lr.is_finite() && self.min_lr >= 0.0) => {
+                Err(Error::Config(format!(
+                    "min lr must be a number >= 0, got {}",
+                    self.min_lr
+                )))
+            }
+            _ => Ok(()),
+        }
     }
 
     pub(crate) fn validate(&self) -> Result<()> {

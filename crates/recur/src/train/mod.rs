@@ -257,6 +257,10 @@ pub struct Progress {
     /// Batches skipped in all.
     #[serde(default)]
     pub skipped: u64,
+    /// The plateau schedule's factor on the learning rate so far (1 for
+    /// other schedules).
+    #[serde(default = "one")]
+    pub plateau_scale: f32,
 }
 
 fn one() -> f32 {
@@ -274,6 +278,7 @@ impl Default for Progress {
             best_score: None,
             since_best: 0,
             lr_scale: 1.0,
+            plateau_scale: 1.0,
             skips_in_a_row: 0,
             skipped: 0,
         }
@@ -416,10 +421,13 @@ impl<M: Model, D: Data<Batch = M::Batch>> Trainer<M, D> {
         if c.clip_value > 0.0 {
             clip_grad_value(&mut [&mut store.grads], c.clip_value);
         }
-        let lr = self
+        let mut lr = self
             .schedule
-            .lr(c.lr, self.progress.step, self.progress.epoch)
-            * self.progress.lr_scale;
+            .lr(c.lr, self.progress.step, self.progress.epoch);
+        if let LrSchedule::Plateau { min_lr, .. } = self.schedule {
+            lr = (lr * self.progress.plateau_scale).max(min_lr.min(lr));
+        }
+        lr *= self.progress.lr_scale;
         self.opt.step(&mut [&mut store.params], &[&store.grads], lr);
         store.repack();
         self.progress.skips_in_a_row = 0;
@@ -595,6 +603,9 @@ impl<M: Model, D: Data<Batch = M::Batch>> Trainer<M, D> {
                 p.since_best = 0;
             } else {
                 p.since_best += 1;
+                if let LrSchedule::Plateau { decay, .. } = self.schedule {
+                    p.plateau_scale *= decay;
+                }
             }
         }
         let p = &self.progress;
