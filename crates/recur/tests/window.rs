@@ -61,45 +61,60 @@ fn table_batches(rng: &mut Lcg) -> [(Vec<u32>, Vec<u32>); 2] {
     [(ids(), ids()), (ids(), ids())]
 }
 
+/// Two table-sized batches in training mode, with the same dropout masks
+/// at every call (each pass draws from a fresh generator seeded `masks`):
+/// the loss, and the gradients when `grad`.
+fn dropout_pass(
+    m: &mut WindowLm<f64>,
+    b: &[(Vec<u32>, Vec<u32>); 2],
+    masks: u64,
+    grad: bool,
+) -> f64 {
+    use rand::SeedableRng;
+    let mut ws = WindowWs::new();
+    let mut draw = rand_chacha::ChaCha8Rng::seed_from_u64(masks);
+    m.forward_with(&mut ws, &b[0].0, 4, 5, Some(&mut draw))
+        .unwrap();
+    m.forward_with(&mut ws, &b[1].0, 4, 5, Some(&mut draw))
+        .unwrap();
+    m.loss_backward(&mut ws, &b[1].1, 4, 5, grad).unwrap()
+}
+
+/// A model of `cfg` (dropout on) whose every gradient over
+/// [`dropout_pass`] matches central differences, and whose loss differs
+/// from that of the same weights with `other`'s dropouts; the model and
+/// its gradients.
+fn check_dropout(
+    name: &str,
+    cfg: WindowConfig,
+    other: (f64, f64),
+    b: &[(Vec<u32>, Vec<u32>); 2],
+    masks: u64,
+) -> (WindowLm<f64>, Vec<f64>) {
+    let mut m = WindowLm::<f64>::new(cfg.clone(), 3).unwrap();
+    let with = dropout_pass(&mut m, b, masks, true);
+    let grads = m.store.grads.clone();
+    let mut changed = WindowLm::<f64>::zeros(cfg).unwrap();
+    changed.store.params.copy_from_slice(&m.store.params);
+    changed.set_dropout(other.0, other.1).unwrap();
+    assert_ne!(with, dropout_pass(&mut changed, b, masks, false), "{name}: the dropout changes the loss");
+    let worst = check_gradients(name, &mut m, |m| &mut m.store, &grads, |m| {
+        let mut m2 = WindowLm::<f64>::zeros(m.config().clone()).unwrap();
+        m2.store.params.copy_from_slice(&m.store.params);
+        dropout_pass(&mut m2, b, masks, false)
+    });
+    assert!(worst < 1e-6, "{name}: {worst}");
+    (m, grads)
+}
+
 #[test]
 fn gradients_match_finite_differences_through_the_table_with_dropout() {
-    use rand::SeedableRng;
-    let mut rng = Lcg(12);
-    let b = table_batches(&mut rng);
+    let b = table_batches(&mut Lcg(12));
     let cfg = WindowConfig {
         dropout: 0.4,
         ..cfg()
     };
-    // The same masks at every evaluation: each pass draws from a fresh
-    // generator with one seed.
-    let pass = |m: &mut WindowLm<f64>, grad: bool| {
-        let mut ws = WindowWs::new();
-        let mut draw = rand_chacha::ChaCha8Rng::seed_from_u64(9);
-        m.forward_with(&mut ws, &b[0].0, 4, 5, Some(&mut draw))
-            .unwrap();
-        m.forward_with(&mut ws, &b[1].0, 4, 5, Some(&mut draw))
-            .unwrap();
-        m.loss_backward(&mut ws, &b[1].1, 4, 5, grad).unwrap()
-    };
-    let mut m = WindowLm::<f64>::new(cfg.clone(), 3).unwrap();
-    let with = pass(&mut m, true);
-    let grads = m.store.grads.clone();
-    let mut plain = WindowLm::<f64>::zeros(cfg).unwrap();
-    plain.store.params.copy_from_slice(&m.store.params);
-    plain.set_dropout(0.0, 0.0).unwrap();
-    assert_ne!(with, pass(&mut plain, false), "dropout changes the loss");
-    let worst = check_gradients(
-        "window table dropout",
-        &mut m,
-        |m| &mut m.store,
-        &grads,
-        |m| {
-            let mut m2 = WindowLm::<f64>::zeros(m.config().clone()).unwrap();
-            m2.store.params.copy_from_slice(&m.store.params);
-            pass(&mut m2, false)
-        },
-    );
-    assert!(worst < 1e-6);
+    let (mut m, _) = check_dropout("window table dropout", cfg, (0.0, 0.0), &b, 9);
     assert!(m.set_dropout(1.0, 0.0).is_err());
     assert!(m.set_dropout(0.0, 1.0).is_err());
 }
@@ -107,45 +122,16 @@ fn gradients_match_finite_differences_through_the_table_with_dropout() {
 /// Embedding dropout, with the hidden layer's: a batch of N = 20 rows
 /// would go through the table, but dropped embeddings make every window
 /// its own, so it takes the product; the gradients still match finite
-/// differences, and without the dropouts the two paths agree again.
+/// differences.
 #[test]
 fn gradients_match_finite_differences_with_embedding_dropout() {
-    use rand::SeedableRng;
-    let mut rng = Lcg(14);
-    let b = table_batches(&mut rng);
+    let b = table_batches(&mut Lcg(14));
     let cfg = WindowConfig {
         dropout: 0.3,
         embed_dropout: 0.4,
         ..cfg()
     };
-    let pass = |m: &mut WindowLm<f64>, grad: bool| {
-        let mut ws = WindowWs::new();
-        let mut draw = rand_chacha::ChaCha8Rng::seed_from_u64(10);
-        m.forward_with(&mut ws, &b[0].0, 4, 5, Some(&mut draw))
-            .unwrap();
-        m.forward_with(&mut ws, &b[1].0, 4, 5, Some(&mut draw))
-            .unwrap();
-        m.loss_backward(&mut ws, &b[1].1, 4, 5, grad).unwrap()
-    };
-    let mut m = WindowLm::<f64>::new(cfg.clone(), 6).unwrap();
-    let with = pass(&mut m, true);
-    let grads = m.store.grads.clone();
-    let mut hidden_only = WindowLm::<f64>::zeros(cfg.clone()).unwrap();
-    hidden_only.store.params.copy_from_slice(&m.store.params);
-    hidden_only.set_dropout(0.3, 0.0).unwrap();
-    assert_ne!(with, pass(&mut hidden_only, false), "embedding dropout changes the loss");
-    let worst = check_gradients(
-        "window embedding dropout",
-        &mut m,
-        |m| &mut m.store,
-        &grads,
-        |m| {
-            let mut m2 = WindowLm::<f64>::zeros(m.config().clone()).unwrap();
-            m2.store.params.copy_from_slice(&m.store.params);
-            pass(&mut m2, false)
-        },
-    );
-    assert!(worst < 1e-6, "{worst}");
+    let (m, grads) = check_dropout("window embedding dropout", cfg.clone(), (0.3, 0.0), &b, 10);
     // The embeddings are among the parameters checked.
     let emb = (cfg.vocab_size + 1) * cfg.embed;
     assert!(grads[..emb].iter().any(|&g| g != 0.0));
