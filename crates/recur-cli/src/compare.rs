@@ -115,7 +115,8 @@ impl Settings {
     /// trigrams there), and the dropout small word corpora need.
     fn new(a: &CompareArgs, level: Level) -> anyhow::Result<Settings> {
         let word = level == Level::Word;
-        let pick = |given: Option<f64>, char: f64, w: f64| given.unwrap_or(if word { w } else { char });
+        let pick =
+            |given: Option<f64>, char: f64, w: f64| given.unwrap_or(if word { w } else { char });
         let s = Settings {
             min_count: a.min_count.unwrap_or(if word { 3 } else { 1 }),
             context: a.context.unwrap_or(if word { 3 } else { 16 }),

@@ -604,7 +604,8 @@ impl TrainedLm for WindowLm<f32> {
             dropout: a.dropout.unwrap_or(0.0),
             embed_dropout: a.embed_dropout.unwrap_or(0.0),
         };
-        WindowLm::new(cfg, a.seed).context("--context, --embed, --hidden, --dropout, --embed-dropout")
+        WindowLm::new(cfg, a.seed)
+            .context("--context, --embed, --hidden, --dropout, --embed-dropout")
     }
     fn describe(&self) -> String {
         let c = self.config();

@@ -94,11 +94,17 @@ fn compare_at_word_level_thins_the_vocabulary_for_every_model() {
             s(&data),
             s(&out)
         ));
-        json.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+        json.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
     };
     let thinned = run("");
     let full = run("--min-count 1");
-    assert!(thinned[2]["model"].as_str().unwrap().contains("K = 3"), "{:?}", thinned[2]);
+    assert!(
+        thinned[2]["model"].as_str().unwrap().contains("K = 3"),
+        "{:?}",
+        thinned[2]
+    );
     // A 2-gram over 14 types (12 kept words, <eos> and <unk>) against one
     // over 213: fewer n-grams stored, and an easier held-out part.
     let ngrams = |r: &[serde_json::Value]| r[0]["params"].as_u64().unwrap();

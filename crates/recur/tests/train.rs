@@ -262,7 +262,9 @@ fn the_plateau_schedule_cuts_the_rate_after_each_evaluation_without_improvement(
     // Other schedules leave the factor alone; a factor above 1 is refused.
     let (m, d) = lm_parts();
     let mut constant = Trainer::new(m, d, TrainConfig::new(OptimizerKind::Adam, 0.05)).unwrap();
-    constant.run(Budget::Steps(10), 1, None, &mut Quiet).unwrap();
+    constant
+        .run(Budget::Steps(10), 1, None, &mut Quiet)
+        .unwrap();
     assert_eq!(constant.progress().plateau_scale, 1.0);
     c.lr_decay = 1.5;
     let (m, d) = lm_parts();

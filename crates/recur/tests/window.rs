@@ -97,12 +97,22 @@ fn check_dropout(
     let mut changed = WindowLm::<f64>::zeros(cfg).unwrap();
     changed.store.params.copy_from_slice(&m.store.params);
     changed.set_dropout(other.0, other.1).unwrap();
-    assert_ne!(with, dropout_pass(&mut changed, b, masks, false), "{name}: the dropout changes the loss");
-    let worst = check_gradients(name, &mut m, |m| &mut m.store, &grads, |m| {
-        let mut m2 = WindowLm::<f64>::zeros(m.config().clone()).unwrap();
-        m2.store.params.copy_from_slice(&m.store.params);
-        dropout_pass(&mut m2, b, masks, false)
-    });
+    assert_ne!(
+        with,
+        dropout_pass(&mut changed, b, masks, false),
+        "{name}: the dropout changes the loss"
+    );
+    let worst = check_gradients(
+        name,
+        &mut m,
+        |m| &mut m.store,
+        &grads,
+        |m| {
+            let mut m2 = WindowLm::<f64>::zeros(m.config().clone()).unwrap();
+            m2.store.params.copy_from_slice(&m.store.params);
+            dropout_pass(&mut m2, b, masks, false)
+        },
+    );
     assert!(worst < 1e-6, "{name}: {worst}");
     (m, grads)
 }

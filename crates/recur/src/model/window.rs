@@ -70,7 +70,10 @@ impl WindowConfig {
                 self.vocab_size, self.context, self.embed, self.hidden
             )));
         }
-        for (what, p) in [("dropout", self.dropout), ("embedding dropout", self.embed_dropout)] {
+        for (what, p) in [
+            ("dropout", self.dropout),
+            ("embedding dropout", self.embed_dropout),
+        ] {
             if !(0.0..1.0).contains(&p) {
                 return Err(Error::Config(format!("{what} must be in [0, 1), got {p}")));
             }

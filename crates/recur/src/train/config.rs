@@ -194,12 +194,9 @@ impl TrainConfig {
             ScheduleKind::Plateau if !(d > 0.0 && d <= 1.0) => Err(Error::Config(format!(
                 "the plateau schedule's lr decay must be in (0, 1], got {d}"
             ))),
-            ScheduleKind::Plateau if !(self.min_lr.is_finite() && self.min_lr >= 0.0) => {
-                Err(Error::Config(format!(
-                    "min lr must be a number >= 0, got {}",
-                    self.min_lr
-                )))
-            }
+            ScheduleKind::Plateau if !(self.min_lr.is_finite() && self.min_lr >= 0.0) => Err(
+                Error::Config(format!("min lr must be a number >= 0, got {}", self.min_lr)),
+            ),
             _ => Ok(()),
         }
     }
