@@ -534,8 +534,9 @@ pub trait TrainedLm: recur::train::Model<Batch = recur::data::LmBatch> + Sized {
     fn create(a: &TrainArgs, vocab_size: usize, demo: bool) -> anyhow::Result<Self>;
     /// The model's shape, for the first line of a run.
     fn describe(&self) -> String;
-    /// Sets the dropout probability (fine-tuning with --init-from).
-    fn set_dropout(&mut self, p: f64) -> anyhow::Result<()>;
+    /// Sets the dropout probabilities given (fine-tuning with --init-from):
+    /// `p` (--dropout) and the window model's `embed` (--embed-dropout).
+    fn set_dropout(&mut self, p: Option<f64>, embed: Option<f64>) -> anyhow::Result<()>;
     /// Sets the weight of the gradient-decay regulariser in training.
     fn set_gradient_regulariser(&mut self, weight: f64) -> anyhow::Result<()>;
     /// `length` tokens after `prime`, sampled as `how` says.
@@ -574,8 +575,11 @@ impl TrainedLm for LanguageModel {
             self.num_params()
         )
     }
-    fn set_dropout(&mut self, p: f64) -> anyhow::Result<()> {
-        Ok(LanguageModel::set_dropout(self, p)?)
+    fn set_dropout(&mut self, p: Option<f64>, _embed: Option<f64>) -> anyhow::Result<()> {
+        match p {
+            Some(p) => Ok(LanguageModel::set_dropout(self, p).context("--dropout")?),
+            None => Ok(()),
+        }
     }
     fn set_gradient_regulariser(&mut self, weight: f64) -> anyhow::Result<()> {
         LanguageModel::set_gradient_regulariser(self, weight).context("--gradient-regulariser")
@@ -619,9 +623,10 @@ impl TrainedLm for WindowLm<f32> {
             self.store.len()
         )
     }
-    fn set_dropout(&mut self, p: f64) -> anyhow::Result<()> {
-        let e = self.config().embed_dropout;
-        WindowLm::set_dropout(self, p, e).context("--dropout")
+    fn set_dropout(&mut self, p: Option<f64>, embed: Option<f64>) -> anyhow::Result<()> {
+        let c = self.config();
+        let (p, e) = (p.unwrap_or(c.dropout), embed.unwrap_or(c.embed_dropout));
+        WindowLm::set_dropout(self, p, e).context("--dropout, --embed-dropout")
     }
     fn set_gradient_regulariser(&mut self, weight: f64) -> anyhow::Result<()> {
         if weight != 0.0 {
@@ -798,9 +803,7 @@ fn start<M: TrainedLm>(a: &TrainArgs, budget: Option<Budget>) -> anyhow::Result<
         let (mut model, tok, source) = match &a.init_from {
             Some(m) => {
                 let (mut model, vocab) = M::load(m)?;
-                if let Some(p) = a.dropout {
-                    model.set_dropout(p).context("--dropout")?;
-                }
+                model.set_dropout(a.dropout, a.embed_dropout)?;
                 let (tok, source) = load_data(data_path, &a.out, vocab.level, Some(&vocab), 1)?;
                 (model, tok, source)
             }

@@ -159,6 +159,18 @@ fn window_model_trains_resumes_evaluates_and_generates() {
         ])
     };
     assert_eq!(gen("3"), gen("3"));
+    // Fine-tuning from it takes a new embedding dropout and keeps the
+    // hidden layer's unless told.
+    let tuned = ok_line(&format!(
+        "train --model window --init-from {} --embed-dropout 0.3 --data {} --batch 4 --seq-len 16 --steps 2 --sample-length 0 --out {}",
+        s(&model),
+        s(&data),
+        s(&dir.path().join("tuned"))
+    ));
+    assert!(
+        tuned.contains("dropout 0 on the hidden layer and 0.3 on the embeddings"),
+        "{tuned}"
+    );
 }
 
 #[test]
@@ -176,6 +188,11 @@ fn baseline_options_are_checked_before_anything_is_written() {
             "dropout must be in [0, 1)",
         ),
         ("--model window --gradient-regulariser 1", "no recurrence"),
+        (
+            "--model window --embed-dropout 1 --steps 1",
+            "embedding dropout must be in [0, 1)",
+        ),
+        ("--embed-dropout 0.1", "for --model window"),
         ("--model ngram --gradient-regulariser 1", "no gradients"),
         ("--gradient-regulariser 1", "--layers 1"),
         ("--cell lstm --layers 1 --gradient-regulariser 1", "Elman"),
